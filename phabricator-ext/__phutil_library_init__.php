@@ -1,0 +1,3 @@
+<?php
+
+phutil_register_library('phabricator-scim', __FILE__);

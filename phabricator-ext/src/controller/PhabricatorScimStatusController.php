@@ -1,0 +1,327 @@
+<?php
+
+final class PhabricatorScimStatusController extends PhabricatorScimController {
+
+  public function handleRequest(AphrontRequest $request) {
+    $viewer = $this->getViewer();
+    $now = PhabricatorTime::getNow();
+
+    $instances = id(new PhabricatorScimInstanceQuery())
+      ->setViewer($viewer)
+      ->execute();
+
+    $live = array();
+    foreach ($instances as $instance) {
+      if ($instance->isLive($now)) {
+        $live[] = $instance;
+      }
+    }
+
+    $tokens = id(new PhabricatorScimTokenQuery())
+      ->setViewer($viewer)
+      ->withIsRevoked(false)
+      ->execute();
+
+    $notices = array();
+
+    if (!$live) {
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_ERROR)
+        ->setTitle(pht('SCIM service not running'))
+        ->appendChild(
+          pht(
+            'No replica has sent a heartbeat in the last minute. The '.
+            'identity provider can not provision users or projects until '.
+            'the SCIM service ("%s") is running against this database.',
+            'phab-scim serve'));
+    }
+
+    $notices = array_merge($notices, $this->buildTokenNotices($tokens, $now));
+
+    $content = array_merge(
+      $notices,
+      array(
+        $this->buildServiceBox(),
+        $this->buildActivityBox($now),
+        $this->buildReplicaBox($instances, $now),
+      ));
+
+    return $this->newScimPage(pht('Status'), 'status', $content);
+  }
+
+  private function buildTokenNotices(array $tokens, $now) {
+    $usable = array();
+    $due = array();
+    $expiring = array();
+    foreach ($tokens as $token) {
+      if (!$token->isUsable($now)) {
+        continue;
+      }
+      $usable[] = $token;
+      if ($token->isDueForRotation($now)) {
+        $due[] = $token;
+      }
+      if ($token->getDateExpires() !== null) {
+        $expiring[] = $token;
+      }
+    }
+
+    $tokens_uri = $this->getApplicationURI('tokens/');
+    $notices = array();
+
+    if (!$usable) {
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_WARNING)
+        ->setTitle(pht('No usable token'))
+        ->appendChild(
+          phutil_tag(
+            'a',
+            array('href' => $tokens_uri),
+            pht('Issue a token for the identity provider.')));
+    }
+
+    if ($due) {
+      $items = array();
+      foreach ($due as $token) {
+        $items[] = pht(
+          'Token %d ("%s") was issued %s and is older than the rotation '.
+          'period of %s day(s).',
+          $token->getID(),
+          $token->getLabel(),
+          phabricator_date($token->getDateCreated(), $this->getViewer()),
+          new PhutilNumber(
+            PhabricatorEnv::getEnvConfig('scim.token-rotation-days')));
+      }
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_WARNING)
+        ->setTitle(pht('Tokens due for rotation'))
+        ->setErrors($items);
+    }
+
+    if ($expiring) {
+      $items = array();
+      foreach ($expiring as $token) {
+        $items[] = pht(
+          'Token %d ("%s") was rotated and stops working on %s.',
+          $token->getID(),
+          $token->getLabel(),
+          phabricator_datetime($token->getDateExpires(), $this->getViewer()));
+      }
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_NOTICE)
+        ->setTitle(pht('Tokens in their grace period'))
+        ->setErrors($items);
+    }
+
+    return $notices;
+  }
+
+  private function buildServiceBox() {
+    $viewer = $this->getViewer();
+
+    $user_table = new PhabricatorScimUser();
+    $conn = $user_table->establishConnection('r');
+
+    $users = queryfx_one(
+      $conn,
+      'SELECT
+          SUM(IF(isDeprovisioned = 0, 1, 0)) active,
+          SUM(IF(isDeprovisioned = 0, 0, 1)) deprovisioned
+        FROM %R',
+      $user_table);
+
+    $group_table = new PhabricatorScimGroup();
+    $groups = queryfx_one(
+      $group_table->establishConnection('r'),
+      'SELECT COUNT(*) N FROM %R',
+      $group_table);
+
+    $event_table = new PhabricatorScimEvent();
+    $last_change = queryfx_one(
+      $event_table->establishConnection('r'),
+      'SELECT MAX(dateCreated) epoch FROM %R WHERE outcome IN (%Ls)',
+      $event_table,
+      array(
+        PhabricatorScimEvent::OUTCOME_OK,
+        PhabricatorScimEvent::OUTCOME_WARNING,
+      ));
+
+    $scim_uri = PhabricatorScimApplication::getScimEndpointURI();
+
+    $properties = id(new PHUIPropertyListView())
+      ->setViewer($viewer);
+
+    $properties->addProperty(
+      pht('SCIM Base URL'),
+      phutil_tag('tt', array(), $scim_uri));
+
+    $properties->addProperty(
+      pht('Authentication'),
+      pht(
+        'HTTP header "Authorization: Bearer <token>", with a token from '.
+        'the Tokens page.'));
+
+    $properties->addProperty(
+      pht('Managed Users'),
+      pht(
+        '%s active, %s deprovisioned',
+        new PhutilNumber((int)$users['active']),
+        new PhutilNumber((int)$users['deprovisioned'])));
+
+    $properties->addProperty(
+      pht('Managed Projects'),
+      new PhutilNumber((int)$groups['N']));
+
+    $last_epoch = (int)$last_change['epoch'];
+    if ($last_epoch) {
+      $last = array(
+        phabricator_datetime($last_epoch, $viewer),
+        ' (',
+        $this->renderAge($last_epoch),
+        ')',
+      );
+    } else {
+      $last = phutil_tag('em', array(), pht('No change yet'));
+    }
+    $properties->addProperty(pht('Last Change'), $last);
+
+    return id(new PHUIObjectBoxView())
+      ->setHeaderText(pht('Service'))
+      ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
+      ->appendChild($properties);
+  }
+
+  private function buildActivityBox($now) {
+    $event_table = new PhabricatorScimEvent();
+    $conn = $event_table->establishConnection('r');
+
+    $periods = array(
+      pht('Last Hour') => phutil_units('1 hour in seconds'),
+      pht('Last Day') => phutil_units('1 day in seconds'),
+    );
+
+    $log_uri = $this->getApplicationURI('log/');
+
+    $rows = array();
+    foreach ($periods as $name => $seconds) {
+      $counts = queryfx_one(
+        $conn,
+        'SELECT
+            COUNT(*) total,
+            SUM(IF(outcome = %s, 1, 0)) warnings,
+            SUM(IF(outcome = %s, 1, 0)) errors
+          FROM %R WHERE dateCreated >= %d',
+        PhabricatorScimEvent::OUTCOME_WARNING,
+        PhabricatorScimEvent::OUTCOME_ERROR,
+        $event_table,
+        $now - $seconds);
+
+      $errors = (int)$counts['errors'];
+      $warnings = (int)$counts['warnings'];
+
+      $rows[] = array(
+        $name,
+        new PhutilNumber((int)$counts['total']),
+        $this->renderCount($warnings, PHUITagView::COLOR_ORANGE),
+        $this->renderCount($errors, PHUITagView::COLOR_RED),
+      );
+    }
+
+    $table = id(new AphrontTableView($rows))
+      ->setHeaders(
+        array(
+          pht('Period'),
+          pht('Operations'),
+          pht('Warnings'),
+          pht('Errors'),
+        ))
+      ->setColumnClasses(
+        array(
+          'pri',
+          'n',
+          'n',
+          'n wide',
+        ));
+
+    $header = id(new PHUIHeaderView())
+      ->setHeader(pht('Activity'))
+      ->addActionLink(
+        id(new PHUIButtonView())
+          ->setTag('a')
+          ->setHref($log_uri)
+          ->setIcon('fa-list-ul')
+          ->setText(pht('View Sync Log')));
+
+    return id(new PHUIObjectBoxView())
+      ->setHeader($header)
+      ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
+      ->setTable($table);
+  }
+
+  private function renderCount($count, $color) {
+    if (!$count) {
+      return new PhutilNumber(0);
+    }
+    return id(new PHUITagView())
+      ->setType(PHUITagView::TYPE_SHADE)
+      ->setColor($color)
+      ->setSlimShady(true)
+      ->setName(new PhutilNumber($count));
+  }
+
+  private function buildReplicaBox(array $instances, $now) {
+    $rows = array();
+    foreach ($instances as $instance) {
+      if ($instance->isLive($now)) {
+        $state = id(new PHUITagView())
+          ->setType(PHUITagView::TYPE_SHADE)
+          ->setColor(PHUITagView::COLOR_GREEN)
+          ->setIcon('fa-heartbeat')
+          ->setName(pht('Running'));
+      } else {
+        $state = id(new PHUITagView())
+          ->setType(PHUITagView::TYPE_SHADE)
+          ->setColor(PHUITagView::COLOR_GREY)
+          ->setIcon('fa-power-off')
+          ->setName(pht('Not Seen'));
+      }
+
+      $rows[] = array(
+        $state,
+        $instance->getHostname(),
+        $instance->getInstanceKey(),
+        $instance->getVersion(),
+        phabricator_datetime($instance->getDateStarted(), $this->getViewer()),
+        $this->renderAge($instance->getDateModified()),
+      );
+    }
+
+    $table = id(new AphrontTableView($rows))
+      ->setNoDataString(
+        pht('No SCIM service replica has ever started on this database.'))
+      ->setHeaders(
+        array(
+          pht('State'),
+          pht('Host'),
+          pht('Instance'),
+          pht('Version'),
+          pht('Started'),
+          pht('Last Heartbeat'),
+        ))
+      ->setColumnClasses(
+        array(
+          null,
+          'pri',
+          null,
+          null,
+          null,
+          'wide',
+        ));
+
+    return id(new PHUIObjectBoxView())
+      ->setHeaderText(pht('Replicas'))
+      ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
+      ->setTable($table);
+  }
+
+}

@@ -1,0 +1,40 @@
+<?php
+
+/**
+ * A user account managed by SCIM (`scim_user`). Written by the service only.
+ */
+final class PhabricatorScimUser extends PhabricatorScimDAO {
+
+  protected $userPHID;
+  protected $userName;
+  protected $externalID;
+  protected $attributes;
+  protected $version;
+  protected $isDeprovisioned;
+
+  protected function getConfiguration() {
+    return array(
+      self::CONFIG_COLUMN_SCHEMA => array(
+        'userName' => 'sort128',
+        'externalID' => 'text128?',
+        'attributes' => 'text',
+        'version' => 'uint32',
+        'isDeprovisioned' => 'bool',
+      ),
+      self::CONFIG_KEY_SCHEMA => array(
+        'key_user' => array(
+          'columns' => array('userPHID'),
+          'unique' => true,
+        ),
+        'key_username' => array(
+          'columns' => array('userName'),
+          'unique' => true,
+        ),
+        'key_externalid' => array(
+          'columns' => array('externalID'),
+        ),
+      ),
+    ) + parent::getConfiguration();
+  }
+
+}
