@@ -35,6 +35,7 @@ phutil_register_library_map(array(
     'PhabricatorScimTokenRevokeController' => 'src/controller/PhabricatorScimTokenRevokeController.php',
     'PhabricatorScimTokenRotateController' => 'src/controller/PhabricatorScimTokenRotateController.php',
     'PhabricatorScimUser' => 'src/storage/PhabricatorScimUser.php',
+    'PhabricatorScimUserEmail' => 'src/storage/PhabricatorScimUserEmail.php',
   ),
   'function' => array(),
   'xmap' => array(
@@ -67,5 +68,6 @@ phutil_register_library_map(array(
     'PhabricatorScimTokenRevokeController' => 'PhabricatorScimController',
     'PhabricatorScimTokenRotateController' => 'PhabricatorScimController',
     'PhabricatorScimUser' => 'PhabricatorScimDAO',
+    'PhabricatorScimUserEmail' => 'PhabricatorScimDAO',
   ),
 ));

@@ -170,7 +170,7 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
     $properties->addProperty(
       pht('Managed Projects'),
-      new PhutilNumber((int)$groups['N']));
+      pht('%s', new PhutilNumber((int)$groups['N'])));
 
     $last_epoch = (int)$last_change['epoch'];
     if ($last_epoch) {
@@ -221,7 +221,7 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
       $rows[] = array(
         $name,
-        new PhutilNumber((int)$counts['total']),
+        pht('%s', new PhutilNumber((int)$counts['total'])),
         $this->renderCount($warnings, PHUITagView::COLOR_ORANGE),
         $this->renderCount($errors, PHUITagView::COLOR_RED),
       );
@@ -260,13 +260,13 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
   private function renderCount($count, $color) {
     if (!$count) {
-      return new PhutilNumber(0);
+      return pht('%s', new PhutilNumber(0));
     }
     return id(new PHUITagView())
       ->setType(PHUITagView::TYPE_SHADE)
       ->setColor($color)
       ->setSlimShady(true)
-      ->setName(new PhutilNumber($count));
+      ->setName(pht('%s', new PhutilNumber($count)));
   }
 
   private function buildReplicaBox(array $instances, $now) {

@@ -1,0 +1,354 @@
+<?php
+
+// Helper for tests/php/integration.sh: runs inside a Phorge (or
+// Phabricator) checkout named by PHABRICATOR_ROOT, with the configuration
+// selected by PHABRICATOR_ENV.
+//
+//   config                      print "<namespace> <library-loaded 0|1>"
+//   schema-issues               list Database Status issues; exit 1 if the
+//                               scim database has any
+//   create-user <name> [bot]    create an account as People > Create does
+//   session <name>              print a new web session key ("phsid")
+//   token-check <token>         verify a SCIM token against scim_token
+//   seed-service <username>     write the rows the SCIM service would write
+//                               (heartbeat, scim_user, events, drift)
+
+$root = getenv('PHABRICATOR_ROOT');
+if (!$root) {
+  fwrite(STDERR, "PHABRICATOR_ROOT is not set\n");
+  exit(2);
+}
+
+require_once $root.'/scripts/init/init-script.php';
+
+$args = array_slice($argv, 1);
+$command = array_shift($args);
+
+switch ($command) {
+  case 'config':
+    echo PhabricatorEnv::getEnvConfig('storage.default-namespace'), ' ',
+      (class_exists('PhabricatorScimPatchList') ? 1 : 0), "\n";
+    exit(0);
+  case 'schema-issues':
+    exit(scim_schema_issues());
+  case 'create-user':
+    echo scim_create_user($args[0], idx($args, 1) === 'bot')->getPHID(), "\n";
+    exit(0);
+  case 'session':
+    echo scim_new_session($args[0]), "\n";
+    exit(0);
+  case 'token-check':
+    exit(scim_token_check($args[0]));
+  case 'seed-service':
+    scim_seed_service($args[0]);
+    exit(0);
+}
+
+fwrite(STDERR, "unknown command\n");
+exit(2);
+
+function scim_schema_issues() {
+  $query = new PhabricatorConfigSchemaQuery();
+  $actual = $query->loadActualSchemata();
+  $expect = $query->loadExpectedSchemata();
+  $comp_servers = $query->buildComparisonSchemata($expect, $actual);
+
+  $namespace = PhabricatorLiskDAO::getDefaultStorageNamespace();
+  $scim_database = $namespace.'_scim';
+
+  $scim_seen = false;
+  $scim_issues = 0;
+  $other_issues = 0;
+  foreach ($comp_servers as $comp) {
+    foreach ($comp->getDatabases() as $database_name => $database) {
+      $is_scim = ($database_name === $scim_database);
+      if ($is_scim) {
+        $scim_seen = true;
+      }
+
+      $found = array();
+      foreach ($database->getLocalIssues() as $issue) {
+        $found[] = array('', $issue);
+      }
+      foreach ($database->getTables() as $table_name => $table) {
+        foreach ($table->getLocalIssues() as $issue) {
+          $found[] = array($table_name, $issue);
+        }
+        foreach ($table->getColumns() as $column_name => $column) {
+          foreach ($column->getLocalIssues() as $issue) {
+            $where = "{$table_name}.{$column_name}";
+            if ($is_scim) {
+              $where .= scim_describe_column(
+                $expect,
+                $actual,
+                $database_name,
+                $table_name,
+                $column_name);
+            }
+            $found[] = array($where, $issue);
+          }
+        }
+        foreach ($table->getKeys() as $key_name => $key) {
+          foreach ($key->getLocalIssues() as $issue) {
+            $found[] = array("{$table_name} key {$key_name}", $issue);
+          }
+        }
+      }
+
+      foreach ($found as $item) {
+        list($where, $issue) = $item;
+        $status = PhabricatorConfigStorageSchema::getIssueStatus($issue);
+        printf(
+          "%s %s %s: %s (%s)\n",
+          $is_scim ? 'SCIM' : 'core',
+          $database_name,
+          $where,
+          PhabricatorConfigStorageSchema::getIssueName($issue),
+          $status);
+        if ($is_scim) {
+          $scim_issues++;
+        } else {
+          $other_issues++;
+        }
+      }
+    }
+  }
+
+  if (!$scim_seen) {
+    printf("database %s was not inspected (no db patch?)\n", $scim_database);
+    return 1;
+  }
+
+  printf(
+    "schema: %d issue(s) in %s, %d elsewhere\n",
+    $scim_issues,
+    $scim_database,
+    $other_issues);
+
+  return $scim_issues ? 1 : 0;
+}
+
+function scim_describe_column(
+  array $expect,
+  array $actual,
+  $database_name,
+  $table_name,
+  $column_name) {
+
+  $describe = function (array $servers) use (
+    $database_name,
+    $table_name,
+    $column_name) {
+    foreach ($servers as $server) {
+      $database = $server->getDatabase($database_name);
+      $table = $database ? $database->getTable($table_name) : null;
+      $column = $table ? $table->getColumn($column_name) : null;
+      if ($column) {
+        return sprintf(
+          '%s %s/%s%s',
+          $column->getColumnType(),
+          $column->getCharacterSet(),
+          $column->getCollation(),
+          $column->getNullable() ? ' null' : ' not null');
+      }
+    }
+    return 'absent';
+  };
+
+  return sprintf(
+    ' [expected %s, actual %s]',
+    $describe($expect),
+    $describe($actual));
+}
+
+function scim_create_user($username, $is_bot) {
+  $viewer = PhabricatorUser::getOmnipotentUser();
+
+  $user = id(new PhabricatorUser())
+    ->setUsername($username)
+    ->setRealName(ucfirst($username).' Example')
+    ->setIsApproved(1);
+
+  $email = id(new PhabricatorUserEmail())
+    ->setAddress($username.'@example.com')
+    ->setIsVerified(1);
+
+  id(new PhabricatorUserEditor())
+    ->setActor($viewer)
+    ->createNewUser($user, $email);
+
+  if ($is_bot) {
+    id(new PhabricatorUserEditor())
+      ->setActor($viewer)
+      ->makeSystemAgentUser($user, true);
+  }
+
+  return $user;
+}
+
+function scim_load_user($username) {
+  $user = id(new PhabricatorPeopleQuery())
+    ->setViewer(PhabricatorUser::getOmnipotentUser())
+    ->withUsernames(array($username))
+    ->executeOne();
+  if (!$user) {
+    throw new Exception("no user {$username}");
+  }
+  return $user;
+}
+
+function scim_new_session($username) {
+  $user = scim_load_user($username);
+  return id(new PhabricatorAuthSessionEngine())->establishSession(
+    PhabricatorAuthSession::TYPE_WEB,
+    $user->getPHID(),
+    $partial = false);
+}
+
+function scim_token_check($plaintext) {
+  $parsed = PhabricatorScimTokenEngine::parseToken($plaintext);
+  if (!$parsed) {
+    echo "malformed token\n";
+    return 1;
+  }
+  list($id, $secret) = $parsed;
+
+  $token = id(new PhabricatorScimTokenQuery())
+    ->setViewer(PhabricatorUser::getOmnipotentUser())
+    ->withIDs(array($id))
+    ->executeOne();
+  if (!$token) {
+    echo "no token row {$id}\n";
+    return 1;
+  }
+
+  if (strpos($token->getTokenHash(), $secret) !== false) {
+    echo "token {$id}: the secret is stored in plaintext\n";
+    return 1;
+  }
+
+  $bot = $token->getBot();
+  $ok = PhabricatorScimTokenEngine::verifySecret(
+    $secret,
+    $token->getTokenHash());
+
+  printf(
+    "token %d: hash %s, state %s, bot %s%s%s\n",
+    $id,
+    $ok ? 'verifies' : 'DOES NOT VERIFY',
+    $token->getState(PhabricatorTime::getNow()),
+    $bot ? $bot->getUsername() : '-',
+    ($bot && $bot->getIsSystemAgent()) ? ' (bot)' : ' (NOT A BOT)',
+    ($bot && $bot->getIsAdmin()) ? ' (ADMIN)' : '');
+
+  return ($ok && $bot && $bot->getIsSystemAgent() && !$bot->getIsAdmin())
+    ? 0
+    : 1;
+}
+
+// Writes what the Rust service writes, as plain SQL, for a test run without
+// the service binary (and for screenshots). The rows follow the columns of
+// schema/scim/.
+function scim_seed_service($username) {
+  $user = scim_load_user($username);
+  $now = PhabricatorTime::getNow();
+
+  $conn = id(new PhabricatorScimEvent())->establishConnection('w');
+
+  queryfx(
+    $conn,
+    'INSERT INTO %R (instanceKey, hostname, version, dateStarted,
+        dateCreated, dateModified)
+      VALUES (%s, %s, %s, %d, %d, %d), (%s, %s, %s, %d, %d, %d)',
+    new PhabricatorScimInstance(),
+    'c1f0e2d4a5b6',
+    'scim-1.example.internal',
+    '0.1.0',
+    $now - 86400,
+    $now - 86400,
+    $now - 5,
+    '9a8b7c6d5e4f',
+    'scim-2.example.internal',
+    '0.1.0',
+    $now - 90000,
+    $now - 90000,
+    $now - 7200);
+
+  queryfx(
+    $conn,
+    'INSERT INTO %R (userPHID, userName, externalID, attributes, version,
+        isDeprovisioned, dateCreated, dateModified)
+      VALUES (%s, %s, %s, %s, 1, 0, %d, %d)',
+    new PhabricatorScimUser(),
+    $user->getPHID(),
+    $username.'@example.com',
+    'ext-'.$username,
+    '{}',
+    $now - 600,
+    $now - 600);
+
+  $events = array(
+    array(
+      'POST', '/scim/v2/Users', 'User', $user->getPHID(), 201, 'ok',
+      'Created user '.$username.' ('.$username.'@example.com)',
+      '{"userName":{"new":"'.$username.'@example.com"},'.
+      '"realName":{"new":"'.$user->getRealName().'"}}',
+      600,
+    ),
+    array(
+      'PATCH', '/scim/v2/Users/'.$user->getPHID(), 'User', $user->getPHID(),
+      200, 'warning',
+      'Updated user '.$username.': phoneNumbers kept in SCIM only',
+      '{"ignored":"phoneNumbers has no Phorge column"}',
+      300,
+    ),
+    array(
+      'POST', '/scim/v2/Groups', 'Group', null, 409, 'error',
+      'Group "Design" conflicts with an existing project',
+      '{"scimType":"uniqueness"}',
+      120,
+    ),
+    array(
+      'GET', '/scim/v2/Users', null, null, 401, 'error',
+      'Rejected request: unknown token',
+      '{}',
+      60,
+    ),
+  );
+
+  foreach ($events as $ii => $event) {
+    list($method, $path, $type, $phid, $status, $outcome, $summary,
+      $details, $age) = $event;
+    queryfx(
+      $conn,
+      'INSERT INTO %R (requestID, tokenID, method, path, resourceType,
+          objectPHID, status, outcome, summary, details, dateCreated,
+          dateModified)
+        VALUES (%s, NULL, %s, %s, %ns, %ns, %d, %s, %s, %s, %d, %d)',
+      new PhabricatorScimEvent(),
+      'req-'.($ii + 1),
+      $method,
+      $path,
+      $type,
+      $phid,
+      $status,
+      $outcome,
+      $summary,
+      $details,
+      $now - $age,
+      $now - $age);
+  }
+
+  queryfx(
+    $conn,
+    'INSERT INTO %R (driftType, objectPHID, summary, details, dateCreated,
+        dateModified)
+      VALUES (%s, %s, %s, %s, %d, %d)',
+    new PhabricatorScimDrift(),
+    'user-reenabled',
+    $user->getPHID(),
+    'User '.$username.' was deprovisioned by SCIM and enabled by hand',
+    '{}',
+    $now - 30,
+    $now - 30);
+}
