@@ -17,8 +17,8 @@
 #
 # Environment: PHABRICATOR_ROOT (required), PHAB_SCIM_BIN (optional),
 # PHAB_SCIM_TEST_MYSQL_HOST/PORT/USER/PASS (default 127.0.0.1:3306 root, no
-# password), PHAB_SCIM_SCREENSHOT_DIR, PHAB_SCIM_KEEP=1 (keep the namespace
-# and the web server for a look; clean up with Ctrl-C).
+# password), PHAB_SCIM_SCREENSHOT_DIR, PHAB_SCIM_KEEP=1 (at the end, keep
+# serving the pages for a look until interrupted, then clean up).
 set -euo pipefail
 
 if [ -z "${PHABRICATOR_ROOT:-}" ]; then
@@ -89,11 +89,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 
-if [ "${PHAB_SCIM_KEEP:-}" != "1" ]; then
-  trap cleanup EXIT
-else
-  trap 'echo "kept namespace $ns, config $conf_file, files in $tmp"' EXIT
-fi
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 port=$(free_port)
 base="http://127.0.0.1:$port"
@@ -296,7 +293,8 @@ else
 fi
 
 step "pages with service rows (simulated: heartbeat, scim_user, events, drift)"
-helper seed-service alice
+helper seed-service alice admin
+project_id=$(sql "SELECT id FROM \`${ns}_project\`.project WHERE name = 'Design Team'")
 expect_page /scim/ "scim-1.example.internal" "Running" "Not Seen" \
   "1 active, 0 deprovisioned" "Last Hour"
 expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
@@ -304,10 +302,15 @@ expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
   "phoneNumbers kept in SCIM only" "phui-oi-highlighted" "Rejected request: unknown token"
 expect_page "/scim/log/?outcomes=warning" "phoneNumbers kept in SCIM only"
 expect_absent "/scim/log/?outcomes=warning" "Created user alice"
-expect_page "/scim/log/?resourceTypes=Group" "conflicts with an existing project"
+expect_page "/scim/log/?resourceTypes=Group" "conflicts with an existing project" \
+  "href=\"/project/view/$project_id/\""
 expect_absent "/scim/log/?resourceTypes=Group" "Created user alice"
-expect_page /scim/drift/ "User Re-enabled" "enabled by hand" 'href="/p/alice/"'
-expect_page /scim/tokens/ "Integration test"
+expect_page /scim/drift/ "User Re-enabled" "enabled by hand" 'href="/p/alice/"' \
+  "Project Renamed" "href=\"/project/view/$project_id/\"" "Unmanaged Account" 'href="/p/mallory/"'
+expect_absent /scim/tokens/ "Tokens due for rotation"
+helper age-token "$token_id" 100
+expect_page /scim/tokens/ "Integration test" "Tokens due for rotation"
+expect_page /scim/ "Tokens due for rotation"
 
 if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
   step "screenshots"
@@ -317,7 +320,7 @@ if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
     path=${page#*:}
     chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
       --disable-background-networking --disable-component-update --disable-sync \
-      --hide-scrollbars --user-data-dir="$tmp/chromium" \
+      --hide-scrollbars --user-data-dir="$tmp/chromium" '--screen-info={1280x900}' \
       --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
       --window-size=1280,900 "$base$path" >/dev/null 2>&1 \
       && ok "screenshot scim-$name.png" || fail "screenshot of $path"
@@ -326,7 +329,7 @@ fi
 
 if [ "${PHAB_SCIM_KEEP:-}" = "1" ]; then
   echo "Phorge with the test data: $base/scim/ (admin session is injected); Ctrl-C to stop"
-  wait "$web_pid"
+  wait "$web_pid" || true
 fi
 
 echo

@@ -10,8 +10,10 @@
 //   create-user <name> [bot]    create an account as People > Create does
 //   session <name>              print a new web session key ("phsid")
 //   token-check <token>         verify a SCIM token against scim_token
-//   seed-service <username>     write the rows the SCIM service would write
-//                               (heartbeat, scim_user, events, drift)
+//   seed-service <user> <admin> write the rows the SCIM service would write
+//                               (heartbeat, scim_user, events, drift,
+//                               scim_token.dateLastUsed)
+//   age-token <id> <days>       move a token's creation date into the past
 
 $root = getenv('PHABRICATOR_ROOT');
 if (!$root) {
@@ -40,7 +42,16 @@ switch ($command) {
   case 'token-check':
     exit(scim_token_check($args[0]));
   case 'seed-service':
-    scim_seed_service($args[0]);
+    scim_seed_service($args[0], $args[1]);
+    exit(0);
+  case 'age-token':
+    $token = new PhabricatorScimToken();
+    queryfx(
+      $token->establishConnection('w'),
+      'UPDATE %R SET dateCreated = dateCreated - %d WHERE id = %d',
+      $token,
+      (int)$args[1] * 86400,
+      (int)$args[0]);
     exit(0);
 }
 
@@ -249,9 +260,26 @@ function scim_token_check($plaintext) {
 // Writes what the Rust service writes, as plain SQL, for a test run without
 // the service binary (and for screenshots). The rows follow the columns of
 // schema/scim/.
-function scim_seed_service($username) {
+function scim_seed_service($username, $admin_username) {
   $user = scim_load_user($username);
+  $admin = scim_load_user($admin_username);
   $now = PhabricatorTime::getNow();
+
+  // A project SCIM manages (created through Phorge's own editor, as the
+  // fixture; the service writes the same rows), and an account it does not.
+  $project = PhabricatorProject::initializeNewProject($admin);
+  $xactions = array();
+  $xactions[] = id(new PhabricatorProjectTransaction())
+    ->setTransactionType(PhabricatorProjectNameTransaction::TRANSACTIONTYPE)
+    ->setNewValue('Design Team');
+  id(new PhabricatorProjectTransactionEditor())
+    ->setActor($admin)
+    ->setContentSource(
+      PhabricatorContentSource::newForSource(
+        PhabricatorConsoleContentSource::SOURCECONST))
+    ->setContinueOnNoEffect(true)
+    ->applyTransactions($project, $xactions);
+  $phantom = scim_create_user('mallory', false);
 
   $conn = id(new PhabricatorScimEvent())->establishConnection('w');
 
@@ -303,6 +331,12 @@ function scim_seed_service($username) {
       300,
     ),
     array(
+      'POST', '/scim/v2/Groups', 'Group', $project->getPHID(), 201, 'ok',
+      'Created project Design (members: '.$username.')',
+      '{"name":{"new":"Design"},"members":{"add":["'.$username.'"]}}',
+      500,
+    ),
+    array(
       'POST', '/scim/v2/Groups', 'Group', null, 409, 'error',
       'Group "Design" conflicts with an existing project',
       '{"scimType":"uniqueness"}',
@@ -341,14 +375,55 @@ function scim_seed_service($username) {
 
   queryfx(
     $conn,
-    'INSERT INTO %R (driftType, objectPHID, summary, details, dateCreated,
-        dateModified)
-      VALUES (%s, %s, %s, %s, %d, %d)',
-    new PhabricatorScimDrift(),
-    'user-reenabled',
-    $user->getPHID(),
-    'User '.$username.' was deprovisioned by SCIM and enabled by hand',
+    'UPDATE %R SET dateLastUsed = %d WHERE dateRevoked IS NULL
+      AND (dateExpires IS NULL OR dateExpires > %d)',
+    new PhabricatorScimToken(),
+    $now - 60,
+    $now);
+
+  queryfx(
+    $conn,
+    'INSERT INTO %R (projectPHID, displayName, externalID, attributes,
+        version, dateCreated, dateModified)
+      VALUES (%s, %s, %s, %s, 1, %d, %d)',
+    new PhabricatorScimGroup(),
+    $project->getPHID(),
+    'Design',
+    'ext-design',
     '{}',
-    $now - 30,
-    $now - 30);
+    $now - 500,
+    $now - 500);
+
+  $findings = array(
+    array(
+      'project-renamed',
+      $project->getPHID(),
+      'Project "Design" was renamed to "Design Team" in Phorge',
+    ),
+    array(
+      'user-reenabled',
+      $user->getPHID(),
+      'User '.$username.' was deprovisioned by SCIM and enabled by hand',
+    ),
+    array(
+      'phantom-account',
+      $phantom->getPHID(),
+      'Active account mallory is not managed by the identity provider',
+    ),
+  );
+  foreach ($findings as $ii => $finding) {
+    list($type, $phid, $summary) = $finding;
+    queryfx(
+      $conn,
+      'INSERT INTO %R (driftType, objectPHID, summary, details, dateCreated,
+          dateModified)
+        VALUES (%s, %s, %s, %s, %d, %d)',
+      new PhabricatorScimDrift(),
+      $type,
+      $phid,
+      $summary,
+      '{}',
+      $now - 30 * ($ii + 1),
+      $now - 30 * ($ii + 1));
+  }
 }

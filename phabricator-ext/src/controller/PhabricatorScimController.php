@@ -23,7 +23,6 @@ abstract class PhabricatorScimController extends PhabricatorController {
     $nav->addFilter('drift', pht('Drift'), null, 'fa-random');
 
     if ($selected === 'log') {
-      $nav->addLabel(pht('Sync Log Queries'));
       id(new PhabricatorScimEventSearchEngine())
         ->setViewer($viewer)
         ->addNavigationItems($nav->getMenu());

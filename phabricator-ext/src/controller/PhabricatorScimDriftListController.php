@@ -36,10 +36,8 @@ final class PhabricatorScimDriftListController
         ->setStatusIcon('fa-random orange', $finding->getDriftTypeName())
         ->addAttribute($links->renderLink($finding->getObjectPHID()))
         ->addIcon(
-          'none',
-          pht(
-            'Detected %s',
-            phabricator_datetime($finding->getDateCreated(), $viewer)));
+          'fa-clock-o',
+          phabricator_datetime($finding->getDateCreated(), $viewer));
 
       if ($uri) {
         $item->setHref($uri);

@@ -224,6 +224,7 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
         pht('%s', new PhutilNumber((int)$counts['total'])),
         $this->renderCount($warnings, PHUITagView::COLOR_ORANGE),
         $this->renderCount($errors, PHUITagView::COLOR_RED),
+        null,
       );
     }
 
@@ -234,13 +235,15 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
           pht('Operations'),
           pht('Warnings'),
           pht('Errors'),
+          null,
         ))
       ->setColumnClasses(
         array(
           'pri',
           'n',
           'n',
-          'n wide',
+          'n',
+          'wide',
         ));
 
     $header = id(new PHUIHeaderView())
@@ -270,6 +273,10 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
   }
 
   private function buildReplicaBox(array $instances, $now) {
+    // Most recently seen first.
+    $instances = msort($instances, 'getDateModified');
+    $instances = array_reverse($instances);
+
     $rows = array();
     foreach ($instances as $instance) {
       if ($instance->isLive($now)) {
