@@ -262,6 +262,55 @@ else
   fail "a non-admin got HTTP $code"
 fi
 
+step "tokens through the web UI (issue, rotate, revoke)"
+# post <path> [field=value ...]: a form POST with the CSRF token of <path>.
+post() {
+  local path=$1; shift
+  fetch "$path" >/dev/null
+  local csrf
+  csrf=$(grep -o 'name="__csrf__" value="[^"]*"' "$tmp/page.html" | head -n 1 | sed 's/.*value="//; s/"$//')
+  [ -n "$csrf" ] || { fail "no CSRF token on $path"; return 1; }
+  local data=(--data-urlencode "__csrf__=$csrf" --data-urlencode "__form__=1")
+  local field
+  for field in "$@"; do data+=(--data-urlencode "$field"); done
+  curl -s -H "X-Test-Session: $admin_session" -o "$tmp/page.html" -w '%{http_code}' "${data[@]}" "$base$path"
+}
+web_token() { grep -o 'phscim-[1-9][0-9]*-[a-z2-7]\{40\}' "$tmp/page.html" | head -n 1; }
+
+post /scim/tokens/issue/ "label=Web UI token" >/dev/null
+web=$(web_token)
+if [ -n "$web" ] && helper token-check "$web" >/dev/null; then
+  ok "issued token $(echo "$web" | cut -d- -f2) in the web UI; shown once, hash verifies"
+else
+  fail "issuing a token in the web UI"
+fi
+web_id=$(echo "$web" | cut -d- -f2)
+post "/scim/tokens/$web_id/rotate/" >/dev/null
+rotated_web=$(web_token)
+if [ -n "$rotated_web" ] && [ "$rotated_web" != "$web" ] && helper token-check "$rotated_web" >/dev/null; then
+  ok "rotated token $web_id in the web UI into $(echo "$rotated_web" | cut -d- -f2)"
+else
+  fail "rotating a token in the web UI"
+fi
+grace=$(sql "SELECT dateExpires - UNIX_TIMESTAMP() FROM \`${ns}_scim\`.scim_token WHERE id = $web_id")
+if [ "$grace" -gt 86000 ] && [ "$grace" -le 86400 ]; then
+  ok "the rotated token keeps working for the 24 h grace period"
+else
+  fail "rotated token $web_id expires in $grace s"
+fi
+helper token-check "$web" >/dev/null && ok "token $web_id still authenticates during its grace period" \
+  || fail "token $web_id stopped working during its grace period"
+expect_page /scim/tokens/ "Web UI token" "Expiring"
+code=$(post "/scim/tokens/$web_id/revoke/")
+[ "$(sql "SELECT dateRevoked IS NOT NULL FROM \`${ns}_scim\`.scim_token WHERE id = $web_id")" = "1" ] \
+  && ok "revoked token $web_id in the web UI (HTTP $code)" || fail "revoking a token in the web UI"
+expect_page /scim/tokens/ "Web UI token"
+if grep -qF -- "$(echo "$web" | cut -d- -f3)" "$tmp/page.html"; then
+  fail "the tokens page shows a token secret"
+else
+  ok "the tokens page shows no token secret"
+fi
+
 step "Rust service hook"
 if [ -n "${PHAB_SCIM_BIN:-}" ]; then
   svc_port=$(free_port)

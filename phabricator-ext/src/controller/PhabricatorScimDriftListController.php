@@ -22,8 +22,8 @@ final class PhabricatorScimDriftListController
       ->setFlush(true)
       ->setNoDataString(
         pht(
-          'No drift: Phorge agrees with the identity provider about every '.
-          'SCIM-managed user and project.'));
+          'No drift: every SCIM-managed user and project is as the '.
+          'identity provider sent it.'));
 
     foreach ($findings as $finding) {
       $type = $finding->getDriftType();
@@ -55,8 +55,8 @@ final class PhabricatorScimDriftListController
       ->setSeverity(PHUIInfoView::SEVERITY_NOTICE)
       ->appendChild(
         pht(
-          'The SCIM service compares what the identity provider sent with '.
-          'what is in Phorge on a schedule. Changes made in Phorge to '.
+          'The SCIM service regularly compares what the identity provider '.
+          'sent with the users and projects here. Changes made here to '.
           'SCIM-managed objects are overwritten on the next push from the '.
           'identity provider; make them in the identity provider instead.'));
 

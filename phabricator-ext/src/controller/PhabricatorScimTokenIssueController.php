@@ -38,7 +38,7 @@ final class PhabricatorScimTokenIssueController
             $token,
             $plaintext,
             $cancel_uri);
-        } catch (Exception $ex) {
+        } catch (PhabricatorScimTokenException $ex) {
           $errors[] = $ex->getMessage();
         }
       }

@@ -44,7 +44,9 @@ final class PhabricatorScimTokenRotateController
       try {
         list($new, $plaintext) = id(new PhabricatorScimTokenEngine())
           ->setViewer($viewer)
-          ->rotateToken($token, $grace_hours * phutil_units('1 hour in seconds'));
+          ->rotateToken(
+            $token,
+            $grace_hours * phutil_units('1 hour in seconds'));
 
         $dialog = $this->newDialog()->setTitle(pht('Token Rotated'));
         if ($grace_hours) {
@@ -63,7 +65,7 @@ final class PhabricatorScimTokenRotateController
           $new,
           $plaintext,
           $cancel_uri);
-      } catch (Exception $ex) {
+      } catch (PhabricatorScimTokenException $ex) {
         $errors[] = $ex->getMessage();
       }
     }

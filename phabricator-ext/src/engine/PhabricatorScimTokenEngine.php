@@ -133,13 +133,27 @@ final class PhabricatorScimTokenEngine extends Phobject {
 
     $actor = $this->getViewer();
 
+    // NOTE: PhabricatorUserEditor checks these too, but with a generic
+    // exception; say which setting to change.
+    $address = self::getBotEmailAddress();
+    if (!PhabricatorUserEmail::isValidAddress($address) ||
+        !PhabricatorUserEmail::isAllowedAddress($address)) {
+      throw new PhabricatorScimTokenException(
+        pht(
+          'The SCIM bot can not be created with the email address "%s". '.
+          'Set "%s" to a domain this install accepts. %s',
+          $address,
+          'scim.bot-email-domain',
+          PhabricatorUserEmail::describeAllowedAddresses()));
+    }
+
     $bot = id(new PhabricatorUser())
       ->setUsername(self::getBotUsername())
       ->setRealName(self::BOT_REAL_NAME)
       ->setIsApproved(1);
 
     $email = id(new PhabricatorUserEmail())
-      ->setAddress(self::getBotEmailAddress())
+      ->setAddress($address)
       ->setIsVerified(1);
 
     id(new PhabricatorUserEditor())
@@ -157,7 +171,7 @@ final class PhabricatorScimTokenEngine extends Phobject {
     $username = $bot->getUsername();
 
     if (!$bot->getIsSystemAgent()) {
-      throw new Exception(
+      throw new PhabricatorScimTokenException(
         pht(
           'The account "%s" exists but is not a bot. SCIM tokens belong to '.
           'a bot account: choose another username with "%s".',
@@ -166,7 +180,7 @@ final class PhabricatorScimTokenEngine extends Phobject {
     }
 
     if ($bot->getIsAdmin()) {
-      throw new Exception(
+      throw new PhabricatorScimTokenException(
         pht(
           'The bot account "%s" is an administrator. The SCIM bot must '.
           'not be an administrator.',
@@ -174,7 +188,7 @@ final class PhabricatorScimTokenEngine extends Phobject {
     }
 
     if ($bot->getIsDisabled()) {
-      throw new Exception(
+      throw new PhabricatorScimTokenException(
         pht(
           'The bot account "%s" is disabled, so its SCIM tokens would not '.
           'authenticate. Enable it first.',
@@ -210,7 +224,7 @@ final class PhabricatorScimTokenEngine extends Phobject {
   public function rotateToken(PhabricatorScimToken $old, $grace) {
     $now = PhabricatorTime::getNow();
     if (!$old->isUsable($now)) {
-      throw new Exception(
+      throw new PhabricatorScimTokenException(
         pht(
           'Token %d is %s; only a usable token can be rotated.',
           $old->getID(),
@@ -224,7 +238,7 @@ final class PhabricatorScimTokenEngine extends Phobject {
         ->withPHIDs(array($old->getBotPHID()))
         ->executeOne();
       if (!$bot) {
-        throw new Exception(
+        throw new PhabricatorScimTokenException(
           pht('The bot account of token %d no longer exists.', $old->getID()));
       }
       $this->assertUsableBot($bot);
@@ -268,7 +282,8 @@ final class PhabricatorScimTokenEngine extends Phobject {
     }
 
     if (strlen($label) > 128) {
-      throw new Exception(pht('Token labels may be at most 128 bytes long.'));
+      throw new PhabricatorScimTokenException(
+        pht('Token labels may be at most 128 bytes long.'));
     }
 
     $secret = Filesystem::readRandomCharacters(self::SECRET_LENGTH);

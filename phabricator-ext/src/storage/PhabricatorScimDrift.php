@@ -44,11 +44,11 @@ final class PhabricatorScimDrift extends PhabricatorScimDAO {
     switch ($type) {
       case self::TYPE_PROJECT_RENAMED:
         return pht(
-          'A SCIM-managed project was renamed in Phorge; the identity '.
+          'A SCIM-managed project was renamed by hand; the identity '.
           'provider will rename it back on its next push.');
       case self::TYPE_PROJECT_MEMBERS:
         return pht(
-          'Members of a SCIM-managed project were changed in Phorge.');
+          'Members of a SCIM-managed project were changed by hand.');
       case self::TYPE_USER_REENABLED:
         return pht(
           'A user deprovisioned through SCIM was enabled again by hand.');

@@ -1,0 +1,230 @@
+//! The command line (design §5): serve, migrate, check, token, status, demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::Connection;
+
+use crate::app::Application;
+use crate::config::{Config, Namespace};
+use crate::db::{Db, check, migrate, now, sidecar};
+use crate::provisioning::Provisioner;
+
+/// SCIM 2.0 provisioning for Phabricator and Phorge.
+#[derive(Debug, Parser)]
+#[command(name = "phab-scim", version, about)]
+pub struct Cli {
+    /// TOML configuration file (overridden by PHAB_SCIM_* variables).
+    #[arg(long, global = true, env = "PHAB_SCIM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub json_logs: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve /scim/v2 (applies pending <ns>_scim patches first).
+    Serve,
+    /// Apply pending <ns>_scim patches and exit.
+    Migrate,
+    /// Check connectivity and that the namespace has every table and column phab-scim needs.
+    Check,
+    /// Manage SCIM tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Print the data of the status page.
+    Status {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a demo namespace (Phabricator's tables), issue a token and serve.
+    Demo {
+        /// Demo namespace.
+        #[arg(long, default_value = "phabscimdemo")]
+        namespace: String,
+        /// Drop and rebuild the namespace first.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Issue a token for the bot (created when missing); the token is the last line of stdout.
+    Create {
+        #[arg(long, default_value = "IdP")]
+        label: String,
+        /// Username of the bot account the token speaks for.
+        #[arg(long, default_value = "scim-bot")]
+        bot: String,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: u32 },
+}
+
+/// Entry point of the binary.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.json_logs);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("phab-scim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn provisioner(cfg: Config) -> anyhow::Result<Provisioner> {
+    let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), 4).await?;
+    Ok(Provisioner { db, cfg: Arc::new(cfg) })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            let metrics = crate::telemetry::init_metrics();
+            Application::build(cfg, metrics).await?.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            let p = provisioner(cfg).await?;
+            let report = migrate::migrate(&p.db).await?;
+            println!("applied {} patch(es)", report.applied.len());
+            for k in report.applied {
+                println!("  {k}");
+            }
+        }
+        Command::Check => return check_cmd(cfg).await,
+        Command::Token { action } => token_cmd(cfg, action).await?,
+        Command::Status { json } => status_cmd(cfg, json).await?,
+        Command::Demo { namespace, reset } => demo_cmd(cfg, &namespace, reset).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
+    let p = provisioner(cfg).await?;
+    p.db.ping().await.context("connecting to MySQL")?;
+    println!("database: reachable");
+    let report = check::check(&p.db).await?;
+    println!("namespace: {} ({} schema)", p.db.ns.as_str(), report.flavour);
+    let mut ok = true;
+    for (title, items) in [
+        ("missing table", &report.missing_tables),
+        ("missing column", &report.missing_columns),
+        ("different type", &report.different_types),
+    ] {
+        for i in items {
+            ok = false;
+            println!("{title}: {i}");
+        }
+    }
+    if ok {
+        println!("schema: compatible");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("schema: NOT compatible (run `bin/storage upgrade` in Phabricator, then `phab-scim migrate`)");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
+    let p = provisioner(cfg).await?;
+    migrate::migrate(&p.db).await?;
+    match action {
+        TokenAction::Create { label, bot, expires_days } => {
+            let bot_phid = p.ensure_bot(&bot).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let expires = expires_days.map(|d| now().saturating_add(d.saturating_mul(86_400)));
+            let (id, token) = crate::token::issue(&p.db, &bot_phid, &label, expires).await?;
+            eprintln!("token {id} issued for @{bot} ({bot_phid}); it is shown once:");
+            println!("{token}");
+        }
+        TokenAction::List => {
+            let mut conn = p.db.pool.acquire().await?;
+            for t in sidecar::list_tokens(&mut conn, &p.db.t).await? {
+                let state = if t.date_revoked.is_some() {
+                    "revoked"
+                } else if t.date_expires.is_some_and(|e| e <= now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}\tcreated {}\tlast used {}",
+                    t.id,
+                    t.label,
+                    t.bot_phid,
+                    crate::scim::resource::datetime(t.date_created),
+                    t.date_last_used.map(crate::scim::resource::datetime).unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            let mut conn = p.db.pool.acquire().await?;
+            if sidecar::revoke_token(&mut conn, &p.db.t, id).await? {
+                println!("token {id} revoked");
+            } else {
+                anyhow::bail!("no active token {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
+    let p = provisioner(cfg).await?;
+    let s = crate::db::status::load(&p.db).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Result<()> {
+    let ns = Namespace::parse(namespace)?;
+    if reset {
+        migrate::drop_namespace(&cfg.database_url, &ns).await?;
+    }
+    let mut conn = sqlx::MySqlConnection::connect_with(&crate::db::connect_options(&cfg.database_url)?).await?;
+    migrate::install_phabricator_fixture(&mut conn, &ns).await?;
+    drop(conn);
+    cfg.namespace = ns;
+    if cfg.placeholder_email_domain.is_none() {
+        cfg.placeholder_email_domain = Some("example.invalid".into());
+    }
+    let p = provisioner(cfg.clone()).await?;
+    migrate::migrate(&p.db).await?;
+    let bot = p.ensure_bot("scim-bot").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, token) = crate::token::issue(&p.db, &bot, "demo", None).await?;
+    let app = Application::build(cfg, crate::telemetry::init_metrics()).await?;
+    let base = format!("http://{}/scim/v2", app.addr());
+    println!("phab-scim demo on namespace {namespace}");
+    println!("SCIM URL: {base}");
+    println!("Token:    {token}");
+    println!();
+    println!("Try:");
+    println!(
+        "  curl -s -X POST {base}/Users -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n    -d '{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"jane.doe@example.com\",\"displayName\":\"Jane Doe\",\"emails\":[{{\"value\":\"jane.doe@example.com\",\"primary\":true}}]}}'"
+    );
+    println!("  curl -s '{base}/Users?filter=userName%20eq%20%22jane.doe@example.com%22' -H 'Authorization: Bearer {token}'");
+    app.run_until_stopped().await
+}

@@ -1,0 +1,169 @@
+//! Schema compatibility: does this namespace have every table and column phab-scim reads or
+//! writes, with the types it expects? Used by `phab-scim check` and `/readyz`.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::migrate::{PHABRICATOR_FIXTURE, SCIM_PATCHES, render_patch};
+use super::{Db, DbResult};
+
+/// Expected columns: (database app, table) -> [(column, normalised type)].
+pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
+    let mut out = BTreeMap::new();
+    let sources = PHABRICATOR_FIXTURE.iter().chain(SCIM_PATCHES.iter()).map(|(_, sql)| render_patch(sql, &placeholder_ns()));
+    for sql in sources {
+        let mut current: Option<(String, String)> = None;
+        for line in sql.lines() {
+            let l = line.trim();
+            if let Some(rest) = l.strip_prefix("CREATE TABLE ") {
+                let rest = rest.trim_start_matches("IF NOT EXISTS ");
+                let name = rest.split_whitespace().next().unwrap_or("").replace('`', "");
+                let mut parts = name.splitn(2, '.');
+                let db = parts.next().unwrap_or("").trim_start_matches("x_").to_owned();
+                let table = parts.next().unwrap_or("").trim_end_matches('(').to_owned();
+                current = Some((db, table));
+                out.entry(current.clone().unwrap_or_default()).or_insert_with(Vec::new);
+                continue;
+            }
+            if l.starts_with(')') {
+                current = None;
+                continue;
+            }
+            let Some(key) = &current else { continue };
+            let upper = l.to_ascii_uppercase();
+            if upper.starts_with("PRIMARY") || upper.starts_with("UNIQUE") || upper.starts_with("KEY") {
+                continue;
+            }
+            let mut words = l.split_whitespace();
+            let Some(col) = words.next() else { continue };
+            let col = col.trim_matches('`').to_owned();
+            let mut ty = Vec::new();
+            for w in words {
+                let wu = w.to_ascii_uppercase();
+                if ["NOT", "NULL", "DEFAULT", "CHARACTER", "COLLATE", "AUTO_INCREMENT", "PRIMARY"].contains(&wu.trim_end_matches(',')) {
+                    break;
+                }
+                ty.push(w.trim_end_matches(',').to_ascii_lowercase());
+            }
+            if let Some(cols) = out.get_mut(key) {
+                cols.push((col, normalise_type(&ty.join(" "))));
+            }
+        }
+    }
+    out
+}
+
+/// The namespace `x`, used to render the DDL for parsing.
+fn placeholder_ns() -> crate::config::Namespace {
+    crate::config::Namespace::from_checked("x")
+}
+
+/// `int(10) unsigned` and MySQL 8's `int unsigned` are the same type.
+fn normalise_type(t: &str) -> String {
+    let t = t.trim().to_ascii_lowercase();
+    for int in ["tinyint", "smallint", "int", "bigint"] {
+        if let Some(rest) = t.strip_prefix(int) {
+            if rest.starts_with('(') {
+                if let Some(close) = rest.find(')') {
+                    if int == "tinyint" && &rest[..=close] == "(1)" {
+                        return format!("tinyint(1){}", &rest[close + 1..]);
+                    }
+                    return format!("{int}{}", &rest[close + 1..]);
+                }
+            }
+        }
+    }
+    t
+}
+
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub missing_tables: Vec<String>,
+    pub missing_columns: Vec<String>,
+    pub different_types: Vec<String>,
+    /// `phorge` when `conduit_token.tokenName` exists, else `phabricator`.
+    pub flavour: String,
+}
+
+/// Compares the namespace with what phab-scim needs (tables of `<ns>_scim` included).
+pub async fn check(db: &Db) -> DbResult<Report> {
+    let rows = sqlx::query(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA LIKE ?",
+    )
+    .bind(format!("{}\\_%", db.ns.as_str().replace('_', "\\_")))
+    .fetch_all(&db.pool)
+    .await?;
+    let prefix = format!("{}_", db.ns.as_str());
+    let mut actual: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
+    for r in rows {
+        let schema: String = r.try_get(0)?;
+        let Some(app) = schema.strip_prefix(&prefix) else { continue };
+        let table: String = r.try_get(1)?;
+        let col: String = r.try_get(2)?;
+        let ty: String = r.try_get(3)?;
+        actual.entry((app.to_owned(), table)).or_default().insert(col, normalise_type(&ty));
+    }
+    let mut report = Report::default();
+    report.flavour = if actual.get(&("conduit".into(), "conduit_token".into())).is_some_and(|c| c.contains_key("tokenName")) {
+        "phorge".into()
+    } else {
+        "phabricator".into()
+    };
+    for ((app, table), cols) in expected() {
+        let name = format!("{}_{app}.{table}", db.ns.as_str());
+        let Some(have) = actual.get(&(app.clone(), table.clone())) else {
+            report.missing_tables.push(name);
+            continue;
+        };
+        for (col, ty) in cols {
+            // Phorge-only column: phab-scim never writes it.
+            if table == "conduit_token" && col == "tokenName" {
+                continue;
+            }
+            match have.get(&col) {
+                None => report.missing_columns.push(format!("{name}.{col}")),
+                Some(t) if *t != ty => report.different_types.push(format!("{name}.{col}: {t}, expected {ty}")),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`).
+pub async fn missing_tables(db: &Db) -> DbResult<Vec<String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ?",
+    )
+    .bind(format!("{}\\_%", db.ns.as_str().replace('_', "\\_")))
+    .fetch_all(&db.pool)
+    .await?;
+    let prefix = format!("{}_", db.ns.as_str());
+    let have: Vec<(String, String)> = rows
+        .into_iter()
+        .filter_map(|(s, t)| s.strip_prefix(&prefix).map(|a| (a.to_owned(), t)))
+        .collect();
+    Ok(expected()
+        .into_keys()
+        .filter(|k| !have.contains(k))
+        .map(|(a, t)| format!("{}_{a}.{t}", db.ns.as_str()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_schema_is_parsed() {
+        let e = expected();
+        let user = &e[&("user".to_owned(), "user".to_owned())];
+        assert!(user.contains(&("userName".to_owned(), "varchar(64)".to_owned())));
+        assert!(user.contains(&("isDisabled".to_owned(), "tinyint(1)".to_owned())));
+        assert!(user.contains(&("id".to_owned(), "int unsigned".to_owned())));
+        assert!(e.contains_key(&("scim".to_owned(), "scim_user".to_owned())));
+        assert_eq!(e[&("scim".to_owned(), "scim_user".to_owned())][0], ("id".to_owned(), "int unsigned".to_owned()));
+    }
+}

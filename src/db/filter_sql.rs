@@ -1,0 +1,221 @@
+//! Compiles a resolved filter (`scim::query`) into a WHERE fragment over `scim_user s JOIN user
+//! u` with bound values. Comparisons never yield SQL NULL, so `not` keeps SCIM's two-valued
+//! logic. Case rules follow each attribute's `caseExact` (RFC 7644 §3.4.2.2): `userName` and
+//! email addresses use their case-insensitive column collation, `externalId` and `id` compare
+//! exactly, `displayName` (a binary column) asks for a case-insensitive collation.
+
+use crate::scim::filter::CompareOp;
+use crate::scim::query::{EmailCond, EmailField, Literal, UserField, UserFilter};
+
+use super::Tables;
+use super::sidecar::Bind;
+
+/// A compiled fragment.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+/// Compiles a user filter.
+pub fn user_where(t: &Tables, f: &UserFilter) -> Sql {
+    let mut out = Sql::default();
+    user(t, f, &mut out);
+    out
+}
+
+/// The ORDER BY clause for a sort field (stable: ties broken by id).
+pub fn user_order(field: Option<UserField>, descending: bool) -> String {
+    let dir = if descending { "DESC" } else { "ASC" };
+    match field {
+        None => format!("s.id {dir}"),
+        Some(f) => {
+            let col = match f {
+                UserField::Id => "s.userPHID",
+                UserField::UserName => "s.userName",
+                UserField::ExternalId => "s.externalID",
+                UserField::DisplayName => "u.realName COLLATE utf8mb4_unicode_ci",
+                UserField::Active => "u.isDisabled",
+                UserField::Created => "s.dateCreated",
+                UserField::LastModified => "s.dateModified",
+            };
+            // `active` ascending means false first: isDisabled descending.
+            let dir = if f == UserField::Active { if descending { "ASC" } else { "DESC" } } else { dir };
+            format!("{col} {dir}, s.id {dir}")
+        }
+    }
+}
+
+fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
+    match f {
+        UserFilter::All => out.text.push_str("1 = 1"),
+        UserFilter::And(a, b) => binary(t, a, "AND", b, out),
+        UserFilter::Or(a, b) => binary(t, a, "OR", b, out),
+        UserFilter::Not(a) => {
+            out.text.push_str("NOT (");
+            user(t, a, out);
+            out.text.push(')');
+        }
+        UserFilter::Present(field) => out.text.push_str(match field {
+            UserField::Id | UserField::UserName | UserField::Active | UserField::Created | UserField::LastModified => "1 = 1",
+            UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
+            UserField::DisplayName => "u.realName <> ''",
+        }),
+        UserFilter::Cmp(field, op, lit) => match field {
+            UserField::Active => {
+                let want = matches!(lit, Literal::Bool(true)) == (*op == CompareOp::Eq);
+                out.text.push_str(if want { "u.isDisabled = 0" } else { "u.isDisabled = 1" });
+            }
+            UserField::Created | UserField::LastModified => {
+                let col = if *field == UserField::Created { "s.dateCreated" } else { "s.dateModified" };
+                let Literal::Time(ts) = lit else {
+                    out.text.push_str("1 = 0");
+                    return;
+                };
+                out.text.push_str(&format!("{col} {} ?", sql_op(*op)));
+                out.binds.push(Bind::Int(*ts));
+            }
+            UserField::Id => string_cmp("s.userPHID", false, *op, lit, out),
+            UserField::UserName => string_cmp("s.userName", false, *op, lit, out),
+            UserField::ExternalId => string_cmp("s.externalID", true, *op, lit, out),
+            UserField::DisplayName => string_cmp("u.realName COLLATE utf8mb4_unicode_ci", false, *op, lit, out),
+        },
+        UserFilter::Email(cond) => {
+            out.text.push_str(&format!("EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (", t.scim_useremail));
+            email(cond, out);
+            out.text.push_str("))");
+        }
+        UserFilter::Group(_, id) => {
+            // Type 14: user is member of project.
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} ge WHERE ge.src = s.userPHID AND ge.type = 14 AND ge.dst = ?)",
+                t.user_edge
+            ));
+            out.binds.push(Bind::Str(id.clone()));
+        }
+    }
+}
+
+fn binary(t: &Tables, a: &UserFilter, op: &str, b: &UserFilter, out: &mut Sql) {
+    out.text.push('(');
+    user(t, a, out);
+    out.text.push_str(&format!(" {op} "));
+    user(t, b, out);
+    out.text.push(')');
+}
+
+fn email(c: &EmailCond, out: &mut Sql) {
+    match c {
+        EmailCond::And(a, b) | EmailCond::Or(a, b) => {
+            let op = if matches!(c, EmailCond::And(..)) { " AND " } else { " OR " };
+            out.text.push('(');
+            email(a, out);
+            out.text.push_str(op);
+            email(b, out);
+            out.text.push(')');
+        }
+        EmailCond::Not(a) => {
+            out.text.push_str("NOT (");
+            email(a, out);
+            out.text.push(')');
+        }
+        EmailCond::Present(f) => out.text.push_str(match f {
+            EmailField::Value | EmailField::Primary => "1 = 1",
+            EmailField::Type => "(em.emailType IS NOT NULL AND em.emailType <> '')",
+        }),
+        EmailCond::Cmp(EmailField::Primary, op, lit) => {
+            let want = matches!(lit, Literal::Bool(true)) == (*op == CompareOp::Eq);
+            out.text.push_str(if want { "em.isPrimary = 1" } else { "em.isPrimary = 0" });
+        }
+        EmailCond::Cmp(EmailField::Value, op, lit) => string_cmp("em.address", false, *op, lit, out),
+        EmailCond::Cmp(EmailField::Type, op, lit) => string_cmp("em.emailType", true, *op, lit, out),
+    }
+}
+
+fn sql_op(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Eq => "=",
+        CompareOp::Ne => "<>",
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => "LIKE",
+    }
+}
+
+/// `nullable` columns are guarded so the comparison is never NULL.
+fn string_cmp(col: &str, nullable: bool, op: CompareOp, lit: &Literal, out: &mut Sql) {
+    let Literal::Str(s) = lit else {
+        out.text.push_str("1 = 0");
+        return;
+    };
+    let cond = match op {
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
+            let esc = escape_like(s);
+            let pattern = match op {
+                CompareOp::Co => format!("%{esc}%"),
+                CompareOp::Sw => format!("{esc}%"),
+                _ => format!("%{esc}"),
+            };
+            out.binds.push(Bind::Str(pattern));
+            format!("{col} LIKE ? ESCAPE '!'")
+        }
+        _ => {
+            out.binds.push(Bind::Str(s.clone()));
+            format!("{col} {} ?", sql_op(op))
+        }
+    };
+    if nullable {
+        let guard = if op == CompareOp::Ne { "IS NULL OR" } else { "IS NOT NULL AND" };
+        let bare = col.split(' ').next().unwrap_or(col);
+        out.text.push_str(&format!("({bare} {guard} {cond})"));
+    } else {
+        out.text.push_str(&cond);
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Namespace;
+    use crate::scim::filter::parse_filter;
+    use crate::scim::query::resolve_user;
+
+    fn compile(f: &str) -> Sql {
+        let t = Tables::new(&Namespace::parse("ns").unwrap());
+        user_where(&t, &resolve_user(&parse_filter(f).unwrap()).unwrap())
+    }
+
+    #[test]
+    fn values_are_always_bound() {
+        let sql = compile(r#"userName eq "x' OR 1=1 --" and emails[type eq "work" and value co "%a_"]"#);
+        assert!(!sql.text.contains("OR 1=1"));
+        assert_eq!(sql.binds, vec![Bind::Str("x' OR 1=1 --".into()), Bind::Str("work".into()), Bind::Str("%!%a!_%".into())]);
+    }
+
+    #[test]
+    fn nullable_ne_includes_missing() {
+        let sql = compile(r#"externalId ne "a""#);
+        assert_eq!(sql.text, "(s.externalID IS NULL OR s.externalID <> ?)");
+    }
+
+    #[test]
+    fn unknown_attributes_are_refused() {
+        let f = parse_filter(r#"nickName eq "x""#).unwrap();
+        assert!(resolve_user(&f).is_err());
+        let f = parse_filter(r#"active gt true"#).unwrap();
+        assert!(resolve_user(&f).is_err());
+    }
+}

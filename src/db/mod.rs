@@ -1,0 +1,282 @@
+//! The database layer: the only place with SQL. Every table name is rendered from the
+//! configured [`Namespace`]; every value is a bound parameter.
+
+pub mod check;
+pub mod filter_sql;
+pub mod migrate;
+pub mod phabricator;
+pub mod sidecar;
+pub mod status;
+
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{Executor, MySqlPool};
+
+use crate::config::{Namespace, Secret};
+
+/// A connection inside a transaction (what every writer takes).
+pub type Conn = sqlx::MySqlConnection;
+/// An open transaction.
+pub type Tx = sqlx::Transaction<'static, sqlx::MySql>;
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A driver or server error.
+    #[error("database error [DB0001]: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// The DSN could not be parsed.
+    #[error("invalid database URL [DB0002]: {0}")]
+    Url(String),
+    /// A row holds data phab-scim cannot read (corrupt JSON, missing row of a pair).
+    #[error("inconsistent data [DB0003]: {0}")]
+    Inconsistent(String),
+}
+
+/// MySQL error numbers we act on.
+const ER_DUP_ENTRY: u16 = 1062;
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+impl DbError {
+    fn mysql_code(&self) -> Option<u16> {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number()),
+            _ => None,
+        }
+    }
+    /// A unique key was violated (MySQL 1062).
+    pub fn is_unique_violation(&self) -> bool {
+        self.mysql_code() == Some(ER_DUP_ENTRY)
+    }
+    /// The name of the violated unique key, from MySQL's message (`... for key 'key_username'`).
+    pub fn violated_key(&self) -> Option<String> {
+        if let DbError::Sqlx(sqlx::Error::Database(e)) = self {
+            if self.is_unique_violation() {
+                let msg = e.message();
+                let start = msg.rfind("for key '")? + "for key '".len();
+                let rest = &msg[start..];
+                let end = rest.find('\'')?;
+                let key = &rest[..end];
+                return Some(key.rsplit('.').next().unwrap_or(key).to_owned());
+            }
+        }
+        None
+    }
+    /// A deadlock or lock-wait timeout: the whole transaction may be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.mysql_code(), Some(ER_LOCK_DEADLOCK) | Some(ER_LOCK_WAIT_TIMEOUT))
+    }
+    /// The database cannot be reached (the request should be retried later: 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sqlx(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
+/// Result of the database layer.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Qualified table names of one namespace, rendered once.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub user: String,
+    pub user_email: String,
+    pub user_nametoken: String,
+    pub user_log: String,
+    pub user_transaction: String,
+    pub user_edge: String,
+    pub user_externalaccount: String,
+    pub user_externalaccountidentifier: String,
+    pub session: String,
+    pub project: String,
+    pub project_slug: String,
+    pub project_datasourcetoken: String,
+    pub project_transaction: String,
+    pub project_edge: String,
+    pub auth_providerconfig: String,
+    pub auth_temporarytoken: String,
+    pub conduit_token: String,
+    pub worker_taskdata: String,
+    pub worker_activetask: String,
+    pub lisk_counter: String,
+    pub patch_status: String,
+    pub cache_general: String,
+    pub metamta_applicationemail: String,
+    pub system_destructionlog: String,
+    pub scim_user: String,
+    pub scim_useremail: String,
+    pub scim_group: String,
+    pub scim_token: String,
+    pub scim_event: String,
+    pub scim_instance: String,
+    pub scim_drift: String,
+}
+
+impl Tables {
+    /// Renders every table name for `ns`.
+    pub fn new(ns: &Namespace) -> Self {
+        let t = |app: &str, table: &str| format!("{}.`{}`", ns.db(app), table);
+        Self {
+            user: t("user", "user"),
+            user_email: t("user", "user_email"),
+            user_nametoken: t("user", "user_nametoken"),
+            user_log: t("user", "user_log"),
+            user_transaction: t("user", "user_transaction"),
+            user_edge: t("user", "edge"),
+            user_externalaccount: t("user", "user_externalaccount"),
+            user_externalaccountidentifier: t("user", "user_externalaccountidentifier"),
+            session: t("user", "phabricator_session"),
+            project: t("project", "project"),
+            project_slug: t("project", "project_slug"),
+            project_datasourcetoken: t("project", "project_datasourcetoken"),
+            project_transaction: t("project", "project_transaction"),
+            project_edge: t("project", "edge"),
+            auth_providerconfig: t("auth", "auth_providerconfig"),
+            auth_temporarytoken: t("auth", "auth_temporarytoken"),
+            conduit_token: t("conduit", "conduit_token"),
+            worker_taskdata: t("worker", "worker_taskdata"),
+            worker_activetask: t("worker", "worker_activetask"),
+            lisk_counter: t("worker", "lisk_counter"),
+            patch_status: t("meta_data", "patch_status"),
+            cache_general: t("cache", "cache_general"),
+            metamta_applicationemail: t("metamta", "metamta_applicationemail"),
+            system_destructionlog: t("system", "system_destructionlog"),
+            scim_user: t("scim", "scim_user"),
+            scim_useremail: t("scim", "scim_useremail"),
+            scim_group: t("scim", "scim_group"),
+            scim_token: t("scim", "scim_token"),
+            scim_event: t("scim", "scim_event"),
+            scim_instance: t("scim", "scim_instance"),
+            scim_drift: t("scim", "scim_drift"),
+        }
+    }
+}
+
+/// The pool and the namespace's table names.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// The connection pool (no default database: every name is qualified).
+    pub pool: MySqlPool,
+    /// Namespace of the Phabricator install.
+    pub ns: Namespace,
+    /// Rendered table names.
+    pub t: std::sync::Arc<Tables>,
+}
+
+/// Parses a `mysql://` URL into connect options, without a database.
+pub fn connect_options(url: &Secret) -> DbResult<MySqlConnectOptions> {
+    // The parse error of sqlx may quote the URL; report only that it failed.
+    let opts: MySqlConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|_| DbError::Url("cannot parse the mysql:// URL".into()))?;
+    Ok(opts.charset("utf8mb4").collation("utf8mb4_bin"))
+}
+
+impl Db {
+    /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
+    /// user creation deadlocks on next-key locks (internals §14).
+    pub async fn connect(url: &Secret, ns: Namespace, pool_size: u32) -> DbResult<Self> {
+        let opts = connect_options(url)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts);
+        Ok(Self::from_pool(pool, ns))
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: MySqlPool, ns: Namespace) -> Self {
+        let t = std::sync::Arc::new(Tables::new(&ns));
+        Self { pool, ns, t }
+    }
+
+    /// Begins a transaction.
+    pub async fn begin(&self) -> DbResult<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Checks the server answers.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch, as Phabricator stores time.
+pub fn now() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// Builds `(?, ?, ?)` for an IN list of `n` values.
+pub fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3 + 2);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+/// Bytes of a `varbinary`/`binary` column (PHIDs, secrets): Phabricator stores PHIDs as
+/// binary strings, which sqlx will not decode into `String` directly. Fields read them with
+/// `#[sqlx(try_from = "Bin")]`.
+#[derive(Debug, Clone)]
+pub struct Bin(pub Vec<u8>);
+
+impl sqlx::Type<sqlx::MySql> for Bin {
+    fn type_info() -> sqlx::mysql::MySqlTypeInfo {
+        <Vec<u8> as sqlx::Type<sqlx::MySql>>::type_info()
+    }
+    fn compatible(ty: &sqlx::mysql::MySqlTypeInfo) -> bool {
+        <Vec<u8> as sqlx::Type<sqlx::MySql>>::compatible(ty) || <String as sqlx::Type<sqlx::MySql>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::MySql> for Bin {
+    fn decode(value: sqlx::mysql::MySqlValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Bin(<Vec<u8> as sqlx::Decode<sqlx::MySql>>::decode(value)?))
+    }
+}
+
+impl TryFrom<Bin> for String {
+    type Error = std::string::FromUtf8Error;
+    fn try_from(b: Bin) -> Result<Self, Self::Error> {
+        String::from_utf8(b.0)
+    }
+}
+
+/// Reads a binary column as text.
+pub fn bin_text(row: &sqlx::mysql::MySqlRow, idx: usize) -> Result<String, sqlx::Error> {
+    use sqlx::Row;
+    let b: Bin = row.try_get(idx)?;
+    String::from_utf8(b.0).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}

@@ -1,0 +1,139 @@
+//! External accounts (`PhabricatorExternalAccount`, `...Identifier`, `PhabricatorAuthProviderConfig`):
+//! the link that lets a provisioned person log in through the company's provider (internals §6).
+
+use sqlx::AssertSqlSafe;
+use sqlx::{FromRow, Row};
+
+use super::{digest_for_index, new_phid, random_chars};
+use crate::db::{Conn, DbResult, Tables, now};
+
+/// A login provider's configuration row.
+#[derive(Debug, Clone, FromRow)]
+pub struct ProviderRow {
+    #[sqlx(try_from = "crate::db::Bin")]
+    pub phid: String,
+    #[sqlx(rename = "providerType")]
+    pub provider_type: String,
+    #[sqlx(rename = "providerDomain")]
+    pub provider_domain: String,
+    #[sqlx(rename = "isEnabled")]
+    pub is_enabled: bool,
+    #[sqlx(rename = "shouldAllowLogin")]
+    pub allows_login: bool,
+    pub properties: String,
+}
+
+/// Finds the provider by PHID (`PHID-AUTH-...`) or by `type:domain` (e.g. `ldap:self`).
+pub async fn find_provider(conn: &mut Conn, t: &Tables, spec: &str) -> DbResult<Option<ProviderRow>> {
+    let cols = "phid, providerType, providerDomain, isEnabled, shouldAllowLogin, properties";
+    if spec.starts_with("PHID-") {
+        return Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {cols} FROM {} WHERE phid = ?", t.auth_providerconfig)))
+            .bind(spec)
+            .fetch_optional(&mut *conn)
+            .await?);
+    }
+    let (ty, domain) = spec.split_once(':').unwrap_or((spec, "self"));
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {cols} FROM {} WHERE providerType = ? AND providerDomain = ?",
+        t.auth_providerconfig
+    )))
+    .bind(ty)
+    .bind(domain)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// What linking did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LinkOutcome {
+    /// A new account and identifier were written.
+    Created { account_phid: String },
+    /// An account that already owned the identifier was (re)linked to the user.
+    Relinked { account_phid: String },
+    /// The user's account already owns it.
+    Unchanged,
+    /// The identifier belongs to another user's account; nothing was written.
+    OwnedByOther { user_phid: String },
+}
+
+/// Links `user_phid` to `provider` with `identifier` (internals §6.4): reuse an account that
+/// owns the identifier hash (relinking a pending one), else insert account + identifier.
+pub async fn link(
+    conn: &mut Conn,
+    t: &Tables,
+    provider: &ProviderRow,
+    user_phid: &str,
+    identifier: &str,
+    email: Option<&str>,
+    username: &str,
+    real_name: &str,
+) -> DbResult<LinkOutcome> {
+    let hash = digest_for_index(identifier);
+    let owner = sqlx::query(AssertSqlSafe(format!(
+        "SELECT a.phid, a.userPHID FROM {} i JOIN {} a ON a.phid = i.externalAccountPHID \
+         WHERE i.providerConfigPHID = ? AND i.identifierHash = ? FOR UPDATE",
+        t.user_externalaccountidentifier, t.user_externalaccount
+    )))
+    .bind(&provider.phid)
+    .bind(&hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let ts = now();
+    if let Some(row) = owner {
+        let account_phid = crate::db::bin_text(&row, 0)?;
+        let owner_phid: Option<String> = row.try_get::<Option<crate::db::Bin>, _>(1)?.map(String::try_from).transpose().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        return Ok(match owner_phid {
+            Some(p) if p == user_phid => LinkOutcome::Unchanged,
+            Some(p) => LinkOutcome::OwnedByOther { user_phid: p },
+            None => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {} SET userPHID = ?, dateModified = ? WHERE phid = ?",
+                    t.user_externalaccount
+                )))
+                .bind(user_phid)
+                .bind(ts)
+                .bind(&account_phid)
+                .execute(&mut *conn)
+                .await?;
+                LinkOutcome::Relinked { account_phid }
+            }
+        });
+    }
+    let account_phid = new_phid("XUSR");
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (phid, userPHID, accountType, accountDomain, accountSecret, accountID, \
+         displayName, dateCreated, dateModified, username, realName, email, emailVerified, \
+         accountURI, profileImagePHID, properties, providerConfigPHID) \
+         VALUES (?, ?, ?, ?, ?, '', NULL, ?, ?, ?, ?, ?, 0, NULL, NULL, '[]', ?)",
+        t.user_externalaccount
+    )))
+    .bind(&account_phid)
+    .bind(user_phid)
+    .bind(&provider.provider_type)
+    .bind(&provider.provider_domain)
+    .bind(random_chars(32))
+    .bind(ts)
+    .bind(ts)
+    .bind(username)
+    .bind(real_name)
+    .bind(email)
+    .bind(&provider.phid)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (phid, externalAccountPHID, providerConfigPHID, identifierHash, \
+         identifierRaw, dateCreated, dateModified) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        t.user_externalaccountidentifier
+    )))
+    .bind(new_phid("XIDT"))
+    .bind(&account_phid)
+    .bind(&provider.phid)
+    .bind(&hash)
+    .bind(identifier)
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(LinkOutcome::Created { account_phid })
+}

@@ -1,0 +1,155 @@
+//! The daemon queue: `worker_taskdata`, `worker_activetask`, `lisk_counter` (internals §4.5).
+//!
+//! Tasks are collected while a request runs and written just before COMMIT, inside the same
+//! transaction: a rolled-back request leaves no task, and the one hot row, the
+//! `worker_activetask` counter, is locked as briefly as possible (internals §14).
+
+use sqlx::AssertSqlSafe;
+use serde_json::{Value, json};
+
+use crate::db::{Conn, DbResult, Tables, now};
+
+/// Phabricator's task priorities.
+pub mod priority {
+    /// `PRIORITY_ALERTS`: publish workers.
+    pub const ALERTS: u32 = 1000;
+    /// `PRIORITY_DEFAULT`: repository identity updates.
+    pub const DEFAULT: u32 = 2000;
+    /// `PRIORITY_INDEX`: search indexing.
+    pub const INDEX: u32 = 3500;
+}
+
+/// One task to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// `taskClass`.
+    pub class: &'static str,
+    /// JSON data.
+    pub data: Value,
+    /// Priority.
+    pub priority: u32,
+    /// `objectPHID`, when the task is about one object.
+    pub object_phid: Option<String>,
+}
+
+impl Task {
+    /// `PhabricatorSearchWorker` for a document; `force` reindexes when no transaction row
+    /// changes the index version.
+    pub fn search(phid: &str, force: bool) -> Self {
+        let parameters = if force { json!({"force": true}) } else { json!([]) };
+        Self {
+            class: "PhabricatorSearchWorker",
+            data: json!({"documentPHID": phid, "parameters": parameters, "strict": false}),
+            priority: priority::INDEX,
+            object_phid: Some(phid.to_owned()),
+        }
+    }
+
+    /// `PhabricatorRepositoryIdentityChangeWorker` after an address is added.
+    pub fn identity_added(address: &str) -> Self {
+        Self {
+            class: "PhabricatorRepositoryIdentityChangeWorker",
+            data: json!({"emailAddresses": [address]}),
+            priority: priority::DEFAULT,
+            object_phid: None,
+        }
+    }
+
+    /// The same after an address is removed (key order as Phorge writes it, W11).
+    pub fn identity_removed(address: &str) -> Self {
+        Self {
+            class: "PhabricatorRepositoryIdentityChangeWorker",
+            data: json!({"relatedPHIDs": [], "emailAddresses": [address]}),
+            priority: priority::DEFAULT,
+            object_phid: None,
+        }
+    }
+
+    /// `PhabricatorApplicationTransactionPublishWorker` with the given editor state.
+    pub fn publish(object_phid: &str, actor_phid: &str, xactions: &[String], state: Value) -> Self {
+        Self {
+            class: "PhabricatorApplicationTransactionPublishWorker",
+            data: json!({
+                "objectPHID": object_phid,
+                "actorPHID": actor_phid,
+                "xactionPHIDs": xactions,
+                "state": state,
+            }),
+            priority: priority::ALERTS,
+            object_phid: Some(object_phid.to_owned()),
+        }
+    }
+}
+
+/// Writes `tasks`: their data rows, then one counter allocation for all of them, then the
+/// task rows in one statement.
+pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let mut data_ids = Vec::with_capacity(tasks.len());
+    let sql = format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata);
+    for task in tasks {
+        let res = sqlx::query(AssertSqlSafe(sql.as_str())).bind(task.data.to_string()).execute(&mut *conn).await?;
+        data_ids.push(res.last_insert_id());
+    }
+    let n = tasks.len() as u64;
+    // LiskDAO::loadNextCounterValue, allocating n ids at once.
+    let res = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', LAST_INSERT_ID(?)) \
+         ON DUPLICATE KEY UPDATE counterValue = LAST_INSERT_ID(counterValue + ?)",
+        t.lisk_counter
+    )))
+    .bind(n)
+    .bind(n)
+    .execute(&mut *conn)
+    .await?;
+    let last = res.last_insert_id();
+    let first = last + 1 - n;
+    let ts = now();
+    let mut sql = format!(
+        "INSERT INTO {} (id, taskClass, leaseOwner, leaseExpires, failureCount, dataID, \
+         failureTime, priority, objectPHID, dateCreated, dateModified, containerPHID) VALUES ",
+        t.worker_activetask
+    );
+    for i in 0..tasks.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, NULL, NULL, 0, ?, NULL, ?, ?, ?, ?, NULL)");
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for (i, task) in tasks.iter().enumerate() {
+        q = q
+            .bind(first + i as u64)
+            .bind(task.class)
+            .bind(data_ids[i])
+            .bind(task.priority)
+            .bind(task.object_phid.as_deref())
+            .bind(ts)
+            .bind(ts);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_data_matches_phorge_json() {
+        assert_eq!(
+            Task::search("PHID-USER-x", false).data.to_string(),
+            r#"{"documentPHID":"PHID-USER-x","parameters":[],"strict":false}"#
+        );
+        assert_eq!(
+            Task::search("PHID-USER-x", true).data.to_string(),
+            r#"{"documentPHID":"PHID-USER-x","parameters":{"force":true},"strict":false}"#
+        );
+        assert_eq!(
+            Task::identity_removed("a@b.c").data.to_string(),
+            r#"{"relatedPHIDs":[],"emailAddresses":["a@b.c"]}"#
+        );
+    }
+}

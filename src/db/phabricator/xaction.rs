@@ -1,0 +1,136 @@
+//! Transaction rows (`user_transaction`, `project_transaction`) in the format of
+//! `PhabricatorApplicationTransactionEditor` (internals §4.1, write log W0).
+
+use sqlx::AssertSqlSafe;
+use serde_json::{Value, json};
+
+use super::{new_xaction_phid, random_chars};
+use crate::db::{Conn, DbResult, now};
+
+/// The content source phab-scim writes. Phabricator renders an unknown source as "Unknown";
+/// the extension registers `scim` so it reads "SCIM".
+pub const CONTENT_SOURCE: &str = r#"{"source":"scim","params":[]}"#;
+
+/// One transaction to write.
+#[derive(Debug, Clone)]
+pub struct Xaction {
+    /// `transactionType`, e.g. `user.disable`.
+    pub kind: &'static str,
+    /// Old value, JSON.
+    pub old: Value,
+    /// New value, JSON.
+    pub new: Value,
+    /// Extra metadata keys written before `core.groupID` (e.g. `edge:type`, `customfield:key`).
+    pub metadata: Vec<(&'static str, Value)>,
+}
+
+/// Writes a group of transactions of one edit on `object_phid` into `table`, all sharing one
+/// `core.groupID`; returns their PHIDs in order. `object_kind` is `USER` or `PROJ`.
+pub async fn insert_group(
+    conn: &mut Conn,
+    table: &str,
+    object_kind: &str,
+    object_phid: &str,
+    actor_phid: &str,
+    xactions: &[Xaction],
+    is_create: bool,
+) -> DbResult<Vec<String>> {
+    let group_id = random_chars(32);
+    let ts = now();
+    let mut phids = Vec::with_capacity(xactions.len());
+    if xactions.is_empty() {
+        return Ok(phids);
+    }
+    let mut sql = format!(
+        "INSERT INTO {table} (phid, authorPHID, objectPHID, viewPolicy, editPolicy, commentPHID, \
+         commentVersion, transactionType, oldValue, newValue, metadata, contentSource, \
+         dateCreated, dateModified) VALUES "
+    );
+    for i in 0..xactions.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, 'public', ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for x in xactions {
+        let phid = new_xaction_phid(object_kind);
+        let mut meta = serde_json::Map::new();
+        for (k, v) in &x.metadata {
+            meta.insert((*k).to_owned(), v.clone());
+        }
+        if is_create {
+            meta.insert("core.create".into(), Value::Bool(true));
+        }
+        meta.insert("core.groupID".into(), Value::String(group_id.clone()));
+        q = q
+            .bind(phid.clone())
+            .bind(actor_phid.to_owned())
+            .bind(object_phid.to_owned())
+            .bind(actor_phid.to_owned())
+            .bind(x.kind)
+            .bind(x.old.to_string())
+            .bind(x.new.to_string())
+            .bind(Value::Object(meta).to_string())
+            .bind(CONTENT_SOURCE)
+            .bind(ts)
+            .bind(ts);
+        phids.push(phid);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(phids)
+}
+
+/// The publish-worker state `PhabricatorUserEditor`-driven edits queue (write log W0): no
+/// mail, a feed story related to the user and the actor.
+pub fn user_publish_state(user_phid: &str, actor_phid: &str) -> Value {
+    json!({
+        "parentMessageID": null,
+        "isNewObject": false,
+        "heraldEmailPHIDs": [],
+        "heraldForcedEmailPHIDs": [],
+        "heraldHeader": null,
+        "mailToPHIDs": [],
+        "mailCCPHIDs": [],
+        "feedNotifyPHIDs": [],
+        "feedRelatedPHIDs": [user_phid, actor_phid],
+        "feedShouldPublish": true,
+        "mailShouldSend": false,
+        "mustEncrypt": false,
+        "mailStamps": [],
+        "mailUnexpandablePHIDs": [],
+        "mailMutedPHIDs": [],
+        "webhookMap": [],
+        "silent": null,
+        "excludeMailRecipientPHIDs": [],
+        "custom": [],
+        "custom.encoding": [],
+    })
+}
+
+/// The publish-worker state of `PhabricatorProjectTransactionEditor` (write log W0). Mail is
+/// off: the actor is the provisioning bot, and bots receive no mail.
+pub fn project_publish_state(project_phid: &str, actor_phid: &str, is_new: bool) -> Value {
+    json!({
+        "parentMessageID": null,
+        "isNewObject": is_new,
+        "heraldEmailPHIDs": [],
+        "heraldForcedEmailPHIDs": [],
+        "heraldHeader": "none",
+        "mailToPHIDs": [],
+        "mailCCPHIDs": [],
+        "feedNotifyPHIDs": [actor_phid],
+        "feedRelatedPHIDs": [project_phid, actor_phid],
+        "feedShouldPublish": true,
+        "mailShouldSend": false,
+        "mustEncrypt": false,
+        "mailStamps": [],
+        "mailUnexpandablePHIDs": [],
+        "mailMutedPHIDs": [],
+        "webhookMap": [],
+        "silent": null,
+        "excludeMailRecipientPHIDs": [],
+        "custom": [],
+        "custom.encoding": [],
+    })
+}

@@ -1,0 +1,452 @@
+//! The service's own tables in `<ns>_scim` (design §2): what SCIM manages, the sync log,
+//! token hashes and replica heartbeats.
+
+use sqlx::AssertSqlSafe;
+use serde_json::Value;
+use sqlx::FromRow;
+
+use super::{Conn, DbResult, Tables, now, placeholders};
+
+/// A managed user joined with the Phabricator columns a SCIM response needs.
+#[derive(Debug, Clone, FromRow)]
+pub struct ScimUserView {
+    pub id: u32,
+    #[sqlx(rename = "userPHID", try_from = "crate::db::Bin")]
+    pub user_phid: String,
+    #[sqlx(rename = "userName")]
+    pub user_name: String,
+    #[sqlx(rename = "externalID")]
+    pub external_id: Option<String>,
+    pub attributes: String,
+    pub version: u32,
+    #[sqlx(rename = "isDeprovisioned")]
+    pub is_deprovisioned: bool,
+    #[sqlx(rename = "dateCreated")]
+    pub date_created: u32,
+    #[sqlx(rename = "dateModified")]
+    pub date_modified: u32,
+    #[sqlx(rename = "isDisabled")]
+    pub is_disabled: bool,
+}
+
+/// Columns of [`ScimUserView`], for `FROM scim_user s JOIN user u ON u.phid = s.userPHID`.
+pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.externalID, s.attributes, \
+     s.version, s.isDeprovisioned, s.dateCreated, s.dateModified, u.isDisabled";
+
+/// The managed user with this PHID, locked (with its Phabricator row).
+pub async fn lock_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID \
+         WHERE s.userPHID = ? FOR UPDATE",
+        t.scim_user, t.user
+    )))
+    .bind(user_phid)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// The managed user with this PHID (no lock).
+pub async fn get_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.userPHID = ?",
+        t.scim_user, t.user
+    )))
+    .bind(user_phid)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// The managed user holding this SCIM userName (case-insensitive), locked.
+pub async fn lock_scim_user_by_name(conn: &mut Conn, t: &Tables, user_name: &str) -> DbResult<Option<ScimUserView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID \
+         WHERE s.userName = ? FOR UPDATE",
+        t.scim_user, t.user
+    )))
+    .bind(user_name)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Is this user managed by SCIM (deprovisioned or not)?
+pub async fn is_managed_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<bool> {
+    Ok(sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} WHERE userPHID = ?", t.scim_user)))
+        .bind(user_phid)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
+}
+
+/// Inserts the SCIM record of a user (version 1). A duplicate userName fails with 1062 on
+/// `key_username`: that unique key decides races between identical POSTs.
+pub async fn insert_scim_user(
+    conn: &mut Conn,
+    t: &Tables,
+    user_phid: &str,
+    user_name: &str,
+    external_id: Option<&str>,
+    attributes: &Value,
+) -> DbResult<()> {
+    let ts = now();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (userPHID, userName, externalID, attributes, version, isDeprovisioned, \
+         dateCreated, dateModified) VALUES (?, ?, ?, ?, 1, 0, ?, ?)",
+        t.scim_user
+    )))
+    .bind(user_phid)
+    .bind(user_name)
+    .bind(external_id)
+    .bind(attributes.to_string())
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rewrites the SCIM record and bumps its version.
+pub async fn update_scim_user(
+    conn: &mut Conn,
+    t: &Tables,
+    id: u32,
+    user_name: &str,
+    external_id: Option<&str>,
+    attributes: &Value,
+    deprovisioned: bool,
+) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET userName = ?, externalID = ?, attributes = ?, isDeprovisioned = ?, \
+         version = version + 1, dateModified = ? WHERE id = ?",
+        t.scim_user
+    )))
+    .bind(user_name)
+    .bind(external_id)
+    .bind(attributes.to_string())
+    .bind(deprovisioned)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One SCIM email value, for filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimEmail {
+    pub address: String,
+    /// Lower-cased `type`.
+    pub kind: Option<String>,
+    pub primary: bool,
+}
+
+/// Replaces the SCIM email values of a user.
+pub async fn write_scim_emails(
+    conn: &mut Conn,
+    t: &Tables,
+    user_phid: &str,
+    emails: &[ScimEmail],
+    replace_existing: bool,
+) -> DbResult<()> {
+    if replace_existing {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE userPHID = ?", t.scim_useremail)))
+            .bind(user_phid)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let mut sql = format!(
+        "INSERT INTO {} (userPHID, address, emailType, isPrimary) VALUES ",
+        t.scim_useremail
+    );
+    for i in 0..emails.len() {
+        sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for e in emails {
+        q = q.bind(user_phid).bind(&e.address).bind(e.kind.as_deref()).bind(e.primary);
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// A bound value of a compiled filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Str(String),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+}
+
+/// A page of managed users matching `where_sql` (over aliases `s`, `u`), and the total count.
+pub async fn list_scim_users(
+    conn: &mut Conn,
+    t: &Tables,
+    where_sql: &str,
+    binds: &[Bind],
+    order_sql: &str,
+    offset: u64,
+    limit: u64,
+) -> DbResult<(u64, Vec<ScimUserView>)> {
+    let from = format!(
+        "FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})",
+        t.scim_user, t.user
+    );
+    let count_sql = format!("SELECT COUNT(*) {from}");
+    let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql.as_str()));
+    for b in binds {
+        q = bind_scalar(q, b);
+    }
+    let total = u64::try_from(q.fetch_one(&mut *conn).await?).unwrap_or(0);
+    if limit == 0 || offset >= total {
+        return Ok((total, Vec::new()));
+    }
+    let sql = format!("SELECT {SCIM_USER_VIEW_COLUMNS} {from} ORDER BY {order_sql} LIMIT ? OFFSET ?");
+    let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
+    for b in binds {
+        q = match b {
+            Bind::Str(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+            Bind::UInt(i) => q.bind(*i),
+            Bind::Bool(v) => q.bind(*v),
+        };
+    }
+    let rows = q.bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    Ok((total, rows))
+}
+
+fn bind_scalar<'q>(
+    q: sqlx::query::QueryScalar<'q, sqlx::MySql, i64, sqlx::mysql::MySqlArguments>,
+    b: &Bind,
+) -> sqlx::query::QueryScalar<'q, sqlx::MySql, i64, sqlx::mysql::MySqlArguments> {
+    match b {
+        Bind::Str(s) => q.bind(s.clone()),
+        Bind::Int(i) => q.bind(*i),
+        Bind::UInt(i) => q.bind(*i),
+        Bind::Bool(v) => q.bind(*v),
+    }
+}
+
+/// Memberships of users in SCIM-managed groups: `(userPHID, projectPHID, displayName)`.
+pub async fn user_groups(
+    conn: &mut Conn,
+    t: &Tables,
+    user_phids: &[String],
+) -> DbResult<Vec<(String, String, String)>> {
+    if user_phids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Type 14: user is member of project (internals §8.1).
+    let sql = format!(
+        "SELECT e.src, g.projectPHID, g.displayName FROM {} e JOIN {} g ON g.projectPHID = e.dst \
+         WHERE e.type = 14 AND e.src IN {} ORDER BY g.id",
+        t.user_edge,
+        t.scim_group,
+        placeholders(user_phids.len())
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for p in user_phids {
+        q = q.bind(p);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok((super::bin_text(r, 0)?, super::bin_text(r, 1)?, sqlx::Row::try_get::<String, _>(r, 2)?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// One sync-log row (`scim_event`). Never holds a secret.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub request_id: String,
+    pub token_id: Option<u32>,
+    pub method: String,
+    pub path: String,
+    pub resource_type: Option<&'static str>,
+    pub object_phid: Option<String>,
+    pub status: u16,
+    /// `ok`, `error` or `warning`.
+    pub outcome: &'static str,
+    pub summary: String,
+    pub details: Value,
+}
+
+/// Writes a sync-log row.
+pub async fn insert_event(conn: &mut Conn, t: &Tables, e: &Event) -> DbResult<()> {
+    let ts = now();
+    let path: String = e.path.chars().take(255).collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (requestID, tokenID, method, path, resourceType, objectPHID, status, \
+         outcome, summary, details, dateCreated, dateModified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        t.scim_event
+    )))
+    .bind(&e.request_id)
+    .bind(e.token_id)
+    .bind(&e.method)
+    .bind(path)
+    .bind(e.resource_type)
+    .bind(e.object_phid.as_deref())
+    .bind(e.status)
+    .bind(e.outcome)
+    .bind(&e.summary)
+    .bind(e.details.to_string())
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes sync-log rows older than `cutoff`, in bounded batches.
+pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<u64> {
+    Ok(sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE dateCreated < ? LIMIT 10000", t.scim_event)))
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
+/// Deprovisions recorded in the sync log since `since` (for the blast-radius guard).
+pub async fn count_deprovisions_since(conn: &mut Conn, t: &Tables, since: u32) -> DbResult<u64> {
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {} WHERE dateCreated >= ? AND outcome = 'ok' AND summary LIKE 'deprovision%'",
+        t.scim_event
+    )))
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Managed, not deprovisioned users.
+pub async fn count_active_managed_users(conn: &mut Conn, t: &Tables) -> DbResult<u64> {
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND u.isDisabled = 0",
+        t.scim_user, t.user
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// A token row.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub id: u32,
+    pub label: String,
+    #[sqlx(rename = "botPHID", try_from = "crate::db::Bin")]
+    pub bot_phid: String,
+    #[sqlx(rename = "tokenHash")]
+    pub token_hash: String,
+    #[sqlx(rename = "dateExpires")]
+    pub date_expires: Option<u32>,
+    #[sqlx(rename = "dateLastUsed")]
+    pub date_last_used: Option<u32>,
+    #[sqlx(rename = "dateRevoked")]
+    pub date_revoked: Option<u32>,
+    #[sqlx(rename = "dateCreated")]
+    pub date_created: u32,
+    /// The bot's `isDisabled` (NULL when the bot row is missing).
+    #[sqlx(rename = "botDisabled")]
+    pub bot_disabled: Option<bool>,
+}
+
+const TOKEN_COLUMNS: &str = "k.id, k.label, k.botPHID, k.tokenHash, k.dateExpires, k.dateLastUsed, \
+                             k.dateRevoked, k.dateCreated, u.isDisabled AS botDisabled";
+
+/// A token and its bot's state.
+pub async fn get_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<Option<TokenRow>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM {} k LEFT JOIN {} u ON u.phid = k.botPHID WHERE k.id = ?",
+        t.scim_token, t.user
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Every token, newest first.
+pub async fn list_tokens(conn: &mut Conn, t: &Tables) -> DbResult<Vec<TokenRow>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM {} k LEFT JOIN {} u ON u.phid = k.botPHID ORDER BY k.id DESC",
+        t.scim_token, t.user
+    )))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Inserts a token row with a placeholder hash; returns its id (the id is part of the token).
+pub async fn insert_token(conn: &mut Conn, t: &Tables, label: &str, bot_phid: &str, expires: Option<u32>) -> DbResult<u32> {
+    let ts = now();
+    let res = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (label, botPHID, tokenHash, issuedByPHID, dateExpires, dateLastUsed, \
+         dateRevoked, dateCreated, dateModified) VALUES (?, ?, '', NULL, ?, NULL, NULL, ?, ?)",
+        t.scim_token
+    )))
+    .bind(label)
+    .bind(bot_phid)
+    .bind(expires)
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    u32::try_from(res.last_insert_id()).map_err(|_| super::DbError::Inconsistent("token id out of range".into()))
+}
+
+/// Stores the hash of a token.
+pub async fn set_token_hash(conn: &mut Conn, t: &Tables, id: u32, hash: &str) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET tokenHash = ?, dateModified = ? WHERE id = ?", t.scim_token)))
+        .bind(hash)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes a token now; false when it was unknown or already revoked.
+pub async fn revoke_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<bool> {
+    let ts = now();
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET dateRevoked = ?, dateModified = ? WHERE id = ? AND dateRevoked IS NULL",
+        t.scim_token
+    )))
+    .bind(ts)
+    .bind(ts)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+/// Records that a token was used.
+pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET dateLastUsed = ? WHERE id = ?", t.scim_token)))
+        .bind(now())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Upserts this replica's heartbeat.
+pub async fn heartbeat(conn: &mut Conn, t: &Tables, key: &str, host: &str, version: &str, started: u32) -> DbResult<()> {
+    let ts = now();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (instanceKey, hostname, version, dateStarted, dateCreated, dateModified) \
+         VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE dateModified = VALUES(dateModified)",
+        t.scim_instance
+    )))
+    .bind(key)
+    .bind(host)
+    .bind(version)
+    .bind(started)
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The data of the status page (`phab-scim status`, and the extension's Status page reads the
+//! same tables).
+
+use sqlx::AssertSqlSafe;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::{Db, DbResult, now};
+
+/// A replica's heartbeat.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Replica {
+    #[sqlx(rename = "instanceKey")]
+    pub key: String,
+    pub hostname: String,
+    pub version: String,
+    #[sqlx(rename = "dateStarted")]
+    pub started: u32,
+    #[sqlx(rename = "dateModified")]
+    pub last_seen: u32,
+}
+
+/// Status summary.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub namespace: String,
+    pub replicas: Vec<Replica>,
+    pub live_replicas: usize,
+    pub managed_users: i64,
+    pub deprovisioned_users: i64,
+    pub managed_groups: i64,
+    pub operations_last_hour: i64,
+    pub errors_last_hour: i64,
+    pub operations_last_day: i64,
+    pub errors_last_day: i64,
+    pub last_change: Option<u32>,
+    pub active_tokens: i64,
+    pub drift_findings: i64,
+}
+
+/// Reads the status.
+pub async fn load(db: &Db) -> DbResult<Status> {
+    let t = &db.t;
+    let p = &db.pool;
+    let ts = now();
+    let replicas: Vec<Replica> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT instanceKey, hostname, version, dateStarted, dateModified FROM {} ORDER BY dateModified DESC LIMIT 50",
+        t.scim_instance
+    )))
+    .fetch_all(p)
+    .await?;
+    let live = replicas.iter().filter(|r| ts.saturating_sub(r.last_seen) <= 60).count();
+    let count = |sql: String| async move { sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str())).fetch_one(p).await };
+    let hour = ts.saturating_sub(3600);
+    let day = ts.saturating_sub(86_400);
+    Ok(Status {
+        namespace: db.ns.as_str().to_owned(),
+        live_replicas: live,
+        replicas,
+        managed_users: count(format!("SELECT COUNT(*) FROM {} WHERE isDeprovisioned = 0", t.scim_user)).await?,
+        deprovisioned_users: count(format!("SELECT COUNT(*) FROM {} WHERE isDeprovisioned = 1", t.scim_user)).await?,
+        managed_groups: count(format!("SELECT COUNT(*) FROM {}", t.scim_group)).await?,
+        operations_last_hour: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {hour}", t.scim_event)).await?,
+        errors_last_hour: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {hour} AND outcome = 'error'", t.scim_event)).await?,
+        operations_last_day: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {day}", t.scim_event)).await?,
+        errors_last_day: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {day} AND outcome = 'error'", t.scim_event)).await?,
+        last_change: sqlx::query_scalar::<_, Option<u32>>(AssertSqlSafe(format!("SELECT MAX(dateCreated) FROM {} WHERE outcome = 'ok'", t.scim_event)))
+            .fetch_one(p)
+            .await?,
+        active_tokens: count(format!(
+            "SELECT COUNT(*) FROM {} WHERE dateRevoked IS NULL AND (dateExpires IS NULL OR dateExpires > {ts})",
+            t.scim_token
+        ))
+        .await?,
+        drift_findings: count(format!("SELECT COUNT(*) FROM {}", t.scim_drift)).await?,
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "namespace:        {}", self.namespace)?;
+        if self.live_replicas == 0 {
+            writeln!(f, "replicas:         NONE has sent a heartbeat in the last minute")?;
+        } else {
+            writeln!(f, "replicas:         {} live", self.live_replicas)?;
+        }
+        for r in &self.replicas {
+            writeln!(f, "  {} {} v{} last seen {}", r.key, r.hostname, r.version, crate::scim::resource::datetime(r.last_seen))?;
+        }
+        writeln!(f, "managed users:    {} ({} deprovisioned)", self.managed_users, self.deprovisioned_users)?;
+        writeln!(f, "managed groups:   {}", self.managed_groups)?;
+        writeln!(f, "last hour:        {} operations, {} errors", self.operations_last_hour, self.errors_last_hour)?;
+        writeln!(f, "last day:         {} operations, {} errors", self.operations_last_day, self.errors_last_day)?;
+        writeln!(
+            f,
+            "last change:      {}",
+            self.last_change.map(crate::scim::resource::datetime).unwrap_or_else(|| "never".into())
+        )?;
+        writeln!(f, "active tokens:    {}", self.active_tokens)?;
+        write!(f, "drift findings:   {}", self.drift_findings)
+    }
+}

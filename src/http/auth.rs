@@ -1,0 +1,121 @@
+//! Bearer authentication and the request context, as middleware so that no route under
+//! `/scim/v2` can be reached without a valid token.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::db::phabricator::random_chars;
+use crate::db::sidecar::{self, Event};
+use crate::provisioning::Ctx;
+use crate::token::Principal;
+
+/// The error detail of a failed response, for the sync log.
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub String);
+
+fn client_addr(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Outermost SCIM middleware: assigns the request id and writes a sync-log row for every
+/// rejected request (successful writes log themselves, inside their transaction).
+pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| random_chars(20));
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let ctx = Ctx {
+        request_id: request_id.clone(),
+        token_id: None,
+        actor_phid: String::new(),
+        method: method.clone(),
+        path: path.clone(),
+        remote_addr: client_addr(&req).to_string(),
+    };
+    req.extensions_mut().insert(ctx);
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let is_read = method == "GET" || method == "HEAD";
+    if status >= 400 && !(is_read && status == 404) {
+        let detail = resp.extensions().get::<ErrorDetail>().map(|d| d.0.clone()).unwrap_or_default();
+        let token_id = resp.extensions().get::<Principal>().map(|p| p.token_id);
+        let resource_type = if path.contains("/Users") {
+            Some("User")
+        } else if path.contains("/Groups") {
+            Some("Group")
+        } else {
+            None
+        };
+        let event = Event {
+            request_id,
+            token_id,
+            method,
+            path,
+            resource_type,
+            object_phid: None,
+            status,
+            outcome: "error",
+            summary: detail,
+            details: serde_json::json!({}),
+        };
+        let db = state.prov.db.clone();
+        // Off the response path; a failure to log must not turn into a second error.
+        tokio::spawn(async move {
+            if let Ok(mut conn) = db.pool.acquire().await {
+                if let Err(e) = sidecar::insert_event(&mut conn, &db.t, &event).await {
+                    tracing::warn!(error = %e, "could not write the sync log");
+                }
+            }
+        });
+    }
+    resp
+}
+
+/// Requires `Authorization: Bearer <token>` and fills the context's token and actor.
+pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let client = client_addr(&req);
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
+        });
+    let Some(token) = token else {
+        tracing::debug!(%client, "request without a bearer token");
+        return ApiError::Unauthorized("a bearer token is required".into()).into_response();
+    };
+    let principal = match state.auth.verify(&token, client).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(%client, reason = %e, "authentication failed");
+            return ApiError::from(e).into_response();
+        }
+    };
+    if let Some(ctx) = req.extensions_mut().get_mut::<Ctx>() {
+        ctx.token_id = Some(principal.token_id);
+        ctx.actor_phid = principal.bot_phid.clone();
+    }
+    req.extensions_mut().insert(principal.clone());
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(principal);
+    resp
+}

@@ -1,0 +1,39 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::state::AppState;
+
+/// GET /healthz: the process answers.
+pub async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+/// GET /readyz: the database answers and the namespace has what the service needs.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match crate::db::check::missing_tables(&state.prov.db).await {
+        Ok(missing) if missing.is_empty() => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
+        Ok(missing) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not ready", "missing": missing})),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "5")],
+            axum::Json(json!({"status": "not ready", "reason": "database unreachable"})),
+        )
+            .into_response(),
+    }
+}
+
+/// GET /metrics: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
+    }
+}

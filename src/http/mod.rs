@@ -1,0 +1,67 @@
+//! The HTTP layer: every route in one place, and the middleware stack.
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod state;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub use state::AppState;
+
+/// The SCIM base path.
+pub const BASE: &str = "/scim/v2";
+
+/// Routes under [`BASE`], all behind the bearer token (so a new route cannot skip auth).
+pub fn scim_routes(state: AppState) -> Router<AppState> {
+    let ro = || axum::routing::MethodRouter::new().fallback(discovery::method_not_allowed);
+    Router::new()
+        .route("/Users", get(users::list).post(users::create))
+        .route("/Users/.search", post(users::search))
+        .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
+        .route("/ServiceProviderConfig", ro().get(discovery::service_provider_config))
+        .route("/ResourceTypes", ro().get(discovery::resource_types))
+        .route("/ResourceTypes/{name}", ro().get(discovery::resource_type_by_name))
+        .route("/Schemas", ro().get(discovery::schemas))
+        .route("/Schemas/{id}", ro().get(discovery::schema_by_id))
+        .route("/Me", axum::routing::any(discovery::me))
+        .route("/Bulk", axum::routing::any(discovery::bulk))
+        .fallback(discovery::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(middleware::from_fn_with_state(state, auth::audit))
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.prov.cfg.max_body_bytes;
+    Router::new()
+        .nest(BASE, scim_routes(state.clone()))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/metrics",
+            get(health::metrics).layer(middleware::from_fn_with_state(state.clone(), auth::require_token)),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(crate::telemetry::track_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(CatchPanicLayer::new())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(60),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,16 @@
+//! Shared state of the HTTP handlers.
+
+use std::sync::Arc;
+
+use crate::provisioning::Provisioner;
+use crate::token::TokenVerifier;
+
+/// Everything a handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub prov: Provisioner,
+    pub auth: Arc<TokenVerifier>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Base URL for `meta.location`, e.g. `https://phab.example.com/scim/v2`.
+    pub base_url: Arc<str>,
+}

@@ -1,0 +1,141 @@
+//! `/Users` handlers: parse, call one provisioning function, map the result.
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::extract::{ScimBody, ScimResponse};
+use super::state::AppState;
+use crate::provisioning::Ctx;
+use crate::provisioning::users::StoredUser;
+use crate::scim::list::{ListParams, list_response};
+use crate::scim::resource::{Projection, etag};
+use crate::scim::schema::Resource;
+use crate::scim::user::{UserParts, render_user};
+
+/// `attributes` / `excludedAttributes` on single-resource requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionParams {
+    pub attributes: Option<String>,
+    pub excluded_attributes: Option<String>,
+}
+
+fn render(state: &AppState, u: &StoredUser) -> Value {
+    render_user(&UserParts {
+        id: &u.phid,
+        user_name: &u.user_name,
+        external_id: u.external_id.as_deref(),
+        active: u.active,
+        attributes: &u.attributes,
+        groups: &u.groups,
+        base_url: &state.base_url,
+        created: u.created,
+        modified: u.modified,
+        version: u.version,
+    })
+}
+
+fn single(state: &AppState, u: &StoredUser, p: &Projection, status: StatusCode) -> ScimResponse {
+    let location = format!("{}/Users/{}", state.base_url, u.phid);
+    ScimResponse {
+        status,
+        body: Some(p.apply(Resource::User, render(state, u))),
+        etag: Some(etag(u.version)),
+        location: (status == StatusCode::CREATED).then_some(location),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// GET /Users
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<ScimResponse, ApiError> {
+    search_users(&state, params).await
+}
+
+/// POST /Users/.search
+pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<ScimResponse, ApiError> {
+    search_users(&state, ListParams::from_search_body(&body)?).await
+}
+
+async fn search_users(state: &AppState, params: ListParams) -> Result<ScimResponse, ApiError> {
+    let p = Projection::parse(Resource::User, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let (total, start, users) = state.prov.list_users(&params, p.wants("groups")).await?;
+    let resources = users.iter().map(|u| p.apply(Resource::User, render(state, u))).collect();
+    Ok(ScimResponse::ok(list_response(total, start, resources)))
+}
+
+/// GET /Users/{id}
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+) -> Result<ScimResponse, ApiError> {
+    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let user = state.prov.get_user(&id).await?;
+    let tag = etag(user.version);
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
+        if inm.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&tag)) {
+            return Ok(ScimResponse { status: StatusCode::NOT_MODIFIED, body: None, etag: Some(tag), location: None });
+        }
+    }
+    Ok(single(&state, &user, &p, StatusCode::OK))
+}
+
+/// POST /Users
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(pp): Query<ProjectionParams>,
+    ScimBody(body): ScimBody,
+) -> Result<ScimResponse, ApiError> {
+    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let (how, user) = state.prov.create_user(&ctx, &body).await?;
+    tracing::info!(id = %user.phid, how = ?how, "user provisioned");
+    Ok(single(&state, &user, &p, StatusCode::CREATED))
+}
+
+/// PUT /Users/{id}
+pub async fn replace(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimResponse, ApiError> {
+    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let user = state.prov.replace_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(single(&state, &user, &p, StatusCode::OK))
+}
+
+/// PATCH /Users/{id}
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<ScimResponse, ApiError> {
+    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let user = state.prov.patch_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(single(&state, &user, &p, StatusCode::OK))
+}
+
+/// DELETE /Users/{id}
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<ScimResponse, ApiError> {
+    state.prov.delete_user(&ctx, &id, if_match(&headers).as_deref()).await?;
+    Ok(ScimResponse { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None })
+}

@@ -1,0 +1,69 @@
+//! Domain operations: one database transaction each, writing every row Phabricator's own
+//! editors write for the same change (phabricator-write-log.md), plus its sync-log row.
+
+pub mod bot;
+pub mod error;
+pub mod username;
+pub mod users;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+
+pub use error::{ProvisionError, Result};
+
+/// Who asked, for transactions, logs and the sync log.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// `x-request-id`.
+    pub request_id: String,
+    /// The token that authenticated the request.
+    pub token_id: Option<u32>,
+    /// The token's bot: the actor of every transaction and log row.
+    pub actor_phid: String,
+    pub method: String,
+    pub path: String,
+    /// Client address, for `user_log.remoteAddr`.
+    pub remote_addr: String,
+}
+
+/// The provisioning service: database and configuration.
+#[derive(Clone, Debug)]
+pub struct Provisioner {
+    pub db: Db,
+    pub cfg: Arc<Config>,
+}
+
+/// Deadlocks and lock-wait timeouts are retried this many times (design §4).
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// Runs `$body` (an expression using `$tx: &mut Tx`) in a transaction, committing on `Ok`
+/// and retrying the whole transaction on a deadlock or lock-wait timeout.
+#[macro_export]
+macro_rules! in_transaction {
+    ($db:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let mut $tx = $db.begin().await.map_err($crate::provisioning::ProvisionError::from)?;
+            let result: $crate::provisioning::Result<_> = $body;
+            let result = match result {
+                Ok(v) => $tx.commit().await.map(|_| v).map_err($crate::provisioning::ProvisionError::from),
+                Err(e) => {
+                    let _ = $tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < $crate::provisioning::MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, "retrying after a deadlock or lock wait");
+                    let jitter = u64::from(attempt) * 5 + u64::from(rand::random::<u8>() % 10);
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+                    continue;
+                }
+                other => break other,
+            }
+        }
+    }};
+}

@@ -1,0 +1,674 @@
+//! Users: create (or adopt, or rehire), read, replace, patch, deprovision.
+//!
+//! Every write runs in one transaction (`in_transaction!`) that takes the rows it changes with
+//! `FOR UPDATE`, writes what `PhabricatorUserEditor` and the user transaction editor write
+//! (write log W1, W3, W5 to W13, W22), queues the daemon tasks last, and records its
+//! `scim_event` row, so a request commits all of it or none of it.
+
+use serde_json::{Map, Value, json};
+use tracing::instrument;
+
+use super::username::{base_username, candidate};
+use super::{Ctx, ProvisionError, Provisioner, Result};
+use crate::config::AdoptionPolicy;
+use crate::db::phabricator::external::{self, LinkOutcome};
+use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
+use crate::db::phabricator::worker::{self, Task};
+use crate::db::phabricator::xaction::{self, Xaction};
+use crate::db::phabricator::new_phid;
+use crate::db::sidecar::{self, Event, ScimEmail, ScimUserView};
+use crate::db::{Conn, DbError, Tables, filter_sql, now};
+use crate::in_transaction;
+use crate::scim::filter::parse_filter;
+use crate::scim::list::ListParams;
+use crate::scim::patch;
+use crate::scim::query::{self, UserFilter};
+use crate::scim::resource::{etag, normalize};
+use crate::scim::schema::Resource;
+use crate::scim::user::{UserSpec, is_valid_email, stored_doc};
+use crate::scim::ScimError;
+
+/// A managed user as SCIM shows it.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub phid: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub active: bool,
+    pub version: u32,
+    pub created: u32,
+    pub modified: u32,
+    /// (group id, displayName)
+    pub groups: Vec<(String, String)>,
+}
+
+impl StoredUser {
+    fn from_view(v: ScimUserView, groups: Vec<(String, String)>) -> Result<Self> {
+        let attributes = parse_attributes(&v.attributes)?;
+        Ok(Self {
+            phid: v.user_phid,
+            user_name: v.user_name,
+            external_id: v.external_id,
+            attributes,
+            active: !v.is_disabled,
+            version: v.version,
+            created: v.date_created,
+            modified: v.date_modified,
+            groups,
+        })
+    }
+}
+
+fn parse_attributes(text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        // PHP may write an empty array as `[]`.
+        Ok(Value::Array(a)) if a.is_empty() => Ok(Map::new()),
+        _ => Err(DbError::Inconsistent("scim_user.attributes is not a JSON object".into()).into()),
+    }
+}
+
+/// How a POST was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new Phabricator account.
+    New,
+    /// An existing account SCIM did not manage, matched by its verified primary address.
+    Adopted,
+    /// A deprovisioned SCIM user with the same userName, re-activated.
+    Rehired,
+}
+
+/// Checks `If-Match` against the current version (RFC 7644 §3.14).
+pub fn check_if_match(if_match: Option<&str>, version: u32) -> std::result::Result<(), ScimError> {
+    let Some(header) = if_match else { return Ok(()) };
+    let current = etag(version);
+    let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
+    let ok = header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current));
+    if ok { Ok(()) } else { Err(ScimError::precondition_failed(format!("the resource is at version {current}"))) }
+}
+
+/// The diff of one write, for the sync log.
+#[derive(Debug, Default)]
+struct Diff {
+    changes: Map<String, Value>,
+}
+
+impl Diff {
+    fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
+        self.changes.insert(key.to_owned(), json!({"old": old.into(), "new": new.into()}));
+    }
+    fn note(&mut self, key: &str, value: impl Into<Value>) {
+        self.changes.insert(key.to_owned(), value.into());
+    }
+}
+
+impl Provisioner {
+    /// GET /Users/{id}.
+    #[instrument(skip_all, fields(id = %phid))]
+    pub async fn get_user(&self, phid: &str) -> Result<StoredUser> {
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let view = sidecar::get_scim_user(&mut conn, &self.db.t, phid)
+            .await?
+            .filter(|v| !v.is_deprovisioned)
+            .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
+        let groups = load_groups(&mut conn, &self.db.t, std::slice::from_ref(&view.user_phid)).await?;
+        StoredUser::from_view(view, groups.into_iter().map(|(_, g, n)| (g, n)).collect())
+    }
+
+    /// GET /Users and POST /Users/.search.
+    #[instrument(skip_all)]
+    pub async fn list_users(&self, params: &ListParams, want_groups: bool) -> Result<(u64, u64, Vec<StoredUser>)> {
+        let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => {
+                let parsed = parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+                query::resolve_user(&parsed)?
+            }
+            None => UserFilter::All,
+        };
+        let page = params.page(100, u64::from(self.cfg.max_results))?;
+        let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::user_sort_field).transpose()?;
+        let order = filter_sql::user_order(sort, params.descending()?);
+        let sql = filter_sql::user_where(&self.db.t, &filter);
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let (total, rows) =
+            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count)
+                .await?;
+        let phids: Vec<String> = rows.iter().map(|r| r.user_phid.clone()).collect();
+        let memberships = if want_groups { load_groups(&mut conn, &self.db.t, &phids).await? } else { Vec::new() };
+        let users = rows
+            .into_iter()
+            .map(|v| {
+                let groups = memberships
+                    .iter()
+                    .filter(|(u, _, _)| *u == v.user_phid)
+                    .map(|(_, g, n)| (g.clone(), n.clone()))
+                    .collect();
+                StoredUser::from_view(v, groups)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((total, page.start_index, users))
+    }
+
+    /// POST /Users.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id))]
+    pub async fn create_user(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredUser)> {
+        let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
+        let address = self.address_for(&spec, None)?;
+        in_transaction!(self.db, |tx| self.create_in(&mut tx, ctx, &spec, &address).await)
+    }
+
+    async fn create_in(&self, conn: &mut Conn, ctx: &Ctx, spec: &UserSpec, address: &str) -> Result<(Created, StoredUser)> {
+        let t = &*self.db.t;
+        // The address decides adoption; a managed owner is a conflict.
+        if let Some(owner) = pu::lock_email(conn, t, address).await? {
+            if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
+                if existing.is_deprovisioned && existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
+                    return self.rehire(conn, ctx, existing, spec).await;
+                }
+                return Err(ScimError::uniqueness(format!(
+                    "the email {address} belongs to another SCIM user ({})",
+                    existing.user_name
+                ))
+                .into());
+            }
+            let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail && owner.is_primary && owner.is_verified;
+            if !adoptable {
+                return Err(ScimError::uniqueness(format!(
+                    "the email {address} belongs to an existing Phabricator account that SCIM does not manage"
+                ))
+                .into());
+            }
+            return self.adopt(conn, ctx, &owner.user_phid, spec).await;
+        }
+        if pu::is_application_email(conn, t, address).await? {
+            return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
+        }
+        let phid = new_phid("USER");
+        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone())).await {
+            if !e.is_unique_violation() {
+                return Err(e.into());
+            }
+            // Same userName: a deprovisioned user comes back (rehire), anyone else is a conflict.
+            return match sidecar::lock_scim_user_by_name(conn, t, &spec.user_name).await? {
+                Some(existing) if existing.is_deprovisioned => self.rehire(conn, ctx, existing, spec).await,
+                _ => Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into()),
+            };
+        }
+        let is_bot = self.is_bot(spec);
+        let verified = self.cfg.trust_idp_emails && !self.is_placeholder(spec, address);
+        let (user_id, username) = self.insert_account(conn, &phid, spec, is_bot, verified).await?;
+        pu::insert_email(conn, t, &phid, address, verified, true).await?;
+        pu::write_name_tokens(conn, t, user_id, &pu::name_tokens(&username, &spec.real_name), false).await?;
+        sidecar::write_scim_emails(conn, t, &phid, &scim_emails(spec), false).await?;
+        let mut diff = Diff::default();
+        diff.note("username", username.clone());
+        diff.note("email", address.to_owned());
+        if is_bot {
+            diff.note("bot", true);
+        }
+        if let Some(link) = self.link_login(conn, &phid, spec, address, &username).await? {
+            diff.note("login", link);
+        }
+        let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
+        let active = spec.active.unwrap_or(true);
+        if !active {
+            // Created already deactivated: disable in the same request, as an edit would.
+            let row = pu::lock_user(conn, t, &phid).await?.ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
+            self.set_disabled(conn, ctx, &row, true, &mut diff, &mut tasks).await?;
+        }
+        self.log(conn, ctx, Some(&phid), 201, &format!("create user {} as @{username}", spec.user_name), diff).await?;
+        worker::queue(conn, t, &tasks).await?;
+        let ts = now();
+        Ok((
+            Created::New,
+            StoredUser {
+                phid,
+                user_name: spec.user_name.clone(),
+                external_id: spec.external_id.clone(),
+                attributes: spec.attributes.clone(),
+                active,
+                version: 1,
+                created: ts,
+                modified: ts,
+                groups: Vec::new(),
+            },
+        ))
+    }
+
+    /// Inserts the `user` row under the first free derived name.
+    async fn insert_account(&self, conn: &mut Conn, phid: &str, spec: &UserSpec, is_bot: bool, verified: bool) -> Result<(u32, String)> {
+        let t = &*self.db.t;
+        let base = base_username(&spec.user_name, self.cfg.username_policy);
+        // One look-up for the likely candidates, then the insert's unique key settles races.
+        let candidates: Vec<String> = (0..8).map(|n| candidate(&base, n)).collect();
+        let taken = pu::usernames_taken(conn, t, &candidates).await?;
+        let taken: Vec<String> = taken.iter().map(|s| s.to_lowercase()).collect();
+        let mut n = candidates.iter().position(|c| !taken.contains(&c.to_lowercase())).map_or(8, |p| p as u32);
+        loop {
+            let name = candidate(&base, n);
+            let new = NewUser { phid, user_name: &name, real_name: &spec.real_name, is_system_agent: is_bot, is_email_verified: verified };
+            match pu::insert_user(conn, t, &new).await {
+                Ok(id) => return Ok((id, name)),
+                Err(e) if e.is_unique_violation() && e.violated_key().as_deref() == Some("userName") && n < 1000 => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn adopt(&self, conn: &mut Conn, ctx: &Ctx, user_phid: &str, spec: &UserSpec) -> Result<(Created, StoredUser)> {
+        let t = &*self.db.t;
+        if let Err(e) = sidecar::insert_scim_user(conn, t, user_phid, &spec.user_name, spec.external_id.as_deref(), &json!({})).await {
+            if e.is_unique_violation() {
+                return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
+            }
+            return Err(e.into());
+        }
+        let view = sidecar::lock_scim_user(conn, t, user_phid).await?.ok_or_else(|| DbError::Inconsistent("adopted user vanished".into()))?;
+        let user = self.apply(conn, ctx, view, spec, Mode::Adopt).await?;
+        Ok((Created::Adopted, user))
+    }
+
+    async fn rehire(&self, conn: &mut Conn, ctx: &Ctx, existing: ScimUserView, spec: &UserSpec) -> Result<(Created, StoredUser)> {
+        let user = self.apply(conn, ctx, existing, spec, Mode::Rehire).await?;
+        Ok((Created::Rehired, user))
+    }
+
+    /// PUT /Users/{id}: the body replaces the resource; an omitted `active` stays as it is.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+        let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
+        in_transaction!(self.db, |tx| async {
+            let view = self.lock_managed(&mut tx, phid).await?;
+            check_if_match(if_match, view.version)?;
+            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
+        }
+        .await)
+    }
+
+    /// PATCH /Users/{id}.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+        let ops = patch::parse_request(body)?;
+        in_transaction!(self.db, |tx| async {
+            let view = self.lock_managed(&mut tx, phid).await?;
+            check_if_match(if_match, view.version)?;
+            let attrs = parse_attributes(&view.attributes)?;
+            let mut doc = stored_doc(&view.user_name, view.external_id.as_deref(), !view.is_disabled, &attrs);
+            patch::apply(Resource::User, &mut doc, &ops)?;
+            let spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
+        }
+        .await)
+    }
+
+    /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn delete_user(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+        in_transaction!(self.db, |tx| async {
+            let view = self.lock_managed(&mut tx, phid).await?;
+            check_if_match(if_match, view.version)?;
+            let attrs = parse_attributes(&view.attributes)?;
+            let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
+            let spec = UserSpec::from_doc(doc)?;
+            self.apply(&mut tx, ctx, view, &spec, Mode::Delete).await.map(|_| ())
+        }
+        .await)
+    }
+
+    async fn lock_managed(&self, conn: &mut Conn, phid: &str) -> Result<ScimUserView> {
+        sidecar::lock_scim_user(conn, &self.db.t, phid)
+            .await?
+            .filter(|v| !v.is_deprovisioned)
+            .ok_or_else(|| ScimError::not_found(format!("no user {phid}")).into())
+    }
+
+    /// Brings a managed user to `spec`: the diff engine behind PUT, PATCH, DELETE, adoption
+    /// and rehire. Writes only what changed.
+    async fn apply(&self, conn: &mut Conn, ctx: &Ctx, view: ScimUserView, spec: &UserSpec, mode: Mode) -> Result<StoredUser> {
+        let t = &*self.db.t;
+        let user = pu::lock_user(conn, t, &view.user_phid)
+            .await?
+            .ok_or_else(|| DbError::Inconsistent(format!("scim_user {} has no user row", view.user_phid)))?;
+        let mut diff = Diff::default();
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut xactions: Vec<Xaction> = Vec::new();
+        let mut changes = UserChanges::default();
+
+        if user.real_name != spec.real_name {
+            diff.set("realName", user.real_name.clone(), spec.real_name.clone());
+            // The profile edit writes `core:customfield` for `user:realname` (W5).
+            xactions.push(Xaction {
+                kind: "core:customfield",
+                old: Value::String(user.real_name.clone()),
+                new: Value::String(spec.real_name.clone()),
+                metadata: vec![("customfield:key", json!("user:realname"))],
+            });
+            changes.real_name = Some(spec.real_name.clone());
+        }
+        let is_bot = self.is_bot(spec);
+        if is_bot != user.is_system_agent && !user.is_mailing_list {
+            diff.set("bot", user.is_system_agent, is_bot);
+            changes.is_system_agent = Some(is_bot);
+        }
+
+        let current_active = !user.is_disabled;
+        let desired_active = match mode {
+            Mode::Delete => false,
+            Mode::Rehire => spec.active.unwrap_or(true),
+            Mode::Adopt => spec.active.unwrap_or(current_active),
+            Mode::Update => spec.active.unwrap_or(current_active),
+        };
+        if desired_active != current_active {
+            if !desired_active {
+                self.guard_deprovision(conn, ctx, &user).await?;
+            }
+            xactions.push(Xaction { kind: "user.disable", old: json!(user.is_disabled), new: json!(!desired_active), metadata: Vec::new() });
+            changes.is_disabled = Some(!desired_active);
+            diff.set("active", current_active, desired_active);
+        }
+        if !desired_active && (desired_active != current_active || mode == Mode::Delete) {
+            let revoked = self.revoke(conn, &user.phid).await?;
+            diff.note("revoked", serde_json::to_value(revoked).unwrap_or(Value::Null));
+        }
+
+        let address = self.address_for(spec, Some(&user.user_name))?;
+        self.sync_email(conn, ctx, &user, &address, self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address), &mut changes, &mut diff, &mut tasks).await?;
+
+        let row_changed = !changes.is_empty();
+        pu::update_user(conn, t, &user.phid, &changes).await?;
+        if changes.real_name.is_some() {
+            pu::write_name_tokens(conn, t, user.id, &pu::name_tokens(&user.user_name, &spec.real_name), true).await?;
+        }
+        if !xactions.is_empty() {
+            let phids = xaction::insert_group(conn, &t.user_transaction, "USER", &user.phid, &ctx.actor_phid, &xactions, false).await?;
+            tasks.push(Task::publish(&user.phid, &ctx.actor_phid, &phids, xaction::user_publish_state(&user.phid, &ctx.actor_phid)));
+        }
+        if row_changed {
+            // With a transaction row the index version moves; without one, force (internals §4.5).
+            tasks.insert(0, Task::search(&user.phid, xactions.is_empty()));
+        }
+
+        let old_attrs = parse_attributes(&view.attributes)?;
+        let deprovisioned = mode == Mode::Delete;
+        let scim_changed = view.user_name != spec.user_name
+            || view.external_id != spec.external_id
+            || old_attrs != spec.attributes
+            || view.is_deprovisioned != deprovisioned;
+        if view.user_name != spec.user_name {
+            diff.set("userName", view.user_name.clone(), spec.user_name.clone());
+        }
+        if view.external_id != spec.external_id {
+            diff.set("externalId", view.external_id.clone(), spec.external_id.clone());
+        }
+        if let Some(link) = self.link_login(conn, &user.phid, spec, &address, &user.user_name).await? {
+            diff.note("login", link);
+        }
+        let (version, modified) = if scim_changed || row_changed {
+            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone()), deprovisioned).await {
+                if e.is_unique_violation() {
+                    return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
+                }
+                return Err(e.into());
+            }
+            if old_attrs.get("emails") != spec.attributes.get("emails") || mode != Mode::Update {
+                sidecar::write_scim_emails(conn, t, &user.phid, &scim_emails(spec), true).await?;
+            }
+            (view.version + 1, now())
+        } else {
+            (view.version, view.date_modified)
+        };
+
+        let (status, verb) = match mode {
+            Mode::Delete => (204, "deprovision (delete)"),
+            Mode::Adopt => (201, "adopt"),
+            Mode::Rehire => (201, "rehire"),
+            Mode::Update if changes.is_disabled == Some(true) => (200, "deprovision"),
+            Mode::Update if changes.is_disabled == Some(false) => (200, "reactivate"),
+            Mode::Update if scim_changed || row_changed => (200, "update"),
+            Mode::Update => (200, "no change to"),
+        };
+        self.log(conn, ctx, Some(&user.phid), status, &format!("{verb} user {} (@{})", spec.user_name, user.user_name), diff).await?;
+        worker::queue(conn, t, &tasks).await?;
+
+        let groups = load_groups(conn, t, std::slice::from_ref(&user.phid)).await?;
+        Ok(StoredUser {
+            phid: user.phid,
+            user_name: spec.user_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            active: desired_active,
+            version,
+            created: view.date_created,
+            modified,
+            groups: groups.into_iter().map(|(_, g, n)| (g, n)).collect(),
+        })
+    }
+
+    /// Disables an account inside a creation (rare: an IdP creating an inactive user).
+    async fn set_disabled(&self, conn: &mut Conn, ctx: &Ctx, user: &UserRow, disabled: bool, diff: &mut Diff, tasks: &mut Vec<Task>) -> Result<()> {
+        let t = &*self.db.t;
+        pu::update_user(conn, t, &user.phid, &UserChanges { is_disabled: Some(disabled), ..Default::default() }).await?;
+        let x = Xaction { kind: "user.disable", old: json!(user.is_disabled), new: json!(disabled), metadata: Vec::new() };
+        let phids = xaction::insert_group(conn, &t.user_transaction, "USER", &user.phid, &ctx.actor_phid, &[x], false).await?;
+        tasks.push(Task::publish(&user.phid, &ctx.actor_phid, &phids, xaction::user_publish_state(&user.phid, &ctx.actor_phid)));
+        diff.set("active", !user.is_disabled, !disabled);
+        Ok(())
+    }
+
+    /// Makes `address` the user's one primary address, the way `PhabricatorUserEditor` does it
+    /// (W6, W9 to W11): add it (verified), make it primary, remove the old one, each with its
+    /// `user_log` row; reset links are revoked and identity tasks queued.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_email(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user: &UserRow,
+        address: &str,
+        verified: bool,
+        changes: &mut UserChanges,
+        diff: &mut Diff,
+        tasks: &mut Vec<Task>,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        let emails = pu::user_emails(conn, t, &user.phid).await?;
+        let old_primary = emails.iter().find(|e| e.is_primary).cloned();
+        if old_primary.as_ref().is_some_and(|e| e.address.eq_ignore_ascii_case(address)) {
+            return Ok(());
+        }
+        let actor = ctx.actor_phid.as_str();
+        let remote = ctx.remote_addr.as_str();
+        let mine = emails.iter().find(|e| e.address.eq_ignore_ascii_case(address)).cloned();
+        let new_id = match mine {
+            Some(e) => Some(e),
+            None => {
+                if let Some(owner) = pu::lock_email(conn, t, address).await? {
+                    return Err(ScimError::uniqueness(format!("the email {address} belongs to another account ({})", owner.user_phid)).into());
+                }
+                if pu::is_application_email(conn, t, address).await? {
+                    return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
+                }
+                pu::insert_email(conn, t, &user.phid, address, verified, false).await?;
+                pu::insert_log(conn, t, actor, &user.phid, "email-add", Value::Null, json!(address), remote).await?;
+                tasks.push(Task::identity_added(address));
+                pu::user_emails(conn, t, &user.phid).await?.into_iter().find(|e| e.address.eq_ignore_ascii_case(address))
+            }
+        };
+        let Some(new) = new_id else {
+            return Err(DbError::Inconsistent("the new address vanished".into()).into());
+        };
+        if let Some(old) = &old_primary {
+            pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
+        }
+        pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
+        pu::insert_log(conn, t, actor, &user.phid, "email-primary", json!(old_primary.as_ref().map(|e| e.address.clone())), json!(address), remote).await?;
+        if new.is_verified || verified {
+            changes.is_email_verified = Some(true);
+        }
+        if let Some(old) = &old_primary {
+            pu::destroy_email(conn, t, old).await?;
+            pu::insert_log(conn, t, actor, &user.phid, "email-remove", json!(old.address), Value::Null, remote).await?;
+            tasks.push(Task::identity_removed(&old.address));
+        }
+        pu::expire_temporary_tokens(conn, t, &user.phid, Some(&["login:onetime", "login:password"])).await?;
+        diff.set("email", old_primary.map(|e| e.address), address.to_owned());
+        Ok(())
+    }
+
+    /// Ends sessions and revokes credentials, per configuration (design §3).
+    async fn revoke(&self, conn: &mut Conn, user_phid: &str) -> Result<Revoked> {
+        let t = &*self.db.t;
+        let r = &self.cfg.revoke;
+        Ok(Revoked {
+            sessions: if r.sessions { pu::delete_sessions(conn, t, user_phid).await? } else { 0 },
+            api_tokens: if r.api_tokens { pu::expire_api_tokens(conn, t, user_phid).await? } else { 0 },
+            temporary_tokens: if r.temporary_tokens { pu::expire_temporary_tokens(conn, t, user_phid, None).await? } else { 0 },
+        })
+    }
+
+    /// Blast radius (issue 6): never disable an administrator or the caller's own bot, and
+    /// refuse a burst of deprovisions larger than the configured share of managed users.
+    async fn guard_deprovision(&self, conn: &mut Conn, ctx: &Ctx, user: &UserRow) -> Result<()> {
+        if user.is_admin {
+            return Err(ScimError::forbidden(format!("@{} is a Phabricator administrator; SCIM never disables administrators", user.user_name)).into());
+        }
+        if user.phid == ctx.actor_phid {
+            return Err(ScimError::forbidden("a token cannot deprovision its own bot account").into());
+        }
+        let cfg = &self.cfg;
+        if cfg.deprovision_guard_share >= 1.0 {
+            return Ok(());
+        }
+        let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
+        let recent = sidecar::count_deprovisions_since(conn, &self.db.t, now().saturating_sub(window)).await?;
+        if recent < u64::from(cfg.deprovision_guard_min) {
+            return Ok(());
+        }
+        let active = sidecar::count_active_managed_users(conn, &self.db.t).await?;
+        let managed = active + recent;
+        let limit = (cfg.deprovision_guard_share * managed as f64).floor() as u64;
+        if recent + 1 > limit.max(u64::from(cfg.deprovision_guard_min)) {
+            return Err(ScimError::status(
+                429,
+                format!(
+                    "refusing to deprovision: {recent} users were deprovisioned in the last {}s, more than {:.0}% of {managed} managed users; \
+                     check the IdP's assignments, or raise deprovision_guard_share",
+                    cfg.deprovision_guard_window_secs,
+                    cfg.deprovision_guard_share * 100.0
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Links the login provider, when one is configured.
+    async fn link_login(&self, conn: &mut Conn, user_phid: &str, spec: &UserSpec, address: &str, username: &str) -> Result<Option<Value>> {
+        let Some(provider_spec) = self.cfg.login_provider.as_deref() else { return Ok(None) };
+        let t = &*self.db.t;
+        let provider = external::find_provider(conn, t, provider_spec)
+            .await?
+            .filter(|p| p.is_enabled && p.allows_login)
+            .ok_or_else(|| ScimError::status(500, format!("login provider {provider_spec} is missing, disabled or does not allow login")))?;
+        let identifier = login_identifier(&self.cfg.login_identifier, spec, address);
+        if identifier.is_empty() {
+            return Ok(None);
+        }
+        match external::link(conn, t, &provider, user_phid, &identifier, Some(address), username, &spec.real_name).await? {
+            LinkOutcome::Unchanged => Ok(None),
+            LinkOutcome::OwnedByOther { user_phid: other } => Err(ScimError::uniqueness(format!(
+                "the login identifier {identifier:?} of {} is linked to another account ({other})",
+                provider.provider_type
+            ))
+            .into()),
+            outcome => Ok(Some(json!({"provider": provider.phid, "identifier": identifier, "outcome": outcome}))),
+        }
+    }
+
+    fn is_bot(&self, spec: &UserSpec) -> bool {
+        spec.user_type.as_deref().is_some_and(|ty| self.cfg.bot_user_types.iter().any(|b| b.eq_ignore_ascii_case(ty)))
+    }
+
+    fn is_placeholder(&self, spec: &UserSpec, address: &str) -> bool {
+        spec.phabricator_email().as_deref() != Some(address)
+    }
+
+    /// The Phabricator address for `spec`, or a placeholder, or a 400 that says why.
+    fn address_for(&self, spec: &UserSpec, existing_username: Option<&str>) -> std::result::Result<String, ScimError> {
+        if let Some(a) = spec.phabricator_email() {
+            if !is_valid_email(&a) {
+                return Err(ScimError::invalid_value(format!("{a:?} is not an email address Phabricator accepts")));
+            }
+            return Ok(a);
+        }
+        match &self.cfg.placeholder_email_domain {
+            Some(domain) => {
+                let name = existing_username.map(str::to_owned).unwrap_or_else(|| base_username(&spec.user_name, self.cfg.username_policy));
+                Ok(format!("{name}@{domain}"))
+            }
+            None => Err(ScimError::invalid_value(
+                "Phabricator needs an email address: send emails, or an email-shaped userName, or configure placeholder_email_domain",
+            )),
+        }
+    }
+
+    /// Writes a sync-log row inside the request's transaction.
+    async fn log(&self, conn: &mut Conn, ctx: &Ctx, phid: Option<&str>, status: u16, summary: &str, diff: Diff) -> Result<()> {
+        let event = Event {
+            request_id: ctx.request_id.clone(),
+            token_id: ctx.token_id,
+            method: ctx.method.clone(),
+            path: ctx.path.clone(),
+            resource_type: Some("User"),
+            object_phid: phid.map(str::to_owned),
+            status,
+            outcome: "ok",
+            summary: summary.to_owned(),
+            details: Value::Object(diff.changes),
+        };
+        sidecar::insert_event(conn, &self.db.t, &event).await?;
+        Ok(())
+    }
+}
+
+/// Which write `apply` performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Update,
+    Delete,
+    Adopt,
+    Rehire,
+}
+
+fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {
+    spec.emails
+        .iter()
+        .filter(|e| e.value.len() <= 128)
+        .map(|e| ScimEmail { address: e.value.clone(), kind: e.kind.clone().filter(|k| k.len() <= 32), primary: e.primary })
+        .collect()
+}
+
+async fn load_groups(conn: &mut Conn, t: &Tables, phids: &[String]) -> Result<Vec<(String, String, String)>> {
+    Ok(sidecar::user_groups(conn, t, phids).await?)
+}
+
+/// Expands the login identifier template (design §5).
+pub fn login_identifier(template: &str, spec: &UserSpec, address: &str) -> String {
+    let local = spec.user_name.split('@').next().unwrap_or(&spec.user_name);
+    template
+        .replace("{userNameLocalPart}", local)
+        .replace("{userName}", &spec.user_name)
+        .replace("{externalId}", spec.external_id.as_deref().unwrap_or(""))
+        .replace("{email}", address)
+}
+
+impl From<ProvisionError> for ScimError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::Scim(s) => s,
+            ProvisionError::Db(_) => ScimError::status(500, "internal error"),
+        }
+    }
+}

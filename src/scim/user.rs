@@ -1,0 +1,264 @@
+//! The User resource: from a canonical document to what Phabricator needs (`UserSpec`), and
+//! back to the wire.
+
+use serde_json::{Map, Value, json};
+
+use super::error::ScimError;
+use super::resource::meta;
+use super::schema::{self, Resource, urn};
+
+/// Largest SCIM userName we store (the `scim_user.userName` column: a unique key of 191
+/// utf8mb4 characters stays under InnoDB's 767-byte key limit).
+pub const MAX_USER_NAME_CHARS: usize = 191;
+/// `user.realName` is `varchar(128)`; Phorge validates 128 bytes.
+pub const MAX_REAL_NAME_BYTES: usize = 128;
+/// `user_email.address` is `sort128`.
+pub const MAX_EMAIL_BYTES: usize = 128;
+
+/// One email value of the resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailValue {
+    pub value: String,
+    /// Lower-cased `type`.
+    pub kind: Option<String>,
+    pub primary: bool,
+}
+
+/// What a User document asks of Phabricator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSpec {
+    /// SCIM `userName`, verbatim.
+    pub user_name: String,
+    pub external_id: Option<String>,
+    /// `active`, when the document says.
+    pub active: Option<bool>,
+    /// The Phabricator real name (displayName, else name.formatted, else given + family).
+    pub real_name: String,
+    pub emails: Vec<EmailValue>,
+    pub user_type: Option<String>,
+    /// The document without `userName`, `externalId` and `active` (kept in columns).
+    pub attributes: Map<String, Value>,
+}
+
+impl UserSpec {
+    /// Reads a canonical document (see `resource::normalize`).
+    pub fn from_doc(mut doc: Map<String, Value>) -> Result<Self, ScimError> {
+        let user_name = match doc.remove("userName") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            _ => return Err(ScimError::invalid_value("userName is required")),
+        };
+        if user_name.chars().count() > MAX_USER_NAME_CHARS {
+            return Err(ScimError::invalid_value(format!(
+                "userName is longer than {MAX_USER_NAME_CHARS} characters"
+            )));
+        }
+        if user_name.chars().any(char::is_control) {
+            return Err(ScimError::invalid_value("userName contains control characters"));
+        }
+        let external_id = match doc.remove("externalId") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        if external_id.as_ref().is_some_and(|e| e.chars().count() > 128) {
+            return Err(ScimError::invalid_value("externalId is longer than 128 characters"));
+        }
+        let active = match doc.remove("active") {
+            Some(Value::Bool(b)) => Some(b),
+            _ => None,
+        };
+        let str_at = |d: &Map<String, Value>, a: &str, b: Option<&str>| -> Option<String> {
+            let v = d.get(a)?;
+            let v = match b {
+                Some(b) => v.get(b)?,
+                None => v,
+            };
+            v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+        };
+        let real_name = str_at(&doc, "displayName", None)
+            .or_else(|| str_at(&doc, "name", Some("formatted")))
+            .or_else(|| {
+                let parts: Vec<String> = [str_at(&doc, "name", Some("givenName")), str_at(&doc, "name", Some("familyName"))]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join(" "))
+            })
+            .unwrap_or_default();
+        let real_name = truncate_bytes(&real_name, MAX_REAL_NAME_BYTES);
+        let emails = doc
+            .get("emails")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some(EmailValue {
+                            value: e.get("value")?.as_str()?.trim().to_owned(),
+                            kind: e.get("type").and_then(Value::as_str).map(str::to_lowercase),
+                            primary: e.get("primary").and_then(Value::as_bool).unwrap_or(false),
+                        })
+                    })
+                    .filter(|e| !e.value.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let user_type = str_at(&doc, "userType", None);
+        Ok(Self { user_name, external_id, active, real_name, emails, user_type, attributes: doc })
+    }
+
+    /// The address Phabricator gets (design §3): the primary email, else the first work
+    /// email, else the first email, else an email-shaped userName.
+    pub fn phabricator_email(&self) -> Option<String> {
+        self.emails
+            .iter()
+            .find(|e| e.primary)
+            .or_else(|| self.emails.iter().find(|e| e.kind.as_deref() == Some("work")))
+            .or_else(|| self.emails.first())
+            .map(|e| e.value.clone())
+            .or_else(|| is_valid_email(&self.user_name).then(|| self.user_name.clone()))
+    }
+}
+
+/// Phabricator's address rule (`PhabricatorUserEmail::isValidAddress`): at most 128 bytes,
+/// `^[a-z0-9_+.!-]+@[a-z0-9_+:.-]+$`, case-insensitive.
+pub fn is_valid_email(address: &str) -> bool {
+    if address.len() > MAX_EMAIL_BYTES {
+        return false;
+    }
+    let Some((local, domain)) = address.split_once('@') else { return false };
+    let local_ok = !local.is_empty()
+        && local.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'!' | b'-'));
+    let domain_ok = !domain.is_empty()
+        && domain.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b':' | b'.' | b'-'));
+    local_ok && domain_ok
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// What a rendered user is made of.
+#[derive(Debug, Clone)]
+pub struct UserParts<'a> {
+    pub id: &'a str,
+    pub user_name: &'a str,
+    pub external_id: Option<&'a str>,
+    pub active: bool,
+    pub attributes: &'a Map<String, Value>,
+    /// (group id, displayName)
+    pub groups: &'a [(String, String)],
+    pub base_url: &'a str,
+    pub created: u32,
+    pub modified: u32,
+    pub version: u32,
+}
+
+/// Renders a User in schema order.
+pub fn render_user(p: &UserParts<'_>) -> Value {
+    let mut out = Map::new();
+    let mut schemas = vec![Value::String(urn::USER.into())];
+    let has_ext = p.attributes.contains_key(urn::ENTERPRISE_USER);
+    if has_ext {
+        schemas.push(Value::String(urn::ENTERPRISE_USER.into()));
+    }
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert("id".into(), Value::String(p.id.into()));
+    if let Some(e) = p.external_id {
+        out.insert("externalId".into(), Value::String(e.into()));
+    }
+    out.insert("userName".into(), Value::String(p.user_name.into()));
+    for def in schema::USER {
+        match def.name {
+            "userName" | "active" | "groups" | "password" => {}
+            name => {
+                if let Some(v) = p.attributes.get(name) {
+                    out.insert(name.into(), v.clone());
+                }
+            }
+        }
+    }
+    out.insert("active".into(), Value::Bool(p.active));
+    if !p.groups.is_empty() {
+        let groups: Vec<Value> = p
+            .groups
+            .iter()
+            .map(|(id, name)| {
+                json!({"value": id, "$ref": format!("{}/Groups/{id}", p.base_url), "display": name, "type": "direct"})
+            })
+            .collect();
+        out.insert("groups".into(), Value::Array(groups));
+    }
+    if let Some(ext) = p.attributes.get(urn::ENTERPRISE_USER) {
+        out.insert(urn::ENTERPRISE_USER.into(), ext.clone());
+    }
+    let location = format!("{}/Users/{}", p.base_url, p.id);
+    out.insert("meta".into(), meta(Resource::User, &location, p.created, p.modified, p.version));
+    Value::Object(out)
+}
+
+/// The canonical document of a stored user (what PATCH starts from).
+pub fn stored_doc(user_name: &str, external_id: Option<&str>, active: bool, attributes: &Map<String, Value>) -> Map<String, Value> {
+    let mut doc = attributes.clone();
+    doc.insert("userName".into(), Value::String(user_name.into()));
+    if let Some(e) = external_id {
+        doc.insert("externalId".into(), Value::String(e.into()));
+    }
+    doc.insert("active".into(), Value::Bool(active));
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::resource::normalize;
+
+    fn spec(v: Value) -> Result<UserSpec, ScimError> {
+        UserSpec::from_doc(normalize(Resource::User, &v)?)
+    }
+
+    #[test]
+    fn real_name_falls_back_through_name_parts() {
+        assert_eq!(spec(json!({"userName": "a", "displayName": "D"})).unwrap().real_name, "D");
+        assert_eq!(spec(json!({"userName": "a", "name": {"formatted": "F G"}})).unwrap().real_name, "F G");
+        assert_eq!(spec(json!({"userName": "a", "name": {"givenName": "G", "familyName": "F"}})).unwrap().real_name, "G F");
+        assert_eq!(spec(json!({"userName": "a"})).unwrap().real_name, "");
+    }
+
+    #[test]
+    fn email_choice_follows_design() {
+        let s = spec(json!({"userName": "u@x.com", "emails": [{"value": "o@x.com", "type": "other"}, {"value": "w@x.com", "type": "Work"}]})).unwrap();
+        assert_eq!(s.phabricator_email().as_deref(), Some("w@x.com"));
+        let s = spec(json!({"userName": "u@x.com", "emails": [{"value": "o@x.com"}, {"value": "p@x.com", "primary": "true"}]})).unwrap();
+        assert_eq!(s.phabricator_email().as_deref(), Some("p@x.com"));
+        assert_eq!(spec(json!({"userName": "u@x.com"})).unwrap().phabricator_email().as_deref(), Some("u@x.com"));
+        assert_eq!(spec(json!({"userName": "u"})).unwrap().phabricator_email(), None);
+    }
+
+    #[test]
+    fn user_name_is_required_and_bounded() {
+        assert!(spec(json!({"displayName": "x"})).is_err());
+        assert!(spec(json!({"userName": "  "})).is_err());
+        assert!(spec(json!({"userName": "a".repeat(192)})).is_err());
+    }
+
+    #[test]
+    fn email_rule_matches_phabricator() {
+        assert!(is_valid_email("Jane.Doe+x@Example.COM"));
+        assert!(!is_valid_email("jane doe@x.com"));
+        assert!(!is_valid_email("@x.com"));
+        assert!(!is_valid_email("a@"));
+        assert!(!is_valid_email(&format!("{}@x.com", "a".repeat(130))));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_bytes("ééé", 3), "é");
+    }
+}

@@ -1,0 +1,293 @@
+//! SCIM bearer tokens: `phscim-<id>-<secret>`, the secret stored only as an argon2id PHC hash
+//! (the same format PHP's `password_hash(..., PASSWORD_ARGON2ID)` writes, design §6).
+//!
+//! The id in the token selects one row, so one hash is verified. argon2 runs off the async
+//! runtime and only on a cache miss; a cached token's row is re-read every few seconds, so
+//! revocation and expiry take effect within seconds without re-running argon2.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, DbError, now, sidecar};
+
+/// Token prefix.
+pub const PREFIX: &str = "phscim";
+/// Length of the random secret.
+pub const SECRET_LEN: usize = 40;
+
+/// Splits a token into its id and secret.
+pub fn parse(token: &str) -> Option<(u32, &str)> {
+    let rest = token.strip_prefix(PREFIX)?.strip_prefix('-')?;
+    let (id, secret) = rest.split_once('-')?;
+    if secret.len() != SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)) {
+        return None;
+    }
+    Some((id.parse().ok()?, secret))
+}
+
+/// Formats a token.
+pub fn format(id: u32, secret: &str) -> String {
+    format!("{PREFIX}-{id}-{secret}")
+}
+
+/// argon2id with PHP's defaults (m=65536 KiB, t=4, p=1): PHP's `password_needs_rehash`
+/// accepts the hashes we write, and libsodium-built PHP supports only one lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(65536, 4, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a secret into a PHC string.
+pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Ok(argon2().hash_password(secret.as_bytes(), &salt)?.to_string())
+}
+
+/// Verifies a secret against a PHC string (any argon2 variant and parameters it names).
+pub fn verify_secret(secret: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default().verify_password(secret.as_bytes(), &h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A PHC hash nobody's secret matches, verified for unknown ids so that timing does not tell
+/// which ids exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=65536,t=4,p=1$c29tZXNhbHRzb21lc2FsdA$9oBrbFsF2JvhmUYrvO+9I8YNfN8m5+cJ3Vr1Q8Ajx0w";
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: u32,
+    pub bot_phid: String,
+}
+
+/// Why authentication failed. The messages never contain the token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing or malformed bearer token")]
+    Malformed,
+    #[error("invalid, expired or revoked token")]
+    Invalid,
+    #[error("too many failed attempts; retry in {0} s")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+struct Cached {
+    token_id: u32,
+    bot_phid: String,
+    /// The PHC string the secret verified against.
+    hash: String,
+    checked: Instant,
+}
+
+/// Verifies bearer tokens with a cache and a per-address failure limit.
+pub struct TokenVerifier {
+    db: Db,
+    recheck: Duration,
+    failures_per_minute: u32,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    touched: Mutex<HashMap<u32, Instant>>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("recheck", &self.recheck).finish_non_exhaustive()
+    }
+}
+
+const CACHE_LIMIT: usize = 1024;
+
+impl TokenVerifier {
+    /// A verifier over `db`.
+    pub fn new(db: Db, recheck: Duration, failures_per_minute: u32) -> Self {
+        Self {
+            db,
+            recheck,
+            failures_per_minute,
+            cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks a bearer token presented by `client`.
+    pub async fn verify(&self, token: &str, client: IpAddr) -> Result<Principal, AuthError> {
+        if let Some(wait) = self.blocked(client) {
+            return Err(AuthError::RateLimited(wait));
+        }
+        match self.verify_inner(token).await {
+            Ok(p) => Ok(p),
+            Err(AuthError::Db(e)) => Err(AuthError::Db(e)),
+            Err(e) => {
+                self.record_failure(client);
+                Err(e)
+            }
+        }
+    }
+
+    async fn verify_inner(&self, token: &str) -> Result<Principal, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let fresh = {
+            let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
+            cache.get(&key).filter(|c| c.checked.elapsed() < self.recheck).map(|c| Principal { token_id: c.token_id, bot_phid: c.bot_phid.clone() })
+        };
+        if let Some(p) = fresh {
+            self.touch(p.token_id);
+            return Ok(p);
+        }
+        let Some((id, secret)) = parse(token) else {
+            return Err(AuthError::Malformed);
+        };
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let row = sidecar::get_token(&mut conn, &self.db.t, id).await?;
+        drop(conn);
+        let ts = now();
+        let usable = row.as_ref().filter(|r| {
+            r.date_revoked.is_none()
+                && r.date_expires.is_none_or(|e| e > ts)
+                && r.bot_disabled == Some(false)
+                && !r.token_hash.is_empty()
+        });
+        let Some(row) = usable else {
+            self.forget(&key);
+            // Equalise timing with a real verification.
+            let s = secret.to_owned();
+            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, DUMMY_HASH)).await;
+            return Err(AuthError::Invalid);
+        };
+        let cached_hash_matches = {
+            let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
+            cache.get(&key).is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
+        };
+        if !cached_hash_matches {
+            let s = secret.to_owned();
+            let h = row.token_hash.clone();
+            let span = tracing::Span::current();
+            let ok = tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &h))).await.unwrap_or(false);
+            if !ok {
+                self.forget(&key);
+                return Err(AuthError::Invalid);
+            }
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, Cached { token_id: row.id, bot_phid: row.bot_phid.clone(), hash: row.token_hash.clone(), checked: Instant::now() });
+        }
+        self.touch(row.id);
+        Ok(Principal { token_id: row.id, bot_phid: row.bot_phid.clone() })
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(key);
+        }
+    }
+
+    /// Records use at most once a minute per token, off the request path.
+    fn touch(&self, id: u32) {
+        let due = match self.touched.lock() {
+            Ok(mut t) => {
+                let due = t.get(&id).is_none_or(|last| last.elapsed() > Duration::from_secs(60));
+                if due {
+                    t.insert(id, Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                if let Ok(mut conn) = db.pool.acquire().await {
+                    let _ = sidecar::touch_token(&mut conn, &db.t, id).await;
+                }
+            });
+        }
+    }
+
+    fn blocked(&self, client: IpAddr) -> Option<u64> {
+        let failures = self.failures.lock().ok()?;
+        let (count, since) = failures.get(&client)?;
+        let elapsed = since.elapsed();
+        if elapsed < Duration::from_secs(60) && *count >= self.failures_per_minute {
+            Some(60 - elapsed.as_secs())
+        } else {
+            None
+        }
+    }
+
+    fn record_failure(&self, client: IpAddr) {
+        if let Ok(mut failures) = self.failures.lock() {
+            if failures.len() > 10_000 {
+                failures.retain(|_, (_, since)| since.elapsed() < Duration::from_secs(60));
+            }
+            let entry = failures.entry(client).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= Duration::from_secs(60) {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_format_round_trips() {
+        let secret = crate::db::phabricator::random_chars(SECRET_LEN);
+        let t = format(42, &secret);
+        assert_eq!(parse(&t), Some((42, secret.as_str())));
+        assert_eq!(parse("phscim-x-abc"), None);
+        assert_eq!(parse("Bearer phscim-1-abc"), None);
+        assert_eq!(parse(&format!("phscim-1-{}", "A".repeat(40))), None);
+    }
+
+    #[test]
+    fn hash_verifies_and_matches_php_parameters() {
+        let h = hash_secret("s3cret").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=65536,t=4,p=1$"));
+        assert!(verify_secret("s3cret", &h));
+        assert!(!verify_secret("other", &h));
+        assert!(!verify_secret("s3cret", DUMMY_HASH));
+        assert!(!verify_secret("s3cret", "garbage"));
+    }
+}
+
+/// Issues a token for `bot_phid`: the row, then the hash of a fresh secret. Returns the token,
+/// which exists nowhere else afterwards.
+pub async fn issue(db: &Db, bot_phid: &str, label: &str, expires: Option<u32>) -> Result<(u32, String), IssueError> {
+    let secret = crate::db::phabricator::random_chars(SECRET_LEN);
+    let s = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_secret(&s))
+        .await
+        .map_err(|_| IssueError::Hash)?
+        .map_err(|_| IssueError::Hash)?;
+    let mut tx = db.begin().await?;
+    let id = sidecar::insert_token(&mut tx, &db.t, label, bot_phid, expires).await?;
+    sidecar::set_token_hash(&mut tx, &db.t, id, &hash).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok((id, format(id, &secret)))
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("hashing failed")]
+    Hash,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}

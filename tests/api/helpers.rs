@@ -1,0 +1,246 @@
+//! The test fixture: a namespace built from `schema/phabricator/`, the app on port 0, a token.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phab_scim::app::Application;
+use phab_scim::config::{Config, Namespace, Secret};
+use phab_scim::db::{Db, Tables, migrate};
+use phab_scim::provisioning::Provisioner;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection, MySqlConnection, MySqlPool};
+use tokio::sync::{OnceCell, oneshot};
+
+/// The server the tests use.
+pub fn database_url() -> String {
+    std::env::var("PHAB_SCIM_TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+static SWEPT: OnceCell<()> = OnceCell::const_new();
+
+/// Drops namespaces of test runs that died more than an hour ago.
+async fn sweep_stale() {
+    let url = Secret::new(database_url());
+    let Ok(opts) = phab_scim::db::connect_options(&url) else { return };
+    let Ok(mut conn) = MySqlConnection::connect_with(&opts).await else { return };
+    let names: Vec<String> = sqlx::query_scalar("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 't\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    let now = phab_scim::db::now();
+    for name in names {
+        let mut parts = name.split('_');
+        let (Some("t"), Some(epoch)) = (parts.next(), parts.next()) else { continue };
+        let Ok(epoch) = u32::from_str_radix(epoch, 16) else { continue };
+        if now.saturating_sub(epoch) > 3600 {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await;
+        }
+    }
+}
+
+/// A fresh namespace name.
+pub fn new_namespace() -> Namespace {
+    let ns = format!("t_{:08x}_{}", phab_scim::db::now(), phab_scim::db::phabricator::random_chars(10));
+    Namespace::parse(&ns).expect("valid namespace")
+}
+
+/// A running app on its own namespace.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: String,
+    pub bot_phid: String,
+    pub db: Db,
+    pub pool: MySqlPool,
+    pub ns: Namespace,
+    pub cfg: Config,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Spawns with the default configuration.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns after `tweak` adjusts the configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            phab_scim::telemetry::init(false);
+        }
+        SWEPT.get_or_init(sweep_stale).await;
+        let ns = new_namespace();
+        let url = Secret::new(database_url());
+        let mut conn = MySqlConnection::connect_with(&phab_scim::db::connect_options(&url).unwrap()).await.expect("connect");
+        migrate::install_phabricator_fixture(&mut conn, &ns).await.expect("fixture");
+        conn.close().await.ok();
+        let mut cfg = Config {
+            database_url: url,
+            namespace: ns.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            pool_size: 12,
+            token_recheck_secs: 1,
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let app = Application::build(cfg.clone(), None).await.expect("build");
+        let addr = app.addr();
+        let db = app.state().prov.db.clone();
+        let prov = Provisioner { db: db.clone(), cfg: Arc::new(cfg.clone()) };
+        let bot_phid = prov.ensure_bot("scim-bot").await.expect("bot");
+        let (_, token) = phab_scim::token::issue(&db, &bot_phid, "test", None).await.expect("token");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app.run_with_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let pool = db.pool.clone();
+        Self {
+            base: format!("http://{addr}/scim/v2"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            token,
+            bot_phid,
+            db,
+            pool,
+            ns,
+            cfg,
+            stop: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// Table names of this namespace.
+    pub fn t(&self) -> &Tables {
+        &self.db.t
+    }
+
+    /// Sends a request with the token; returns status, headers and JSON body (Null if empty).
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// Same with extra headers.
+    pub async fn send_with(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
+        let mut req = self.client.request(method, url).bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, headers, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, b) = self.send(Method::GET, path, None).await;
+        (s, b)
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.send(Method::POST, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.send(Method::PUT, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.send(Method::PATCH, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, b) = self.send(Method::DELETE, path, None).await;
+        (s, b)
+    }
+
+    /// Runs a query with `{user}`, `{project}`, `{worker}`, `{scim}`, ... replaced by this
+    /// namespace's database names.
+    pub fn sql(&self, template: &str) -> String {
+        let mut s = template.to_owned();
+        for app in ["user", "project", "worker", "scim", "auth", "conduit", "system", "meta_data", "cache", "metamta"] {
+            s = s.replace(&format!("{{{app}}}"), &self.ns.db(app));
+        }
+        s
+    }
+
+    /// One integer.
+    pub async fn count(&self, template: &str) -> i64 {
+        let rows = self.rows(template).await;
+        let v = rows.first().and_then(|r| r.as_object()).and_then(|o| o.values().next().cloned());
+        match v {
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(Value::String(s)) => s.parse().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Rows as JSON objects (every column as text or null), for readable assertions.
+    pub async fn rows(&self, template: &str) -> Vec<Value> {
+        use sqlx::{Column, Row, TypeInfo, ValueRef};
+        let rows = sqlx::query(AssertSqlSafe(self.sql(template))).fetch_all(&self.pool).await.expect(template);
+        rows.iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                for (i, c) in r.columns().iter().enumerate() {
+                    let raw = r.try_get_raw(i).expect("raw");
+                    let v = if raw.is_null() {
+                        Value::Null
+                    } else {
+                        let ty = raw.type_info().name().to_ascii_uppercase();
+                        if ty.contains("INT") {
+                            r.try_get::<i64, _>(i).map(Value::from).or_else(|_| r.try_get::<u64, _>(i).map(Value::from)).unwrap_or(Value::Null)
+                        } else if ty.contains("BOOL") {
+                            r.try_get::<bool, _>(i).map(|b| Value::from(i64::from(b))).unwrap_or(Value::Null)
+                        } else {
+                            r.try_get::<String, _>(i)
+                                .map(Value::from)
+                                .or_else(|_| r.try_get::<Vec<u8>, _>(i).map(|b| Value::from(String::from_utf8_lossy(&b).into_owned())))
+                                .unwrap_or(Value::Null)
+                        }
+                    };
+                    m.insert(c.name().to_owned(), v);
+                }
+                Value::Object(m)
+            })
+            .collect()
+    }
+
+    /// Issues another token for the bot.
+    pub async fn issue_token(&self) -> (u32, String) {
+        phab_scim::token::issue(&self.db, &self.bot_phid, "extra", None).await.expect("token")
+    }
+
+    /// Stops the server and drops the namespace.
+    pub async fn cleanup(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        self.pool.close().await;
+        migrate::drop_namespace(&Secret::new(database_url()), &self.ns).await.expect("drop namespace");
+    }
+}
+
+/// A standard Entra-shaped user body.
+pub fn user_body(user_name: &str, email: &str, display: &str) -> Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "displayName": display,
+        "active": true,
+        "emails": [{"primary": true, "type": "work", "value": email}],
+    })
+}
