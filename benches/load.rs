@@ -268,6 +268,9 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
         ..Report::default()
     };
     let dir = args.out.parent().map(Path::to_path_buf).unwrap_or_default();
+    if let Some(pid) = run::find_db_server() {
+        run::watch("mariadbd", pid);
+    }
 
     if args.growth {
         growth(args, url, ns, &status, &dir, &mut report).await?;
@@ -277,8 +280,22 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
         let db = service::install_namespace(url, &svc_ns).await?;
         let mut svc = Service::start(&args.service_bin, url, &db, args.pool_size, dir.join("service.log"), args.pid_file.as_deref()).await?;
         log(format!("service pid {} on {}", svc.pid, svc.api.root));
+        run::watch("service", svc.pid);
         let (rss0, _) = svc.rss_kib();
         report.extras.insert("rss_kib_at_start".into(), json!(rss0));
+        // Cold start: the first requests find the token cache empty and verify argon2.
+        let api = svc.api.clone();
+        let api = &api;
+        let (cold, _) = run::run((0..args.concurrency).collect(), args.concurrency, |_| async move {
+            api.scim(Method::GET, "/ServiceProviderConfig", None).await?.expect(&[200], "/ServiceProviderConfig").map(|_| ())
+        })
+        .await;
+        fail_on_errors("cold start", &cold)?;
+        let (rss1, hwm1) = svc.rss_kib();
+        report.extras.insert(
+            "cold_start".into(),
+            json!({"concurrent_first_requests": cold.ops, "p50_ms": cold.p50_ms, "max_ms": cold.max_ms, "rss_kib_after": rss1, "hwm_kib_after": hwm1}),
+        );
         let created = service_phases(args, &svc, &status, &dir, &mut report).await?;
         if args.extras {
             extras(args, &mut svc, &db, &status, &created, &mut report).await?;
@@ -731,6 +748,7 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
     let gns = sub_ns(ns, "g")?;
     let db = service::install_namespace(url, &gns).await?;
     let svc = Service::start(&args.service_bin, url, &db, args.pool_size, dir.join("service-growth.log"), args.pid_file.as_deref()).await?;
+    run::watch("service", svc.pid);
     let bdb = if args.baseline {
         let bns = sub_ns(ns, "gb")?;
         let d = service::install_namespace(url, &bns).await?;
@@ -852,9 +870,38 @@ fn print_report(args: &Args, r: &Report) {
             }
         }
     }
-    let ex = &r.extras;
-    if let Some(t) = ex.get("token_check") {
+    if r.phases.iter().any(|p| p.service.as_ref().is_some_and(|s| !s.cpu_ms_per_op.is_empty())) {
         println!();
+        println!(
+            "{:<44} {:>9} {:>9} {:>9} | {:>9} {:>9}   (CPU ms per operation, from /proc)",
+            "phase", "service", "mariadbd", "client", "b mariadb", "b client"
+        );
+        let get = |m: Option<&Measured>, k: &str| fmt_opt(m.and_then(|m| m.cpu_ms_per_op.get(k).copied()), 3);
+        for row in &r.phases {
+            let (s, b) = (row.service.as_ref(), row.baseline.as_ref());
+            println!(
+                "{:<44} {:>9} {:>9} {:>9} | {:>9} {:>9}",
+                row.phase,
+                get(s, "service"),
+                get(s, "mariadbd"),
+                get(s, "client"),
+                get(b, "mariadbd"),
+                get(b, "client")
+            );
+        }
+    }
+    let ex = &r.extras;
+    if let Some(v) = ex.get("cold_start") {
+        println!();
+        println!(
+            "cold start: {} concurrent first requests (empty token cache): p50 {:.0} ms, max {:.0} ms; service peak RSS after them {:.1} MiB",
+            v["concurrent_first_requests"],
+            v["p50_ms"].as_f64().unwrap_or(0.0),
+            v["max_ms"].as_f64().unwrap_or(0.0),
+            v["hwm_kib_after"].as_f64().unwrap_or(0.0) / 1024.0
+        );
+    }
+    if let Some(t) = ex.get("token_check") {
         println!(
             "token check on a cache hit: /ServiceProviderConfig {:.0} us vs /healthz {:.0} us per request (mean, one at a time): {:.0} us",
             t["spc_mean_us"].as_f64().unwrap_or(0.0),

@@ -26,6 +26,49 @@ pub struct Measured {
     pub commits_per_op: Option<f64>,
     /// Prepares per operation (`Com_stmt_prepare` delta): statements not in sqlx's cache.
     pub prepares_per_op: Option<f64>,
+    /// CPU milliseconds per operation of each watched process (`service`, `mariadbd`, `client`).
+    pub cpu_ms_per_op: std::collections::BTreeMap<String, f64>,
+}
+
+/// Processes whose CPU time each phase reports.
+static WATCHED: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a process to the CPU accounting (replacing one of the same label).
+pub fn watch(label: &str, pid: u32) {
+    if let Ok(mut w) = WATCHED.lock() {
+        w.retain(|(l, _)| l != label);
+        w.push((label.to_owned(), pid));
+    }
+}
+
+/// Finds the database server's pid by its command name (only when it runs on this machine).
+pub fn find_db_server() -> Option<u32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if matches!(comm.trim(), "mariadbd" | "mysqld") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// utime + stime of `pid` in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn cpu_snapshot() -> Vec<(String, Option<u64>)> {
+    let mut v: Vec<(String, Option<u64>)> =
+        WATCHED.lock().map(|w| w.iter().map(|(l, p)| (l.clone(), cpu_ticks(*p))).collect()).unwrap_or_default();
+    v.push(("client".into(), cpu_ticks(std::process::id())));
+    v
 }
 
 /// Runs `jobs` with `concurrency` workers; each job is one operation whose latency is recorded.
@@ -149,9 +192,19 @@ where
     Fut: Future<Output = Result<T, String>>,
 {
     let before = Counters::read(status_pool).await;
+    let cpu_before = cpu_snapshot();
     let (mut m, out) = run(jobs, concurrency, f).await;
+    let cpu_after = cpu_snapshot();
     if let Some(after) = Counters::read(status_pool).await {
         after.apply(before, &mut m);
+    }
+    for ((label, b), (_, a)) in cpu_before.into_iter().zip(cpu_after) {
+        if let (Some(b), Some(a)) = (b, a) {
+            if m.ops > 0 {
+                // 100 ticks per second: one tick is 10 ms.
+                m.cpu_ms_per_op.insert(label, a.saturating_sub(b) as f64 * 10.0 / m.ops as f64);
+            }
+        }
     }
     (m, out)
 }
