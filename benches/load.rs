@@ -228,7 +228,11 @@ async fn entry(args: Args) -> Result<(), String> {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let result = bench(&args, &url, &ns).await;
+    // A signal ends the run here, so the service is stopped and the namespace dropped below.
+    let result = tokio::select! {
+        r = bench(&args, &url, &ns) => r,
+        sig = stop_signal() => Err(format!("interrupted by {sig}")),
+    };
     if args.keep {
         eprintln!("bench: keeping namespace {}_*", ns.as_str());
     } else if let Err(e) = migrate::drop_namespace(&url, &ns).await {
@@ -238,6 +242,17 @@ async fn entry(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_file(p);
     }
     result
+}
+
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 fn sub_ns(ns: &Namespace, suffix: &str) -> Result<Namespace, String> {
@@ -258,6 +273,7 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
     let started = Instant::now();
     let status = status_pool(url).await?;
     let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&status).await.map_err(|e| e.to_string())?;
+    let load_before = loadavg();
     let mut report = Report {
         config: json!({
             "users": args.users, "lookups": args.lookups, "groups": args.groups,
@@ -316,6 +332,7 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
         }
     }
     report.extras.insert("total_seconds".into(), json!(started.elapsed().as_secs_f64()));
+    report.extras.insert("loadavg_1min".into(), json!({"before": load_before, "after": loadavg()}));
     print_report(args, &report);
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&args.out, text + "\n").map_err(|e| format!("{}: {e}", args.out.display()))?;
@@ -758,16 +775,21 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
         None
     };
     let api = &svc.api;
+    // Verify the token once (argon2) before measuring.
+    api.scim(Method::GET, "/ServiceProviderConfig", None).await?.expect(&[200], "warm-up")?;
     let create_n = if args.quick { 200 } else { 1000 };
     let mut seeded = 0usize;
     let mut created = 0usize;
+    let mut seeded_phids: Vec<String> = Vec::new();
+    let mut base_phids: Vec<String> = Vec::new();
+    let deactivate_n = if args.quick { 30 } else { 100 };
     for (round, &scale) in args.scales.iter().enumerate() {
         let have = seeded + created;
         if scale > have {
             let t0 = Instant::now();
-            seed::users(&db.pool, &db.t, "s", seeded..seeded + (scale - have), true).await?;
+            seeded_phids.extend(seed::users(&db.pool, &db.t, "s", seeded..seeded + (scale - have), true).await?);
             if let Some(b) = &bdb {
-                seed::users(&b.pool, &b.t, "s", seeded..seeded + (scale - have), false).await?;
+                base_phids.extend(seed::users(&b.pool, &b.t, "s", seeded..seeded + (scale - have), false).await?);
             }
             seeded += scale - have;
             log(format!("growth: seeded to {scale} users in {:.1} s", t0.elapsed().as_secs_f64()));
@@ -787,9 +809,18 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
         fail_on_errors("growth list", &mp)?;
         let first = list_pages(api, status, vec![0; 20], after, c).await;
         let last = list_pages(api, status, vec![(after - 1) / 100 * 100; 20], after, c).await;
+        // Deactivate distinct seeded users (every scale picks a fresh stride of them).
+        let picks_d: Vec<usize> = (0..deactivate_n).map(|k| (k * 97 + round * 13 + 1) % seeded).collect();
+        let sp = &seeded_phids;
+        let (md, _) = measured(status, picks_d.clone(), c, |i| async move {
+            api.scim(Method::PATCH, &format!("/Users/{}", sp[i]), Some(&deactivate_body())).await?.expect(&[200], "PATCH /Users active")?;
+            Ok(())
+        })
+        .await;
+        fail_on_errors("growth deactivate", &md)?;
         let mut entry = json!({
             "users_before": total, "create": mc, "lookup": ml, "list_spread": mp,
-            "list_first_page": first, "list_last_page": last,
+            "list_first_page": first, "list_last_page": last, "deactivate": md,
         });
         if let Some(b) = &bdb {
             let (bc, _) = measured(status, range.clone().collect(), c, |i| async move {
@@ -798,7 +829,13 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
             }).await;
             let (bl, _) = measured(status, picks, c, |(p, i)| async move { baseline::lookup_user(b, &person(&p, i).user_name).await }).await;
             let (bp, _) = measured(status, starts, c, |s| async move { baseline::list_page(b, s as u64, 100).await.map(|_| ()) }).await;
-            entry["baseline"] = json!({"create": bc, "lookup": bl, "list_spread": bp});
+            let actor = phab_scim::db::phabricator::new_phid("USER");
+            let (actor, bph) = (&actor, &base_phids);
+            let (bd, _) = measured(status, picks_d, c, |i| async move {
+                baseline::retrying(|| baseline::deactivate(b, actor, &bph[i])).await
+            })
+            .await;
+            entry["baseline"] = json!({"create": bc, "lookup": bl, "list_spread": bp, "deactivate": bd});
         }
         created += create_n;
         report.growth.push(entry);
@@ -809,6 +846,14 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
     drop(svc);
     db.pool.close().await;
     Ok(())
+}
+
+/// The 1-minute load average: other work on this machine makes the numbers noisy.
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
@@ -940,28 +985,37 @@ fn print_report(args: &Args, r: &Report) {
     if !r.growth.is_empty() {
         println!();
         println!(
-            "{:<10} {:>22} {:>22} {:>22} {:>10} {:>10}",
-            "users", "create req/s (p50)", "lookup req/s (p50)", "list req/s (p50)", "page 1 ms", "last ms"
+            "{:<10} {:>22} {:>22} {:>22} {:>22} {:>10} {:>10}",
+            "users", "create req/s (p50)", "lookup req/s (p50)", "list req/s (p50)", "deactivate/s (p50)", "page 1 ms", "last ms"
         );
         for g in &r.growth {
             let cell = |k: &str| format!("{:.0} ({:.1} ms)", g[k]["per_sec"].as_f64().unwrap_or(0.0), g[k]["p50_ms"].as_f64().unwrap_or(0.0));
             println!(
-                "{:<10} {:>22} {:>22} {:>22} {:>10.1} {:>10.1}",
+                "{:<10} {:>22} {:>22} {:>22} {:>22} {:>10.1} {:>10.1}",
                 g["users_before"],
                 cell("create"),
                 cell("lookup"),
                 cell("list_spread"),
+                cell("deactivate"),
                 g["list_first_page"]["p50_ms"].as_f64().unwrap_or(0.0),
                 g["list_last_page"]["p50_ms"].as_f64().unwrap_or(0.0)
             );
             if let Some(b) = g.get("baseline") {
                 let bc = |k: &str| format!("{:.0} ({:.1} ms)", b[k]["per_sec"].as_f64().unwrap_or(0.0), b[k]["p50_ms"].as_f64().unwrap_or(0.0));
-                println!("{:<10} {:>22} {:>22} {:>22}", "  baseline", bc("create"), bc("lookup"), bc("list_spread"));
+                println!("{:<10} {:>22} {:>22} {:>22} {:>22}", "  baseline", bc("create"), bc("lookup"), bc("list_spread"), bc("deactivate"));
             }
         }
     }
     if let Some(t) = ex.get("total_seconds") {
         println!("\ntotal: {:.0} s", t.as_f64().unwrap_or(0.0));
+    }
+    if let Some(l) = ex.get("loadavg_1min") {
+        let (b, a) = (l["before"].as_f64().unwrap_or(0.0), l["after"].as_f64().unwrap_or(0.0));
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        println!("load average (1 min): {b:.2} before, {a:.2} after");
+        if b > cpus * 0.5 {
+            println!("warning: the machine was busy before the run started; the numbers are noisy");
+        }
     }
 }
 

@@ -199,11 +199,11 @@ where
         after.apply(before, &mut m);
     }
     for ((label, b), (_, a)) in cpu_before.into_iter().zip(cpu_after) {
-        if let (Some(b), Some(a)) = (b, a) {
-            if m.ops > 0 {
-                // 100 ticks per second: one tick is 10 ms.
-                m.cpu_ms_per_op.insert(label, a.saturating_sub(b) as f64 * 10.0 / m.ops as f64);
-            }
+        if let (Some(b), Some(a)) = (b, a)
+            && m.ops > 0
+        {
+            // 100 ticks per second: one tick is 10 ms.
+            m.cpu_ms_per_op.insert(label, a.saturating_sub(b) as f64 * 10.0 / m.ops as f64);
         }
     }
     (m, out)

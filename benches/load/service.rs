@@ -90,10 +90,10 @@ impl Service {
             if let Ok(Some(status)) = svc.child.try_wait() {
                 return Err(format!("the service exited ({status}) before answering; last log lines:\n{}", svc.log_tail(20)));
             }
-            if let Ok(r) = svc.api.client.get(format!("{}/healthz", svc.api.root)).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = svc.api.client.get(format!("{}/healthz", svc.api.root)).send().await
+                && r.status().is_success()
+            {
+                break;
             }
             if Instant::now() > deadline {
                 return Err(format!("the service did not answer /healthz within 60 s; log:\n{}", svc.log_tail(20)));
