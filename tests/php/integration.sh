@@ -327,7 +327,13 @@ if [ -n "${PHAB_SCIM_BIN:-}" ]; then
       PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
       "$PHAB_SCIM_BIN" "$@"
   }
-  svc serve >"$tmp/service.log" 2>&1 &
+  # NOTE: exec, so $! is the service itself (a backgrounded function is a
+  # subshell) and cleanup's kill reaches it.
+  (exec env "${unset_vars[@]}" \
+    PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
+    PHAB_SCIM_NAMESPACE="$ns" \
+    PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
+    "$PHAB_SCIM_BIN" serve) >"$tmp/service.log" 2>&1 &
   svc_pid=$!
   healthy=
   for _ in $(seq 150); do
