@@ -290,17 +290,17 @@ impl Provisioner {
             check_if_match(if_match, view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
-            if let Some(project) = pp::lock_project(&mut tx, t, phid).await? {
-                if project.status != pp::STATUS_ARCHIVED {
-                    let slugs = pp::lock_slugs(&mut tx, t, phid).await?;
-                    pp::update_project(&mut tx, t, project.id, &ProjectChanges { status: Some(pp::STATUS_ARCHIVED), ..Default::default() }).await?;
-                    pp::write_datasource_tokens(&mut tx, t, project.id, &pp::datasource_tokens(&slugs, &project.name), true).await?;
-                    let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
-                    let xphids = xaction::insert_group(&mut tx, &t.project_transaction, "PROJ", phid, &ctx.actor_phid, &[x], false).await?;
-                    let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
-                    tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
-                    diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
-                }
+            if let Some(project) = pp::lock_project(&mut tx, t, phid).await?
+                && project.status != pp::STATUS_ARCHIVED
+            {
+                let slugs = pp::lock_slugs(&mut tx, t, phid).await?;
+                pp::update_project(&mut tx, t, project.id, &ProjectChanges { status: Some(pp::STATUS_ARCHIVED), ..Default::default() }).await?;
+                pp::write_datasource_tokens(&mut tx, t, project.id, &pp::datasource_tokens(&slugs, &project.name), true).await?;
+                let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
+                let xphids = xaction::insert_group(&mut tx, &t.project_transaction, "PROJ", phid, &ctx.actor_phid, &[x], false).await?;
+                let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
+                tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
+                diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
             sidecar::delete_scim_group(&mut tx, t, view.id).await?;
             self.log_group(&mut tx, ctx, phid, 204, &format!("delete group {:?} (archive the project)", view.display_name), diff).await?;
