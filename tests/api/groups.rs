@@ -666,3 +666,41 @@ async fn large_membership_changes_cross_chunks() {
     assert_eq!(inverse_srcs(&app, &id).await.len(), 500);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn concurrent_identical_posts_make_one_group() {
+    let app = TestApp::spawn().await;
+    let body = json!({"schemas": [GROUP], "displayName": "Race"});
+    let (a, b, c, d) = tokio::join!(
+        app.post("/Groups", body.clone()),
+        app.post("/Groups", body.clone()),
+        app.post("/Groups", json!({"displayName": "RACE"})),
+        app.post("/Groups", body.clone()),
+    );
+    let mut statuses: Vec<u16> = [&a, &b, &c, &d].iter().map(|(s, _)| s.as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 409, 409, 409], "{a:?} {b:?} {c:?} {d:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project_slug").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM {worker}.worker_activetask WHERE taskClass = 'PhabricatorApplicationTransactionPublishWorker'").await, 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn etags_guard_group_writes() {
+    let app = TestApp::spawn().await;
+    let sam = create_user(&app, "sam").await;
+    let id = create_group(&app, "Versioned").await;
+    let add = ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}]));
+    let (status, _, _) = app.send_with(Method::PATCH, &format!("/Groups/{id}"), Some(add.clone()), &[("if-match", "W/\"1\"")]).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = app.send_with(Method::PATCH, &format!("/Groups/{id}"), Some(add), &[("if-match", "W/\"1\"")]).await;
+    assert_eq!(status, 412);
+    let (status, _, _) = app.send_with(Method::GET, &format!("/Groups/{id}"), None, &[("if-none-match", "W/\"2\"")]).await;
+    assert_eq!(status, 304);
+    let (status, _, _) = app.send_with(Method::DELETE, &format!("/Groups/{id}"), None, &[("if-match", "W/\"1\"")]).await;
+    assert_eq!(status, 412);
+    assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 1);
+    app.cleanup().await;
+}
