@@ -454,17 +454,25 @@ pub async fn heartbeat(conn: &mut Conn, t: &Tables, key: &str, host: &str, versi
 /// A managed group (`scim_group`).
 #[derive(Debug, Clone, FromRow)]
 pub struct ScimGroupView {
+    /// Row id.
     pub id: u32,
+    /// The project PHID (the SCIM `id`).
     #[sqlx(rename = "projectPHID", try_from = "crate::db::Bin")]
     pub project_phid: String,
+    /// SCIM `displayName`, unique case-insensitively.
     #[sqlx(rename = "displayName")]
     pub display_name: String,
+    /// SCIM `externalId`.
     #[sqlx(rename = "externalID")]
     pub external_id: Option<String>,
+    /// Other SCIM attributes, JSON.
     pub attributes: String,
+    /// ETag version.
     pub version: u32,
+    /// Epoch seconds.
     #[sqlx(rename = "dateCreated")]
     pub date_created: u32,
+    /// Epoch seconds.
     #[sqlx(rename = "dateModified")]
     pub date_modified: u32,
 }

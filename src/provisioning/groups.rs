@@ -39,12 +39,19 @@ const LOGGED_IDS: usize = 50;
 /// A managed group as SCIM shows it (members are streamed separately).
 #[derive(Debug, Clone)]
 pub struct StoredGroup {
+    /// The project PHID (the SCIM `id`).
     pub phid: String,
+    /// SCIM `displayName`.
     pub display_name: String,
+    /// SCIM `externalId`.
     pub external_id: Option<String>,
+    /// Other SCIM attributes.
     pub attributes: Map<String, Value>,
+    /// ETag version.
     pub version: u32,
+    /// `meta.created`, epoch seconds.
     pub created: u32,
+    /// `meta.lastModified`, epoch seconds.
     pub modified: u32,
 }
 

@@ -24,6 +24,7 @@ pub const MAX_DISPLAY_NAME_BYTES: usize = 128;
 pub struct GroupSpec {
     /// The project name (trimmed, as Phorge trims it, internals §13).
     pub display_name: String,
+    /// SCIM `externalId`.
     pub external_id: Option<String>,
     /// Member user ids, when the document has `members`.
     pub members: Option<Vec<String>>,
@@ -176,7 +177,9 @@ impl MemberPlan {
 /// the membership plan, if any operation touched `members`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupPatch {
+    /// Operations on displayName, externalId (for `scim::patch::apply`).
     pub attribute_ops: Vec<PatchOp>,
+    /// The member plan, when any operation touched `members`.
     pub members: Option<MemberPlan>,
 }
 
@@ -310,13 +313,21 @@ fn member_ids_lenient(value: &Value) -> Vec<String> {
 /// What a rendered group is made of (members are written separately, see [`write_member`]).
 #[derive(Debug, Clone)]
 pub struct GroupParts<'a> {
+    /// The project PHID.
     pub id: &'a str,
+    /// `displayName`.
     pub display_name: &'a str,
+    /// `externalId`.
     pub external_id: Option<&'a str>,
+    /// Other stored attributes.
     pub attributes: &'a Map<String, Value>,
+    /// Base URL for `$ref` and `meta.location`.
     pub base_url: &'a str,
+    /// Epoch seconds.
     pub created: u32,
+    /// Epoch seconds.
     pub modified: u32,
+    /// ETag version.
     pub version: u32,
 }
 
@@ -353,9 +364,13 @@ pub fn stored_doc(display_name: &str, external_id: Option<&str>, attributes: &Ma
 /// `type` (RFC 7644 §3.4.2.5, e.g. `attributes=members.value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberFields {
+    /// `value`.
     pub value: bool,
+    /// `$ref`.
     pub reference: bool,
+    /// `display`.
     pub display: bool,
+    /// `type`.
     pub kind: bool,
 }
 

@@ -250,22 +250,32 @@ pub fn user_sort_field(sort_by: &str) -> Result<UserField, ScimError> {
 /// Queryable Group attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupField {
+    /// `id` (the project PHID).
     Id,
+    /// `displayName`.
     DisplayName,
+    /// `externalId`.
     ExternalId,
+    /// `meta.created`.
     Created,
+    /// `meta.lastModified`.
     LastModified,
 }
 
 /// A resolved Group filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GroupFilter {
+    /// `attr op value`.
     Cmp(GroupField, CompareOp, Literal),
+    /// `attr pr`.
     Present(GroupField),
     /// Has this user as a direct member (`members.value eq`, `members[value eq]`).
     Member(String),
+    /// `a and b`.
     And(Box<GroupFilter>, Box<GroupFilter>),
+    /// `a or b`.
     Or(Box<GroupFilter>, Box<GroupFilter>),
+    /// `not (a)`.
     Not(Box<GroupFilter>),
     /// Matches everything (no filter).
     All,

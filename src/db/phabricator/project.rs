@@ -65,23 +65,34 @@ pub fn datasource_tokens(slugs: &[String], name: &str) -> Vec<String> {
 /// The columns of `project` phab-scim reads.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct ProjectRow {
+    /// Numeric id (what `project_datasourcetoken.projectID` references).
     pub id: u32,
+    /// `PHID-PROJ-…`.
     #[sqlx(try_from = "crate::db::Bin")]
     pub phid: String,
+    /// The project name.
     pub name: String,
+    /// `"0"` active, `"100"` archived.
     pub status: String,
+    /// The primary hashtag (NULL for milestones).
     #[sqlx(rename = "primarySlug")]
     pub primary_slug: Option<String>,
+    /// Set for milestones only.
     #[sqlx(rename = "milestoneNumber")]
     pub milestone_number: Option<u32>,
+    /// Maintained by materialization (internals §8.4).
     #[sqlx(rename = "hasSubprojects")]
     pub has_subprojects: bool,
+    /// Path keys of the ancestors and the project, 4 characters each.
     #[sqlx(rename = "projectPath", try_from = "crate::db::Bin")]
     pub project_path: String,
+    /// 0 for a root project.
     #[sqlx(rename = "projectDepth")]
     pub project_depth: u32,
+    /// Epoch seconds.
     #[sqlx(rename = "dateCreated")]
     pub date_created: u32,
+    /// Epoch seconds.
     #[sqlx(rename = "dateModified")]
     pub date_modified: u32,
 }
@@ -100,12 +111,19 @@ const PROJECT_COLUMNS: &str = "p.id, p.phid, p.name, p.status, p.primarySlug, \
 /// (W14): icon `project`, color `blue`, no workboard, `properties []`, subtype `default`.
 #[derive(Debug, Clone)]
 pub struct NewProject<'a> {
+    /// A PHID from `new_project_phid`.
     pub phid: &'a str,
+    /// The trimmed name.
     pub name: &'a str,
+    /// `normalize_slug(name)`.
     pub primary_slug: &'a str,
+    /// The actor (the token's bot).
     pub author_phid: &'a str,
+    /// `viewPolicy`.
     pub view_policy: &'a str,
+    /// `editPolicy`.
     pub edit_policy: &'a str,
+    /// `joinPolicy`.
     pub join_policy: &'a str,
 }
 
@@ -221,8 +239,11 @@ pub async fn has_subprojects(conn: &mut Conn, t: &Tables, project: &ProjectRow) 
 /// `dateModified`, also for membership edits (W18, W19).
 #[derive(Debug, Clone, Default)]
 pub struct ProjectChanges {
+    /// A new name.
     pub name: Option<String>,
+    /// A new primary hashtag.
     pub primary_slug: Option<String>,
+    /// A new status.
     pub status: Option<&'static str>,
 }
 
