@@ -214,7 +214,16 @@ impl Config {
         if let Some(path) = file {
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("PHAB_SCIM_").split("__"));
+        // Only variables naming a setting: scripts set others (PHAB_SCIM_TEST_DATABASE_URL...)
+        // and `deny_unknown_fields` would refuse them.
+        let known: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        fig = fig.merge(Env::prefixed("PHAB_SCIM_").split("__").filter(move |k| {
+            let top = k.as_str().split('.').next().unwrap_or("");
+            known.iter().any(|n| n.eq_ignore_ascii_case(top))
+        }));
         let cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.validate()?;
         Ok(cfg)
@@ -254,6 +263,22 @@ mod tests {
         assert!(Namespace::parse("a`b").is_err());
         assert!(Namespace::parse("").is_err());
         assert!(Namespace::parse("Phab").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_and_unknown_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PHAB_SCIM_NAMESPACE", "acme");
+            jail.set_env("PHAB_SCIM_REVOKE__SESSIONS", "false");
+            jail.set_env("PHAB_SCIM_TEST_DATABASE_URL", "mysql://x@y");
+            jail.create_file("c.toml", "max_results = 50\nlisten = \"127.0.0.1:9999\"")?;
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.namespace.as_str(), "acme");
+            assert!(!cfg.revoke.sessions);
+            assert_eq!(cfg.max_results, 50);
+            assert_eq!(cfg.listen.port(), 9999);
+            Ok(())
+        });
     }
 
     #[test]

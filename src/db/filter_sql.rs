@@ -5,7 +5,7 @@
 //! exactly, `displayName` (a binary column) asks for a case-insensitive collation.
 
 use crate::scim::filter::CompareOp;
-use crate::scim::query::{EmailCond, EmailField, Literal, UserField, UserFilter};
+use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, Literal, UserField, UserFilter};
 
 use super::Tables;
 use super::sidecar::Bind;
@@ -90,6 +90,73 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} ge WHERE ge.src = s.userPHID AND ge.type = 14 AND ge.dst = ?)",
                 t.user_edge
+            ));
+            out.binds.push(Bind::Str(id.clone()));
+        }
+    }
+}
+
+/// Compiles a group filter over `scim_group g`. `displayName` uses the column's
+/// case-insensitive collation (caseExact=false); `externalId` and `id` compare exactly.
+pub fn group_where(t: &Tables, f: &GroupFilter) -> Sql {
+    let mut out = Sql::default();
+    group(t, f, &mut out);
+    out
+}
+
+/// The ORDER BY clause of a group list (stable: ties broken by id).
+pub fn group_order(field: Option<GroupField>, descending: bool) -> String {
+    let dir = if descending { "DESC" } else { "ASC" };
+    let col = match field {
+        None => return format!("g.id {dir}"),
+        Some(GroupField::Id) => "g.projectPHID",
+        Some(GroupField::DisplayName) => "g.displayName",
+        Some(GroupField::ExternalId) => "g.externalID",
+        Some(GroupField::Created) => "g.dateCreated",
+        Some(GroupField::LastModified) => "g.dateModified",
+    };
+    format!("{col} {dir}, g.id {dir}")
+}
+
+fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
+    match f {
+        GroupFilter::All => out.text.push_str("1 = 1"),
+        GroupFilter::And(a, b) | GroupFilter::Or(a, b) => {
+            let op = if matches!(f, GroupFilter::And(..)) { " AND " } else { " OR " };
+            out.text.push('(');
+            group(t, a, out);
+            out.text.push_str(op);
+            group(t, b, out);
+            out.text.push(')');
+        }
+        GroupFilter::Not(a) => {
+            out.text.push_str("NOT (");
+            group(t, a, out);
+            out.text.push(')');
+        }
+        GroupFilter::Present(field) => out.text.push_str(match field {
+            GroupField::ExternalId => "(g.externalID IS NOT NULL AND g.externalID <> '')",
+            _ => "1 = 1",
+        }),
+        GroupFilter::Cmp(field, op, lit) => match field {
+            GroupField::Created | GroupField::LastModified => {
+                let col = if *field == GroupField::Created { "g.dateCreated" } else { "g.dateModified" };
+                let Literal::Time(ts) = lit else {
+                    out.text.push_str("1 = 0");
+                    return;
+                };
+                out.text.push_str(&format!("{col} {} ?", sql_op(*op)));
+                out.binds.push(Bind::Int(*ts));
+            }
+            GroupField::Id => string_cmp("g.projectPHID", false, *op, lit, out),
+            GroupField::DisplayName => string_cmp("g.displayName", false, *op, lit, out),
+            GroupField::ExternalId => string_cmp("g.externalID", true, *op, lit, out),
+        },
+        GroupFilter::Member(id) => {
+            // Type 13: project has member (internals §8.1).
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = 13 AND me.dst = ?)",
+                t.project_edge
             ));
             out.binds.push(Bind::Str(id.clone()));
         }

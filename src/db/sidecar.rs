@@ -450,3 +450,168 @@ pub async fn heartbeat(conn: &mut Conn, t: &Tables, key: &str, host: &str, versi
     .await?;
     Ok(())
 }
+
+/// A managed group (`scim_group`).
+#[derive(Debug, Clone, FromRow)]
+pub struct ScimGroupView {
+    /// Row id.
+    pub id: u32,
+    /// The project PHID (the SCIM `id`).
+    #[sqlx(rename = "projectPHID", try_from = "crate::db::Bin")]
+    pub project_phid: String,
+    /// SCIM `displayName`, unique case-insensitively.
+    #[sqlx(rename = "displayName")]
+    pub display_name: String,
+    /// SCIM `externalId`.
+    #[sqlx(rename = "externalID")]
+    pub external_id: Option<String>,
+    /// Other SCIM attributes, JSON.
+    pub attributes: String,
+    /// ETag version.
+    pub version: u32,
+    /// Epoch seconds.
+    #[sqlx(rename = "dateCreated")]
+    pub date_created: u32,
+    /// Epoch seconds.
+    #[sqlx(rename = "dateModified")]
+    pub date_modified: u32,
+}
+
+/// Columns of [`ScimGroupView`] over alias `g`.
+const SCIM_GROUP_COLUMNS: &str =
+    "g.id, g.projectPHID, g.displayName, g.externalID, g.attributes, g.version, g.dateCreated, g.dateModified";
+
+/// The managed group of a project (no lock).
+pub async fn get_scim_group(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Option<ScimGroupView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {SCIM_GROUP_COLUMNS} FROM {} g WHERE g.projectPHID = ?", t.scim_group)))
+        .bind(project_phid)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// The managed group of a project, locked: every group write takes this lock first.
+pub async fn lock_scim_group(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Option<ScimGroupView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_GROUP_COLUMNS} FROM {} g WHERE g.projectPHID = ? FOR UPDATE",
+        t.scim_group
+    )))
+    .bind(project_phid)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Inserts the SCIM record of a group (version 1). A displayName already used by another
+/// group (case-insensitively, by the column's collation) fails with 1062 on
+/// `key_displayname`: that unique key decides races between identical POSTs.
+pub async fn insert_scim_group(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    display_name: &str,
+    external_id: Option<&str>,
+    attributes: &Value,
+) -> DbResult<()> {
+    let ts = now();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (projectPHID, displayName, externalID, attributes, version, dateCreated, dateModified) \
+         VALUES (?, ?, ?, ?, 1, ?, ?)",
+        t.scim_group
+    )))
+    .bind(project_phid)
+    .bind(display_name)
+    .bind(external_id)
+    .bind(attributes.to_string())
+    .bind(ts)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rewrites the SCIM record of a group and bumps its version (membership changes bump it
+/// too: members are part of the resource, so its ETag moves).
+pub async fn update_scim_group(
+    conn: &mut Conn,
+    t: &Tables,
+    id: u32,
+    display_name: &str,
+    external_id: Option<&str>,
+    attributes: &Value,
+) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET displayName = ?, externalID = ?, attributes = ?, version = version + 1, dateModified = ? WHERE id = ?",
+        t.scim_group
+    )))
+    .bind(display_name)
+    .bind(external_id)
+    .bind(attributes.to_string())
+    .bind(now())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends SCIM management of a group.
+pub async fn delete_scim_group(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE id = ?", t.scim_group)))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A page of managed groups matching `where_sql` (over alias `g`), and the total count.
+pub async fn list_scim_groups(
+    conn: &mut Conn,
+    t: &Tables,
+    where_sql: &str,
+    binds: &[Bind],
+    order_sql: &str,
+    offset: u64,
+    limit: u64,
+) -> DbResult<(u64, Vec<ScimGroupView>)> {
+    let from = format!("FROM {} g WHERE ({where_sql})", t.scim_group);
+    let count_sql = format!("SELECT COUNT(*) {from}");
+    let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql.as_str()));
+    for b in binds {
+        q = bind_scalar(q, b);
+    }
+    let total = u64::try_from(q.fetch_one(&mut *conn).await?).unwrap_or(0);
+    if limit == 0 || offset >= total {
+        return Ok((total, Vec::new()));
+    }
+    let sql = format!("SELECT {SCIM_GROUP_COLUMNS} {from} ORDER BY {order_sql} LIMIT ? OFFSET ?");
+    let mut q = sqlx::query_as::<_, ScimGroupView>(AssertSqlSafe(sql.as_str()));
+    for b in binds {
+        q = match b {
+            Bind::Str(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+            Bind::UInt(i) => q.bind(*i),
+            Bind::Bool(v) => q.bind(*v),
+        };
+    }
+    let rows = q.bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    Ok((total, rows))
+}
+
+/// Which of `phids` are users SCIM manages and has not deprovisioned (the only valid group
+/// members).
+pub async fn managed_users_among(conn: &mut Conn, t: &Tables, phids: &[String]) -> DbResult<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in phids.chunks(super::phabricator::edge::CHUNK) {
+        let sql = format!(
+            "SELECT userPHID FROM {} WHERE isDeprovisioned = 0 AND userPHID IN {}",
+            t.scim_user,
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for p in chunk {
+            q = q.bind(p);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.insert(super::bin_text(&row, 0)?);
+        }
+    }
+    Ok(out)
+}

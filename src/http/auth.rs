@@ -37,7 +37,12 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         .map(str::to_owned)
         .unwrap_or_else(|| random_chars(20));
     let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
+    // Nested routers see a stripped path; the sync log shows the one the client called.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
     let ctx = Ctx {
         request_id: request_id.clone(),
         token_id: None,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod state;
 pub mod users;
@@ -31,6 +32,9 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
         .route("/Users", get(users::list).post(users::create))
         .route("/Users/.search", post(users::search))
         .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route("/Groups/.search", post(groups::search))
+        .route("/Groups/{id}", get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete))
         .route("/ServiceProviderConfig", ro().get(discovery::service_provider_config))
         .route("/ResourceTypes", ro().get(discovery::resource_types))
         .route("/ResourceTypes/{name}", ro().get(discovery::resource_type_by_name))

@@ -3,6 +3,7 @@
 
 pub mod bot;
 pub mod error;
+pub mod groups;
 pub mod username;
 pub mod users;
 

@@ -246,3 +246,126 @@ pub fn user_sort_field(sort_by: &str) -> Result<UserField, ScimError> {
         _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
     }
 }
+
+/// Queryable Group attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupField {
+    /// `id` (the project PHID).
+    Id,
+    /// `displayName`.
+    DisplayName,
+    /// `externalId`.
+    ExternalId,
+    /// `meta.created`.
+    Created,
+    /// `meta.lastModified`.
+    LastModified,
+}
+
+/// A resolved Group filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupFilter {
+    /// `attr op value`.
+    Cmp(GroupField, CompareOp, Literal),
+    /// `attr pr`.
+    Present(GroupField),
+    /// Has this user as a direct member (`members.value eq`, `members[value eq]`).
+    Member(String),
+    /// `a and b`.
+    And(Box<GroupFilter>, Box<GroupFilter>),
+    /// `a or b`.
+    Or(Box<GroupFilter>, Box<GroupFilter>),
+    /// `not (a)`.
+    Not(Box<GroupFilter>),
+    /// Matches everything (no filter).
+    All,
+}
+
+fn group_core_name(p: &AttrPath) -> Result<&str, ScimError> {
+    match &p.urn {
+        None => Ok(&p.name),
+        Some(u) if u.eq_ignore_ascii_case(urn::GROUP) => Ok(&p.name),
+        Some(_) => Err(bad(format!("attribute {p} cannot be filtered"))),
+    }
+}
+
+fn member_cond(op: CompareOp, v: &CompValue) -> Result<GroupFilter, ScimError> {
+    let CompValue::Str(id) = v else { return Err(bad("members compare with a string id")) };
+    match op {
+        CompareOp::Eq => Ok(GroupFilter::Member(id.clone())),
+        CompareOp::Ne => Ok(GroupFilter::Not(Box::new(GroupFilter::Member(id.clone())))),
+        _ => Err(bad("members support only eq and ne")),
+    }
+}
+
+/// Resolves a parsed filter for `/Groups`: `displayName` (case-insensitive), `externalId`,
+/// `id`, `meta.created`, `meta.lastModified` and `members.value`.
+pub fn resolve_group(f: &Filter) -> Result<GroupFilter, ScimError> {
+    Ok(match f {
+        Filter::And(a, b) => GroupFilter::And(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?)),
+        Filter::Or(a, b) => GroupFilter::Or(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?)),
+        Filter::Not(a) => GroupFilter::Not(Box::new(resolve_group(a)?)),
+        Filter::ValuePath(p, inner) => {
+            if !group_core_name(p)?.eq_ignore_ascii_case("members") {
+                return Err(bad(format!("attribute {p} cannot be filtered")));
+            }
+            match &**inner {
+                Filter::Compare(ip, op, v) if ip.name.eq_ignore_ascii_case("value") && ip.sub.is_none() => member_cond(*op, v)?,
+                _ => return Err(bad("members filters support only value eq/ne")),
+            }
+        }
+        Filter::Present(p) => match group_field_of(p)? {
+            Some(f) => GroupFilter::Present(f),
+            None => return Err(bad("members pr is not supported")),
+        },
+        Filter::Compare(p, op, v) => match group_field_of(p)? {
+            Some(f) => GroupFilter::Cmp(f, *op, literal_for_group(f, *op, v)?),
+            None => member_cond(*op, v)?,
+        },
+    })
+}
+
+/// `None` is `members` / `members.value`.
+fn group_field_of(p: &AttrPath) -> Result<Option<GroupField>, ScimError> {
+    let name = group_core_name(p)?.to_ascii_lowercase();
+    let sub = p.sub.as_deref().map(str::to_ascii_lowercase);
+    Ok(Some(match (name.as_str(), sub.as_deref()) {
+        ("id", None) => GroupField::Id,
+        ("displayname", None) => GroupField::DisplayName,
+        ("externalid", None) => GroupField::ExternalId,
+        ("meta", Some("created")) => GroupField::Created,
+        ("meta", Some("lastmodified")) => GroupField::LastModified,
+        ("members", None | Some("value")) => return Ok(None),
+        _ => return Err(bad(format!("attribute {p} cannot be filtered"))),
+    }))
+}
+
+fn literal_for_group(f: GroupField, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
+    match f {
+        GroupField::Created | GroupField::LastModified => match v {
+            CompValue::Str(s) => OffsetDateTime::parse(s, &Rfc3339)
+                .map(|t| Literal::Time(t.unix_timestamp()))
+                .map_err(|_| bad(format!("{s:?} is not an xsd:dateTime"))),
+            _ => Err(bad("meta dates compare with a dateTime string")),
+        },
+        _ => match v {
+            CompValue::Str(s) => Ok(Literal::Str(s.clone())),
+            CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
+            _ => Err(bad("this attribute compares with a string")),
+        },
+    }
+}
+
+/// Sortable Group attributes.
+pub fn group_sort_field(sort_by: &str) -> Result<GroupField, ScimError> {
+    let p = sort_by.trim();
+    let p = p.strip_prefix(urn::GROUP).and_then(|r| r.strip_prefix(':')).unwrap_or(p);
+    match p.to_ascii_lowercase().as_str() {
+        "id" => Ok(GroupField::Id),
+        "displayname" => Ok(GroupField::DisplayName),
+        "externalid" => Ok(GroupField::ExternalId),
+        "meta.created" => Ok(GroupField::Created),
+        "meta.lastmodified" => Ok(GroupField::LastModified),
+        _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+    }
+}

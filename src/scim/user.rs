@@ -7,9 +7,10 @@ use super::error::ScimError;
 use super::resource::meta;
 use super::schema::{self, Resource, urn};
 
-/// Largest SCIM userName we store (the `scim_user.userName` column: a unique key of 191
-/// utf8mb4 characters stays under InnoDB's 767-byte key limit).
-pub const MAX_USER_NAME_CHARS: usize = 191;
+/// Largest SCIM userName we store: `scim_user.userName` is Phorge's `sort128` (a unique key
+/// over 767 bytes would be a "long key" on Config > Database Status; UPNs and email addresses
+/// fit).
+pub const MAX_USER_NAME_CHARS: usize = 128;
 /// `user.realName` is `varchar(128)`; Phorge validates 128 bytes.
 pub const MAX_REAL_NAME_BYTES: usize = 128;
 /// `user_email.address` is `sort128`.
@@ -245,7 +246,8 @@ mod tests {
     fn user_name_is_required_and_bounded() {
         assert!(spec(json!({"displayName": "x"})).is_err());
         assert!(spec(json!({"userName": "  "})).is_err());
-        assert!(spec(json!({"userName": "a".repeat(192)})).is_err());
+        assert!(spec(json!({"userName": "a".repeat(129)})).is_err());
+        assert!(spec(json!({"userName": "a".repeat(128)})).is_ok());
     }
 
     #[test]

@@ -1,5 +1,15 @@
 //! Integration tests: the service in-process against a real MariaDB, each test in its own
 //! Phabricator storage namespace (`t_<hex epoch>_<random>`), dropped at the end.
 
+// Test code may panic: a failed unwrap is a failed test. (clippy.toml's allow-*-in-tests only
+// covers `#[test]` functions, not the fixture and helpers of an integration test binary.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod cli;
+mod drift;
+mod groups;
 mod helpers;
+mod lifecycle;
+mod schema;
 mod users;

@@ -314,15 +314,41 @@ fi
 step "Rust service hook"
 if [ -n "${PHAB_SCIM_BIN:-}" ]; then
   svc_port=$(free_port)
-  PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
-  PHAB_SCIM_NAMESPACE="$ns" \
-  PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
-    "$PHAB_SCIM_BIN" serve >"$tmp/service.log" 2>&1 &
+  # NOTE: The service refuses unknown PHAB_SCIM_* variables, and this test's
+  # own (PHAB_SCIM_BIN, PHAB_SCIM_KEEP, ...) share the prefix: unset them.
+  unset_vars=()
+  for var in $(compgen -e | grep '^PHAB_SCIM_' || true); do
+    unset_vars+=(-u "$var")
+  done
+  svc() {
+    env "${unset_vars[@]}" \
+      PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
+      PHAB_SCIM_NAMESPACE="$ns" \
+      PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
+      "$PHAB_SCIM_BIN" "$@"
+  }
+  # NOTE: exec, so $! is the service itself (a backgrounded function is a
+  # subshell) and cleanup's kill reaches it.
+  (exec env "${unset_vars[@]}" \
+    PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
+    PHAB_SCIM_NAMESPACE="$ns" \
+    PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
+    "$PHAB_SCIM_BIN" serve) >"$tmp/service.log" 2>&1 &
   svc_pid=$!
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$svc_port/healthz" && break
+  healthy=
+  for _ in $(seq 150); do
+    if curl -s -o /dev/null "http://127.0.0.1:$svc_port/healthz"; then
+      healthy=1
+      break
+    fi
+    kill -0 "$svc_pid" 2>/dev/null || break
     sleep 0.2
   done
+  if [ -z "$healthy" ]; then
+    tail -20 "$tmp/service.log" >&2
+    die "phab-scim serve did not answer /healthz"
+  fi
+  ok "phab-scim serve is up on 127.0.0.1:$svc_port"
   code=$(curl -s -o "$tmp/scim.json" -w '%{http_code}' \
     -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/scim+json' \
@@ -334,18 +360,34 @@ if [ -n "${PHAB_SCIM_BIN:-}" ]; then
     fail "POST /scim/v2/Users answered HTTP $code: $(head -c 400 "$tmp/scim.json")"
     tail -20 "$tmp/service.log" >&2
   fi
-  expect_page /scim/log/ "carol"
+  expect_page /scim/log/ "carol" 'href="/p/carol/"'
   expect_page /scim/ "Running"
-  # TODO(lead): a token made by `phab-scim token create` shows on /scim/tokens/.
+  managed_users=2
+
+  # The other direction: a token the Rust service issues (and hashes)
+  # verifies in PHP and shows on the Tokens page, for the same bot.
+  if svc token create --label "Issued by phab-scim" >"$tmp/rust-token.out" 2>"$tmp/rust-token.err"; then
+    rust_token=$(tail -n 1 "$tmp/rust-token.out")
+    helper token-check "$rust_token" \
+      && ok "PHP password_verify accepts the hash of the phab-scim token" \
+      || fail "the phab-scim token does not verify in PHP"
+    expect_page /scim/tokens/ "Issued by phab-scim"
+    [ "$(sql "SELECT COUNT(DISTINCT botPHID) FROM \`${ns}_scim\`.scim_token")" = "1" ] \
+      && ok "phab-scim reused the bot" || fail "phab-scim made another bot"
+  else
+    cat "$tmp/rust-token.err" >&2
+    fail "phab-scim token create"
+  fi
 else
   echo "skipped: PHAB_SCIM_BIN not set (provisioning through the Rust service)"
+  managed_users=1
 fi
 
 step "pages with service rows (simulated: heartbeat, scim_user, events, drift)"
 helper seed-service alice admin
 project_id=$(sql "SELECT id FROM \`${ns}_project\`.project WHERE name = 'Design Team'")
 expect_page /scim/ "scim-1.example.internal" "Running" "Not Seen" \
-  "1 active, 0 deprovisioned" "Last Hour"
+  "$managed_users active, 0 deprovisioned" "Last Hour"
 expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
   "phoneNumbers kept in SCIM only" "phui-oi-highlighted" "Rejected request: unknown token"

@@ -376,10 +376,9 @@ function scim_seed_service($username, $admin_username) {
   queryfx(
     $conn,
     'UPDATE %R SET dateLastUsed = %d WHERE dateRevoked IS NULL
-      AND (dateExpires IS NULL OR dateExpires > %d)',
+      AND dateLastUsed IS NULL ORDER BY id LIMIT 1',
     new PhabricatorScimToken(),
-    $now - 60,
-    $now);
+    $now - 60);
 
   queryfx(
     $conn,

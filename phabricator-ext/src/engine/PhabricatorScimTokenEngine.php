@@ -98,14 +98,14 @@ final class PhabricatorScimTokenEngine extends Phobject {
   public static function getBotEmailAddress() {
     $domain = PhabricatorEnv::getEnvConfig('scim.bot-email-domain');
 
-    if (!phutil_nonempty_string($domain)) {
+    if (!strlen((string)$domain)) {
       $base_uri = PhabricatorEnv::getEnvConfig('phabricator.base-uri');
-      if (phutil_nonempty_string($base_uri)) {
+      if (strlen((string)$base_uri)) {
         $domain = id(new PhutilURI($base_uri))->getDomain();
       }
     }
 
-    if (!phutil_nonempty_string($domain)) {
+    if (!strlen((string)$domain)) {
       $domain = self::PLACEHOLDER_DOMAIN;
     }
 

@@ -23,7 +23,7 @@ abstract class PhabricatorScimDAO
    * @return map<string, wild> Decoded object, or an empty map.
    */
   final protected function decodeJSONColumn($value) {
-    if (!phutil_nonempty_string($value)) {
+    if (!strlen((string)$value)) {
       return array();
     }
 

@@ -1,7 +1,9 @@
 //! Writers and readers of Phabricator's own tables, one module per table family, named after
 //! the Phorge DAO they mirror. Each function takes the open transaction's connection.
 
+pub mod edge;
 pub mod external;
+pub mod project;
 pub mod user;
 pub mod worker;
 pub mod xaction;

@@ -1,0 +1,198 @@
+//! `/Groups` handlers: parse, call one provisioning function, write the response.
+//!
+//! A group's members are written straight into the response body from the edge rows
+//! (`Provisioner::write_group_members`): the body of a 50,000-member group exists once, as
+//! bytes, not also as a JSON tree. With `excludedAttributes=members` (Entra) they are not
+//! read at all.
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, SCIM_JSON};
+use super::extract::ScimBody;
+use super::state::AppState;
+use super::users::ProjectionParams;
+use crate::provisioning::Ctx;
+use crate::provisioning::groups::StoredGroup;
+use crate::scim::group::{GroupParts, MemberFields, render_group};
+use crate::scim::list::ListParams;
+use crate::scim::resource::{Projection, etag};
+use crate::scim::schema::{Resource, urn};
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
+    Ok(Projection::parse(Resource::Group, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?)
+}
+
+/// Appends one group, projected, with its members streamed in when the projection wants them.
+async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
+    let doc = render_group(&GroupParts {
+        id: &g.phid,
+        display_name: &g.display_name,
+        external_id: g.external_id.as_deref(),
+        attributes: &g.attributes,
+        base_url: &state.base_url,
+        created: g.created,
+        modified: g.modified,
+        version: g.version,
+    });
+    let doc = p.apply(Resource::Group, doc);
+    let start = buf.len();
+    serde_json::to_writer(&mut *buf, &doc).map_err(|_| ApiError::Internal)?;
+    if !p.wants("members") {
+        return Ok(());
+    }
+    // Reopen the object: `{...}` becomes `{...,"members":[...]}`; an empty membership is
+    // omitted (RFC 7643 §2.5: unassigned).
+    buf.pop();
+    let reopened = buf.len();
+    if reopened > start + 1 {
+        buf.push(b',');
+    }
+    buf.extend_from_slice(b"\"members\":[");
+    let n = state.prov.write_group_members(&g.phid, &state.base_url, MemberFields::of(p), buf).await?;
+    if n == 0 {
+        buf.truncate(reopened);
+    } else {
+        buf.push(b']');
+    }
+    buf.push(b'}');
+    Ok(())
+}
+
+fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    if let Some(e) = tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(header::ETAG, e);
+    }
+    if let Some(l) = location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+        headers.insert(header::LOCATION, l);
+    }
+    (status, headers, Body::from(body)).into_response()
+}
+
+async fn single(state: &AppState, g: &StoredGroup, p: &Projection, status: StatusCode) -> Result<Response, ApiError> {
+    let mut buf = Vec::new();
+    write_group(state, g, p, &mut buf).await?;
+    let location = (status == StatusCode::CREATED).then(|| format!("{}/Groups/{}", state.base_url, g.phid));
+    Ok(respond(status, buf, Some(etag(g.version)), location))
+}
+
+/// GET /Groups
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+    search_groups(&state, params).await
+}
+
+/// POST /Groups/.search
+pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<Response, ApiError> {
+    search_groups(&state, ListParams::from_search_body(&body)?).await
+}
+
+async fn search_groups(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
+    let p = Projection::parse(Resource::Group, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let (total, start, groups) = state.prov.list_groups(&params).await?;
+    // A ListResponse (RFC 7644 §3.4.2), written like `scim::list::list_response` but with
+    // each group streamed in.
+    let mut buf = Vec::new();
+    let head = serde_json::json!({"schemas": [urn::LIST_RESPONSE], "totalResults": total, "startIndex": start, "itemsPerPage": groups.len()});
+    serde_json::to_writer(&mut buf, &head).map_err(|_| ApiError::Internal)?;
+    buf.pop();
+    buf.extend_from_slice(b",\"Resources\":[");
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_group(state, g, &p, &mut buf).await?;
+    }
+    buf.extend_from_slice(b"]}");
+    Ok(respond(StatusCode::OK, buf, None, None))
+}
+
+/// GET /Groups/{id}
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let p = projection(&pp)?;
+    let group = state.prov.get_group(&id).await?;
+    let tag = etag(group.version);
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
+        if inm.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&tag)) {
+            let mut resp = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&tag) {
+                resp.headers_mut().insert(header::ETAG, v);
+            }
+            return Ok(resp);
+        }
+    }
+    single(&state, &group, &p, StatusCode::OK).await
+}
+
+/// POST /Groups
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Query(pp): Query<ProjectionParams>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let p = projection(&pp)?;
+    let (how, group) = state.prov.create_group(&ctx, &body).await?;
+    tracing::info!(id = %group.phid, how = ?how, "group provisioned");
+    single(&state, &group, &p, StatusCode::CREATED).await
+}
+
+/// PUT /Groups/{id}
+pub async fn replace(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let p = projection(&pp)?;
+    let group = state.prov.replace_group(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    single(&state, &group, &p, StatusCode::OK).await
+}
+
+/// PATCH /Groups/{id}: 204 (Entra's preference for groups, scim-conformance §1.9), or 200
+/// with the resource when the request asks for attributes.
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    Query(pp): Query<ProjectionParams>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let p = projection(&pp)?;
+    let group = state.prov.patch_group(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    if pp.attributes.is_none() && pp.excluded_attributes.is_none() {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(resp);
+    }
+    single(&state, &group, &p, StatusCode::OK).await
+}
+
+/// DELETE /Groups/{id}
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.prov.delete_group(&ctx, &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,551 @@
+//! Groups: create (or adopt), read, list, replace, patch, delete (archive).
+//!
+//! A group is a Phabricator project (design §3). Every write runs in one transaction
+//! (`in_transaction!`) that locks the `scim_group` row and the project row `FOR UPDATE`, writes
+//! what Phorge's project editor writes (write log W14 to W21: the project row re-save, slugs,
+//! datasource tokens, `project_transaction` rows, edges 13/14/60), records its `scim_event`
+//! row and queues the publish worker last (W24.1: project edits queue no search task).
+//! Memberships change as deltas (`db::phabricator::edge`), never as a rewrite of the set.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
+use tracing::instrument;
+
+use super::users::{Created, check_if_match};
+use super::{Ctx, Provisioner, Result};
+use crate::db::phabricator::edge;
+use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
+use crate::db::phabricator::worker::{self, Task};
+use crate::db::phabricator::xaction::{self, Xaction};
+use crate::db::sidecar::{self, Event, ScimGroupView};
+use crate::db::{Conn, DbError, filter_sql, now};
+use crate::in_transaction;
+use crate::scim::ScimError;
+use crate::scim::filter::parse_filter;
+use crate::scim::group::{GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member};
+use crate::scim::list::ListParams;
+use crate::scim::patch;
+use crate::scim::query::{self, GroupFilter};
+use crate::scim::resource::normalize;
+use crate::scim::schema::Resource;
+
+/// Phabricator's default view and edit policy of new projects when the Projects application
+/// has no configured defaults (internals §7.1; W14).
+const DEFAULT_POLICY: &str = "users";
+/// How many member ids the sync log lists per direction (the counts are always complete).
+const LOGGED_IDS: usize = 50;
+
+/// A managed group as SCIM shows it (members are streamed separately).
+#[derive(Debug, Clone)]
+pub struct StoredGroup {
+    /// The project PHID (the SCIM `id`).
+    pub phid: String,
+    /// SCIM `displayName`.
+    pub display_name: String,
+    /// SCIM `externalId`.
+    pub external_id: Option<String>,
+    /// Other SCIM attributes.
+    pub attributes: Map<String, Value>,
+    /// ETag version.
+    pub version: u32,
+    /// `meta.created`, epoch seconds.
+    pub created: u32,
+    /// `meta.lastModified`, epoch seconds.
+    pub modified: u32,
+}
+
+impl StoredGroup {
+    fn from_view(v: ScimGroupView) -> Result<Self> {
+        Ok(Self {
+            attributes: parse_attributes(&v.attributes)?,
+            phid: v.project_phid,
+            display_name: v.display_name,
+            external_id: v.external_id,
+            version: v.version,
+            created: v.date_created,
+            modified: v.date_modified,
+        })
+    }
+}
+
+fn parse_attributes(text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Array(a)) if a.is_empty() => Ok(Map::new()),
+        _ => Err(DbError::Inconsistent("scim_group.attributes is not a JSON object".into()).into()),
+    }
+}
+
+/// Which write `apply` performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Update,
+    Adopt,
+}
+
+/// What one write changed, for the sync log.
+#[derive(Debug, Default)]
+struct Diff(Map<String, Value>);
+
+impl Diff {
+    fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
+        self.0.insert(key.to_owned(), json!({"old": old.into(), "new": new.into()}));
+    }
+    fn members(&mut self, added: &[String], removed: &[String]) {
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        let head = |ids: &[String]| ids.iter().take(LOGGED_IDS).cloned().collect::<Vec<_>>();
+        self.0.insert(
+            "members".into(),
+            json!({"added": added.len(), "removed": removed.len(), "addedIds": head(added), "removedIds": head(removed)}),
+        );
+    }
+}
+
+impl Provisioner {
+    /// GET /Groups/{id}, without members (see [`Provisioner::write_group_members`]).
+    #[instrument(skip_all, fields(id = %phid))]
+    pub async fn get_group(&self, phid: &str) -> Result<StoredGroup> {
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let view = sidecar::get_scim_group(&mut conn, &self.db.t, phid)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+        StoredGroup::from_view(view)
+    }
+
+    /// Writes the members of a group as JSON values separated by commas into `buf`, streaming
+    /// the edge rows: a 50,000-member group is never held as rows and JSON at once.
+    #[instrument(skip_all, fields(id = %phid))]
+    pub async fn write_group_members(&self, phid: &str, base_url: &str, fields: MemberFields, buf: &mut Vec<u8>) -> Result<u64> {
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let mut first = true;
+        let n = edge::for_each_member(&mut conn, &self.db.t, phid, |id, display| {
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            write_member(buf, fields, base_url, id, display);
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// GET /Groups and POST /Groups/.search (members are streamed by the caller, if wanted).
+    #[instrument(skip_all)]
+    pub async fn list_groups(&self, params: &ListParams) -> Result<(u64, u64, Vec<StoredGroup>)> {
+        let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => {
+                let parsed = parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+                query::resolve_group(&parsed)?
+            }
+            None => GroupFilter::All,
+        };
+        let page = params.page(100, u64::from(self.cfg.max_results))?;
+        let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::group_sort_field).transpose()?;
+        let order = filter_sql::group_order(sort, params.descending()?);
+        let sql = filter_sql::group_where(&self.db.t, &filter);
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let (total, rows) =
+            sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count).await?;
+        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        Ok((total, page.start_index, groups))
+    }
+
+    /// POST /Groups: a new project, or the adoption of an unmanaged project whose hashtag is
+    /// the name's slug (by `group_adoption`), or 409.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id))]
+    pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
+        let spec = GroupSpec::from_body(body)?;
+        let slug = valid_slug(&spec.display_name)?;
+        in_transaction!(self.db, |tx| self.create_group_in(&mut tx, ctx, &spec, &slug).await)
+    }
+
+    async fn create_group_in(&self, conn: &mut Conn, ctx: &Ctx, spec: &GroupSpec, slug: &str) -> Result<(Created, StoredGroup)> {
+        let t = &*self.db.t;
+        if let Some(existing) = pp::lock_project_by_slug(conn, t, slug).await? {
+            if let Some(group) = sidecar::lock_scim_group(conn, t, &existing.phid).await? {
+                return Err(ScimError::uniqueness(format!(
+                    "the group {:?} ({}) already has the hashtag #{slug}",
+                    group.display_name, group.project_phid
+                ))
+                .into());
+            }
+            if !self.cfg.group_adoption {
+                return Err(ScimError::uniqueness(format!(
+                    "the Phabricator project #{slug} ({}) exists and SCIM does not manage it (group_adoption is off)",
+                    existing.phid
+                ))
+                .into());
+            }
+            refuse_unmanageable(conn, t, &existing).await?;
+            self.insert_group_row(conn, &existing.phid, spec).await?;
+            let view = sidecar::lock_scim_group(conn, t, &existing.phid)
+                .await?
+                .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
+            // An adopted project keeps its members unless the POST names them.
+            let plan = spec.members.clone().map(MemberPlan::replace);
+            let group = self.apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt).await?;
+            return Ok((Created::Adopted, group));
+        }
+
+        let phid = pp::new_project_phid(conn, t).await?;
+        // The scim_group unique key on displayName decides races between identical POSTs.
+        self.insert_group_row(conn, &phid, spec).await?;
+        let members = spec.members.clone().unwrap_or_default();
+        let members = dedup(members);
+        self.check_members(conn, &members).await?;
+        let id = pp::insert_project(
+            conn,
+            t,
+            &NewProject {
+                phid: &phid,
+                name: &spec.display_name,
+                primary_slug: slug,
+                author_phid: &ctx.actor_phid,
+                view_policy: DEFAULT_POLICY,
+                edit_policy: DEFAULT_POLICY,
+                join_policy: &self.cfg.project_join_policy,
+            },
+        )
+        .await?;
+        // The save writes tokens before the slug row exists: they come from the name (W14).
+        pp::write_datasource_tokens(conn, t, id, &pp::datasource_tokens(&[], &spec.display_name), false).await?;
+        let mut xactions = vec![
+            Xaction { kind: "core:create", old: Value::Null, new: Value::Null, metadata: Vec::new() },
+            Xaction { kind: "project:name", old: Value::Null, new: json!(spec.display_name), metadata: Vec::new() },
+        ];
+        if !members.is_empty() {
+            xactions.push(edge_xaction(&[], &members));
+        }
+        let xphids = xaction::insert_group(conn, &t.project_transaction, "PROJ", &phid, &ctx.actor_phid, &xactions, true).await?;
+        pp::insert_slug(conn, t, &phid, slug).await?;
+        edge::add_members(conn, t, &phid, &[], &members).await?;
+        let mut diff = Diff::default();
+        diff.0.insert("slug".into(), json!(slug));
+        diff.members(&members, &[]);
+        self.log_group(conn, ctx, &phid, 201, &format!("create group {:?} as #{slug}", spec.display_name), diff).await?;
+        let state = xaction::project_publish_state(&phid, &ctx.actor_phid, true);
+        worker::queue(conn, t, &[Task::publish(&phid, &ctx.actor_phid, &xphids, state)]).await?;
+        let ts = now();
+        Ok((
+            Created::New,
+            StoredGroup {
+                phid,
+                display_name: spec.display_name.clone(),
+                external_id: spec.external_id.clone(),
+                attributes: spec.attributes.clone(),
+                version: 1,
+                created: ts,
+                modified: ts,
+            },
+        ))
+    }
+
+    async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
+        let attrs = Value::Object(spec.attributes.clone());
+        match sidecar::insert_scim_group(conn, &self.db.t, phid, &spec.display_name, spec.external_id.as_deref(), &attrs).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_unique_violation() => {
+                Err(ScimError::uniqueness(format!("a group named {:?} already exists", spec.display_name)).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// PUT /Groups/{id}: the name and the whole membership (absent `members` empties it, RFC
+    /// 7644 §3.5.1; scim-conformance §1.8).
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+        let mut spec = GroupSpec::from_body(body)?;
+        let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
+        in_transaction!(self.db, |tx| async {
+            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+            check_if_match(if_match, view.version)?;
+            self.apply_group(&mut tx, ctx, view, project, &spec, Some(plan.clone()), Mode::Update).await
+        }
+        .await)
+    }
+
+    /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
+    /// as a delta (`scim::group::split_patch`).
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+        let ops = patch::parse_request(body)?;
+        let split = split_patch(&ops)?;
+        in_transaction!(self.db, |tx| async {
+            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+            check_if_match(if_match, view.version)?;
+            let attrs = parse_attributes(&view.attributes)?;
+            let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
+            patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
+            let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
+            self.apply_group(&mut tx, ctx, view, project, &spec, split.members.clone(), Mode::Update).await
+        }
+        .await)
+    }
+
+    /// DELETE /Groups/{id}: archives the project the way the archive controller does (W16)
+    /// and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as an
+    /// archive keeps them, internals §7.6). Afterwards the group is 404.
+    #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
+    pub async fn delete_group(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+        in_transaction!(self.db, |tx| async {
+            let t = &*self.db.t;
+            let view = sidecar::lock_scim_group(&mut tx, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+            check_if_match(if_match, view.version)?;
+            let mut tasks = Vec::new();
+            let mut diff = Diff::default();
+            if let Some(project) = pp::lock_project(&mut tx, t, phid).await?
+                && project.status != pp::STATUS_ARCHIVED
+            {
+                let slugs = pp::lock_slugs(&mut tx, t, phid).await?;
+                pp::update_project(&mut tx, t, project.id, &ProjectChanges { status: Some(pp::STATUS_ARCHIVED), ..Default::default() }).await?;
+                pp::write_datasource_tokens(&mut tx, t, project.id, &pp::datasource_tokens(&slugs, &project.name), true).await?;
+                let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
+                let xphids = xaction::insert_group(&mut tx, &t.project_transaction, "PROJ", phid, &ctx.actor_phid, &[x], false).await?;
+                let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
+                tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
+                diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
+            }
+            sidecar::delete_scim_group(&mut tx, t, view.id).await?;
+            self.log_group(&mut tx, ctx, phid, 204, &format!("delete group {:?} (archive the project)", view.display_name), diff).await?;
+            worker::queue(&mut tx, t, &tasks).await?;
+            Ok(())
+        }
+        .await)
+    }
+
+    async fn lock_managed_group(&self, conn: &mut Conn, phid: &str) -> Result<(ScimGroupView, ProjectRow)> {
+        let t = &*self.db.t;
+        let view = sidecar::lock_scim_group(conn, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+        let project = pp::lock_project(conn, t, phid)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("the project of group {phid} no longer exists in Phabricator")))?;
+        Ok((view, project))
+    }
+
+    /// Refuses member ids that are not users SCIM manages (400 invalidValue naming them).
+    async fn check_members(&self, conn: &mut Conn, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let known = sidecar::managed_users_among(conn, &self.db.t, ids).await?;
+        let unknown: Vec<&String> = ids.iter().filter(|id| !known.contains(*id)).collect();
+        if let Some(first) = unknown.first() {
+            let more = if unknown.len() > 1 { format!(" (and {} more)", unknown.len() - 1) } else { String::new() };
+            return Err(ScimError::invalid_value(format!(
+                "member {first}{more} is not a user provisioned through SCIM; members must be ids of /Users"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Brings a managed group to `spec` and `plan`: the engine behind PUT, PATCH and adoption.
+    /// Writes only what changed, in the editor's order (W15, W18): the project row re-save,
+    /// tokens, the transactions, the new slug, the edges.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_group(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        view: ScimGroupView,
+        project: ProjectRow,
+        spec: &GroupSpec,
+        plan: Option<MemberPlan>,
+        mode: Mode,
+    ) -> Result<StoredGroup> {
+        let t = &*self.db.t;
+        let mut diff = Diff::default();
+        let mut xactions: Vec<Xaction> = Vec::new();
+        let mut changes = ProjectChanges::default();
+        let mut new_slug: Option<String> = None;
+        let slugs = pp::lock_slugs(conn, t, &project.phid).await?;
+
+        if project.name != spec.display_name {
+            let slug = valid_slug(&spec.display_name)?;
+            if !slugs.contains(&slug) {
+                if let Some(owner) = pp::lock_slug_owner(conn, t, &slug).await? {
+                    return Err(ScimError::uniqueness(format!("the hashtag #{slug} belongs to another project ({owner})")).into());
+                }
+                new_slug = Some(slug.clone());
+            }
+            if project.primary_slug.as_deref() != Some(slug.as_str()) {
+                changes.primary_slug = Some(slug);
+            }
+            changes.name = Some(spec.display_name.clone());
+            xactions.push(Xaction { kind: "project:name", old: json!(project.name), new: json!(spec.display_name), metadata: Vec::new() });
+            diff.set("name", project.name.clone(), spec.display_name.clone());
+        }
+        if mode == Mode::Adopt && project.status == pp::STATUS_ARCHIVED {
+            // The IdP creates a live group: an adopted archived project is activated (W17).
+            changes.status = Some(pp::STATUS_ACTIVE);
+            xactions.push(status_xaction(&project.status, pp::STATUS_ACTIVE));
+            diff.set("status", project.status.clone(), pp::STATUS_ACTIVE);
+        }
+
+        let (to_add, to_remove) = match &plan {
+            Some(plan) => self.member_delta(conn, &project.phid, plan).await?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let members_changed = !to_add.is_empty() || !to_remove.is_empty();
+        if members_changed {
+            refuse_unmanageable(conn, t, &project).await?;
+            self.check_members(conn, &to_add).await?;
+            xactions.push(edge_xaction(&to_remove, &to_add));
+            diff.members(&to_add, &to_remove);
+        }
+
+        let mut tasks = Vec::new();
+        if !xactions.is_empty() {
+            pp::update_project(conn, t, project.id, &changes).await?;
+            let final_name = changes.name.as_deref().unwrap_or(&project.name);
+            // Tokens from the slugs that exist before this save (the one-save lag of W15).
+            pp::write_datasource_tokens(conn, t, project.id, &pp::datasource_tokens(&slugs, final_name), true).await?;
+            let xphids = xaction::insert_group(conn, &t.project_transaction, "PROJ", &project.phid, &ctx.actor_phid, &xactions, false).await?;
+            if let Some(slug) = &new_slug {
+                pp::insert_slug(conn, t, &project.phid, slug).await?;
+            }
+            if members_changed {
+                let ancestors = pp::lock_ancestors(conn, t, &project).await?;
+                edge::remove_members(conn, t, &project.phid, &ancestors, &to_remove).await?;
+                edge::add_members(conn, t, &project.phid, &ancestors, &to_add).await?;
+            }
+            let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
+            tasks.push(Task::publish(&project.phid, &ctx.actor_phid, &xphids, state));
+        }
+
+        let old_attrs = parse_attributes(&view.attributes)?;
+        if view.display_name != spec.display_name && !diff.0.contains_key("name") {
+            diff.set("displayName", view.display_name.clone(), spec.display_name.clone());
+        }
+        if view.external_id != spec.external_id {
+            diff.set("externalId", view.external_id.clone(), spec.external_id.clone());
+        }
+        let scim_changed = view.display_name != spec.display_name || view.external_id != spec.external_id || old_attrs != spec.attributes;
+        let (version, modified) = if scim_changed || !xactions.is_empty() {
+            let attrs = Value::Object(spec.attributes.clone());
+            match sidecar::update_scim_group(conn, t, view.id, &spec.display_name, spec.external_id.as_deref(), &attrs).await {
+                Ok(()) => {}
+                Err(e) if e.is_unique_violation() => {
+                    return Err(ScimError::uniqueness(format!("a group named {:?} already exists", spec.display_name)).into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            (view.version + 1, now())
+        } else {
+            (view.version, view.date_modified)
+        };
+
+        let (status, verb) = match mode {
+            Mode::Adopt => (201, "adopt"),
+            Mode::Update if scim_changed || !xactions.is_empty() => (200, "update"),
+            Mode::Update => (200, "no change to"),
+        };
+        self.log_group(conn, ctx, &project.phid, status, &format!("{verb} group {:?}", spec.display_name), diff).await?;
+        worker::queue(conn, t, &tasks).await?;
+        Ok(StoredGroup {
+            phid: project.phid,
+            display_name: spec.display_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            version,
+            created: view.date_created,
+            modified,
+        })
+    }
+
+    /// The edges a plan changes, computed against the current membership: for a delta only
+    /// the named ids are looked up; a whole-set replace reads the member list once.
+    async fn member_delta(&self, conn: &mut Conn, project_phid: &str, plan: &MemberPlan) -> Result<(Vec<String>, Vec<String>)> {
+        let t = &*self.db.t;
+        let adds = plan.adds();
+        if plan.replace_all {
+            let current = edge::all_members(conn, t, project_phid).await?;
+            let wanted: HashSet<&String> = adds.iter().collect();
+            let to_add: Vec<String> = adds.iter().filter(|id| !current.contains(*id)).cloned().collect();
+            let mut to_remove: Vec<String> = current.into_iter().filter(|id| !wanted.contains(id)).collect();
+            to_remove.sort();
+            return Ok((to_add, to_remove));
+        }
+        let removes = plan.removes();
+        let mut named = adds.clone();
+        named.extend(removes.iter().cloned());
+        let present = edge::members_among(conn, t, project_phid, &named).await?;
+        let to_add = adds.into_iter().filter(|id| !present.contains(id)).collect();
+        let to_remove = removes.into_iter().filter(|id| present.contains(id)).collect();
+        Ok((to_add, to_remove))
+    }
+
+    /// Writes a sync-log row inside the request's transaction.
+    async fn log_group(&self, conn: &mut Conn, ctx: &Ctx, phid: &str, status: u16, summary: &str, diff: Diff) -> Result<()> {
+        let event = Event {
+            request_id: ctx.request_id.clone(),
+            token_id: ctx.token_id,
+            method: ctx.method.clone(),
+            path: ctx.path.clone(),
+            resource_type: Some("Group"),
+            object_phid: Some(phid.to_owned()),
+            status,
+            outcome: "ok",
+            summary: summary.to_owned(),
+            details: Value::Object(diff.0),
+        };
+        sidecar::insert_event(conn, &self.db.t, &event).await?;
+        Ok(())
+    }
+}
+
+/// The project hashtag of a name, or 400 when Phabricator would refuse it (internals §7.2).
+fn valid_slug(name: &str) -> std::result::Result<String, ScimError> {
+    let slug = pp::normalize_slug(name);
+    if pp::is_valid_slug(&slug) {
+        Ok(slug)
+    } else {
+        Err(ScimError::invalid_value(format!("displayName {name:?} gives no valid Phabricator hashtag")))
+    }
+}
+
+/// Milestones have no members of their own and parents with subprojects cannot have members
+/// edited (internals §7.7, §8.3): SCIM cannot manage either.
+async fn refuse_unmanageable(conn: &mut Conn, t: &crate::db::Tables, project: &ProjectRow) -> Result<()> {
+    if project.is_milestone() {
+        return Err(ScimError::invalid_value(format!(
+            "#{} is a milestone: milestones have no members of their own, so SCIM cannot manage it",
+            project.primary_slug.as_deref().unwrap_or(&project.name)
+        ))
+        .into());
+    }
+    if pp::has_subprojects(conn, t, project).await? {
+        return Err(ScimError::invalid_value(format!(
+            "#{} has subprojects: Phabricator does not allow editing the members of a parent project",
+            project.primary_slug.as_deref().unwrap_or(&project.name)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `core:edge` for edge type 13 with the slim old/new lists of `PhabricatorEdgeChangeRecord`
+/// (W18: old = removed, new = added; `edge:type` first in the metadata).
+fn edge_xaction(removed: &[String], added: &[String]) -> Xaction {
+    Xaction {
+        kind: "core:edge",
+        old: json!(removed),
+        new: json!(added),
+        metadata: vec![("edge:type", json!(edge::PROJECT_HAS_MEMBER))],
+    }
+}
+
+/// `project:status`: old as a JSON string, new as a JSON number, as Phorge stores it (W16).
+fn status_xaction(old: &str, new: &str) -> Xaction {
+    let new_num: u32 = new.parse().unwrap_or(0);
+    Xaction { kind: "project:status", old: json!(old), new: json!(new_num), metadata: Vec::new() }
+}
+
+fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
+}
