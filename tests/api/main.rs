@@ -8,6 +8,8 @@
 mod auth;
 mod groups;
 mod helpers;
+mod invariants;
 mod lifecycle;
 mod schema;
+mod security;
 mod users;
