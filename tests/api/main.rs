@@ -10,6 +10,7 @@ mod groups;
 mod helpers;
 mod invariants;
 mod lifecycle;
+mod races;
 mod schema;
 mod security;
 mod users;
