@@ -7,6 +7,7 @@
 
 mod auth;
 mod groups;
+mod hostile;
 mod helpers;
 mod invariants;
 mod lifecycle;
