@@ -37,20 +37,21 @@ use tokio::sync::Mutex;
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const CLIENTS: usize = 6;
 
-/// A value that is either known, or one of two (the acknowledged one and the one of a request
-/// that got no answer).
+/// What an attribute may hold: the last acknowledged value, or the value of any request sent
+/// after it that got no answer (each may have committed before the service died; none can
+/// commit later, since a dead process's connections roll back).
 #[derive(Debug, Clone)]
 struct Maybe<T: Clone + PartialEq> {
     acked: T,
-    pending: Option<T>,
+    unanswered: Vec<T>,
 }
 
 impl<T: Clone + PartialEq + std::fmt::Debug> Maybe<T> {
     fn new(v: T) -> Self {
-        Self { acked: v, pending: None }
+        Self { acked: v, unanswered: Vec::new() }
     }
     fn allows(&self, v: &T) -> bool {
-        &self.acked == v || self.pending.as_ref() == Some(v)
+        &self.acked == v || self.unanswered.contains(v)
     }
 }
 
@@ -180,12 +181,12 @@ async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, st
             let path = format!("/Users/{}", u.id);
             if roll < 50 {
                 let real = format!("Renamed {k} {n}");
-                u.real.pending = Some(real.clone());
+                u.real.unanswered.push(real.clone());
                 let body = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": real}]});
                 settle(&mut u.real, d.send(reqwest::Method::PATCH, &path, body).await)
             } else if roll < 78 {
                 let want = !u.member.acked;
-                u.member.pending = Some(want);
+                u.member.unanswered.push(want);
                 let op = if want {
                     json!({"op": "add", "path": "members", "value": [{"value": u.id}]})
                 } else {
@@ -195,7 +196,7 @@ async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, st
                 settle(&mut u.member, d.send(reqwest::Method::PATCH, &format!("/Groups/{group}"), body).await)
             } else {
                 let want = !u.active.acked;
-                u.active.pending = Some(want);
+                u.active.unanswered.push(want);
                 let body = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": want}]});
                 settle(&mut u.active, d.send(reqwest::Method::PATCH, &path, body).await)
             }
@@ -208,21 +209,22 @@ async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, st
     }
 }
 
-/// Applies an answer to an attribute whose `pending` holds the value that was sent. Returns
-/// whether the outcome is unknown.
+/// Applies an answer to an attribute whose last `unanswered` entry is the value just sent.
+/// Returns whether the outcome is unknown.
 fn settle<T: Clone + PartialEq>(m: &mut Maybe<T>, outcome: Outcome) -> bool {
     match outcome {
         Outcome::Acked(_) => {
-            if let Some(v) = m.pending.take() {
+            if let Some(v) = m.unanswered.pop() {
                 m.acked = v;
             }
+            // Earlier unanswered writes either committed before this one or never will.
+            m.unanswered.clear();
             false
         }
         Outcome::Refused => {
-            m.pending = None;
+            m.unanswered.pop();
             false
         }
-        // Stays pending until a later answered write of the same attribute supersedes it.
         Outcome::Unknown => true,
     }
 }
@@ -368,7 +370,7 @@ async fn main() {
     let mut outages = 0u32;
     let mut readyz_red = 0u32;
     for round in 0..rounds {
-        let load_ms = rand::thread_rng().gen_range(150..1200);
+        let load_ms = rand::thread_rng().gen_range(300..2000);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
         match mode.as_str() {
             "outage" => {
