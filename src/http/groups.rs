@@ -30,7 +30,7 @@ fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
 }
 
 /// Appends one group, projected, with its members streamed in when the projection wants them.
-async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
+pub(crate) async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
     let doc = render_group(&GroupParts {
         id: &g.phid,
         display_name: &g.display_name,
@@ -65,7 +65,7 @@ async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mu
     Ok(())
 }
 
-fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
+pub(crate) fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(e) = tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {

@@ -1,11 +1,13 @@
 //! The HTTP layer: every route in one place, and the middleware stack.
 
 pub mod auth;
+pub mod bulk;
 pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod search;
 pub mod state;
 pub mod users;
 
@@ -27,21 +29,24 @@ pub const BASE: &str = "/scim/v2";
 
 /// Routes under [`BASE`], all behind the bearer token (so a new route cannot skip auth).
 pub fn scim_routes(state: AppState) -> Router<AppState> {
+    // Every other method answers 405 with a SCIM error body (RFC 7644 §3.12), not axum's bare 405.
+    let m = |r: axum::routing::MethodRouter<AppState>| r.fallback(discovery::method_not_allowed);
     let ro = || axum::routing::MethodRouter::new().fallback(discovery::method_not_allowed);
     Router::new()
-        .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
-        .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
-        .route("/Groups", get(groups::list).post(groups::create))
-        .route("/Groups/.search", post(groups::search))
-        .route("/Groups/{id}", get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete))
+        .route("/.search", m(post(search::search)))
+        .route("/Users", m(get(users::list).post(users::create)))
+        .route("/Users/.search", m(post(users::search)))
+        .route("/Users/{id}", m(get(users::get).put(users::replace).patch(users::patch).delete(users::delete)))
+        .route("/Groups", m(get(groups::list).post(groups::create)))
+        .route("/Groups/.search", m(post(groups::search)))
+        .route("/Groups/{id}", m(get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete)))
         .route("/ServiceProviderConfig", ro().get(discovery::service_provider_config))
         .route("/ResourceTypes", ro().get(discovery::resource_types))
         .route("/ResourceTypes/{name}", ro().get(discovery::resource_type_by_name))
         .route("/Schemas", ro().get(discovery::schemas))
         .route("/Schemas/{id}", ro().get(discovery::schema_by_id))
         .route("/Me", axum::routing::any(discovery::me))
-        .route("/Bulk", axum::routing::any(discovery::bulk))
+        .route("/Bulk", m(post(bulk::bulk)))
         .fallback(discovery::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(middleware::from_fn_with_state(state, auth::audit))

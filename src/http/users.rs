@@ -23,7 +23,7 @@ pub struct ProjectionParams {
     pub excluded_attributes: Option<String>,
 }
 
-fn render(state: &AppState, u: &StoredUser) -> Value {
+pub(crate) fn render(state: &AppState, u: &StoredUser) -> Value {
     render_user(&UserParts {
         id: &u.phid,
         user_name: &u.user_name,

@@ -26,7 +26,7 @@ use crate::scim::filter::parse_filter;
 use crate::scim::group::{GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member};
 use crate::scim::list::ListParams;
 use crate::scim::patch;
-use crate::scim::query::{self, GroupFilter};
+use crate::scim::query::{self, GroupField, GroupFilter};
 use crate::scim::resource::normalize;
 use crate::scim::schema::Resource;
 
@@ -144,13 +144,26 @@ impl Provisioner {
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::group_sort_field).transpose()?;
-        let order = filter_sql::group_order(sort, params.descending()?);
-        let sql = filter_sql::group_where(&self.db.t, &filter);
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) =
-            sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count).await?;
-        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        let (total, groups) = self.query_groups(&filter, sort, params.descending()?, page.start_index - 1, page.count).await?;
         Ok((total, page.start_index, groups))
+    }
+
+    /// The groups matching a resolved filter: the total, and `limit` of them from `offset` in
+    /// the given order (by creation when unsorted, so pages are stable).
+    pub async fn query_groups(
+        &self,
+        filter: &GroupFilter,
+        sort: Option<GroupField>,
+        descending: bool,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<StoredGroup>)> {
+        let order = filter_sql::group_order(sort, descending);
+        let sql = filter_sql::group_where(&self.db.t, filter);
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let (total, rows) = sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit).await?;
+        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        Ok((total, groups))
     }
 
     /// POST /Groups: a new project, or the adoption of an unmanaged project whose hashtag is

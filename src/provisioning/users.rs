@@ -22,7 +22,7 @@ use crate::in_transaction;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
-use crate::scim::query::{self, UserFilter};
+use crate::scim::query::{self, UserField, UserFilter};
 use crate::scim::resource::{etag, normalize};
 use crate::scim::schema::Resource;
 use crate::scim::user::{UserSpec, is_valid_email, stored_doc};
@@ -129,12 +129,27 @@ impl Provisioner {
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::user_sort_field).transpose()?;
-        let order = filter_sql::user_order(sort, params.descending()?);
-        let sql = filter_sql::user_where(&self.db.t, &filter);
+        let (total, users) =
+            self.query_users(&filter, sort, params.descending()?, page.start_index - 1, page.count, want_groups).await?;
+        Ok((total, page.start_index, users))
+    }
+
+    /// The users matching a resolved filter: the total, and `limit` of them from `offset` in
+    /// the given order (by creation when unsorted, so pages are stable, RFC 7644 §3.4.2.4).
+    pub async fn query_users(
+        &self,
+        filter: &UserFilter,
+        sort: Option<UserField>,
+        descending: bool,
+        offset: u64,
+        limit: u64,
+        want_groups: bool,
+    ) -> Result<(u64, Vec<StoredUser>)> {
+        let order = filter_sql::user_order(sort, descending);
+        let sql = filter_sql::user_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let (total, rows) =
-            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count)
-                .await?;
+            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order.text, &order.binds, offset, limit).await?;
         let phids: Vec<String> = rows.iter().map(|r| r.user_phid.clone()).collect();
         let memberships = if want_groups { load_groups(&mut conn, &self.db.t, &phids).await? } else { Vec::new() };
         let users = rows
@@ -148,7 +163,7 @@ impl Provisioner {
                 StoredUser::from_view(v, groups)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((total, page.start_index, users))
+        Ok((total, users))
     }
 
     /// POST /Users.
