@@ -14,6 +14,7 @@
 use crate::scim::filter::CompareOp;
 use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, UserField, UserFilter};
 use crate::scim::schema::Ty;
+use crate::scim::user::ACTIVE_UNASSIGNED;
 
 use super::Tables;
 use super::sidecar::Bind;
@@ -78,6 +79,11 @@ pub fn user_order(field: Option<UserField>, descending: bool) -> Sql {
     out
 }
 
+/// The JSON path of [`ACTIVE_UNASSIGNED`] in a stored attribute document.
+fn active_unassigned_path() -> String {
+    format!("$.\"{ACTIVE_UNASSIGNED}\"")
+}
+
 fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
     match f {
         UserFilter::All => out.text.push_str("1 = 1"),
@@ -100,6 +106,10 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
                 out.text.push_str("(JSON_EXISTS(s.attributes, ?) = 1 AND COALESCE(JSON_VALUE(s.attributes, ?), '') <> '')");
             }
         }
+        UserFilter::Present(UserField::Active) => {
+            out.binds.push(Bind::Str(active_unassigned_path()));
+            out.text.push_str("JSON_VALUE(s.attributes, ?) IS NULL");
+        }
         UserFilter::Present(field) => out.text.push_str(match field {
             UserField::Id | UserField::UserName | UserField::Active | UserField::Created | UserField::LastModified => "1 = 1",
             UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
@@ -108,8 +118,11 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
         }),
         UserFilter::Cmp(field, op, lit) => match field {
             UserField::Active => {
-                let want = matches!(lit, Literal::Bool(true)) == (*op == CompareOp::Eq);
-                out.text.push_str(if want { "u.isDisabled = 0" } else { "u.isDisabled = 1" });
+                // An unassigned `active` equals neither value (so `ne` matches it).
+                let disabled = if matches!(lit, Literal::Bool(true)) { 0 } else { 1 };
+                let not = if *op == CompareOp::Ne { "NOT " } else { "" };
+                out.binds.push(Bind::Str(active_unassigned_path()));
+                out.text.push_str(&format!("{not}(u.isDisabled = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"));
             }
             UserField::Created | UserField::LastModified => {
                 let col = if *field == UserField::Created { "s.dateCreated" } else { "s.dateModified" };

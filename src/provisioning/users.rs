@@ -25,7 +25,7 @@ use crate::scim::patch;
 use crate::scim::query::{self, UserField, UserFilter};
 use crate::scim::resource::{etag, normalize};
 use crate::scim::schema::Resource;
-use crate::scim::user::{UserSpec, is_valid_email, stored_doc};
+use crate::scim::user::{ACTIVE_UNASSIGNED, UserSpec, is_valid_email, stored_doc};
 use crate::scim::ScimError;
 
 /// A managed user as SCIM shows it.
@@ -312,7 +312,11 @@ impl Provisioner {
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.user_name, view.external_id.as_deref(), !view.is_disabled, &attrs);
             patch::apply(Resource::User, &mut doc, &ops)?;
-            let spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+            let unassigned = !doc.contains_key("active");
+            let mut spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+            if unassigned {
+                spec.attributes.insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+            }
             self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
         }
         .await)

@@ -324,7 +324,15 @@ const MEMBER_SUB: &[Attr] = &[
                 a.mutability = Mutability::Immutable;
                 a
             },
-            string("display", "The member's name."),
+            {
+                // RFC 7643 §2.4: `display` is read-only; it is the member's Phabricator name,
+                // not what a client sent, so it is only returned when asked for by name
+                // (`attributes=members.display`): a client reading back the members it wrote
+                // gets exactly those.
+                let mut a = read_only(string("display", "The member's Phabricator name."));
+                a.returned = Returned::Request;
+                a
+            },
             {
                 let mut a = canonical(string("type", "User."), &["User", "Group"]);
                 a.mutability = Mutability::Immutable;
