@@ -379,10 +379,40 @@ mod tests {
     }
 
     #[test]
-    fn unknown_attributes_are_refused() {
-        let f = parse_filter(r#"nickName eq "x""#).unwrap();
-        assert!(resolve_user(&f).is_err());
-        let f = parse_filter(r#"active gt true"#).unwrap();
-        assert!(resolve_user(&f).is_err());
+    fn unknown_attributes_and_bad_operators_are_refused() {
+        for f in [
+            r#"nickName2 eq "x""#,
+            r#"active gt true"#,
+            r#"password eq "x""#,
+            r#"phoneNumbers.value eq "1""#,
+            r#"name co "x""#,
+            r#"x509Certificates.value eq "x""#,
+            r#"groups.display eq "x""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:nope eq "x""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "x""#,
+        ] {
+            assert!(resolve_user(&parse_filter(f).unwrap()).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn document_attributes_compile_to_bound_json_paths() {
+        let sql = compile(r#"name.givenName sw "Ba" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#);
+        assert_eq!(
+            sql.text,
+            "(COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci LIKE ? ESCAPE '!', 0) AND \
+             COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci = ?, 0))"
+        );
+        assert_eq!(
+            sql.binds,
+            vec![
+                Bind::Str("$.name.givenName".into()),
+                Bind::Str("Ba%".into()),
+                Bind::Str("$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".department".into()),
+                Bind::Str("R&D".into()),
+            ]
+        );
+        let sql = compile(r#"not (title ne "x") or phoneNumbers pr"#);
+        assert_eq!(sql.text, "(NOT (COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci <> ?, 1)) OR JSON_EXISTS(s.attributes, ?) = 1)");
     }
 }

@@ -8,6 +8,8 @@
 mod auth;
 mod groups;
 mod helpers;
+mod bulk;
 mod lifecycle;
+mod protocol;
 mod schema;
 mod users;
