@@ -107,7 +107,7 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = sidecar::heartbeat(&mut conn, &db.t, &key, &host, env!("CARGO_PKG_VERSION"), started).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
-                if n % 240 == 0 {
+                if n.is_multiple_of(240) {
                     let cutoff = now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
                     let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
                 }

@@ -155,16 +155,16 @@ pub fn parse_request(body: &Value, limits: Limits) -> Result<BulkRequest, ScimEr
     for (index, op) in ops.iter().enumerate() {
         match parse_operation(index, op) {
             Ok(o) => {
-                if let Some(b) = &o.bulk_id {
-                    if !bulk_ids.insert(b.clone()) {
-                        rejected.push(Rejected {
-                            index,
-                            method: Some(o.method.as_str().to_owned()),
-                            bulk_id: Some(b.clone()),
-                            error: ScimError::invalid_value(format!("bulkId {b:?} is used by an earlier operation")),
-                        });
-                        continue;
-                    }
+                if let Some(b) = &o.bulk_id
+                    && !bulk_ids.insert(b.clone())
+                {
+                    rejected.push(Rejected {
+                        index,
+                        method: Some(o.method.as_str().to_owned()),
+                        bulk_id: Some(b.clone()),
+                        error: ScimError::invalid_value(format!("bulkId {b:?} is used by an earlier operation")),
+                    });
+                    continue;
                 }
                 operations.push(o);
             }
@@ -198,12 +198,11 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
     let path = get(o, "path").and_then(Value::as_str).map(str::trim).unwrap_or("").to_owned();
     let target = parse_target(&path).ok_or_else(|| err(ScimError::invalid_value(format!("path {path:?} is not /Users, /Groups or one of their resources"))))?;
     match (method, &target) {
-        (Method::Post, Target::Collection(_)) => {
-            // RFC 7644 §3.7: bulkId is REQUIRED for POST.
-            if bulk_id.is_none() {
-                return Err(err(ScimError::invalid_value("a POST operation needs a bulkId")));
-            }
+        // RFC 7644 §3.7: bulkId is REQUIRED for POST.
+        (Method::Post, Target::Collection(_)) if bulk_id.is_none() => {
+            return Err(err(ScimError::invalid_value("a POST operation needs a bulkId")));
         }
+        (Method::Post, Target::Collection(_)) => {}
         (Method::Post, Target::Item(..)) => return Err(err(ScimError::invalid_value("POST goes to /Users or /Groups"))),
         (_, Target::Collection(_)) => return Err(err(ScimError::invalid_value(format!("{} needs a resource path", method.as_str())))),
         _ => {}
@@ -216,18 +215,18 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
         return Err(err(ScimError::invalid_syntax(format!("{} needs a data object", method.as_str()))));
     }
     let mut refs = HashSet::new();
-    if let Target::Item(_, id) = &target {
-        if let Some(b) = id.strip_prefix(BULK_ID_PREFIX) {
-            refs.insert(b.to_owned());
-        }
+    if let Target::Item(_, id) = &target
+        && let Some(b) = id.strip_prefix(BULK_ID_PREFIX)
+    {
+        refs.insert(b.to_owned());
     }
     if let Some(d) = &data {
         collect_refs(d, &mut refs);
     }
-    if let Some(b) = &bulk_id {
-        if refs.contains(b) {
-            return Err(err(ScimError::status(409, format!("operation {b:?} refers to itself"))));
-        }
+    if let Some(b) = &bulk_id
+        && refs.contains(b)
+    {
+        return Err(err(ScimError::status(409, format!("operation {b:?} refers to itself"))));
     }
     Ok(Operation { index, method, bulk_id, version, path, target, data, refs })
 }

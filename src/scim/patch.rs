@@ -206,10 +206,10 @@ fn apply_path(
     } else {
         apply_single(target, def, op, sub, value)?;
     }
-    if let Some(u) = ext {
-        if doc.get(u).and_then(Value::as_object).is_some_and(Map::is_empty) {
-            doc.remove(u);
-        }
+    if let Some(u) = ext
+        && doc.get(u).and_then(Value::as_object).is_some_and(Map::is_empty)
+    {
+        doc.remove(u);
     }
     Ok(())
 }
@@ -414,12 +414,11 @@ fn apply_multi(
     let new_primary = touched.iter().rev().find(|i| items.get(**i).and_then(|v| v.get("primary")) == Some(&Value::Bool(true)));
     if let Some(&keep) = new_primary {
         for (i, it) in items.iter_mut().enumerate() {
-            if i != keep {
-                if let Some(m) = it.as_object_mut() {
-                    if m.get("primary") == Some(&Value::Bool(true)) {
-                        m.insert("primary".into(), Value::Bool(false));
-                    }
-                }
+            if i != keep
+                && let Some(m) = it.as_object_mut()
+                && m.get("primary") == Some(&Value::Bool(true))
+            {
+                m.insert("primary".into(), Value::Bool(false));
             }
         }
     }

@@ -58,12 +58,12 @@ pub fn normalize(res: Resource, body: &Value) -> Result<Map<String, Value>, Scim
                 if def.multi {
                     continue;
                 }
-                if let Some(v) = coerce(sdef, value, &format!("{}.{}", def.name, sdef.name))? {
-                    if let Some(target) = target_map(&mut out, ext) {
-                        let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
-                        if let Some(m) = entry.as_object_mut() {
-                            m.insert(sdef.name.to_owned(), v);
-                        }
+                if let Some(v) = coerce(sdef, value, &format!("{}.{}", def.name, sdef.name))?
+                    && let Some(target) = target_map(&mut out, ext)
+                {
+                    let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
+                    if let Some(m) = entry.as_object_mut() {
+                        m.insert(sdef.name.to_owned(), v);
                     }
                 }
             }
@@ -89,10 +89,10 @@ fn put(out: &mut Map<String, Value>, ext: Option<&str>, def: &Attr, value: &Valu
     if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
         return Ok(());
     }
-    if let Some(v) = coerce(def, value, def.name)? {
-        if let Some(target) = target_map(out, ext) {
-            target.insert(def.name.to_owned(), v);
-        }
+    if let Some(v) = coerce(def, value, def.name)?
+        && let Some(target) = target_map(out, ext)
+    {
+        target.insert(def.name.to_owned(), v);
     }
     Ok(())
 }
@@ -112,13 +112,13 @@ pub fn coerce(def: &Attr, value: &Value, path: &str) -> Result<Option<Value>, Sc
         for item in items {
             if let Some(mut v) = coerce_single(def, item, path)? {
                 // At most one primary value (RFC 7643 §2.4): the first one wins.
-                if let Some(m) = v.as_object_mut() {
-                    if m.get("primary") == Some(&Value::Bool(true)) {
-                        if seen_primary {
-                            m.insert("primary".into(), Value::Bool(false));
-                        }
-                        seen_primary = true;
+                if let Some(m) = v.as_object_mut()
+                    && m.get("primary") == Some(&Value::Bool(true))
+                {
+                    if seen_primary {
+                        m.insert("primary".into(), Value::Bool(false));
                     }
+                    seen_primary = true;
                 }
                 if !out.contains(&v) {
                     out.push(v);
@@ -205,13 +205,16 @@ pub fn meta(res: Resource, location: &str, created: u32, modified: u32, version:
     })
 }
 
+/// One entry of an attribute list: (schema URN or None, attribute name, sub-attribute).
+pub type AttrRef = (Option<String>, String, Option<String>);
+
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Projection {
-    /// Requested attributes as (URN or None, name, sub): empty means the default set.
-    pub attributes: Vec<(Option<String>, String, Option<String>)>,
+    /// Requested attributes: empty means the default set.
+    pub attributes: Vec<AttrRef>,
     /// Excluded attributes.
-    pub excluded: Vec<(Option<String>, String, Option<String>)>,
+    pub excluded: Vec<AttrRef>,
 }
 
 impl Projection {
@@ -341,7 +344,7 @@ fn strip_sub(v: &mut Value, sub: &str) {
     }
 }
 
-fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<(Option<String>, String, Option<String>)>, ScimError> {
+fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<AttrRef>, ScimError> {
     let Some(list) = list else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {

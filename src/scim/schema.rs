@@ -420,14 +420,9 @@ pub fn extension_urn(res: Resource, urn_text: &str) -> Option<&'static str> {
 /// Resolves a top-level attribute name with an optional URN (core or extension).
 pub fn resolve(res: Resource, urn_text: Option<&str>, name: &str) -> Option<(Scope, &'static Attr)> {
     match urn_text {
-        None => find_in(COMMON, name)
-            .or_else(|| find_in(res.core_attrs(), name))
-            .map(|a| (Scope::Core, a))
-            .or_else(|| {
-                // An unqualified extension attribute name (Microsoft's test suite sends
-                // `"Department"` at top level is not RFC; we only accept qualified ones).
-                None
-            }),
+        // An unqualified extension attribute name (Microsoft's test suite sends `"Department"`
+        // at top level) is not RFC: only qualified ones resolve.
+        None => find_in(COMMON, name).or_else(|| find_in(res.core_attrs(), name)).map(|a| (Scope::Core, a)),
         Some(u) if u.eq_ignore_ascii_case(res.core_urn()) => find_in(COMMON, name)
             .or_else(|| find_in(res.core_attrs(), name))
             .map(|a| (Scope::Core, a)),

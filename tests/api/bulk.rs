@@ -73,7 +73,7 @@ async fn a_group_of_users_created_in_the_same_request() {
     // Each operation is its own request in the sync log, under its own path.
     let logged = app.rows("SELECT method, path, status FROM {scim}.scim_event WHERE outcome = 'ok' ORDER BY id").await;
     assert_eq!(logged.len(), 5, "{logged:?}");
-    assert!(logged.iter().any(|r| r["path"] == format!("/scim/v2/Groups/bulkId:g") && r["method"] == "PATCH"), "{logged:?}");
+    assert!(logged.iter().any(|r| r["path"] == "/scim/v2/Groups/bulkId:g" && r["method"] == "PATCH"), "{logged:?}");
     app.cleanup().await;
 }
 
