@@ -89,8 +89,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), and pruning of the
-/// sync log once an hour.
+/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), drift every
+/// `drift_interval_secs`, and pruning of the sync log once an hour.
 fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let db = state.prov.db.clone();
@@ -110,6 +110,14 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                 if n.is_multiple_of(240) {
                     let cutoff = now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
                     let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
+                }
+            }
+            let drift_every = (cfg.drift_interval_secs / 15).max(1);
+            if cfg.drift_interval_secs > 0 && n % drift_every == 0 {
+                match crate::db::drift::run_once(&db).await {
+                    Ok(Some(found)) => tracing::debug!(found, "drift computed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "drift check failed"),
                 }
             }
             n += 1;

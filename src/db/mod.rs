@@ -2,6 +2,7 @@
 //! configured [`Namespace`]; every value is a bound parameter.
 
 pub mod check;
+pub mod drift;
 pub mod filter_sql;
 pub mod migrate;
 pub mod phabricator;

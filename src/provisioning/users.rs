@@ -201,7 +201,8 @@ impl Provisioner {
             return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
         }
         let phid = new_phid("USER");
-        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone())).await {
+        let active = spec.active.unwrap_or(true);
+        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(with_desired_active(&spec.attributes, active))).await {
             if !e.is_unique_violation() {
                 return Err(e.into());
             }
@@ -227,7 +228,6 @@ impl Provisioner {
             diff.note("login", link);
         }
         let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
-        let active = spec.active.unwrap_or(true);
         if !active {
             // Created already deactivated: disable in the same request, as an edit would.
             let row = pu::lock_user(conn, t, &phid).await?.ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
@@ -410,10 +410,11 @@ impl Provisioner {
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
+        let new_attrs = with_desired_active(&spec.attributes, desired_active);
         let deprovisioned = mode == Mode::Delete;
         let scim_changed = view.user_name != spec.user_name
             || view.external_id != spec.external_id
-            || old_attrs != spec.attributes
+            || old_attrs != new_attrs
             || view.is_deprovisioned != deprovisioned;
         if view.user_name != spec.user_name {
             diff.set("userName", view.user_name.clone(), spec.user_name.clone());
@@ -425,7 +426,7 @@ impl Provisioner {
             diff.note("login", link);
         }
         let (version, modified) = if scim_changed || row_changed {
-            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone()), deprovisioned).await {
+            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(new_attrs), deprovisioned).await {
                 if e.is_unique_violation() {
                     return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
                 }
@@ -659,6 +660,14 @@ enum Mode {
     Delete,
     Adopt,
     Rehire,
+}
+
+/// The stored document keeps the `active` the IdP asked for: responses show Phabricator's
+/// state, and drift compares the two (an account SCIM disabled, enabled again by hand).
+fn with_desired_active(attributes: &Map<String, Value>, active: bool) -> Map<String, Value> {
+    let mut m = attributes.clone();
+    m.insert("active".into(), Value::Bool(active));
+    m
 }
 
 fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod cli;
+mod drift;
 mod groups;
 mod helpers;
 mod bulk;
