@@ -113,7 +113,7 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                 }
             }
             let drift_every = (cfg.drift_interval_secs / 15).max(1);
-            if cfg.drift_interval_secs > 0 && n % drift_every == 0 {
+            if cfg.drift_interval_secs > 0 && n.is_multiple_of(drift_every) {
                 match crate::db::drift::run_once(&db).await {
                     Ok(Some(found)) => tracing::debug!(found, "drift computed"),
                     Ok(None) => {}

@@ -221,7 +221,10 @@ pub fn stored_doc(user_name: &str, external_id: Option<&str>, active: bool, attr
     if let Some(e) = external_id {
         doc.insert("externalId".into(), Value::String(e.into()));
     }
-    if doc.remove(ACTIVE_UNASSIGNED).is_none() {
+    // The stored document may also hold the `active` last asked for (for drift checks).
+    if doc.remove(ACTIVE_UNASSIGNED).is_some() {
+        doc.remove("active");
+    } else {
         doc.insert("active".into(), Value::Bool(active));
     }
     doc
