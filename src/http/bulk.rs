@@ -21,7 +21,7 @@ use super::state::AppState;
 use crate::provisioning::Ctx;
 use crate::scim::ScimError;
 use crate::scim::bulk::{self, Limits, Method, Operation, Outcome, Readiness, Target};
-use crate::scim::resource::etag;
+use crate::scim::resource::{Preconditions, etag};
 use crate::scim::schema::Resource;
 
 /// What a successful operation produced.
@@ -134,7 +134,7 @@ async fn run(state: &AppState, ctx: &Ctx, op: &mut Operation, ids: &HashMap<Stri
     // The sync log names the operation, not `/Bulk`.
     let base = ctx.path.strip_suffix("/Bulk").unwrap_or(&ctx.path);
     let ctx = Ctx { method: op.method.as_str().to_owned(), path: format!("{base}{}", op.path), ..ctx.clone() };
-    let if_match = op.version.as_deref();
+    let if_match = Preconditions::if_match(op.version.as_deref());
     let p = &state.prov;
     match &op.target {
         Target::Collection(Resource::User) => {

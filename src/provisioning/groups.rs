@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 
-use super::users::{Created, check_if_match};
+use super::users::Created;
 use super::{Ctx, Provisioner, Result};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
@@ -27,7 +27,7 @@ use crate::scim::group::{GroupSpec, MemberFields, MemberPlan, split_patch, store
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, GroupField, GroupFilter};
-use crate::scim::resource::normalize;
+use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 
 /// Phabricator's default view and edit policy of new projects when the Projects application
@@ -270,12 +270,12 @@ impl Provisioner {
     /// PUT /Groups/{id}: the name and the whole membership (absent `members` empties it, RFC
     /// 7644 §3.5.1; scim-conformance §1.8).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
         let mut spec = GroupSpec::from_body(body)?;
         let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
         in_transaction!(self.db, |tx| async {
             let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             self.apply_group(&mut tx, ctx, view, project, &spec, Some(plan.clone()), Mode::Update).await
         }
         .await)
@@ -284,12 +284,12 @@ impl Provisioner {
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
     /// as a delta (`scim::group::split_patch`).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
         let ops = patch::parse_request(body)?;
         let split = split_patch(&ops)?;
         in_transaction!(self.db, |tx| async {
             let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
             patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
@@ -303,11 +303,11 @@ impl Provisioner {
     /// and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as an
     /// archive keeps them, internals §7.6). Afterwards the group is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn delete_group(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+    pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(&mut tx, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
             if let Some(project) = pp::lock_project(&mut tx, t, phid).await?

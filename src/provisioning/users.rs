@@ -23,7 +23,7 @@ use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, UserField, UserFilter};
-use crate::scim::resource::{etag, normalize};
+use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 use crate::scim::user::{ACTIVE_UNASSIGNED, UserSpec, is_valid_email, stored_doc};
 use crate::scim::ScimError;
@@ -78,15 +78,6 @@ pub enum Created {
     Adopted,
     /// A deprovisioned SCIM user with the same userName, re-activated.
     Rehired,
-}
-
-/// Checks `If-Match` against the current version (RFC 7644 §3.14).
-pub fn check_if_match(if_match: Option<&str>, version: u32) -> std::result::Result<(), ScimError> {
-    let Some(header) = if_match else { return Ok(()) };
-    let current = etag(version);
-    let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
-    let ok = header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current));
-    if ok { Ok(()) } else { Err(ScimError::precondition_failed(format!("the resource is at version {current}"))) }
 }
 
 /// The diff of one write, for the sync log.
@@ -292,11 +283,11 @@ impl Provisioner {
 
     /// PUT /Users/{id}: the body replaces the resource; an omitted `active` stays as it is.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
         }
         .await)
@@ -304,11 +295,11 @@ impl Provisioner {
 
     /// PATCH /Users/{id}.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
         let ops = patch::parse_request(body)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.user_name, view.external_id.as_deref(), !view.is_disabled, &attrs);
             patch::apply(Resource::User, &mut doc, &ops)?;
@@ -324,10 +315,10 @@ impl Provisioner {
 
     /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn delete_user(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+    pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;

@@ -437,6 +437,25 @@ async fn etags_and_preconditions_on_every_method() {
         }
         let (s, _, _) = app.send_with(Method::GET, p, None, &[("if-none-match", "W/\"999\"")]).await;
         assert_eq!(s, 200);
+        // If-Match on GET: 412 when stale (RFC 7232 §3.1), evaluated before If-None-Match.
+        let (s, _, b) = app.send_with(Method::GET, p, None, &[("if-match", "W/\"999\""), ("if-none-match", v)]).await;
+        assert_error(s, &b, 412, None);
+        let (s, _, _) = app.send_with(Method::GET, p, None, &[("if-match", v)]).await;
+        assert_eq!(s, 200);
+    }
+
+    // If-None-Match on a write: naming the current version (or *) is 412 (RFC 7232 §3.2).
+    for inm in [v1.as_str(), "*"] {
+        let (s, _, b) = app.send_with(Method::PUT, &path, Some(json!({"userName": "e3@x.com"})), &[("if-none-match", inm)]).await;
+        assert_error(s, &b, 412, None);
+        let (s, _, b) = app.send_with(Method::PATCH, &path, Some(ops(json!([{"op": "replace", "path": "title", "value": "x"}]))), &[("if-none-match", inm)]).await;
+        assert_error(s, &b, 412, None);
+        let (s, _, b) = app.send_with(Method::DELETE, &path, None, &[("if-none-match", inm)]).await;
+        assert_error(s, &b, 412, None);
+        let (s, _, b) = app.send_with(Method::PATCH, &gpath, Some(ops(json!([{"op": "replace", "path": "displayName", "value": "x"}]))), &[("if-none-match", inm)]).await;
+        assert_error(s, &b, 412, None);
+        let (s, _, b) = app.send_with(Method::DELETE, &gpath, None, &[("if-none-match", inm)]).await;
+        assert_error(s, &b, 412, None);
     }
 
     // PUT, PATCH, DELETE with a stale If-Match: 412, nothing changes.
@@ -459,7 +478,7 @@ async fn etags_and_preconditions_on_every_method() {
     assert_eq!((gnow["displayName"].clone(), gnow["meta"]["version"].clone()), (json!("E"), json!(gv1)));
 
     // Matching If-Match (exact, strong spelling, *) succeeds and moves the version.
-    let (s, h, b) = app.send_with(Method::PUT, &path, Some(json!({"userName": "e@x.com", "title": "a"})), &[("if-match", &v1)]).await;
+    let (s, h, b) = app.send_with(Method::PUT, &path, Some(json!({"userName": "e@x.com", "title": "a"})), &[("if-match", &v1), ("if-none-match", "W/\"999\"")]).await;
     assert_eq!(s, 200, "{b}");
     let v2 = b["meta"]["version"].as_str().unwrap().to_owned();
     assert_ne!(v2, v1);
