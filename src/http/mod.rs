@@ -52,6 +52,46 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state, auth::audit))
 }
 
+/// The endpoint names under [`BASE`], in their canonical spelling.
+const ENDPOINTS: [&str; 8] = ["Users", "Groups", "ServiceProviderConfig", "ResourceTypes", "Schemas", "Bulk", "Me", ".search"];
+
+/// The canonical spelling of a path whose endpoint name differs only in case, if any.
+fn canonical_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(BASE)?.strip_prefix('/')?;
+    let (first, tail) = match rest.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    let name = ENDPOINTS.iter().find(|n| n.eq_ignore_ascii_case(first))?;
+    let tail = tail.map(|t| if t.eq_ignore_ascii_case(".search") { ".search" } else { t });
+    let fixed = match tail {
+        Some(t) => format!("{BASE}/{name}/{t}"),
+        None => format!("{BASE}/{name}"),
+    };
+    (fixed != path).then_some(fixed)
+}
+
+/// Endpoint names are matched case-insensitively: GitHub's SCIM API is case-sensitive, and
+/// clients written against others send `/users` (scim-conformance §4). Rewrites the path before
+/// routing, so it wraps the router (`app.rs`) instead of being one of its layers; ids keep
+/// their case.
+pub async fn canonical_endpoints(mut req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    if let Some(fixed) = canonical_path(req.uri().path()) {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{fixed}?{q}"),
+            None => fixed,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(p) = pq.parse() {
+            parts.path_and_query = Some(p);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(req).await
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let max_body = state.prov.cfg.max_body_bytes;
@@ -73,4 +113,20 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(60),
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    #[test]
+    fn endpoint_names_are_case_insensitive() {
+        assert_eq!(canonical_path("/scim/v2/users").as_deref(), Some("/scim/v2/Users"));
+        assert_eq!(canonical_path("/scim/v2/GROUPS/PHID-PROJ-Ab/").as_deref(), Some("/scim/v2/Groups/PHID-PROJ-Ab/"));
+        assert_eq!(canonical_path("/scim/v2/users/.SEARCH").as_deref(), Some("/scim/v2/Users/.search"));
+        assert_eq!(canonical_path("/scim/v2/serviceproviderconfig").as_deref(), Some("/scim/v2/ServiceProviderConfig"));
+        assert_eq!(canonical_path("/scim/v2/Users/PHID-USER-x"), None);
+        assert_eq!(canonical_path("/scim/v2/nope"), None);
+        assert_eq!(canonical_path("/healthz"), None);
+    }
 }

@@ -150,6 +150,13 @@ async fn discovery_describes_the_service() {
     }
     let (s, b) = app.get("/Nope").await;
     assert_error(s, &b, 404, None);
+    // Endpoint names are case-insensitive (scim-conformance §4).
+    let (s, b) = app.get("/users?count=0").await;
+    assert_eq!((s.as_u16(), b["totalResults"].clone()), (200, json!(0)));
+    let (s, b) = app.get("/serviceproviderconfig").await;
+    assert_eq!((s.as_u16(), b["etag"]["supported"].clone()), (200, json!(true)));
+    let (s, b) = app.post("/GROUPS/.Search", json!({"schemas": [SEARCH]})).await;
+    assert_eq!(s, 200, "{b}");
     app.cleanup().await;
 }
 
