@@ -35,7 +35,7 @@ async fn drift_finds_renames_hand_edits_reenables_and_phantoms() {
     let found = phab_scim::db::drift::compute(db).await.unwrap();
     assert_eq!(phab_scim::db::drift::run_once(db).await.unwrap(), Some(5), "{found:?}");
     let rows = app.rows("SELECT driftType, objectPHID FROM {scim}.scim_drift ORDER BY driftType, objectPHID").await;
-    let mut reenabled = vec![gone.clone(), off.clone()];
+    let mut reenabled = [gone.clone(), off.clone()];
     reenabled.sort();
     assert_eq!(
         rows,
