@@ -100,6 +100,11 @@ pub struct TokenVerifier {
     touched: Mutex<HashMap<u32, Instant>>,
     /// argon2 verifications run, real or dummy (tests check unknown ids cost one too).
     verifications: AtomicU64,
+    /// One verification per token at a time: an IdP's first burst of parallel requests waits
+    /// for the first verification instead of running argon2 (64 MiB each) once per request.
+    inflight: Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// At most two argon2 runs at once, whatever the tokens: bounds memory and CPU.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -121,6 +126,8 @@ impl TokenVerifier {
             failures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
             verifications: AtomicU64::new(0),
+            inflight: Mutex::new(HashMap::new()),
+            slots: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -131,6 +138,7 @@ impl TokenVerifier {
 
     /// Verifies `secret` against `phc` off the async runtime, in the current span.
     async fn run_verify(&self, secret: &str, phc: String) -> bool {
+        let Ok(_slot) = self.slots.acquire().await else { return false };
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let s = secret.to_owned();
         let span = tracing::Span::current();
@@ -160,6 +168,21 @@ impl TokenVerifier {
         };
         if let Some(p) = fresh {
             self.touch(p.token_id);
+            return Ok(p);
+        }
+        let gate = {
+            let mut m = self.inflight.lock().map_err(|_| AuthError::Invalid)?;
+            if m.len() >= CACHE_LIMIT {
+                m.clear();
+            }
+            m.entry(key).or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))).clone()
+        };
+        let _one_at_a_time = gate.lock().await;
+        let fresh = {
+            let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
+            cache.get(&key).filter(|c| c.checked.elapsed() < self.recheck).map(|c| Principal { token_id: c.token_id, bot_phid: c.bot_phid.clone() })
+        };
+        if let Some(p) = fresh {
             return Ok(p);
         }
         let Some((id, secret)) = parse(token) else {

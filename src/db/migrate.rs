@@ -28,6 +28,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261128.scim.07.useremail.sql",
         include_str!("../../schema/scim/20261128.scim.07.useremail.sql"),
     ),
+    (
+        "20261128.scim.08.userlist.sql",
+        include_str!("../../schema/scim/20261128.scim.08.userlist.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

@@ -27,29 +27,73 @@ pub struct ScimUserView {
     pub date_modified: u32,
     #[sqlx(rename = "isDisabled")]
     pub is_disabled: bool,
+    #[sqlx(rename = "userID")]
+    pub user_id: u32,
+    #[sqlx(rename = "phabUserName")]
+    pub phab_user_name: String,
+    #[sqlx(rename = "realName")]
+    pub real_name: String,
+    #[sqlx(rename = "isAdmin")]
+    pub is_admin: bool,
+    #[sqlx(rename = "isSystemAgent")]
+    pub is_system_agent: bool,
+    #[sqlx(rename = "isMailingList")]
+    pub is_mailing_list: bool,
+    #[sqlx(rename = "userCreated")]
+    pub user_created: u32,
+    #[sqlx(rename = "userModified")]
+    pub user_modified: u32,
+    /// `[[group id, displayName], ...]` when the query asked for it (`user_groups_column`).
+    #[sqlx(rename = "groupsJson", default)]
+    pub groups_json: Option<String>,
+}
+
+impl ScimUserView {
+    /// The Phabricator `user` row read with it (locked too, when the view was).
+    pub fn user_row(&self) -> crate::db::phabricator::user::UserRow {
+        crate::db::phabricator::user::UserRow {
+            id: self.user_id,
+            phid: self.user_phid.clone(),
+            user_name: self.phab_user_name.clone(),
+            real_name: self.real_name.clone(),
+            is_disabled: self.is_disabled,
+            is_admin: self.is_admin,
+            is_system_agent: self.is_system_agent,
+            is_mailing_list: self.is_mailing_list,
+            date_created: self.user_created,
+            date_modified: self.user_modified,
+        }
+    }
 }
 
 /// Columns of [`ScimUserView`], for `FROM scim_user s JOIN user u ON u.phid = s.userPHID`.
 pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.externalID, s.attributes, \
-     s.version, s.isDeprovisioned, s.dateCreated, s.dateModified, u.isDisabled";
+     s.version, s.isDeprovisioned, s.dateCreated, s.dateModified, u.isDisabled, u.id AS userID, \
+     u.userName AS phabUserName, u.realName, u.isAdmin, u.isSystemAgent, u.isMailingList, u.dateCreated AS userCreated, \
+     u.dateModified AS userModified";
 
-/// The managed user with this PHID, locked (with its Phabricator row).
+/// The managed user with this PHID and its groups, locked with its Phabricator row (editors
+/// reload the edited object `FOR UPDATE`, internals §0).
 pub async fn lock_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID \
+        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
          WHERE s.userPHID = ? FOR UPDATE",
-        t.scim_user, t.user
+        user_groups_column(t),
+        t.scim_user,
+        t.user
     )))
     .bind(user_phid)
     .fetch_optional(&mut *conn)
     .await?)
 }
 
-/// The managed user with this PHID (no lock).
+/// The managed user with this PHID (no lock), with its groups.
 pub async fn get_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.userPHID = ?",
-        t.scim_user, t.user
+        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.userPHID = ?",
+        user_groups_column(t),
+        t.scim_user,
+        t.user
     )))
     .bind(user_phid)
     .fetch_optional(&mut *conn)
@@ -59,9 +103,11 @@ pub async fn get_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbRe
 /// The managed user holding this SCIM userName (case-insensitive), locked.
 pub async fn lock_scim_user_by_name(conn: &mut Conn, t: &Tables, user_name: &str) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS} FROM {} s JOIN {} u ON u.phid = s.userPHID \
+        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
          WHERE s.userName = ? FOR UPDATE",
-        t.scim_user, t.user
+        user_groups_column(t),
+        t.scim_user,
+        t.user
     )))
     .bind(user_name)
     .fetch_optional(&mut *conn)
@@ -182,6 +228,12 @@ pub enum Bind {
 
 /// A page of managed users matching `where_sql` (over aliases `s`, `u`), ordered by
 /// `order_sql` (whose placeholders take `order_binds`), and the total count.
+///
+/// Round trips are what a lookup costs (benches/README.md): the page comes first, and the
+/// count is skipped when a first page comes back short (an IdP's `userName eq` lookup is then
+/// one statement). The page selects ids first and joins the wide rows for those only, so a deep
+/// `startIndex` skips over index entries, not over whole rows; without a condition on `user`
+/// the ids come from `scim_user`'s own `(isDeprovisioned, id)` key.
 #[allow(clippy::too_many_arguments)]
 pub async fn list_scim_users(
     conn: &mut Conn,
@@ -192,32 +244,72 @@ pub async fn list_scim_users(
     order_binds: &[Bind],
     offset: u64,
     limit: u64,
+    want_groups: bool,
 ) -> DbResult<(u64, Vec<ScimUserView>)> {
-    let from = format!(
-        "FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})",
-        t.scim_user, t.user
-    );
+    let needs_user = mentions_alias(where_sql, 'u') || mentions_alias(order_sql, 'u');
+    let from = if needs_user {
+        format!("FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})", t.scim_user, t.user)
+    } else {
+        format!("FROM {} s WHERE s.isDeprovisioned = 0 AND ({where_sql})", t.scim_user)
+    };
+    let mut rows = Vec::new();
+    if limit > 0 {
+        let groups = if want_groups { user_groups_column(t) } else { String::new() };
+        let sql = format!(
+            "SELECT {SCIM_USER_VIEW_COLUMNS}{groups} FROM (SELECT s.id {from} ORDER BY {order_sql} LIMIT ? OFFSET ?) page \
+             JOIN {} s ON s.id = page.id JOIN {} u ON u.phid = s.userPHID ORDER BY {order_sql}",
+            t.scim_user, t.user
+        );
+        let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
+        for b in binds.iter().chain(order_binds) {
+            q = bind_view(q, b);
+        }
+        q = q.bind(limit).bind(offset);
+        for b in order_binds {
+            q = bind_view(q, b);
+        }
+        rows = q.fetch_all(&mut *conn).await?;
+    }
+    if limit > 0 && offset == 0 && (rows.len() as u64) < limit {
+        return Ok((rows.len() as u64, rows));
+    }
     let count_sql = format!("SELECT COUNT(*) {from}");
     let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql.as_str()));
     for b in binds {
         q = bind_scalar(q, b);
     }
     let total = u64::try_from(q.fetch_one(&mut *conn).await?).unwrap_or(0);
-    if limit == 0 || offset >= total {
-        return Ok((total, Vec::new()));
-    }
-    let sql = format!("SELECT {SCIM_USER_VIEW_COLUMNS} {from} ORDER BY {order_sql} LIMIT ? OFFSET ?");
-    let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
-    for b in binds.iter().chain(order_binds) {
-        q = match b {
-            Bind::Str(s) => q.bind(s.clone()),
-            Bind::Int(i) => q.bind(*i),
-            Bind::UInt(i) => q.bind(*i),
-            Bind::Bool(v) => q.bind(*v),
-        };
-    }
-    let rows = q.bind(limit).bind(offset).fetch_all(&mut *conn).await?;
     Ok((total, rows))
+}
+
+/// Does `sql` use the table alias `alias` (as `alias.column`)?
+fn mentions_alias(sql: &str, alias: char) -> bool {
+    let b = sql.as_bytes();
+    b.windows(2).enumerate().any(|(i, w)| {
+        w[0] == alias as u8 && w[1] == b'.' && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+    })
+}
+
+/// A `groupsJson` column: the SCIM-managed groups of user `s` as `[[id, displayName], ...]`
+/// (type 14: user is member of project), so a page needs no second query for them.
+pub fn user_groups_column(t: &Tables) -> String {
+    format!(
+        ", (SELECT JSON_ARRAYAGG(JSON_ARRAY(CAST(g.projectPHID AS CHAR), g.displayName)) FROM {} ge \
+         JOIN {} g ON g.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = 14) AS groupsJson",
+        t.user_edge, t.scim_group
+    )
+}
+
+fn bind_view<'q>(
+    q: sqlx::query::QueryAs<'q, sqlx::MySql, ScimUserView, sqlx::mysql::MySqlArguments>,
+    b: &Bind,
+) -> sqlx::query::QueryAs<'q, sqlx::MySql, ScimUserView, sqlx::mysql::MySqlArguments> {
+    match b {
+        Bind::Str(s) => q.bind(s.clone()),
+        Bind::Int(i) => q.bind(*i),
+        Bind::UInt(i) => q.bind(*i),
+        Bind::Bool(v) => q.bind(*v),
+    }
 }
 
 fn bind_scalar<'q>(
@@ -230,34 +322,6 @@ fn bind_scalar<'q>(
         Bind::UInt(i) => q.bind(*i),
         Bind::Bool(v) => q.bind(*v),
     }
-}
-
-/// Memberships of users in SCIM-managed groups: `(userPHID, projectPHID, displayName)`.
-pub async fn user_groups(
-    conn: &mut Conn,
-    t: &Tables,
-    user_phids: &[String],
-) -> DbResult<Vec<(String, String, String)>> {
-    if user_phids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Type 14: user is member of project (internals §8.1).
-    let sql = format!(
-        "SELECT e.src, g.projectPHID, g.displayName FROM {} e JOIN {} g ON g.projectPHID = e.dst \
-         WHERE e.type = 14 AND e.src IN {} ORDER BY g.id",
-        t.user_edge,
-        t.scim_group,
-        placeholders(user_phids.len())
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for p in user_phids {
-        q = q.bind(p);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|r| Ok((super::bin_text(r, 0)?, super::bin_text(r, 1)?, sqlx::Row::try_get::<String, _>(r, 2)?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(Into::into)
 }
 
 /// One sync-log row (`scim_event`). Never holds a secret.

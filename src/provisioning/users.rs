@@ -17,7 +17,7 @@ use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::phabricator::new_phid;
 use crate::db::sidecar::{self, Event, ScimEmail, ScimUserView};
-use crate::db::{Conn, DbError, Tables, filter_sql, now};
+use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
@@ -44,8 +44,9 @@ pub struct StoredUser {
 }
 
 impl StoredUser {
-    fn from_view(v: ScimUserView, groups: Vec<(String, String)>) -> Result<Self> {
+    fn from_view(v: ScimUserView) -> Result<Self> {
         let attributes = parse_attributes(&v.attributes)?;
+        let groups = parse_groups(v.groups_json.as_deref())?;
         Ok(Self {
             phid: v.user_phid,
             user_name: v.user_name,
@@ -58,6 +59,14 @@ impl StoredUser {
             groups,
         })
     }
+}
+
+/// `groupsJson` (`sidecar::user_groups_column`): `[[id, displayName], ...]`.
+fn parse_groups(json: Option<&str>) -> Result<Vec<(String, String)>> {
+    let Some(text) = json else { return Ok(Vec::new()) };
+    let pairs: Vec<(String, String)> = serde_json::from_str(text)
+        .map_err(|_| DbError::Inconsistent("groups of a user are not a JSON list of pairs".into()))?;
+    Ok(pairs)
 }
 
 fn parse_attributes(text: &str) -> Result<Map<String, Value>> {
@@ -104,8 +113,7 @@ impl Provisioner {
             .await?
             .filter(|v| !v.is_deprovisioned)
             .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
-        let groups = load_groups(&mut conn, &self.db.t, std::slice::from_ref(&view.user_phid)).await?;
-        StoredUser::from_view(view, groups.into_iter().map(|(_, g, n)| (g, n)).collect())
+        StoredUser::from_view(view)
     }
 
     /// GET /Users and POST /Users/.search.
@@ -140,20 +148,9 @@ impl Provisioner {
         let sql = filter_sql::user_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let (total, rows) =
-            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order.text, &order.binds, offset, limit).await?;
-        let phids: Vec<String> = rows.iter().map(|r| r.user_phid.clone()).collect();
-        let memberships = if want_groups { load_groups(&mut conn, &self.db.t, &phids).await? } else { Vec::new() };
-        let users = rows
-            .into_iter()
-            .map(|v| {
-                let groups = memberships
-                    .iter()
-                    .filter(|(u, _, _)| *u == v.user_phid)
-                    .map(|(_, g, n)| (g.clone(), n.clone()))
-                    .collect();
-                StoredUser::from_view(v, groups)
-            })
-            .collect::<Result<Vec<_>>>()?;
+            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order.text, &order.binds, offset, limit, want_groups)
+                .await?;
+        let users = rows.into_iter().map(StoredUser::from_view).collect::<Result<Vec<_>>>()?;
         Ok((total, users))
     }
 
@@ -168,7 +165,11 @@ impl Provisioner {
     async fn create_in(&self, conn: &mut Conn, ctx: &Ctx, spec: &UserSpec, address: &str) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
         // The address decides adoption; a managed owner is a conflict.
-        if let Some(owner) = pu::lock_email(conn, t, address).await? {
+        let (owner, application) = pu::email_owner(conn, t, address).await?;
+        if application {
+            return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
+        }
+        if let Some(owner) = owner {
             if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
                 if existing.is_deprovisioned && existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
                     return self.rehire(conn, ctx, existing, spec).await;
@@ -187,9 +188,6 @@ impl Provisioner {
                 .into());
             }
             return self.adopt(conn, ctx, &owner.user_phid, spec).await;
-        }
-        if pu::is_application_email(conn, t, address).await? {
-            return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
         }
         let phid = new_phid("USER");
         let active = spec.active.unwrap_or(true);
@@ -247,17 +245,23 @@ impl Provisioner {
     async fn insert_account(&self, conn: &mut Conn, phid: &str, spec: &UserSpec, is_bot: bool, verified: bool) -> Result<(u32, String)> {
         let t = &*self.db.t;
         let base = base_username(&spec.user_name, self.cfg.username_policy);
-        // One look-up for the likely candidates, then the insert's unique key settles races.
-        let candidates: Vec<String> = (0..8).map(|n| candidate(&base, n)).collect();
-        let taken = pu::usernames_taken(conn, t, &candidates).await?;
-        let taken: Vec<String> = taken.iter().map(|s| s.to_lowercase()).collect();
-        let mut n = candidates.iter().position(|c| !taken.contains(&c.to_lowercase())).map_or(8, |p| p as u32);
+        // The base name first (the usual case: one statement); on a collision, one look-up of
+        // the next candidates; the insert's unique key settles races either way. A failed
+        // INSERT rolls back only itself, not the transaction.
+        let mut n = 0;
         loop {
             let name = candidate(&base, n);
             let new = NewUser { phid, user_name: &name, real_name: &spec.real_name, is_system_agent: is_bot, is_email_verified: verified };
             match pu::insert_user(conn, t, &new).await {
                 Ok(id) => return Ok((id, name)),
-                Err(e) if e.is_unique_violation() && e.violated_key().as_deref() == Some("userName") && n < 1000 => n += 1,
+                Err(e) if e.is_unique_violation() && e.violated_key().as_deref() == Some("userName") && n < 1000 => {
+                    let candidates: Vec<String> = (n + 1..n + 9).map(|k| candidate(&base, k)).collect();
+                    let taken: Vec<String> = pu::usernames_taken(conn, t, &candidates).await?.iter().map(|s| s.to_lowercase()).collect();
+                    n = candidates
+                        .iter()
+                        .position(|c| !taken.contains(&c.to_lowercase()))
+                        .map_or(n + 9, |p| n + 1 + p as u32);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -338,9 +342,7 @@ impl Provisioner {
     /// and rehire. Writes only what changed.
     async fn apply(&self, conn: &mut Conn, ctx: &Ctx, view: ScimUserView, spec: &UserSpec, mode: Mode) -> Result<StoredUser> {
         let t = &*self.db.t;
-        let user = pu::lock_user(conn, t, &view.user_phid)
-            .await?
-            .ok_or_else(|| DbError::Inconsistent(format!("scim_user {} has no user row", view.user_phid)))?;
+        let user = view.user_row();
         let mut diff = Diff::default();
         let mut tasks: Vec<Task> = Vec::new();
         let mut xactions: Vec<Xaction> = Vec::new();
@@ -384,7 +386,14 @@ impl Provisioner {
         }
 
         let address = self.address_for(spec, Some(&user.user_name))?;
-        self.sync_email(conn, ctx, &user, &address, self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address), &mut changes, &mut diff, &mut tasks).await?;
+        // What the IdP asked for last time: when it is unchanged there is nothing to move (and
+        // no query to make), unless this write takes the account over.
+        let previous = UserSpec::from_doc(stored_doc(&view.user_name, view.external_id.as_deref(), true, &parse_attributes(&view.attributes)?))
+            .ok()
+            .and_then(|s| self.address_for(&s, Some(&user.user_name)).ok());
+        if mode != Mode::Update || previous.as_deref() != Some(address.as_str()) {
+            self.sync_email(conn, ctx, &user, &address, self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address), &mut changes, &mut diff, &mut tasks).await?;
+        }
 
         let row_changed = !changes.is_empty();
         pu::update_user(conn, t, &user.phid, &changes).await?;
@@ -441,9 +450,9 @@ impl Provisioner {
             Mode::Update => (200, "no change to"),
         };
         self.log(conn, ctx, Some(&user.phid), status, &format!("{verb} user {} (@{})", spec.user_name, user.user_name), diff).await?;
+        let groups = parse_groups(view.groups_json.as_deref())?;
+        // Task ids last: the counter row is the one hot row (internals §14).
         worker::queue(conn, t, &tasks).await?;
-
-        let groups = load_groups(conn, t, std::slice::from_ref(&user.phid)).await?;
         Ok(StoredUser {
             phid: user.phid,
             user_name: spec.user_name.clone(),
@@ -453,7 +462,7 @@ impl Provisioner {
             version,
             created: view.date_created,
             modified,
-            groups: groups.into_iter().map(|(_, g, n)| (g, n)).collect(),
+            groups,
         })
     }
 
@@ -558,7 +567,7 @@ impl Provisioner {
         if recent < u64::from(cfg.deprovision_guard_min) {
             return Ok(());
         }
-        let active = sidecar::count_active_managed_users(conn, &self.db.t).await?;
+        let active = self.managed_users_estimate(conn).await?;
         let managed = active + recent;
         let limit = (cfg.deprovision_guard_share * managed as f64).floor() as u64;
         if recent + 1 > limit.max(u64::from(cfg.deprovision_guard_min)) {
@@ -574,6 +583,27 @@ impl Provisioner {
             .into());
         }
         Ok(())
+    }
+
+    /// Active managed users, re-counted at most every 30 s: the guard's denominator needs no
+    /// precision, and counting on every deactivation made a reorg of 100,000 users crawl
+    /// (benches/README.md).
+    async fn managed_users_estimate(&self, conn: &mut Conn) -> Result<u64> {
+        static CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> =
+            std::sync::Mutex::new(None);
+        let key = self.db.ns.as_str().to_owned();
+        if let Ok(guard) = CACHE.lock() {
+            if let Some((at, n)) = guard.as_ref().and_then(|m| m.get(&key)) {
+                if at.elapsed() < std::time::Duration::from_secs(30) {
+                    return Ok(*n);
+                }
+            }
+        }
+        let n = sidecar::count_active_managed_users(conn, &self.db.t).await?;
+        if let Ok(mut guard) = CACHE.lock() {
+            guard.get_or_insert_with(Default::default).insert(key, (std::time::Instant::now(), n));
+        }
+        Ok(n)
     }
 
     /// Links the login provider, when one is configured.
@@ -670,9 +700,6 @@ fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {
         .collect()
 }
 
-async fn load_groups(conn: &mut Conn, t: &Tables, phids: &[String]) -> Result<Vec<(String, String, String)>> {
-    Ok(sidecar::user_groups(conn, t, phids).await?)
-}
 
 /// Expands the login identifier template (design §5).
 pub fn login_identifier(template: &str, spec: &UserSpec, address: &str) -> String {

@@ -33,6 +33,9 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
         'key_externalid' => array(
           'columns' => array('externalID'),
         ),
+        'key_deprovisioned' => array(
+          'columns' => array('isDeprovisioned', 'id'),
+        ),
       ),
     ) + parent::getConfiguration();
   }

@@ -284,6 +284,41 @@ pub async fn lock_email(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<
     .await?)
 }
 
+/// Who holds `address`: the `user_email` row, or `None`; and whether it is one of
+/// Phabricator's application addresses (which no user may own). One round trip for both
+/// checks of a creation. No lock: under READ COMMITTED a missing row cannot be locked anyway;
+/// the unique key on `user_email.address` settles a race (the loser gets 409).
+pub async fn email_owner(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<(Option<EmailRow>, bool)> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT CAST(id AS SIGNED), phid, userPHID, address, CAST(isVerified AS SIGNED), CAST(isPrimary AS SIGNED), \
+         CAST(0 AS SIGNED) AS app FROM {} WHERE address = ? \
+         UNION ALL SELECT CAST(0 AS SIGNED), '', '', address, CAST(0 AS SIGNED), CAST(0 AS SIGNED), CAST(1 AS SIGNED) \
+         FROM {} WHERE address = ?",
+        t.user_email, t.metamta_applicationemail
+    )))
+    .bind(address)
+    .bind(address)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut owner = None;
+    let mut application = false;
+    for r in rows {
+        if r.try_get::<i64, _>(6)? == 1 {
+            application = true;
+        } else {
+            owner = Some(EmailRow {
+                id: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                phid: crate::db::bin_text(&r, 1)?,
+                user_phid: crate::db::bin_text(&r, 2)?,
+                address: r.try_get(3)?,
+                is_verified: r.try_get::<i64, _>(4)? != 0,
+                is_primary: r.try_get::<i64, _>(5)? != 0,
+            });
+        }
+    }
+    Ok((owner, application))
+}
+
 /// Every address of a user, primary first.
 pub async fn user_emails(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Vec<EmailRow>> {
     Ok(sqlx::query_as::<_, EmailRow>(AssertSqlSafe(format!(
