@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{Db, migrate, now, sidecar};
-use crate::http::{AppState, router};
+use crate::http::{AppState, canonical_endpoints, router};
 use crate::provisioning::Provisioner;
 use crate::token::TokenVerifier;
 
@@ -53,7 +53,9 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, with the heartbeat and sync-log pruning running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let bg = spawn_background(self.state.clone());
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // The endpoint-name rewrite wraps the router: it must run before routing.
+        let svc = tower::Layer::layer(&axum::middleware::from_fn(canonical_endpoints), router(self.state));
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
         tracing::info!(addr = %self.addr, "phab-scim listening");
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await;
         bg.abort();
@@ -63,7 +65,9 @@ impl Application {
     /// Serves until the future resolves (tests).
     pub async fn run_with_shutdown(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let bg = spawn_background(self.state.clone());
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // The endpoint-name rewrite wraps the router: it must run before routing.
+        let svc = tower::Layer::layer(&axum::middleware::from_fn(canonical_endpoints), router(self.state));
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
         let served = axum::serve(self.listener, app).with_graceful_shutdown(stop).await;
         bg.abort();
         served.context("serving")
@@ -89,8 +93,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), and pruning of the
-/// sync log once an hour.
+/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), drift every
+/// `drift_interval_secs`, and pruning of the sync log once an hour.
 fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let db = state.prov.db.clone();
@@ -107,9 +111,17 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = sidecar::heartbeat(&mut conn, &db.t, &key, &host, env!("CARGO_PKG_VERSION"), started).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
-                if n % 240 == 0 {
+                if n.is_multiple_of(240) {
                     let cutoff = now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
                     let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
+                }
+            }
+            let drift_every = (cfg.drift_interval_secs / 15).max(1);
+            if cfg.drift_interval_secs > 0 && n.is_multiple_of(drift_every) {
+                match crate::db::drift::run_once(&db).await {
+                    Ok(Some(found)) => tracing::debug!(found, "drift computed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "drift check failed"),
                 }
             }
             n += 1;

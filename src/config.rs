@@ -266,6 +266,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail API fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_and_unknown_variables_are_ignored() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PHAB_SCIM_NAMESPACE", "acme");

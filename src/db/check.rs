@@ -63,15 +63,14 @@ fn placeholder_ns() -> crate::config::Namespace {
 fn normalise_type(t: &str) -> String {
     let t = t.trim().to_ascii_lowercase();
     for int in ["tinyint", "smallint", "int", "bigint"] {
-        if let Some(rest) = t.strip_prefix(int) {
-            if rest.starts_with('(') {
-                if let Some(close) = rest.find(')') {
-                    if int == "tinyint" && &rest[..=close] == "(1)" {
-                        return format!("tinyint(1){}", &rest[close + 1..]);
-                    }
-                    return format!("{int}{}", &rest[close + 1..]);
-                }
+        if let Some(rest) = t.strip_prefix(int)
+            && rest.starts_with('(')
+            && let Some(close) = rest.find(')')
+        {
+            if int == "tinyint" && &rest[..=close] == "(1)" {
+                return format!("tinyint(1){}", &rest[close + 1..]);
             }
+            return format!("{int}{}", &rest[close + 1..]);
         }
     }
     t
@@ -105,12 +104,12 @@ pub async fn check(db: &Db) -> DbResult<Report> {
         let ty: String = r.try_get(3)?;
         actual.entry((app.to_owned(), table)).or_default().insert(col, normalise_type(&ty));
     }
-    let mut report = Report::default();
-    report.flavour = if actual.get(&("conduit".into(), "conduit_token".into())).is_some_and(|c| c.contains_key("tokenName")) {
+    let flavour = if actual.get(&("conduit".into(), "conduit_token".into())).is_some_and(|c| c.contains_key("tokenName")) {
         "phorge".into()
     } else {
         "phabricator".into()
     };
+    let mut report = Report { flavour, ..Report::default() };
     for ((app, table), cols) in expected() {
         let name = format!("{}_{app}.{table}", db.ns.as_str());
         let Some(have) = actual.get(&(app.clone(), table.clone())) else {

@@ -3,9 +3,18 @@
 //! logic. Case rules follow each attribute's `caseExact` (RFC 7644 §3.4.2.2): `userName` and
 //! email addresses use their case-insensitive column collation, `externalId` and `id` compare
 //! exactly, `displayName` (a binary column) asks for a case-insensitive collation.
+//!
+//! Attributes kept only in the `attributes` JSON document (`name.givenName`, `title`,
+//! `nickName`, `userType`, enterprise `employeeNumber`, `department`, ...) are compiled with
+//! MariaDB's `JSON_VALUE(s.attributes, ?)` / `JSON_EXISTS(s.attributes, ?)`, the path bound like
+//! any value. These are NOT indexed: each such term scans the (already narrowed) candidate
+//! rows. The indexed columns serve what IdPs filter on (`userName`, `externalId`, `id`, emails,
+//! `displayName`, `active`, `meta.*`).
 
 use crate::scim::filter::CompareOp;
-use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, Literal, UserField, UserFilter};
+use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, UserField, UserFilter};
+use crate::scim::schema::Ty;
+use crate::scim::user::ACTIVE_UNASSIGNED;
 
 use super::Tables;
 use super::sidecar::Bind;
@@ -13,8 +22,21 @@ use super::sidecar::Bind;
 /// A compiled fragment.
 #[derive(Debug, Default)]
 pub struct Sql {
+    /// The SQL text with `?` placeholders.
     pub text: String,
+    /// The values of the placeholders, in order.
     pub binds: Vec<Bind>,
+}
+
+/// The value expression of a JSON-document attribute; case-insensitive attributes
+/// (caseExact=false, RFC 7643 §2.2) compare under a case-insensitive collation.
+fn json_value(j: &JsonAttr, out: &mut Sql) -> String {
+    out.binds.push(Bind::Str(j.json_path()));
+    if j.case_exact || j.ty == Ty::Boolean {
+        "JSON_VALUE(s.attributes, ?)".to_owned()
+    } else {
+        "JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci".to_owned()
+    }
 }
 
 /// Compiles a user filter.
@@ -24,11 +46,20 @@ pub fn user_where(t: &Tables, f: &UserFilter) -> Sql {
     out
 }
 
-/// The ORDER BY clause for a sort field (stable: ties broken by id).
-pub fn user_order(field: Option<UserField>, descending: bool) -> String {
+/// The ORDER BY clause for a sort field (stable: ties broken by id), with its binds (the JSON
+/// path of a document attribute). Unassigned values sort last ascending (RFC 7644 §3.4.2.3).
+pub fn user_order(field: Option<UserField>, descending: bool) -> Sql {
     let dir = if descending { "DESC" } else { "ASC" };
+    let mut out = Sql::default();
     match field {
-        None => format!("s.id {dir}"),
+        None => out.text = format!("s.id {dir}"),
+        Some(UserField::Json(j)) => {
+            // `IS NULL` sorts missing values after present ones ascending, before them
+            // descending. Both placeholders take the same path.
+            out.binds.push(Bind::Str(j.json_path()));
+            let expr = json_value(&j, &mut out);
+            out.text = format!("JSON_VALUE(s.attributes, ?) IS NULL {dir}, {expr} {dir}, s.id {dir}");
+        }
         Some(f) => {
             let col = match f {
                 UserField::Id => "s.userPHID",
@@ -38,12 +69,19 @@ pub fn user_order(field: Option<UserField>, descending: bool) -> String {
                 UserField::Active => "u.isDisabled",
                 UserField::Created => "s.dateCreated",
                 UserField::LastModified => "s.dateModified",
+                UserField::Json(_) => "s.id",
             };
             // `active` ascending means false first: isDisabled descending.
             let dir = if f == UserField::Active { if descending { "ASC" } else { "DESC" } } else { dir };
-            format!("{col} {dir}, s.id {dir}")
+            out.text = format!("{col} {dir}, s.id {dir}");
         }
     }
+    out
+}
+
+/// The JSON path of [`ACTIVE_UNASSIGNED`] in a stored attribute document.
+fn active_unassigned_path() -> String {
+    format!("$.\"{ACTIVE_UNASSIGNED}\"")
 }
 
 fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
@@ -56,15 +94,35 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             user(t, a, out);
             out.text.push(')');
         }
+        UserFilter::Const(b) => out.text.push_str(if *b { "1 = 1" } else { "1 = 0" }),
+        UserFilter::Present(UserField::Json(j)) => {
+            // Stored documents never hold nulls or empty arrays (RFC 7643 §2.5: unassigned is
+            // dropped on write), so existence is presence; a string must also be non-empty.
+            out.binds.push(Bind::Str(j.json_path()));
+            if j.composite {
+                out.text.push_str("JSON_EXISTS(s.attributes, ?) = 1");
+            } else {
+                out.binds.push(Bind::Str(j.json_path()));
+                out.text.push_str("(JSON_EXISTS(s.attributes, ?) = 1 AND COALESCE(JSON_VALUE(s.attributes, ?), '') <> '')");
+            }
+        }
+        UserFilter::Present(UserField::Active) => {
+            out.binds.push(Bind::Str(active_unassigned_path()));
+            out.text.push_str("JSON_VALUE(s.attributes, ?) IS NULL");
+        }
         UserFilter::Present(field) => out.text.push_str(match field {
             UserField::Id | UserField::UserName | UserField::Active | UserField::Created | UserField::LastModified => "1 = 1",
             UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
             UserField::DisplayName => "u.realName <> ''",
+            UserField::Json(_) => "1 = 0",
         }),
         UserFilter::Cmp(field, op, lit) => match field {
             UserField::Active => {
-                let want = matches!(lit, Literal::Bool(true)) == (*op == CompareOp::Eq);
-                out.text.push_str(if want { "u.isDisabled = 0" } else { "u.isDisabled = 1" });
+                // An unassigned `active` equals neither value (so `ne` matches it).
+                let disabled = if matches!(lit, Literal::Bool(true)) { 0 } else { 1 };
+                let not = if *op == CompareOp::Ne { "NOT " } else { "" };
+                out.binds.push(Bind::Str(active_unassigned_path()));
+                out.text.push_str(&format!("{not}(u.isDisabled = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"));
             }
             UserField::Created | UserField::LastModified => {
                 let col = if *field == UserField::Created { "s.dateCreated" } else { "s.dateModified" };
@@ -79,11 +137,20 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             UserField::UserName => string_cmp("s.userName", false, *op, lit, out),
             UserField::ExternalId => string_cmp("s.externalID", true, *op, lit, out),
             UserField::DisplayName => string_cmp("u.realName COLLATE utf8mb4_unicode_ci", false, *op, lit, out),
+            UserField::Json(j) => json_cmp(j, *op, lit, out),
         },
         UserFilter::Email(cond) => {
             out.text.push_str(&format!("EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (", t.scim_useremail));
             email(cond, out);
             out.text.push_str("))");
+        }
+        UserFilter::InAnyGroup => {
+            // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2), type 14: user is
+            // member of project.
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} ge JOIN {} sg ON sg.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = 14)",
+                t.user_edge, t.scim_group
+            ));
         }
         UserFilter::Group(_, id) => {
             // Type 14: user is member of project.
@@ -152,6 +219,13 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
             GroupField::DisplayName => string_cmp("g.displayName", false, *op, lit, out),
             GroupField::ExternalId => string_cmp("g.externalID", true, *op, lit, out),
         },
+        GroupFilter::Const(b) => out.text.push_str(if *b { "1 = 1" } else { "1 = 0" }),
+        GroupFilter::HasMembers => {
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = 13)",
+                t.project_edge
+            ));
+        }
         GroupFilter::Member(id) => {
             // Type 13: project has member (internals §8.1).
             out.text.push_str(&format!(
@@ -196,6 +270,32 @@ fn email(c: &EmailCond, out: &mut Sql) {
         }
         EmailCond::Cmp(EmailField::Value, op, lit) => string_cmp("em.address", false, *op, lit, out),
         EmailCond::Cmp(EmailField::Type, op, lit) => string_cmp("em.emailType", true, *op, lit, out),
+    }
+}
+
+/// A comparison on a JSON-document attribute. A missing value never matches, except under
+/// `ne` (like the nullable columns: the comparison is never SQL NULL, so `not` stays exact).
+fn json_cmp(j: &JsonAttr, op: CompareOp, lit: &Literal, out: &mut Sql) {
+    match lit {
+        Literal::Bool(b) => {
+            out.binds.push(Bind::Str(j.json_path()));
+            let want = *b == (op == CompareOp::Eq);
+            out.text.push_str(if want {
+                "COALESCE(JSON_VALUE(s.attributes, ?) = 'true', 0)"
+            } else {
+                "COALESCE(JSON_VALUE(s.attributes, ?) <> 'true', 1)"
+            });
+        }
+        Literal::Str(_) => {
+            let mut inner = Sql::default();
+            let expr = json_value(j, &mut inner);
+            string_cmp(&expr, false, op, lit, &mut inner);
+            let guard = if op == CompareOp::Ne { "1" } else { "0" };
+            out.text.push_str(&format!("COALESCE({}, {guard})", inner.text));
+            // string_cmp put the path first (from json_value), then the value.
+            out.binds.extend(inner.binds);
+        }
+        Literal::Time(_) => out.text.push_str("1 = 0"),
     }
 }
 
@@ -279,10 +379,40 @@ mod tests {
     }
 
     #[test]
-    fn unknown_attributes_are_refused() {
-        let f = parse_filter(r#"nickName eq "x""#).unwrap();
-        assert!(resolve_user(&f).is_err());
-        let f = parse_filter(r#"active gt true"#).unwrap();
-        assert!(resolve_user(&f).is_err());
+    fn unknown_attributes_and_bad_operators_are_refused() {
+        for f in [
+            r#"nickName2 eq "x""#,
+            r#"active gt true"#,
+            r#"password eq "x""#,
+            r#"phoneNumbers.value eq "1""#,
+            r#"name co "x""#,
+            r#"x509Certificates.value eq "x""#,
+            r#"groups.display eq "x""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:nope eq "x""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "x""#,
+        ] {
+            assert!(resolve_user(&parse_filter(f).unwrap()).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn document_attributes_compile_to_bound_json_paths() {
+        let sql = compile(r#"name.givenName sw "Ba" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#);
+        assert_eq!(
+            sql.text,
+            "(COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci LIKE ? ESCAPE '!', 0) AND \
+             COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci = ?, 0))"
+        );
+        assert_eq!(
+            sql.binds,
+            vec![
+                Bind::Str("$.name.givenName".into()),
+                Bind::Str("Ba%".into()),
+                Bind::Str("$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".department".into()),
+                Bind::Str("R&D".into()),
+            ]
+        );
+        let sql = compile(r#"not (title ne "x") or phoneNumbers pr"#);
+        assert_eq!(sql.text, "(NOT (COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci <> ?, 1)) OR JSON_EXISTS(s.attributes, ?) = 1)");
     }
 }

@@ -2,6 +2,7 @@
 //! configured [`Namespace`]; every value is a bound parameter.
 
 pub mod check;
+pub mod drift;
 pub mod filter_sql;
 pub mod migrate;
 pub mod phabricator;
@@ -54,15 +55,15 @@ impl DbError {
     }
     /// The name of the violated unique key, from MySQL's message (`... for key 'key_username'`).
     pub fn violated_key(&self) -> Option<String> {
-        if let DbError::Sqlx(sqlx::Error::Database(e)) = self {
-            if self.is_unique_violation() {
-                let msg = e.message();
-                let start = msg.rfind("for key '")? + "for key '".len();
-                let rest = &msg[start..];
-                let end = rest.find('\'')?;
-                let key = &rest[..end];
-                return Some(key.rsplit('.').next().unwrap_or(key).to_owned());
-            }
+        if let DbError::Sqlx(sqlx::Error::Database(e)) = self
+            && self.is_unique_violation()
+        {
+            let msg = e.message();
+            let start = msg.rfind("for key '")? + "for key '".len();
+            let rest = &msg[start..];
+            let end = rest.find('\'')?;
+            let key = &rest[..end];
+            return Some(key.rsplit('.').next().unwrap_or(key).to_owned());
         }
         None
     }

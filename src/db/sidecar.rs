@@ -180,13 +180,16 @@ pub enum Bind {
     Bool(bool),
 }
 
-/// A page of managed users matching `where_sql` (over aliases `s`, `u`), and the total count.
+/// A page of managed users matching `where_sql` (over aliases `s`, `u`), ordered by
+/// `order_sql` (whose placeholders take `order_binds`), and the total count.
+#[allow(clippy::too_many_arguments)]
 pub async fn list_scim_users(
     conn: &mut Conn,
     t: &Tables,
     where_sql: &str,
     binds: &[Bind],
     order_sql: &str,
+    order_binds: &[Bind],
     offset: u64,
     limit: u64,
 ) -> DbResult<(u64, Vec<ScimUserView>)> {
@@ -205,7 +208,7 @@ pub async fn list_scim_users(
     }
     let sql = format!("SELECT {SCIM_USER_VIEW_COLUMNS} {from} ORDER BY {order_sql} LIMIT ? OFFSET ?");
     let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
-    for b in binds {
+    for b in binds.iter().chain(order_binds) {
         q = match b {
             Bind::Str(s) => q.bind(s.clone()),
             Bind::Int(i) => q.bind(*i),

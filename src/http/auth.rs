@@ -83,10 +83,10 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         let db = state.prov.db.clone();
         // Off the response path; a failure to log must not turn into a second error.
         tokio::spawn(async move {
-            if let Ok(mut conn) = db.pool.acquire().await {
-                if let Err(e) = sidecar::insert_event(&mut conn, &db.t, &event).await {
-                    tracing::warn!(error = %e, "could not write the sync log");
-                }
+            if let Ok(mut conn) = db.pool.acquire().await
+                && let Err(e) = sidecar::insert_event(&mut conn, &db.t, &event).await
+            {
+                tracing::warn!(error = %e, "could not write the sync log");
             }
         });
     }

@@ -1,7 +1,7 @@
 //! Discovery (RFC 7644 §4, RFC 7643 §5 to §7): what the service supports, generated from the
 //! same attribute table that drives parsing, so it cannot drift from the behaviour.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -11,14 +11,31 @@ use crate::scim::ScimError;
 use crate::scim::list::list_response;
 use crate::scim::schema::{self, Attr, Resource, urn};
 
+/// RFC 7644 §4: a discovery request with a `filter` SHOULD be answered 403, so that a client
+/// cannot assume the conditions of a filter the endpoint ignores were applied.
+fn refuse_filter(query: Option<&str>) -> Result<(), ApiError> {
+    let has_filter = query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let key = pair.split('=').next().unwrap_or("");
+            urlencoding::decode(key).is_ok_and(|k| k.eq_ignore_ascii_case("filter"))
+        })
+    });
+    if has_filter {
+        return Err(ScimError::forbidden("discovery endpoints do not support filtering (RFC 7644 §4)").into());
+    }
+    Ok(())
+}
+
 /// GET /ServiceProviderConfig
-pub async fn service_provider_config(State(state): State<AppState>) -> ScimResponse {
+pub async fn service_provider_config(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+    refuse_filter(q.as_deref())?;
     let max = state.prov.cfg.max_results;
-    ScimResponse::ok(json!({
+    let bulk = crate::scim::bulk::Limits::of(&state.prov.cfg);
+    Ok(ScimResponse::ok(json!({
         "schemas": [urn::SERVICE_PROVIDER_CONFIG],
         "documentationUri": "https://github.com/phab-scim/phab-scim#readme",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": true, "maxOperations": bulk.max_operations, "maxPayloadSize": bulk.max_payload_bytes},
         "filter": {"supported": true, "maxResults": max},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
@@ -31,7 +48,7 @@ pub async fn service_provider_config(State(state): State<AppState>) -> ScimRespo
             "primary": true,
         }],
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", state.base_url)},
-    }))
+    })))
 }
 
 fn resource_type(base: &str, res: Resource) -> Value {
@@ -53,13 +70,19 @@ fn resource_type(base: &str, res: Resource) -> Value {
 }
 
 /// GET /ResourceTypes
-pub async fn resource_types(State(state): State<AppState>) -> ScimResponse {
+pub async fn resource_types(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+    refuse_filter(q.as_deref())?;
     let all = vec![resource_type(&state.base_url, Resource::User), resource_type(&state.base_url, Resource::Group)];
-    ScimResponse::ok(list_response(2, 1, all))
+    Ok(ScimResponse::ok(list_response(2, 1, all)))
 }
 
 /// GET /ResourceTypes/{name}
-pub async fn resource_type_by_name(State(state): State<AppState>, Path(name): Path<String>) -> Result<ScimResponse, ApiError> {
+pub async fn resource_type_by_name(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<ScimResponse, ApiError> {
+    refuse_filter(q.as_deref())?;
     let res = [Resource::User, Resource::Group]
         .into_iter()
         .find(|r| r.name().eq_ignore_ascii_case(&name))
@@ -111,13 +134,15 @@ fn all_schemas(base: &str) -> Vec<Value> {
 }
 
 /// GET /Schemas
-pub async fn schemas(State(state): State<AppState>) -> ScimResponse {
+pub async fn schemas(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+    refuse_filter(q.as_deref())?;
     let all = all_schemas(&state.base_url);
-    ScimResponse::ok(list_response(all.len() as u64, 1, all))
+    Ok(ScimResponse::ok(list_response(all.len() as u64, 1, all)))
 }
 
 /// GET /Schemas/{urn}
-pub async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>) -> Result<ScimResponse, ApiError> {
+pub async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+    refuse_filter(q.as_deref())?;
     all_schemas(&state.base_url)
         .into_iter()
         .find(|s| s["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
@@ -133,11 +158,6 @@ pub async fn method_not_allowed() -> ApiError {
 /// `/Me`: the caller is a token's bot, not a person (RFC 7644 §3.11).
 pub async fn me() -> ApiError {
     ScimError::status(501, "/Me is not supported: the caller is a provisioning token, not a person").into()
-}
-
-/// `/Bulk` is not offered (ServiceProviderConfig says so).
-pub async fn bulk() -> ApiError {
-    ScimError::status(501, "Bulk is not supported").into()
 }
 
 /// Unknown paths under the SCIM base.

@@ -96,17 +96,26 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
+impl ApiError {
+    /// The RFC 7644 §3.12 error body: `status` as a string, `scimType` when one applies. Also
+    /// the `response` of a failed Bulk operation (§3.7.3).
+    pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "schemas": [urn::ERROR],
-            "status": status.to_string(),
+            "status": self.status().to_string(),
             "detail": self.detail(),
         });
         if let Some(t) = self.scim_type() {
             body["scimType"] = json!(t.as_str());
         }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, body.to_string()).into_response();
         resp.extensions_mut().insert(super::auth::ErrorDetail(self.detail()));

@@ -13,24 +13,20 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, SCIM_JSON};
 use super::extract::ScimBody;
 use super::state::AppState;
-use super::users::ProjectionParams;
+use super::users::{ProjectionParams, preconditions};
 use crate::provisioning::Ctx;
 use crate::provisioning::groups::StoredGroup;
 use crate::scim::group::{GroupParts, MemberFields, render_group};
 use crate::scim::list::ListParams;
-use crate::scim::resource::{Projection, etag};
+use crate::scim::resource::{Projection, ReadCheck, etag};
 use crate::scim::schema::{Resource, urn};
-
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
 
 fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
     Ok(Projection::parse(Resource::Group, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?)
 }
 
 /// Appends one group, projected, with its members streamed in when the projection wants them.
-async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
+pub(crate) async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
     let doc = render_group(&GroupParts {
         id: &g.phid,
         display_name: &g.display_name,
@@ -65,7 +61,7 @@ async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mu
     Ok(())
 }
 
-fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
+pub(crate) fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(e) = tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
@@ -123,16 +119,12 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
     let group = state.prov.get_group(&id).await?;
-    let tag = etag(group.version);
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
-        if inm.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&tag)) {
-            let mut resp = StatusCode::NOT_MODIFIED.into_response();
-            if let Ok(v) = HeaderValue::from_str(&tag) {
-                resp.headers_mut().insert(header::ETAG, v);
-            }
-            return Ok(resp);
+    if preconditions(&headers).check_read(group.version)? == ReadCheck::NotModified {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
+            resp.headers_mut().insert(header::ETAG, v);
         }
+        return Ok(resp);
     }
     single(&state, &group, &p, StatusCode::OK).await
 }
@@ -160,7 +152,7 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let group = state.prov.replace_group(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    let group = state.prov.replace_group(&ctx, &id, &body, preconditions(&headers)).await?;
     single(&state, &group, &p, StatusCode::OK).await
 }
 
@@ -175,7 +167,7 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let group = state.prov.patch_group(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    let group = state.prov.patch_group(&ctx, &id, &body, preconditions(&headers)).await?;
     if pp.attributes.is_none() && pp.excluded_attributes.is_none() {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
@@ -193,6 +185,6 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.prov.delete_group(&ctx, &id, if_match(&headers).as_deref()).await?;
+    state.prov.delete_group(&ctx, &id, preconditions(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

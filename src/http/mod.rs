@@ -1,11 +1,13 @@
 //! The HTTP layer: every route in one place, and the middleware stack.
 
 pub mod auth;
+pub mod bulk;
 pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod search;
 pub mod state;
 pub mod users;
 
@@ -27,24 +29,67 @@ pub const BASE: &str = "/scim/v2";
 
 /// Routes under [`BASE`], all behind the bearer token (so a new route cannot skip auth).
 pub fn scim_routes(state: AppState) -> Router<AppState> {
+    // Every other method answers 405 with a SCIM error body (RFC 7644 §3.12), not axum's bare 405.
+    let m = |r: axum::routing::MethodRouter<AppState>| r.fallback(discovery::method_not_allowed);
     let ro = || axum::routing::MethodRouter::new().fallback(discovery::method_not_allowed);
     Router::new()
-        .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
-        .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
-        .route("/Groups", get(groups::list).post(groups::create))
-        .route("/Groups/.search", post(groups::search))
-        .route("/Groups/{id}", get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete))
+        .route("/.search", m(post(search::search)))
+        .route("/Users", m(get(users::list).post(users::create)))
+        .route("/Users/.search", m(post(users::search)))
+        .route("/Users/{id}", m(get(users::get).put(users::replace).patch(users::patch).delete(users::delete)))
+        .route("/Groups", m(get(groups::list).post(groups::create)))
+        .route("/Groups/.search", m(post(groups::search)))
+        .route("/Groups/{id}", m(get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete)))
         .route("/ServiceProviderConfig", ro().get(discovery::service_provider_config))
         .route("/ResourceTypes", ro().get(discovery::resource_types))
         .route("/ResourceTypes/{name}", ro().get(discovery::resource_type_by_name))
         .route("/Schemas", ro().get(discovery::schemas))
         .route("/Schemas/{id}", ro().get(discovery::schema_by_id))
         .route("/Me", axum::routing::any(discovery::me))
-        .route("/Bulk", axum::routing::any(discovery::bulk))
+        .route("/Bulk", m(post(bulk::bulk)))
         .fallback(discovery::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(middleware::from_fn_with_state(state, auth::audit))
+}
+
+/// The endpoint names under [`BASE`], in their canonical spelling.
+const ENDPOINTS: [&str; 8] = ["Users", "Groups", "ServiceProviderConfig", "ResourceTypes", "Schemas", "Bulk", "Me", ".search"];
+
+/// The canonical spelling of a path whose endpoint name differs only in case, if any.
+fn canonical_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(BASE)?.strip_prefix('/')?;
+    let (first, tail) = match rest.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    let name = ENDPOINTS.iter().find(|n| n.eq_ignore_ascii_case(first))?;
+    let tail = tail.map(|t| if t.eq_ignore_ascii_case(".search") { ".search" } else { t });
+    let fixed = match tail {
+        Some(t) => format!("{BASE}/{name}/{t}"),
+        None => format!("{BASE}/{name}"),
+    };
+    (fixed != path).then_some(fixed)
+}
+
+/// Endpoint names are matched case-insensitively: GitHub's SCIM API is case-sensitive, and
+/// clients written against others send `/users` (scim-conformance §4). Rewrites the path before
+/// routing, so it wraps the router (`app.rs`) instead of being one of its layers; ids keep
+/// their case.
+pub async fn canonical_endpoints(mut req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    if let Some(fixed) = canonical_path(req.uri().path()) {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{fixed}?{q}"),
+            None => fixed,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(p) = pq.parse() {
+            parts.path_and_query = Some(p);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// The whole application router.
@@ -68,4 +113,20 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(60),
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    #[test]
+    fn endpoint_names_are_case_insensitive() {
+        assert_eq!(canonical_path("/scim/v2/users").as_deref(), Some("/scim/v2/Users"));
+        assert_eq!(canonical_path("/scim/v2/GROUPS/PHID-PROJ-Ab/").as_deref(), Some("/scim/v2/Groups/PHID-PROJ-Ab/"));
+        assert_eq!(canonical_path("/scim/v2/users/.SEARCH").as_deref(), Some("/scim/v2/Users/.search"));
+        assert_eq!(canonical_path("/scim/v2/serviceproviderconfig").as_deref(), Some("/scim/v2/ServiceProviderConfig"));
+        assert_eq!(canonical_path("/scim/v2/Users/PHID-USER-x"), None);
+        assert_eq!(canonical_path("/scim/v2/nope"), None);
+        assert_eq!(canonical_path("/healthz"), None);
+    }
 }

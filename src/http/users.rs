@@ -11,7 +11,7 @@ use super::state::AppState;
 use crate::provisioning::Ctx;
 use crate::provisioning::users::StoredUser;
 use crate::scim::list::{ListParams, list_response};
-use crate::scim::resource::{Projection, etag};
+use crate::scim::resource::{Preconditions, Projection, ReadCheck, etag};
 use crate::scim::schema::Resource;
 use crate::scim::user::{UserParts, render_user};
 
@@ -23,7 +23,7 @@ pub struct ProjectionParams {
     pub excluded_attributes: Option<String>,
 }
 
-fn render(state: &AppState, u: &StoredUser) -> Value {
+pub(crate) fn render(state: &AppState, u: &StoredUser) -> Value {
     render_user(&UserParts {
         id: &u.phid,
         user_name: &u.user_name,
@@ -48,8 +48,12 @@ fn single(state: &AppState, u: &StoredUser, p: &Projection, status: StatusCode) 
     }
 }
 
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned)
+/// `If-Match` / `If-None-Match` (RFC 7644 §3.14).
+pub(crate) fn preconditions(headers: &HeaderMap) -> Preconditions<'_> {
+    Preconditions {
+        if_match: headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()),
+        if_none_match: headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+    }
 }
 
 /// GET /Users
@@ -78,12 +82,8 @@ pub async fn get(
 ) -> Result<ScimResponse, ApiError> {
     let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
     let user = state.prov.get_user(&id).await?;
-    let tag = etag(user.version);
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
-        if inm.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&tag)) {
-            return Ok(ScimResponse { status: StatusCode::NOT_MODIFIED, body: None, etag: Some(tag), location: None });
-        }
+    if preconditions(&headers).check_read(user.version)? == ReadCheck::NotModified {
+        return Ok(ScimResponse { status: StatusCode::NOT_MODIFIED, body: None, etag: Some(etag(user.version)), location: None });
     }
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
@@ -111,7 +111,7 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
-    let user = state.prov.replace_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    let user = state.prov.replace_user(&ctx, &id, &body, preconditions(&headers)).await?;
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
 
@@ -125,7 +125,7 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
-    let user = state.prov.patch_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    let user = state.prov.patch_user(&ctx, &id, &body, preconditions(&headers)).await?;
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
 
@@ -136,6 +136,6 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
-    state.prov.delete_user(&ctx, &id, if_match(&headers).as_deref()).await?;
+    state.prov.delete_user(&ctx, &id, preconditions(&headers)).await?;
     Ok(ScimResponse { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None })
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 
-use super::users::{Created, check_if_match};
+use super::users::Created;
 use super::{Ctx, Provisioner, Result};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
@@ -26,8 +26,8 @@ use crate::scim::filter::parse_filter;
 use crate::scim::group::{GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member};
 use crate::scim::list::ListParams;
 use crate::scim::patch;
-use crate::scim::query::{self, GroupFilter};
-use crate::scim::resource::normalize;
+use crate::scim::query::{self, GroupField, GroupFilter};
+use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 
 /// Phabricator's default view and edit policy of new projects when the Projects application
@@ -144,13 +144,26 @@ impl Provisioner {
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::group_sort_field).transpose()?;
-        let order = filter_sql::group_order(sort, params.descending()?);
-        let sql = filter_sql::group_where(&self.db.t, &filter);
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) =
-            sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count).await?;
-        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        let (total, groups) = self.query_groups(&filter, sort, params.descending()?, page.start_index - 1, page.count).await?;
         Ok((total, page.start_index, groups))
+    }
+
+    /// The groups matching a resolved filter: the total, and `limit` of them from `offset` in
+    /// the given order (by creation when unsorted, so pages are stable).
+    pub async fn query_groups(
+        &self,
+        filter: &GroupFilter,
+        sort: Option<GroupField>,
+        descending: bool,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<StoredGroup>)> {
+        let order = filter_sql::group_order(sort, descending);
+        let sql = filter_sql::group_where(&self.db.t, filter);
+        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
+        let (total, rows) = sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit).await?;
+        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        Ok((total, groups))
     }
 
     /// POST /Groups: a new project, or the adoption of an unmanaged project whose hashtag is
@@ -257,12 +270,12 @@ impl Provisioner {
     /// PUT /Groups/{id}: the name and the whole membership (absent `members` empties it, RFC
     /// 7644 §3.5.1; scim-conformance §1.8).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
         let mut spec = GroupSpec::from_body(body)?;
         let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
         in_transaction!(self.db, |tx| async {
             let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             self.apply_group(&mut tx, ctx, view, project, &spec, Some(plan.clone()), Mode::Update).await
         }
         .await)
@@ -271,12 +284,12 @@ impl Provisioner {
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
     /// as a delta (`scim::group::split_patch`).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredGroup> {
+    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
         let ops = patch::parse_request(body)?;
         let split = split_patch(&ops)?;
         in_transaction!(self.db, |tx| async {
             let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
             patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
@@ -290,11 +303,11 @@ impl Provisioner {
     /// and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as an
     /// archive keeps them, internals §7.6). Afterwards the group is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn delete_group(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+    pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(&mut tx, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
             if let Some(project) = pp::lock_project(&mut tx, t, phid).await?

@@ -4,6 +4,7 @@
 pub mod bot;
 pub mod error;
 pub mod groups;
+pub mod search;
 pub mod username;
 pub mod users;
 

@@ -22,10 +22,10 @@ use crate::in_transaction;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
-use crate::scim::query::{self, UserFilter};
-use crate::scim::resource::{etag, normalize};
+use crate::scim::query::{self, UserField, UserFilter};
+use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
-use crate::scim::user::{UserSpec, is_valid_email, stored_doc};
+use crate::scim::user::{ACTIVE_UNASSIGNED, UserSpec, is_valid_email, stored_doc};
 use crate::scim::ScimError;
 
 /// A managed user as SCIM shows it.
@@ -80,15 +80,6 @@ pub enum Created {
     Rehired,
 }
 
-/// Checks `If-Match` against the current version (RFC 7644 §3.14).
-pub fn check_if_match(if_match: Option<&str>, version: u32) -> std::result::Result<(), ScimError> {
-    let Some(header) = if_match else { return Ok(()) };
-    let current = etag(version);
-    let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
-    let ok = header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current));
-    if ok { Ok(()) } else { Err(ScimError::precondition_failed(format!("the resource is at version {current}"))) }
-}
-
 /// The diff of one write, for the sync log.
 #[derive(Debug, Default)]
 struct Diff {
@@ -129,12 +120,27 @@ impl Provisioner {
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::user_sort_field).transpose()?;
-        let order = filter_sql::user_order(sort, params.descending()?);
-        let sql = filter_sql::user_where(&self.db.t, &filter);
+        let (total, users) =
+            self.query_users(&filter, sort, params.descending()?, page.start_index - 1, page.count, want_groups).await?;
+        Ok((total, page.start_index, users))
+    }
+
+    /// The users matching a resolved filter: the total, and `limit` of them from `offset` in
+    /// the given order (by creation when unsorted, so pages are stable, RFC 7644 §3.4.2.4).
+    pub async fn query_users(
+        &self,
+        filter: &UserFilter,
+        sort: Option<UserField>,
+        descending: bool,
+        offset: u64,
+        limit: u64,
+        want_groups: bool,
+    ) -> Result<(u64, Vec<StoredUser>)> {
+        let order = filter_sql::user_order(sort, descending);
+        let sql = filter_sql::user_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let (total, rows) =
-            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, page.start_index - 1, page.count)
-                .await?;
+            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order.text, &order.binds, offset, limit).await?;
         let phids: Vec<String> = rows.iter().map(|r| r.user_phid.clone()).collect();
         let memberships = if want_groups { load_groups(&mut conn, &self.db.t, &phids).await? } else { Vec::new() };
         let users = rows
@@ -148,7 +154,7 @@ impl Provisioner {
                 StoredUser::from_view(v, groups)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((total, page.start_index, users))
+        Ok((total, users))
     }
 
     /// POST /Users.
@@ -186,7 +192,8 @@ impl Provisioner {
             return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
         }
         let phid = new_phid("USER");
-        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone())).await {
+        let active = spec.active.unwrap_or(true);
+        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(with_desired_active(&spec.attributes, active))).await {
             if !e.is_unique_violation() {
                 return Err(e.into());
             }
@@ -212,7 +219,6 @@ impl Provisioner {
             diff.note("login", link);
         }
         let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
-        let active = spec.active.unwrap_or(true);
         if !active {
             // Created already deactivated: disable in the same request, as an edit would.
             let row = pu::lock_user(conn, t, &phid).await?.ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
@@ -277,11 +283,11 @@ impl Provisioner {
 
     /// PUT /Users/{id}: the body replaces the resource; an omitted `active` stays as it is.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
         }
         .await)
@@ -289,15 +295,19 @@ impl Provisioner {
 
     /// PATCH /Users/{id}.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, if_match: Option<&str>) -> Result<StoredUser> {
+    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
         let ops = patch::parse_request(body)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.user_name, view.external_id.as_deref(), !view.is_disabled, &attrs);
             patch::apply(Resource::User, &mut doc, &ops)?;
-            let spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+            let unassigned = !doc.contains_key("active");
+            let mut spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+            if unassigned {
+                spec.attributes.insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+            }
             self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
         }
         .await)
@@ -305,10 +315,10 @@ impl Provisioner {
 
     /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn delete_user(&self, ctx: &Ctx, phid: &str, if_match: Option<&str>) -> Result<()> {
+    pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
-            check_if_match(if_match, view.version)?;
+            pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;
@@ -391,10 +401,11 @@ impl Provisioner {
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
+        let new_attrs = with_desired_active(&spec.attributes, desired_active);
         let deprovisioned = mode == Mode::Delete;
         let scim_changed = view.user_name != spec.user_name
             || view.external_id != spec.external_id
-            || old_attrs != spec.attributes
+            || old_attrs != new_attrs
             || view.is_deprovisioned != deprovisioned;
         if view.user_name != spec.user_name {
             diff.set("userName", view.user_name.clone(), spec.user_name.clone());
@@ -406,7 +417,7 @@ impl Provisioner {
             diff.note("login", link);
         }
         let (version, modified) = if scim_changed || row_changed {
-            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(spec.attributes.clone()), deprovisioned).await {
+            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(new_attrs), deprovisioned).await {
                 if e.is_unique_violation() {
                     return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
                 }
@@ -641,6 +652,14 @@ enum Mode {
     Delete,
     Adopt,
     Rehire,
+}
+
+/// The stored document keeps the `active` the IdP asked for: responses show Phabricator's
+/// state, and drift compares the two (an account SCIM disabled, enabled again by hand).
+fn with_desired_active(attributes: &Map<String, Value>, active: bool) -> Map<String, Value> {
+    let mut m = attributes.clone();
+    m.insert("active".into(), Value::Bool(active));
+    m
 }
 
 fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {

@@ -392,7 +392,9 @@ impl MemberFields {
             let dropped = p.excluded.iter().any(|(u, n, s)| is_members(n, u) && s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(name)));
             chosen && !dropped
         };
-        Self { value: has("value"), reference: has("$ref"), display: has("display"), kind: has("type") }
+        // `display` is `returned: request` (schema.rs): only when named.
+        let display = picked.iter().any(|s| s.eq_ignore_ascii_case("display")) && has("display");
+        Self { value: has("value"), reference: has("$ref"), display, kind: has("type") }
     }
 
     /// Every sub-attribute.

@@ -1,5 +1,6 @@
 //! The SCIM protocol, pure: schemas, resources, filters, PATCH. No IO here.
 
+pub mod bulk;
 pub mod error;
 pub mod filter;
 pub mod group;

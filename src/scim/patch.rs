@@ -81,6 +81,7 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
 pub fn apply(res: Resource, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
+            Some(p) if schema::extension_urn(res, p).is_some() => apply_extension(res, doc, op, p)?,
             Some(p) => {
                 let path = parse_path(p).map_err(|e| ScimError::invalid_path(format!("path {p:?}: {e}")))?;
                 apply_path(res, doc, op.op, &path, op.value.as_ref(), true)?;
@@ -110,6 +111,26 @@ pub fn apply(res: Resource, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> Re
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// A path naming a whole extension schema (`urn:...:enterprise:2.0:User`): its value is an
+/// object of the extension's attributes, merged by `add` and `replace` like a complex
+/// attribute's sub-attributes (RFC 7644 §3.5.2.1, §3.5.2.3); `remove` unassigns all of them.
+fn apply_extension(res: Resource, doc: &mut Map<String, Value>, op: &PatchOp, p: &str) -> Result<(), ScimError> {
+    let Some(ext) = schema::extension_urn(res, p) else { return Ok(()) };
+    if op.op == OpKind::Remove {
+        doc.remove(ext);
+        return Ok(());
+    }
+    let Some(Value::Object(map)) = &op.value else {
+        return Err(ScimError::invalid_value(format!("{ext} takes an object of its attributes")));
+    };
+    for (key, value) in map {
+        let path = AttrPath { urn: Some(ext.to_owned()), name: key.clone(), sub: None };
+        let pp = PatchPath { attr: path, filter: None, sub: None };
+        apply_path(res, doc, op.op, &pp, Some(value), false)?;
     }
     Ok(())
 }
@@ -185,10 +206,10 @@ fn apply_path(
     } else {
         apply_single(target, def, op, sub, value)?;
     }
-    if let Some(u) = ext {
-        if doc.get(u).and_then(Value::as_object).is_some_and(Map::is_empty) {
-            doc.remove(u);
-        }
+    if let Some(u) = ext
+        && doc.get(u).and_then(Value::as_object).is_some_and(Map::is_empty)
+    {
+        doc.remove(u);
     }
     Ok(())
 }
@@ -393,12 +414,11 @@ fn apply_multi(
     let new_primary = touched.iter().rev().find(|i| items.get(**i).and_then(|v| v.get("primary")) == Some(&Value::Bool(true)));
     if let Some(&keep) = new_primary {
         for (i, it) in items.iter_mut().enumerate() {
-            if i != keep {
-                if let Some(m) = it.as_object_mut() {
-                    if m.get("primary") == Some(&Value::Bool(true)) {
-                        m.insert("primary".into(), Value::Bool(false));
-                    }
-                }
+            if i != keep
+                && let Some(m) = it.as_object_mut()
+                && m.get("primary") == Some(&Value::Bool(true))
+            {
+                m.insert("primary".into(), Value::Bool(false));
             }
         }
     }

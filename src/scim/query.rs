@@ -7,18 +7,64 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ScimError;
 use super::filter::{AttrPath, CompValue, CompareOp, Filter};
-use super::schema::urn;
+use super::schema::{self, Mutability, Resource, Scope, Ty, urn};
 
 /// Queryable User attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserField {
+    /// `id`: `scim_user.userPHID`.
     Id,
+    /// `userName`: `scim_user.userName` (unique, case-insensitive collation).
     UserName,
+    /// `externalId`: `scim_user.externalID`.
     ExternalId,
+    /// `displayName`: `user.realName`.
     DisplayName,
+    /// `active`: `user.isDisabled`.
     Active,
+    /// `meta.created`: `scim_user.dateCreated`.
     Created,
+    /// `meta.lastModified`: `scim_user.dateModified`.
     LastModified,
+    /// Any other stored attribute, read from the `scim_user.attributes` JSON document.
+    Json(JsonAttr),
+}
+
+/// An attribute kept only in the resource's JSON document (`name.givenName`, `title`,
+/// enterprise `department`, ...). Built from the static schema table, never from request
+/// text, so its JSON path is made of schema names only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonAttr {
+    /// The extension URN the attribute lives under, if any.
+    pub ext: Option<&'static str>,
+    /// The top-level attribute name, in schema spelling.
+    pub name: &'static str,
+    /// The sub-attribute of a single-valued complex attribute, in schema spelling.
+    pub sub: Option<&'static str>,
+    /// The type of the addressed value.
+    pub ty: Ty,
+    /// RFC 7643 §2.2 `caseExact` of the addressed value.
+    pub case_exact: bool,
+    /// Multi-valued or complex without a sub-attribute: only `pr` applies.
+    pub composite: bool,
+}
+
+impl JsonAttr {
+    /// The MariaDB JSON path of the value, e.g. `$.name.givenName` or
+    /// `$."urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".department`.
+    pub fn json_path(&self) -> String {
+        let mut p = String::from("$");
+        if let Some(u) = self.ext {
+            p.push_str(&format!(".\"{u}\""));
+        }
+        p.push('.');
+        p.push_str(self.name);
+        if let Some(s) = self.sub {
+            p.push('.');
+            p.push_str(s);
+        }
+        p
+    }
 }
 
 /// Sub-attributes of an email value.
@@ -47,6 +93,10 @@ pub enum UserFilter {
     Email(Box<EmailCond>),
     /// Member of the group with this id (`groups.value eq`, `groups eq`).
     Group(CompareOp, String),
+    /// Member of any SCIM group (`groups pr`).
+    InAnyGroup,
+    /// A condition known without looking at rows (`meta.resourceType eq "User"`).
+    Const(bool),
     And(Box<UserFilter>, Box<UserFilter>),
     Or(Box<UserFilter>, Box<UserFilter>),
     Not(Box<UserFilter>),
@@ -92,7 +142,8 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
         Filter::Present(p) => match field_of(p)? {
             Target::User(f) => UserFilter::Present(f),
             Target::Email(f) => UserFilter::Email(Box::new(EmailCond::Present(f))),
-            Target::Group => UserFilter::Group(CompareOp::Ne, String::new()),
+            Target::Group => UserFilter::InAnyGroup,
+            Target::ResourceType => UserFilter::Const(true),
         },
         Filter::Compare(p, op, v) => match field_of(p)? {
             Target::User(f) => UserFilter::Cmp(f, *op, literal_for_user(f, *op, v)?),
@@ -101,6 +152,7 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
                 CompValue::Str(s) => group_cond(*op, s)?,
                 _ => return Err(bad("groups compare with a string id")),
             },
+            Target::ResourceType => UserFilter::Const(resource_type_matches("User", *op, v)?),
         },
     })
 }
@@ -117,6 +169,7 @@ enum Target {
     User(UserField),
     Email(EmailField),
     Group,
+    ResourceType,
 }
 
 fn core_name(p: &AttrPath) -> Result<&str, ScimError> {
@@ -127,7 +180,62 @@ fn core_name(p: &AttrPath) -> Result<&str, ScimError> {
     }
 }
 
+/// `meta.resourceType` is constant per endpoint (RFC 7643 §3.1); comparing it lets a root
+/// search (RFC 7644 §3.4.2.1) pick one resource type. caseExact is false.
+fn resource_type_matches(name: &str, op: CompareOp, v: &CompValue) -> Result<bool, ScimError> {
+    let CompValue::Str(want) = v else { return Err(bad("meta.resourceType compares with a string")) };
+    let (have, want) = (name.to_lowercase(), want.to_lowercase());
+    Ok(match op {
+        CompareOp::Eq => have == want,
+        CompareOp::Ne => have != want,
+        CompareOp::Co => have.contains(&want),
+        CompareOp::Sw => have.starts_with(&want),
+        CompareOp::Ew => have.ends_with(&want),
+        CompareOp::Gt => have > want,
+        CompareOp::Ge => have >= want,
+        CompareOp::Lt => have < want,
+        CompareOp::Le => have <= want,
+    })
+}
+
+/// Resolves any other User attribute against the schema table into a [`JsonAttr`]: the
+/// attributes kept only in the JSON document. Read-only attributes with no stored value
+/// (`groups` is handled before this) and binary values cannot be filtered.
+fn json_field(p: &AttrPath) -> Option<JsonAttr> {
+    let (scope, def) = schema::resolve(Resource::User, p.urn.as_deref(), &p.name)?;
+    let ext = match scope {
+        Scope::Core => None,
+        Scope::Extension(u) => Some(u),
+    };
+    if def.mutability == Mutability::WriteOnly || def.mutability == Mutability::ReadOnly {
+        return None;
+    }
+    let (sub, ty, case_exact, composite) = match p.sub.as_deref() {
+        Some(s) => {
+            // Sub-attributes of multi-valued attributes need a value filter (only emails has one).
+            if def.multi {
+                return None;
+            }
+            let sd = schema::find_in(def.sub, s)?;
+            if sd.mutability == Mutability::ReadOnly {
+                return None;
+            }
+            (Some(sd.name), sd.ty, sd.case_exact, false)
+        }
+        None => (None, def.ty, def.case_exact, def.multi || def.ty == Ty::Complex),
+    };
+    if ty == Ty::Binary {
+        return None;
+    }
+    Some(JsonAttr { ext, name: def.name, sub, ty, case_exact, composite })
+}
+
 fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
+    let is_core = p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
+    if !is_core {
+        // Enterprise extension attributes (RFC 7643 §4.3), URN-qualified.
+        return json_field(p).map(|j| Target::User(UserField::Json(j))).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")));
+    }
     let name = core_name(p)?.to_ascii_lowercase();
     let sub = p.sub.as_deref().map(str::to_ascii_lowercase);
     let t = match (name.as_str(), sub.as_deref()) {
@@ -142,7 +250,11 @@ fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
         ("emails", Some("type")) => Target::Email(EmailField::Type),
         ("emails", Some("primary")) => Target::Email(EmailField::Primary),
         ("groups", None | Some("value")) => Target::Group,
-        _ => return Err(bad(format!("attribute {p} cannot be filtered"))),
+        ("meta", Some("resourcetype")) => Target::ResourceType,
+        _ => match json_field(p) {
+            Some(j) => Target::User(UserField::Json(j)),
+            None => return Err(bad(format!("attribute {p} cannot be filtered"))),
+        },
     };
     Ok(t)
 }
@@ -182,6 +294,7 @@ fn is_ordering(op: CompareOp) -> bool {
 
 fn literal_for_user(f: UserField, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
     match f {
+        UserField::Json(j) => literal_for_json(&j, op, v),
         UserField::Active => {
             if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
                 return Err(bad("active supports only eq and ne"));
@@ -198,6 +311,34 @@ fn literal_for_user(f: UserField, op: CompareOp, v: &CompValue) -> Result<Litera
             CompValue::Str(s) => Ok(Literal::Str(s.clone())),
             CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
             _ => Err(bad("this attribute compares with a string")),
+        },
+    }
+}
+
+/// Type checks a comparison on a JSON-document attribute (RFC 7644 §3.4.2.2): strings take
+/// every operator, booleans only `eq`/`ne`, dates compare chronologically.
+fn literal_for_json(j: &JsonAttr, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
+    if j.composite {
+        return Err(bad(format!("{} has sub-attributes; compare one of them, or use pr", j.name)));
+    }
+    match j.ty {
+        Ty::Boolean => {
+            if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
+                return Err(bad(format!("{} is a boolean: only eq and ne apply", j.name)));
+            }
+            boolean(v)
+        }
+        Ty::DateTime => match v {
+            CompValue::Str(s) => OffsetDateTime::parse(s, &Rfc3339)
+                .map(|_| Literal::Str(s.clone()))
+                .map_err(|_| bad(format!("{s:?} is not an xsd:dateTime"))),
+            _ => Err(bad("a dateTime compares with a dateTime string")),
+        },
+        Ty::Integer | Ty::Decimal | Ty::Binary | Ty::Complex => Err(bad(format!("{} cannot be compared", j.name))),
+        Ty::String | Ty::Reference => match v {
+            CompValue::Str(s) => Ok(Literal::Str(s.clone())),
+            CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
+            _ => Err(bad(format!("{} compares with a string", j.name))),
         },
     }
 }
@@ -243,7 +384,18 @@ pub fn user_sort_field(sort_by: &str) -> Result<UserField, ScimError> {
         "active" => Ok(UserField::Active),
         "meta.created" => Ok(UserField::Created),
         "meta.lastmodified" => Ok(UserField::LastModified),
-        _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+        _ => {
+            // Any single-valued string in the JSON document (`name.familyName`, `title`,
+            // enterprise `department`): RFC 7644 §3.4.2.3 sorts by the attribute's value.
+            let path = crate::scim::filter::parse_path(sort_by.trim())
+                .ok()
+                .filter(|pp| pp.filter.is_none() && pp.sub.is_none())
+                .map(|pp| pp.attr);
+            match path.as_ref().and_then(json_field) {
+                Some(j) if !j.composite && matches!(j.ty, Ty::String | Ty::Reference | Ty::DateTime) => Ok(UserField::Json(j)),
+                _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+            }
+        }
     }
 }
 
@@ -271,6 +423,10 @@ pub enum GroupFilter {
     Present(GroupField),
     /// Has this user as a direct member (`members.value eq`, `members[value eq]`).
     Member(String),
+    /// Has at least one member (`members pr`).
+    HasMembers,
+    /// A condition known without looking at rows (`meta.resourceType eq "Group"`).
+    Const(bool),
     /// `a and b`.
     And(Box<GroupFilter>, Box<GroupFilter>),
     /// `a or b`.
@@ -314,15 +470,31 @@ pub fn resolve_group(f: &Filter) -> Result<GroupFilter, ScimError> {
                 _ => return Err(bad("members filters support only value eq/ne")),
             }
         }
-        Filter::Present(p) => match group_field_of(p)? {
-            Some(f) => GroupFilter::Present(f),
-            None => return Err(bad("members pr is not supported")),
-        },
-        Filter::Compare(p, op, v) => match group_field_of(p)? {
-            Some(f) => GroupFilter::Cmp(f, *op, literal_for_group(f, *op, v)?),
-            None => member_cond(*op, v)?,
-        },
+        Filter::Present(p) => {
+            if is_group_resource_type(p) {
+                return Ok(GroupFilter::Const(true));
+            }
+            match group_field_of(p)? {
+                Some(f) => GroupFilter::Present(f),
+                None => GroupFilter::HasMembers,
+            }
+        }
+        Filter::Compare(p, op, v) => {
+            if is_group_resource_type(p) {
+                return Ok(GroupFilter::Const(resource_type_matches("Group", *op, v)?));
+            }
+            match group_field_of(p)? {
+                Some(f) => GroupFilter::Cmp(f, *op, literal_for_group(f, *op, v)?),
+                None => member_cond(*op, v)?,
+            }
+        }
     })
+}
+
+fn is_group_resource_type(p: &AttrPath) -> bool {
+    p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
+        && p.name.eq_ignore_ascii_case("meta")
+        && p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("resourceType"))
 }
 
 /// `None` is `members` / `members.value`.

@@ -58,12 +58,12 @@ pub fn normalize(res: Resource, body: &Value) -> Result<Map<String, Value>, Scim
                 if def.multi {
                     continue;
                 }
-                if let Some(v) = coerce(sdef, value, &format!("{}.{}", def.name, sdef.name))? {
-                    if let Some(target) = target_map(&mut out, ext) {
-                        let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
-                        if let Some(m) = entry.as_object_mut() {
-                            m.insert(sdef.name.to_owned(), v);
-                        }
+                if let Some(v) = coerce(sdef, value, &format!("{}.{}", def.name, sdef.name))?
+                    && let Some(target) = target_map(&mut out, ext)
+                {
+                    let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
+                    if let Some(m) = entry.as_object_mut() {
+                        m.insert(sdef.name.to_owned(), v);
                     }
                 }
             }
@@ -89,10 +89,10 @@ fn put(out: &mut Map<String, Value>, ext: Option<&str>, def: &Attr, value: &Valu
     if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
         return Ok(());
     }
-    if let Some(v) = coerce(def, value, def.name)? {
-        if let Some(target) = target_map(out, ext) {
-            target.insert(def.name.to_owned(), v);
-        }
+    if let Some(v) = coerce(def, value, def.name)?
+        && let Some(target) = target_map(out, ext)
+    {
+        target.insert(def.name.to_owned(), v);
     }
     Ok(())
 }
@@ -112,13 +112,13 @@ pub fn coerce(def: &Attr, value: &Value, path: &str) -> Result<Option<Value>, Sc
         for item in items {
             if let Some(mut v) = coerce_single(def, item, path)? {
                 // At most one primary value (RFC 7643 §2.4): the first one wins.
-                if let Some(m) = v.as_object_mut() {
-                    if m.get("primary") == Some(&Value::Bool(true)) {
-                        if seen_primary {
-                            m.insert("primary".into(), Value::Bool(false));
-                        }
-                        seen_primary = true;
+                if let Some(m) = v.as_object_mut()
+                    && m.get("primary") == Some(&Value::Bool(true))
+                {
+                    if seen_primary {
+                        m.insert("primary".into(), Value::Bool(false));
                     }
+                    seen_primary = true;
                 }
                 if !out.contains(&v) {
                     out.push(v);
@@ -194,6 +194,70 @@ pub fn etag(version: u32) -> String {
     format!("W/\"{version}\"")
 }
 
+/// Does a conditional header's entity-tag list name `version`? Weak comparison (RFC 7232
+/// §2.3.2: `W/"3"` and `"3"` match), and `*` matches any current resource.
+fn tag_list_matches(header: &str, version: u32) -> bool {
+    let current = etag(version);
+    let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
+    header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current))
+}
+
+/// The conditional headers of a request on one resource (RFC 7644 §3.14; evaluated in the
+/// order of RFC 7232 §6: `If-Match`, then `If-None-Match`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Preconditions<'a> {
+    /// `If-Match`.
+    pub if_match: Option<&'a str>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a str>,
+}
+
+/// What a read does once its preconditions are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadCheck {
+    /// Send the resource.
+    Proceed,
+    /// 304 Not Modified: the client's copy is current.
+    NotModified,
+}
+
+impl Preconditions<'_> {
+    /// Only `If-Match`: what a Bulk operation's `version` carries (RFC 7644 §3.7).
+    pub fn if_match(tag: Option<&str>) -> Preconditions<'_> {
+        Preconditions { if_match: tag, if_none_match: None }
+    }
+
+    /// For PUT, PATCH and DELETE: a stale `If-Match`, or an `If-None-Match` naming the current
+    /// version, is 412 Precondition Failed (RFC 7232 §3.1, §3.2).
+    pub fn check_write(&self, version: u32) -> Result<(), ScimError> {
+        if let Some(h) = self.if_match
+            && !tag_list_matches(h, version)
+        {
+            return Err(ScimError::precondition_failed(format!("If-Match: the resource is at version {}", etag(version))));
+        }
+        if let Some(h) = self.if_none_match
+            && tag_list_matches(h, version)
+        {
+            return Err(ScimError::precondition_failed(format!("If-None-Match: the resource is at version {}", etag(version))));
+        }
+        Ok(())
+    }
+
+    /// For GET: a stale `If-Match` is 412; an `If-None-Match` naming the current version is
+    /// 304 (RFC 7232 §3.2).
+    pub fn check_read(&self, version: u32) -> Result<ReadCheck, ScimError> {
+        if let Some(h) = self.if_match
+            && !tag_list_matches(h, version)
+        {
+            return Err(ScimError::precondition_failed(format!("If-Match: the resource is at version {}", etag(version))));
+        }
+        match self.if_none_match {
+            Some(h) if tag_list_matches(h, version) => Ok(ReadCheck::NotModified),
+            _ => Ok(ReadCheck::Proceed),
+        }
+    }
+}
+
 /// `meta` of a resource.
 pub fn meta(res: Resource, location: &str, created: u32, modified: u32, version: u32) -> Value {
     serde_json::json!({
@@ -205,13 +269,16 @@ pub fn meta(res: Resource, location: &str, created: u32, modified: u32, version:
     })
 }
 
+/// One entry of an attribute list: (schema URN or None, attribute name, sub-attribute).
+pub type AttrRef = (Option<String>, String, Option<String>);
+
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Projection {
-    /// Requested attributes as (URN or None, name, sub): empty means the default set.
-    pub attributes: Vec<(Option<String>, String, Option<String>)>,
+    /// Requested attributes: empty means the default set.
+    pub attributes: Vec<AttrRef>,
     /// Excluded attributes.
-    pub excluded: Vec<(Option<String>, String, Option<String>)>,
+    pub excluded: Vec<AttrRef>,
 }
 
 impl Projection {
@@ -341,7 +408,7 @@ fn strip_sub(v: &mut Value, sub: &str) {
     }
 }
 
-fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<(Option<String>, String, Option<String>)>, ScimError> {
+fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<AttrRef>, ScimError> {
     let Some(list) = list else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -407,6 +474,24 @@ mod tests {
         assert!(normalize(Resource::User, &json!({"userName": "a", "active": "maybe"})).is_err());
         assert!(normalize(Resource::User, &json!([1])).is_err());
         assert!(normalize(Resource::User, &json!({"userName": true})).is_err());
+    }
+
+    #[test]
+    fn preconditions_follow_rfc_7232() {
+        let p = |m: Option<&'static str>, n: Option<&'static str>| Preconditions { if_match: m, if_none_match: n };
+        assert!(p(None, None).check_write(3).is_ok());
+        assert!(p(Some("W/\"3\""), None).check_write(3).is_ok());
+        assert!(p(Some("\"3\""), None).check_write(3).is_ok());
+        assert!(p(Some("W/\"1\", W/\"3\""), None).check_write(3).is_ok());
+        assert!(p(Some("*"), None).check_write(3).is_ok());
+        assert_eq!(p(Some("W/\"2\""), None).check_write(3).unwrap_err().status, 412);
+        assert_eq!(p(None, Some("*")).check_write(3).unwrap_err().status, 412);
+        assert_eq!(p(None, Some("W/\"3\"")).check_write(3).unwrap_err().status, 412);
+        assert!(p(None, Some("W/\"2\"")).check_write(3).is_ok());
+        assert_eq!(p(None, Some("W/\"3\"")).check_read(3).unwrap(), ReadCheck::NotModified);
+        assert_eq!(p(None, Some("W/\"2\"")).check_read(3).unwrap(), ReadCheck::Proceed);
+        assert_eq!(p(Some("W/\"2\""), Some("W/\"3\"")).check_read(3).unwrap_err().status, 412);
+        assert_eq!(p(Some("W/\"3\""), Some("W/\"3\"")).check_read(3).unwrap(), ReadCheck::NotModified);
     }
 
     #[test]

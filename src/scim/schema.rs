@@ -324,7 +324,15 @@ const MEMBER_SUB: &[Attr] = &[
                 a.mutability = Mutability::Immutable;
                 a
             },
-            string("display", "The member's name."),
+            {
+                // RFC 7643 §2.4: `display` is read-only; it is the member's Phabricator name,
+                // not what a client sent, so it is only returned when asked for by name
+                // (`attributes=members.display`): a client reading back the members it wrote
+                // gets exactly those.
+                let mut a = read_only(string("display", "The member's Phabricator name."));
+                a.returned = Returned::Request;
+                a
+            },
             {
                 let mut a = canonical(string("type", "User."), &["User", "Group"]);
                 a.mutability = Mutability::Immutable;
@@ -412,14 +420,9 @@ pub fn extension_urn(res: Resource, urn_text: &str) -> Option<&'static str> {
 /// Resolves a top-level attribute name with an optional URN (core or extension).
 pub fn resolve(res: Resource, urn_text: Option<&str>, name: &str) -> Option<(Scope, &'static Attr)> {
     match urn_text {
-        None => find_in(COMMON, name)
-            .or_else(|| find_in(res.core_attrs(), name))
-            .map(|a| (Scope::Core, a))
-            .or_else(|| {
-                // An unqualified extension attribute name (Microsoft's test suite sends
-                // `"Department"` at top level is not RFC; we only accept qualified ones).
-                None
-            }),
+        // An unqualified extension attribute name (Microsoft's test suite sends `"Department"`
+        // at top level) is not RFC: only qualified ones resolve.
+        None => find_in(COMMON, name).or_else(|| find_in(res.core_attrs(), name)).map(|a| (Scope::Core, a)),
         Some(u) if u.eq_ignore_ascii_case(res.core_urn()) => find_in(COMMON, name)
             .or_else(|| find_in(res.core_attrs(), name))
             .map(|a| (Scope::Core, a)),

@@ -16,6 +16,13 @@ pub const MAX_REAL_NAME_BYTES: usize = 128;
 /// `user_email.address` is `sort128`.
 pub const MAX_EMAIL_BYTES: usize = 128;
 
+/// Key, in a stored user's attribute document, recording that a client removed `active`
+/// (RFC 7644 §3.5.2.2: the attribute "SHALL be considered unassigned"). The account keeps its
+/// state (an unassignment is no instruction to enable or disable it), and `active` is left out
+/// of the representation until a client sets it again. Not an ATTRNAME (RFC 7643 §2.1), so
+/// no client document can carry it.
+pub const ACTIVE_UNASSIGNED: &str = "$activeUnassigned";
+
 /// One email value of the resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailValue {
@@ -185,7 +192,9 @@ pub fn render_user(p: &UserParts<'_>) -> Value {
             }
         }
     }
-    out.insert("active".into(), Value::Bool(p.active));
+    if !p.attributes.contains_key(ACTIVE_UNASSIGNED) {
+        out.insert("active".into(), Value::Bool(p.active));
+    }
     if !p.groups.is_empty() {
         let groups: Vec<Value> = p
             .groups
@@ -204,14 +213,20 @@ pub fn render_user(p: &UserParts<'_>) -> Value {
     Value::Object(out)
 }
 
-/// The canonical document of a stored user (what PATCH starts from).
+/// The canonical document of a stored user (what PATCH starts from); `active` is absent when
+/// a client unassigned it ([`ACTIVE_UNASSIGNED`]).
 pub fn stored_doc(user_name: &str, external_id: Option<&str>, active: bool, attributes: &Map<String, Value>) -> Map<String, Value> {
     let mut doc = attributes.clone();
     doc.insert("userName".into(), Value::String(user_name.into()));
     if let Some(e) = external_id {
         doc.insert("externalId".into(), Value::String(e.into()));
     }
-    doc.insert("active".into(), Value::Bool(active));
+    // The stored document may also hold the `active` last asked for (for drift checks).
+    if doc.remove(ACTIVE_UNASSIGNED).is_some() {
+        doc.remove("active");
+    } else {
+        doc.insert("active".into(), Value::Bool(active));
+    }
     doc
 }
 

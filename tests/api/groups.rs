@@ -202,7 +202,11 @@ async fn create_with_members_and_list_filters() {
     let id = body["id"].as_str().unwrap().to_owned();
     assert_eq!(member_ids(&body), sorted(vec![sam.clone(), gene.clone()]));
     let m = body["members"].as_array().unwrap().iter().find(|m| m["value"] == sam.as_str()).unwrap().clone();
-    assert_eq!(m, json!({"value": sam, "$ref": format!("{}/Users/{sam}", app.base), "display": "sam@example.com", "type": "User"}));
+    // `display` is returned on request only (RFC 7643 §2.4 read-only; schema.rs).
+    assert_eq!(m, json!({"value": sam, "$ref": format!("{}/Users/{sam}", app.base), "type": "User"}));
+    let (_, named) = app.get(&format!("/Groups/{id}?attributes=members.value,members.display")).await;
+    let m = named["members"].as_array().unwrap().iter().find(|m| m["value"] == sam.as_str()).unwrap().clone();
+    assert_eq!(m, json!({"value": sam, "display": "sam@example.com"}));
     assert_eq!(phorge_members(&app, &id).await, sorted(vec![sam.clone(), gene.clone()]));
     assert_eq!(inverse_srcs(&app, &id).await, sorted(vec![sam.clone(), gene.clone()]));
     let xs = xactions(&app, &id).await;
@@ -652,7 +656,7 @@ async fn large_membership_changes_cross_chunks() {
     let x = xactions(&app, &id).await.pop().unwrap();
     assert_eq!(serde_json::from_str::<Value>(x["newValue"].as_str().unwrap()).unwrap().as_array().unwrap().len(), 1200);
 
-    let (_, got) = app.get(&format!("/Groups/{id}")).await;
+    let (_, got) = app.get(&format!("/Groups/{id}?attributes=members,members.display")).await;
     assert_eq!(got["members"].as_array().unwrap().len(), 1200);
     assert_eq!(got["members"][0]["value"], users[0].as_str());
     assert_eq!(got["members"][0]["display"], "bulk1@example.com");

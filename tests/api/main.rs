@@ -6,11 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod bulk;
+mod cli;
+mod drift;
 mod groups;
-mod hostile;
 mod helpers;
+mod hostile;
 mod invariants;
 mod lifecycle;
+mod protocol;
 mod races;
 mod schema;
 mod security;

@@ -341,7 +341,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     }
     let (s, _) = app.patch("/Users/PHID-USER-doesnotexist00000000", json!({"Operations": [{"op": "replace", "path": "displayName", "value": "x"}]})).await;
     assert_eq!(s, 404);
-    for f in ["nickName eq \"x\"", "userName eq", "userName zz \"x\"", "(userName eq \"x\"", "active gt true"] {
+    for f in ["nickName2 eq \"x\"", "userName eq", "userName zz \"x\"", "(userName eq \"x\"", "active gt true"] {
         let (s, e) = app.get(&format!("/Users?filter={}", urlencode(f))).await;
         assert_eq!((s.as_u16(), e["scimType"].clone()), (400, json!("invalidFilter")), "{f} -> {e}");
     }

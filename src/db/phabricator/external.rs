@@ -59,6 +59,7 @@ pub enum LinkOutcome {
 
 /// Links `user_phid` to `provider` with `identifier` (internals §6.4): reuse an account that
 /// owns the identifier hash (relinking a pending one), else insert account + identifier.
+#[allow(clippy::too_many_arguments)]
 pub async fn link(
     conn: &mut Conn,
     t: &Tables,

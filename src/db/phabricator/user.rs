@@ -348,6 +348,7 @@ pub async fn is_application_email(conn: &mut Conn, t: &Tables, address: &str) ->
 }
 
 /// A `user_log` row (internals §9): actor, action, old/new JSON, details with the host.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_log(
     conn: &mut Conn,
     t: &Tables,

@@ -1,0 +1,48 @@
+//! `POST /.search` at the root (RFC 7644 §3.4.3): Users and Groups in one ListResponse.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::ScimBody;
+use super::groups::{respond, write_group};
+use super::state::AppState;
+use super::users::render;
+use crate::scim::list::ListParams;
+use crate::scim::resource::Projection;
+use crate::scim::schema::{Resource, urn};
+
+/// POST /.search
+pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<Response, ApiError> {
+    let params = ListParams::from_search_body(&body)?;
+    let (attributes, excluded) = (params.attributes.as_deref(), params.excluded_attributes.as_deref());
+    let user_p = Projection::parse(Resource::User, attributes, excluded)?;
+    let group_p = Projection::parse(Resource::Group, attributes, excluded)?;
+    let page = state.prov.search_all(&params, user_p.wants("groups")).await?;
+    let items = page.users.len() + page.groups.len();
+    // A ListResponse (RFC 7644 §3.4.2) with each group streamed in, as `/Groups` writes it.
+    let mut buf = Vec::new();
+    let head = json!({"schemas": [urn::LIST_RESPONSE], "totalResults": page.total, "startIndex": page.start_index, "itemsPerPage": items});
+    serde_json::to_writer(&mut buf, &head).map_err(|_| ApiError::Internal)?;
+    buf.pop();
+    buf.extend_from_slice(b",\"Resources\":[");
+    let mut first = true;
+    for u in &page.users {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(&state, u))).map_err(|_| ApiError::Internal)?;
+    }
+    for g in &page.groups {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        write_group(&state, g, &group_p, &mut buf).await?;
+    }
+    buf.extend_from_slice(b"]}");
+    Ok(respond(StatusCode::OK, buf, None, None))
+}
