@@ -24,8 +24,7 @@ fn declared_routes() -> Vec<(String, bool)> {
     let src = include_str!("../../src/http/mod.rs");
     let split = src.find("pub fn router(").expect("src/http/mod.rs has `pub fn router(`");
     let mut routes = Vec::new();
-    for (offset, part, nested) in [(0, &src[..split], true), (split, &src[split..], false)] {
-        let _ = offset;
+    for (part, nested) in [(&src[..split], true), (&src[split..], false)] {
         for (i, _) in part.match_indices(".route(") {
             let rest = part[i + ".route(".len()..].trim_start();
             let lit = rest.strip_prefix('"').unwrap_or_else(|| panic!("a route path is not a string literal: {}", &rest[..rest.len().min(60)]));
