@@ -33,6 +33,7 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
     let m = |r: axum::routing::MethodRouter<AppState>| r.fallback(discovery::method_not_allowed);
     let ro = || axum::routing::MethodRouter::new().fallback(discovery::method_not_allowed);
     Router::new()
+        .route("/", m(get(search::list)))
         .route("/.search", m(post(search::search)))
         .route("/Users", m(get(users::list).post(users::create)))
         .route("/Users/.search", m(post(users::search)))
