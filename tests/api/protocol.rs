@@ -335,7 +335,10 @@ async fn group_filters_sorting_and_paging() {
     assert_eq!(user_names(&app, "sortBy=meta.created&sortOrder=descending").await, vec!["carol@example.org", "bob@example.com", "Alice@Example.com"]);
     // nickName is unassigned on two users: they sort last ascending.
     assert_eq!(user_names(&app, "sortBy=nickName").await[0], "Alice@Example.com");
-    for bad in ["emails", "password", "name", "nope"] {
+    // A multi-valued attribute sorts by its primary value.
+    assert_eq!(user_names(&app, "sortBy=emails&sortOrder=descending").await, vec!["carol@example.org", "bob@example.com", "Alice@Example.com"]);
+    assert_eq!(user_names(&app, "sortBy=emails.value").await, vec!["Alice@Example.com", "bob@example.com", "carol@example.org"]);
+    for bad in ["phoneNumbers", "password", "name", "nope", "emails.type"] {
         let (s, b) = app.get(&format!("/Users?sortBy={bad}")).await;
         assert_error(s, &b, 400, Some("invalidValue"));
     }
