@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -97,6 +98,8 @@ pub struct TokenVerifier {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     touched: Mutex<HashMap<u32, Instant>>,
+    /// argon2 verifications run, real or dummy (tests check unknown ids cost one too).
+    verifications: AtomicU64,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -117,7 +120,21 @@ impl TokenVerifier {
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// How many argon2 verifications this verifier has run (dummy ones included).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Verifies `secret` against `phc` off the async runtime, in the current span.
+    async fn run_verify(&self, secret: &str, phc: String) -> bool {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let s = secret.to_owned();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &phc))).await.unwrap_or(false)
     }
 
     /// Checks a bearer token presented by `client`.
@@ -161,8 +178,7 @@ impl TokenVerifier {
         let Some(row) = usable else {
             self.forget(&key);
             // Equalise timing with a real verification.
-            let s = secret.to_owned();
-            let _ = tokio::task::spawn_blocking(move || verify_secret(&s, DUMMY_HASH)).await;
+            let _ = self.run_verify(secret, DUMMY_HASH.to_owned()).await;
             return Err(AuthError::Invalid);
         };
         let cached_hash_matches = {
@@ -170,11 +186,7 @@ impl TokenVerifier {
             cache.get(&key).is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
         };
         if !cached_hash_matches {
-            let s = secret.to_owned();
-            let h = row.token_hash.clone();
-            let span = tracing::Span::current();
-            let ok = tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &h))).await.unwrap_or(false);
-            if !ok {
+            if !self.run_verify(secret, row.token_hash.clone()).await {
                 self.forget(&key);
                 return Err(AuthError::Invalid);
             }

@@ -311,16 +311,34 @@ pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<
         .rows_affected())
 }
 
-/// Deprovisions recorded in the sync log since `since` (for the blast-radius guard).
+/// Users deprovisioned since `since`, per the sync log (for the blast-radius guard). A user
+/// counts once: IdPs deactivate and later DELETE the same user (a PATCH then a DELETE), and
+/// counting both would halve the configured share.
 pub async fn count_deprovisions_since(conn: &mut Conn, t: &Tables, since: u32) -> DbResult<u64> {
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {} WHERE dateCreated >= ? AND outcome = 'ok' AND summary LIKE 'deprovision%'",
+        "SELECT COUNT(DISTINCT objectPHID) FROM {} WHERE dateCreated >= ? AND outcome = 'ok' AND summary LIKE 'deprovision%'",
         t.scim_event
     )))
     .bind(since)
     .fetch_one(&mut *conn)
     .await?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Serializes deprovisions: locks the `worker_activetask` row of `lisk_counter` until the
+/// transaction ends. Every write takes that row anyway when it queues its tasks just before
+/// COMMIT (internals §14), so taking it before the guard's count only makes concurrent
+/// deprovisions count one after the other; without it, N parallel requests all see the same
+/// count and all pass. Deprovisions are rare, so holding the hot row a little longer is cheap.
+pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', 0) \
+         ON DUPLICATE KEY UPDATE counterValue = counterValue",
+        t.lisk_counter
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Managed, not deprovisioned users.

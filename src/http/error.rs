@@ -133,6 +133,11 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            // RFC 6585 §4: a 429 says when to come back. The deprovision guard's refusal holds
+            // until the window moves or an operator raises the share; a minute paces retries.
+            ApiError::Scim(e) if e.status == 429 => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
             _ => {}
         }
         resp

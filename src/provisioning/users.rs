@@ -553,6 +553,7 @@ impl Provisioner {
             return Ok(());
         }
         let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
+        sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
         let recent = sidecar::count_deprovisions_since(conn, &self.db.t, now().saturating_sub(window)).await?;
         if recent < u64::from(cfg.deprovision_guard_min) {
             return Ok(());

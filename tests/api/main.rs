@@ -6,12 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod bulk;
 mod cli;
 mod drift;
 mod groups;
 mod helpers;
-mod bulk;
+mod hostile;
+mod invariants;
 mod lifecycle;
 mod protocol;
+mod races;
 mod schema;
+mod security;
 mod users;
