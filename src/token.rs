@@ -185,11 +185,9 @@ impl TokenVerifier {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache.get(&key).is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
         };
-        if !cached_hash_matches {
-            if !self.run_verify(secret, row.token_hash.clone()).await {
-                self.forget(&key);
-                return Err(AuthError::Invalid);
-            }
+        if !cached_hash_matches && !self.run_verify(secret, row.token_hash.clone()).await {
+            self.forget(&key);
+            return Err(AuthError::Invalid);
         }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {

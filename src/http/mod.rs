@@ -59,6 +59,11 @@ const ENDPOINTS: [&str; 8] = ["Users", "Groups", "ServiceProviderConfig", "Resou
 /// The canonical spelling of a path whose endpoint name differs only in case, if any.
 fn canonical_path(path: &str) -> Option<String> {
     let rest = path.strip_prefix(BASE)?.strip_prefix('/')?;
+    // The base URL with a trailing slash is the root (the nested `/` route matches only the
+    // bare base).
+    if rest.is_empty() {
+        return Some(BASE.to_owned());
+    }
     let (first, tail) = match rest.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (rest, None),
@@ -129,5 +134,7 @@ mod tests {
         assert_eq!(canonical_path("/scim/v2/Users/PHID-USER-x"), None);
         assert_eq!(canonical_path("/scim/v2/nope"), None);
         assert_eq!(canonical_path("/healthz"), None);
+        assert_eq!(canonical_path("/scim/v2/").as_deref(), Some("/scim/v2"));
+        assert_eq!(canonical_path("/scim/v2"), None);
     }
 }
