@@ -12,7 +12,7 @@
 //! `displayName`, `active`, `meta.*`).
 
 use crate::scim::filter::CompareOp;
-use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, UserField, UserFilter};
+use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, UserField, UserFilter, UserSort};
 use crate::scim::schema::Ty;
 use crate::scim::user::ACTIVE_UNASSIGNED;
 
@@ -48,9 +48,22 @@ pub fn user_where(t: &Tables, f: &UserFilter) -> Sql {
 
 /// The ORDER BY clause for a sort field (stable: ties broken by id), with its binds (the JSON
 /// path of a document attribute). Unassigned values sort last ascending (RFC 7644 §3.4.2.3).
-pub fn user_order(field: Option<UserField>, descending: bool) -> Sql {
+pub fn user_order(t: &Tables, sort: Option<UserSort>, descending: bool) -> Sql {
     let dir = if descending { "DESC" } else { "ASC" };
     let mut out = Sql::default();
+    let field = match sort {
+        Some(UserSort::Email) => {
+            // The primary address, else the first one; users without one sort last ascending.
+            let first = format!(
+                "(SELECT em.address FROM {} em WHERE em.userPHID = s.userPHID ORDER BY em.isPrimary DESC, em.id ASC LIMIT 1)",
+                t.scim_useremail
+            );
+            out.text = format!("{first} IS NULL {dir}, {first} {dir}, s.id {dir}");
+            return out;
+        }
+        Some(UserSort::Field(f)) => Some(f),
+        None => None,
+    };
     match field {
         None => out.text = format!("s.id {dir}"),
         Some(UserField::Json(j)) => {

@@ -33,6 +33,7 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
     let m = |r: axum::routing::MethodRouter<AppState>| r.fallback(discovery::method_not_allowed);
     let ro = || axum::routing::MethodRouter::new().fallback(discovery::method_not_allowed);
     Router::new()
+        .route("/", m(get(search::list)))
         .route("/.search", m(post(search::search)))
         .route("/Users", m(get(users::list).post(users::create)))
         .route("/Users/.search", m(post(users::search)))
@@ -58,6 +59,11 @@ const ENDPOINTS: [&str; 8] = ["Users", "Groups", "ServiceProviderConfig", "Resou
 /// The canonical spelling of a path whose endpoint name differs only in case, if any.
 fn canonical_path(path: &str) -> Option<String> {
     let rest = path.strip_prefix(BASE)?.strip_prefix('/')?;
+    // The base URL with a trailing slash is the root (the nested `/` route matches only the
+    // bare base).
+    if rest.is_empty() {
+        return Some(BASE.to_owned());
+    }
     let (first, tail) = match rest.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (rest, None),
@@ -128,5 +134,7 @@ mod tests {
         assert_eq!(canonical_path("/scim/v2/Users/PHID-USER-x"), None);
         assert_eq!(canonical_path("/scim/v2/nope"), None);
         assert_eq!(canonical_path("/healthz"), None);
+        assert_eq!(canonical_path("/scim/v2/").as_deref(), Some("/scim/v2"));
+        assert_eq!(canonical_path("/scim/v2"), None);
     }
 }

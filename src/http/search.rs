@@ -1,6 +1,7 @@
-//! `POST /.search` at the root (RFC 7644 §3.4.3): Users and Groups in one ListResponse.
+//! Queries at the service root (RFC 7644 §3.4.2.1 `GET /`, §3.4.3 `POST /.search`): Users and
+//! Groups in one ListResponse.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
@@ -16,7 +17,15 @@ use crate::scim::schema::{Resource, urn};
 
 /// POST /.search
 pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<Response, ApiError> {
-    let params = ListParams::from_search_body(&body)?;
+    root_query(&state, ListParams::from_search_body(&body)?).await
+}
+
+/// GET / (the base URL with query parameters).
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+    root_query(&state, params).await
+}
+
+async fn root_query(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
     let (attributes, excluded) = (params.attributes.as_deref(), params.excluded_attributes.as_deref());
     let user_p = Projection::parse(Resource::User, attributes, excluded)?;
     let group_p = Projection::parse(Resource::Group, attributes, excluded)?;
@@ -34,14 +43,14 @@ pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> 
             buf.push(b',');
         }
         first = false;
-        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(&state, u))).map_err(|_| ApiError::Internal)?;
+        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(state, u))).map_err(|_| ApiError::Internal)?;
     }
     for g in &page.groups {
         if !first {
             buf.push(b',');
         }
         first = false;
-        write_group(&state, g, &group_p, &mut buf).await?;
+        write_group(state, g, &group_p, &mut buf).await?;
     }
     buf.extend_from_slice(b"]}");
     Ok(respond(StatusCode::OK, buf, None, None))

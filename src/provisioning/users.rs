@@ -22,7 +22,7 @@ use crate::in_transaction;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
-use crate::scim::query::{self, UserField, UserFilter};
+use crate::scim::query::{self, UserFilter, UserSort};
 use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 use crate::scim::user::{ACTIVE_UNASSIGNED, UserSpec, is_valid_email, stored_doc};
@@ -138,13 +138,13 @@ impl Provisioner {
     pub async fn query_users(
         &self,
         filter: &UserFilter,
-        sort: Option<UserField>,
+        sort: Option<UserSort>,
         descending: bool,
         offset: u64,
         limit: u64,
         want_groups: bool,
     ) -> Result<(u64, Vec<StoredUser>)> {
-        let order = filter_sql::user_order(sort, descending);
+        let order = filter_sql::user_order(&self.db.t, sort, descending);
         let sql = filter_sql::user_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let (total, rows) =

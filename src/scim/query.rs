@@ -372,18 +372,31 @@ fn boolean(v: &CompValue) -> Result<Literal, ScimError> {
     }
 }
 
+/// What a User list can be sorted by (RFC 7644 §3.4.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    /// A single-valued attribute.
+    Field(UserField),
+    /// `emails` / `emails.value`: a multi-valued attribute sorts by its primary value, else its
+    /// first (RFC 7644 §3.4.2.3).
+    Email,
+}
+
 /// Sortable User attributes (RFC 7644 §3.4.2.3).
-pub fn user_sort_field(sort_by: &str) -> Result<UserField, ScimError> {
+pub fn user_sort_field(sort_by: &str) -> Result<UserSort, ScimError> {
     let p = sort_by.trim();
     let p = p.strip_prefix(urn::USER).and_then(|r| r.strip_prefix(':')).unwrap_or(p);
+    let field = |f| Ok(UserSort::Field(f));
     match p.to_ascii_lowercase().as_str() {
-        "id" => Ok(UserField::Id),
-        "username" => Ok(UserField::UserName),
-        "externalid" => Ok(UserField::ExternalId),
-        "displayname" | "name.formatted" => Ok(UserField::DisplayName),
-        "active" => Ok(UserField::Active),
-        "meta.created" => Ok(UserField::Created),
-        "meta.lastmodified" => Ok(UserField::LastModified),
+        "id" => field(UserField::Id),
+        "username" => field(UserField::UserName),
+        "externalid" => field(UserField::ExternalId),
+        // name.formatted is not the same value as realName: it sorts from the document below.
+        "displayname" => field(UserField::DisplayName),
+        "active" => field(UserField::Active),
+        "meta.created" => field(UserField::Created),
+        "meta.lastmodified" => field(UserField::LastModified),
+        "emails" | "emails.value" => Ok(UserSort::Email),
         _ => {
             // Any single-valued string in the JSON document (`name.familyName`, `title`,
             // enterprise `department`): RFC 7644 §3.4.2.3 sorts by the attribute's value.
@@ -392,7 +405,7 @@ pub fn user_sort_field(sort_by: &str) -> Result<UserField, ScimError> {
                 .filter(|pp| pp.filter.is_none() && pp.sub.is_none())
                 .map(|pp| pp.attr);
             match path.as_ref().and_then(json_field) {
-                Some(j) if !j.composite && matches!(j.ty, Ty::String | Ty::Reference | Ty::DateTime) => Ok(UserField::Json(j)),
+                Some(j) if !j.composite && matches!(j.ty, Ty::String | Ty::Reference | Ty::DateTime) => field(UserField::Json(j)),
                 _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
             }
         }

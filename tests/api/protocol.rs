@@ -335,7 +335,10 @@ async fn group_filters_sorting_and_paging() {
     assert_eq!(user_names(&app, "sortBy=meta.created&sortOrder=descending").await, vec!["carol@example.org", "bob@example.com", "Alice@Example.com"]);
     // nickName is unassigned on two users: they sort last ascending.
     assert_eq!(user_names(&app, "sortBy=nickName").await[0], "Alice@Example.com");
-    for bad in ["emails", "password", "name", "nope"] {
+    // A multi-valued attribute sorts by its primary value.
+    assert_eq!(user_names(&app, "sortBy=emails&sortOrder=descending").await, vec!["carol@example.org", "bob@example.com", "Alice@Example.com"]);
+    assert_eq!(user_names(&app, "sortBy=emails.value").await, vec!["Alice@Example.com", "bob@example.com", "carol@example.org"]);
+    for bad in ["phoneNumbers", "password", "name", "nope", "emails.type"] {
         let (s, b) = app.get(&format!("/Users?sortBy={bad}")).await;
         assert_error(s, &b, 400, Some("invalidValue"));
     }
@@ -558,6 +561,10 @@ async fn root_search_spans_users_and_groups() {
     assert!(p["Resources"][0].get("meta").is_none());
     let (_, p) = search(json!({"excludedAttributes": "members,emails"})).await;
     assert!(p["Resources"].as_array().unwrap().iter().all(|r| r.get("members").is_none() && r.get("emails").is_none()));
+    // GET at the root takes the same query (RFC 7644 §3.4.2.1).
+    let (s, p) = app.get(&format!("{}?filter={}&count=1", app.base, enc("displayName sw \"b\""))).await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!((p["totalResults"].clone(), kinds(&p)), (json!(2), vec!["User:bob@example.com".to_owned()]));
     // Errors.
     let (s, b) = search(json!({"filter": "nope eq \"x\""})).await;
     assert_error(s, &b, 400, Some("invalidFilter"));
