@@ -592,12 +592,11 @@ impl Provisioner {
         static CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> =
             std::sync::Mutex::new(None);
         let key = self.db.ns.as_str().to_owned();
-        if let Ok(guard) = CACHE.lock() {
-            if let Some((at, n)) = guard.as_ref().and_then(|m| m.get(&key)) {
-                if at.elapsed() < std::time::Duration::from_secs(30) {
-                    return Ok(*n);
-                }
-            }
+        if let Ok(guard) = CACHE.lock()
+            && let Some((at, n)) = guard.as_ref().and_then(|m| m.get(&key))
+            && at.elapsed() < std::time::Duration::from_secs(30)
+        {
+            return Ok(*n);
         }
         let n = sidecar::count_active_managed_users(conn, &self.db.t).await?;
         if let Ok(mut guard) = CACHE.lock() {
