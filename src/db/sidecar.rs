@@ -255,20 +255,34 @@ pub async fn list_scim_users(
     let mut rows = Vec::new();
     if limit > 0 {
         let groups = if want_groups { user_groups_column(t) } else { String::new() };
-        let sql = format!(
-            "SELECT {SCIM_USER_VIEW_COLUMNS}{groups} FROM (SELECT s.id {from} ORDER BY {order_sql} LIMIT ? OFFSET ?) page \
-             JOIN {} s ON s.id = page.id JOIN {} u ON u.phid = s.userPHID ORDER BY {order_sql}",
-            t.scim_user, t.user
-        );
-        let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
-        for b in binds.iter().chain(order_binds) {
-            q = bind_view(q, b);
+        if offset == 0 {
+            // A first page (every IdP lookup) reads its rows directly: nothing to skip.
+            let sql = format!(
+                "SELECT {SCIM_USER_VIEW_COLUMNS}{groups} FROM {} s JOIN {} u ON u.phid = s.userPHID \
+                 WHERE s.isDeprovisioned = 0 AND ({where_sql}) ORDER BY {order_sql} LIMIT ?",
+                t.scim_user, t.user
+            );
+            let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
+            for b in binds.iter().chain(order_binds) {
+                q = bind_view(q, b);
+            }
+            rows = q.bind(limit).fetch_all(&mut *conn).await?;
+        } else {
+            let sql = format!(
+                "SELECT {SCIM_USER_VIEW_COLUMNS}{groups} FROM (SELECT s.id {from} ORDER BY {order_sql} LIMIT ? OFFSET ?) page \
+                 JOIN {} s ON s.id = page.id JOIN {} u ON u.phid = s.userPHID ORDER BY {order_sql}",
+                t.scim_user, t.user
+            );
+            let mut q = sqlx::query_as::<_, ScimUserView>(AssertSqlSafe(sql.as_str()));
+            for b in binds.iter().chain(order_binds) {
+                q = bind_view(q, b);
+            }
+            q = q.bind(limit).bind(offset);
+            for b in order_binds {
+                q = bind_view(q, b);
+            }
+            rows = q.fetch_all(&mut *conn).await?;
         }
-        q = q.bind(limit).bind(offset);
-        for b in order_binds {
-            q = bind_view(q, b);
-        }
-        rows = q.fetch_all(&mut *conn).await?;
     }
     if limit > 0 && offset == 0 && (rows.len() as u64) < limit {
         return Ok((rows.len() as u64, rows));
