@@ -125,7 +125,7 @@ impl MultiAttr {
     }
 
     /// The sub-attribute named `name`, case-insensitively (RFC 7643 §2.1).
-    pub fn sub(self, name: &str) -> Option<SubField> {
+    pub fn sub_field(self, name: &str) -> Option<SubField> {
         let a = schema::find_in(self.subs(), name)?;
         if matches!(a.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
             return None;
@@ -244,7 +244,7 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
             // values' `value` (as `emails eq` does); `addresses` has none.
             Target::User(UserField::Json(j)) if j.ext.is_none() && j.sub.is_none() && MultiAttr::from_name(j.name).is_some() => {
                 let m = MultiAttr::from_name(j.name).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
-                let sf = m.sub("value").ok_or_else(|| bad(format!("{} has no value sub-attribute; compare one of its sub-attributes", m.name())))?;
+                let sf = m.sub_field("value").ok_or_else(|| bad(format!("{} has no value sub-attribute; compare one of its sub-attributes", m.name())))?;
                 UserFilter::Multi(m, Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)))
             }
             Target::User(f) => UserFilter::Cmp(f, *op, literal_for_user(f, *op, v)?),
@@ -420,7 +420,7 @@ fn multi_sub(m: MultiAttr, p: &AttrPath) -> Result<SubField, ScimError> {
         (true, None) if p.urn.is_none() => Some(p.name.as_str()),
         _ => None,
     };
-    name.and_then(|n| m.sub(n)).ok_or_else(|| bad(format!("{p} is not a sub-attribute of {}", m.name())))
+    name.and_then(|n| m.sub_field(n)).ok_or_else(|| bad(format!("{p} is not a sub-attribute of {}", m.name())))
 }
 
 /// Type checks a comparison on a sub-attribute of a multi-valued document attribute: strings
@@ -724,7 +724,7 @@ mod tests {
     }
 
     fn sub(m: MultiAttr, name: &str) -> SubField {
-        m.sub(name).unwrap()
+        m.sub_field(name).unwrap()
     }
 
     #[test]
