@@ -10,9 +10,19 @@
 //! any value. These are NOT indexed: each such term scans the (already narrowed) candidate
 //! rows. The indexed columns serve what IdPs filter on (`userName`, `externalId`, `id`, emails,
 //! `displayName`, `active`, `meta.*`).
+//!
+//! Multi-valued complex attributes of the document (`phoneNumbers`, `ims`, `photos`,
+//! `addresses`, `entitlements`, `roles`, `x509Certificates`) are compiled to
+//! `EXISTS (SELECT 1 FROM JSON_TABLE(s.attributes, '$.phoneNumbers[*]' COLUMNS (...)) jt WHERE
+//! ...)`: one row per value, so a value filter matches when ONE value satisfies all of it (RFC
+//! 7644 §3.4.2.2). These are NOT indexed either. JSON_TABLE takes its paths as literals, so the
+//! path and column names are written into the SQL text, from the static schema table only
+//! (identifier characters, checked); every compared value is still bound.
 
 use crate::scim::filter::CompareOp;
-use crate::scim::query::{EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, UserField, UserFilter, UserSort};
+use crate::scim::query::{
+    EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, MultiAttr, SubField, UserField, UserFilter, UserSort, ValueCond,
+};
 use crate::scim::schema::Ty;
 use crate::scim::user::ACTIVE_UNASSIGNED;
 
@@ -157,6 +167,7 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             email(cond, out);
             out.text.push_str("))");
         }
+        UserFilter::Multi(m, cond) => multi(*m, cond, out),
         UserFilter::InAnyGroup => {
             // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2), type 14: user is
             // member of project.
@@ -286,6 +297,91 @@ fn email(c: &EmailCond, out: &mut Sql) {
     }
 }
 
+/// Schema names go into JSON_TABLE's literal paths and column names: only identifier
+/// characters may (the schema table has nothing else for these attributes; a unit test walks it).
+fn is_ident(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The JSON_TABLE column holding sub-attribute `name` of each value.
+fn column(name: &str) -> String {
+    format!("jt.v_{name}")
+}
+
+/// `EXISTS (SELECT 1 FROM JSON_TABLE(...) jt WHERE cond)`: some value of `m` satisfies `cond`.
+/// Strings are read as LONGTEXT (a VARCHAR column would silently truncate a long value, and a
+/// truncated value can match `sw`/`eq` it should not); booleans come out as `true`/`false`.
+/// A document that is not valid JSON has no values (JSON_TABLE would fail the whole query).
+fn multi(m: MultiAttr, cond: &ValueCond, out: &mut Sql) {
+    let name = m.name();
+    let subs = m.subs();
+    if !is_ident(name) || subs.is_empty() || !subs.iter().all(|a| is_ident(a.name)) {
+        out.text.push_str("1 = 0");
+        return;
+    }
+    let cols: Vec<String> = subs
+        .iter()
+        .map(|a| {
+            let ty = if a.ty == Ty::Boolean { "VARCHAR(5)" } else { "LONGTEXT" };
+            format!("v_{n} {ty} CHARACTER SET utf8mb4 PATH '$.{n}'", n = a.name)
+        })
+        .collect();
+    out.text.push_str(&format!(
+        "EXISTS (SELECT 1 FROM JSON_TABLE(IF(JSON_VALID(s.attributes), s.attributes, NULL), '$.{name}[*]' COLUMNS ({})) jt WHERE ",
+        cols.join(", ")
+    ));
+    value_cond(cond, out);
+    out.text.push(')');
+}
+
+/// A condition on one JSON_TABLE row; never SQL NULL (a missing sub-attribute matches only
+/// under `ne`, like [`json_cmp`]), so `not` stays two-valued.
+fn value_cond(c: &ValueCond, out: &mut Sql) {
+    match c {
+        ValueCond::And(a, b) | ValueCond::Or(a, b) => {
+            let op = if matches!(c, ValueCond::And(..)) { " AND " } else { " OR " };
+            out.text.push('(');
+            value_cond(a, out);
+            out.text.push_str(op);
+            value_cond(b, out);
+            out.text.push(')');
+        }
+        ValueCond::Not(a) => {
+            out.text.push_str("NOT (");
+            value_cond(a, out);
+            out.text.push(')');
+        }
+        ValueCond::Present(f) => {
+            let col = column(f.name);
+            if f.ty == Ty::Boolean {
+                out.text.push_str(&format!("{col} IS NOT NULL"));
+            } else {
+                out.text.push_str(&format!("COALESCE({col} <> '', 0)"));
+            }
+        }
+        ValueCond::Cmp(f, op, Literal::Bool(b)) => {
+            let col = column(f.name);
+            let want = *b == (*op == CompareOp::Eq);
+            out.text.push_str(&if want { format!("COALESCE({col} = 'true', 0)") } else { format!("COALESCE({col} <> 'true', 1)") });
+        }
+        ValueCond::Cmp(f, op, lit @ Literal::Str(_)) => {
+            let expr = sub_expr(f);
+            let mut inner = Sql::default();
+            string_cmp(&expr, false, *op, lit, &mut inner);
+            let guard = if *op == CompareOp::Ne { "1" } else { "0" };
+            out.text.push_str(&format!("COALESCE({}, {guard})", inner.text));
+            out.binds.extend(inner.binds);
+        }
+        ValueCond::Cmp(_, _, Literal::Time(_)) => out.text.push_str("1 = 0"),
+    }
+}
+
+/// A sub-attribute's column under the collation its `caseExact` asks for.
+fn sub_expr(f: &SubField) -> String {
+    let collation = if f.case_exact { "utf8mb4_bin" } else { "utf8mb4_unicode_ci" };
+    format!("{} COLLATE {collation}", column(f.name))
+}
+
 /// A comparison on a JSON-document attribute. A missing value never matches, except under
 /// `ne` (like the nullable columns: the comparison is never SQL NULL, so `not` stays exact).
 fn json_cmp(j: &JsonAttr, op: CompareOp, lit: &Literal, out: &mut Sql) {
@@ -397,9 +493,19 @@ mod tests {
             r#"nickName2 eq "x""#,
             r#"active gt true"#,
             r#"password eq "x""#,
-            r#"phoneNumbers.value eq "1""#,
+            r#"phoneNumbers.nope eq "1""#,
+            r#"phoneNumbers[nope eq "1"]"#,
+            r#"phoneNumbers[type eq "work"].nope eq "1""#,
+            r#"phoneNumbers.primary gt true"#,
+            r#"phoneNumbers.primary co "t""#,
+            r#"phoneNumbers.value gt 5"#,
+            r#"roles[value eq true]"#,
+            r#"roles[emails.value eq "x"]"#,
+            r#"addresses eq "x""#,
+            r#"addresses.value pr"#,
             r#"name co "x""#,
-            r#"x509Certificates.value eq "x""#,
+            r#"x509Certificates.value co "x""#,
+            r#"x509Certificates.value gt "x""#,
             r#"groups.display eq "x""#,
             r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:nope eq "x""#,
             r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "x""#,
@@ -427,5 +533,54 @@ mod tests {
         );
         let sql = compile(r#"not (title ne "x") or phoneNumbers pr"#);
         assert_eq!(sql.text, "(NOT (COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci <> ?, 1)) OR JSON_EXISTS(s.attributes, ?) = 1)");
+    }
+
+    #[test]
+    fn multi_valued_values_compile_to_json_table() {
+        let sql = compile(r#"phoneNumbers[type eq "work" and value co "5%5"]"#);
+        assert_eq!(
+            sql.text,
+            "EXISTS (SELECT 1 FROM JSON_TABLE(IF(JSON_VALID(s.attributes), s.attributes, NULL), '$.phoneNumbers[*]' COLUMNS (\
+             v_value LONGTEXT CHARACTER SET utf8mb4 PATH '$.value', v_display LONGTEXT CHARACTER SET utf8mb4 PATH '$.display', \
+             v_type LONGTEXT CHARACTER SET utf8mb4 PATH '$.type', v_primary VARCHAR(5) CHARACTER SET utf8mb4 PATH '$.primary')) jt WHERE \
+             (COALESCE(jt.v_type COLLATE utf8mb4_unicode_ci = ?, 0) AND COALESCE(jt.v_value COLLATE utf8mb4_unicode_ci LIKE ? ESCAPE '!', 0)))"
+        );
+        assert_eq!(sql.binds, vec![Bind::Str("work".into()), Bind::Str("%5!%5%".into())]);
+
+        // Entra's trailing form, case-insensitive names, `.sub` outside brackets, whole-attribute compare.
+        let a = compile(r#"ADDRESSES[TYPE eq "work"].POSTALCODE eq "98052""#);
+        assert!(a.text.contains("'$.addresses[*]'") && a.text.contains("jt.v_postalCode COLLATE"), "{}", a.text);
+        assert_eq!(a.binds, vec![Bind::Str("work".into()), Bind::Str("98052".into())]);
+        let r = compile(r#"roles.value eq "admin""#);
+        assert_eq!(r.text, compile(r#"roles[value eq "admin"]"#).text);
+        assert_eq!(r.text, compile(r#"roles eq "admin""#).text);
+        assert_eq!(r.text, compile(r#"urn:ietf:params:scim:schemas:core:2.0:User:roles.value eq "admin""#).text);
+
+        // Booleans, presence, ne and not.
+        let p = compile(r#"not (ims[primary eq true]) or ims[primary ne true] or ims.display pr or ims.primary pr or ims.type ne "x""#);
+        for frag in ["COALESCE(jt.v_primary = 'true', 0)", "COALESCE(jt.v_primary <> 'true', 1)", "COALESCE(jt.v_display <> '', 0)", "jt.v_primary IS NOT NULL", "COALESCE(jt.v_type COLLATE utf8mb4_unicode_ci <> ?, 1)"] {
+            assert!(p.text.contains(frag), "{frag} in {}", p.text);
+        }
+        assert!(p.text.starts_with("((((NOT (EXISTS"), "{}", p.text);
+
+        // Binary values compare exactly.
+        let x = compile(r#"x509Certificates.value eq "TUlJ""#);
+        assert!(x.text.contains("jt.v_value COLLATE utf8mb4_bin = ?"), "{}", x.text);
+        // `phoneNumbers pr` stays a JSON_EXISTS.
+        assert_eq!(compile("phoneNumbers pr").text, "JSON_EXISTS(s.attributes, ?) = 1");
+    }
+
+    #[test]
+    fn multi_valued_schema_names_are_identifiers() {
+        for m in MultiAttr::ALL {
+            assert!(is_ident(m.name()), "{}", m.name());
+            let def = crate::scim::schema::find_in(crate::scim::schema::USER, m.name()).unwrap();
+            assert!(def.multi && def.ty == Ty::Complex, "{}", m.name());
+            assert!(!m.subs().is_empty());
+            for a in m.subs() {
+                assert!(is_ident(a.name), "{}.{}", m.name(), a.name);
+                assert!(matches!(a.ty, Ty::String | Ty::Reference | Ty::Binary | Ty::Boolean), "{}.{}", m.name(), a.name);
+            }
+        }
     }
 }

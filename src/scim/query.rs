@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ScimError;
 use super::filter::{AttrPath, CompValue, CompareOp, Filter};
-use super::schema::{self, Mutability, Resource, Scope, Ty, urn};
+use super::schema::{self, Attr, Mutability, Resource, Scope, Ty, urn};
 
 /// Queryable User attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,93 @@ pub enum EmailField {
     Primary,
 }
 
+/// The multi-valued complex User attributes kept only in the JSON document whose values can be
+/// filtered one by one (`phoneNumbers[type eq "work" and value co "555"]`, `roles.value eq
+/// "admin"`). `emails` (own table) and `groups` (edges) are handled apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiAttr {
+    PhoneNumbers,
+    Ims,
+    Photos,
+    Addresses,
+    Entitlements,
+    Roles,
+    X509Certificates,
+}
+
+impl MultiAttr {
+    /// Every variant.
+    pub const ALL: [MultiAttr; 7] = [
+        MultiAttr::PhoneNumbers,
+        MultiAttr::Ims,
+        MultiAttr::Photos,
+        MultiAttr::Addresses,
+        MultiAttr::Entitlements,
+        MultiAttr::Roles,
+        MultiAttr::X509Certificates,
+    ];
+
+    /// The attribute name, in schema spelling (also its key in the stored document).
+    pub fn name(self) -> &'static str {
+        match self {
+            MultiAttr::PhoneNumbers => "phoneNumbers",
+            MultiAttr::Ims => "ims",
+            MultiAttr::Photos => "photos",
+            MultiAttr::Addresses => "addresses",
+            MultiAttr::Entitlements => "entitlements",
+            MultiAttr::Roles => "roles",
+            MultiAttr::X509Certificates => "x509Certificates",
+        }
+    }
+
+    /// The attribute named `name`, case-insensitively.
+    pub fn from_name(name: &str) -> Option<MultiAttr> {
+        Self::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Its sub-attributes, from the schema table.
+    pub fn subs(self) -> &'static [Attr] {
+        schema::find_in(schema::USER, self.name()).map_or(&[], |a| a.sub)
+    }
+
+    /// The sub-attribute named `name`, case-insensitively (RFC 7643 §2.1).
+    pub fn sub_field(self, name: &str) -> Option<SubField> {
+        let a = schema::find_in(self.subs(), name)?;
+        if matches!(a.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
+            return None;
+        }
+        Some(SubField::of(a))
+    }
+}
+
+/// One sub-attribute of a [`MultiAttr`] value, from the schema table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubField {
+    /// The name in schema spelling (the key inside each value).
+    pub name: &'static str,
+    /// String, Reference, Binary or Boolean.
+    pub ty: Ty,
+    /// RFC 7643 §2.2 `caseExact`; binary values always compare exactly.
+    pub case_exact: bool,
+}
+
+impl SubField {
+    /// The field of a schema sub-attribute.
+    pub fn of(a: &'static Attr) -> SubField {
+        SubField { name: a.name, ty: a.ty, case_exact: a.case_exact || a.ty == Ty::Binary }
+    }
+}
+
+/// A condition on one value of a [`MultiAttr`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueCond {
+    Cmp(SubField, CompareOp, Literal),
+    Present(SubField),
+    And(Box<ValueCond>, Box<ValueCond>),
+    Or(Box<ValueCond>, Box<ValueCond>),
+    Not(Box<ValueCond>),
+}
+
 /// A literal after type checking.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -91,6 +178,10 @@ pub enum UserFilter {
     Present(UserField),
     /// Some email value satisfies the inner condition.
     Email(Box<EmailCond>),
+    /// Some value of a multi-valued document attribute satisfies the whole condition
+    /// (`phoneNumbers[type eq "work" and value co "555"]`; `roles.value eq "admin"` is
+    /// `roles[value eq "admin"]`).
+    Multi(MultiAttr, Box<ValueCond>),
     /// Member of the group with this id (`groups.value eq`, `groups eq`).
     Group(CompareOp, String),
     /// Member of any SCIM group (`groups pr`).
@@ -135,19 +226,30 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
                     }
                     _ => return Err(bad("groups filters support only value eq/ne")),
                 }
+            } else if let Some(m) = MultiAttr::from_name(name).filter(|_| p.sub.is_none()) {
+                UserFilter::Multi(m, Box::new(resolve_value(m, inner)?))
             } else {
                 return Err(bad(format!("attribute {p} cannot be filtered")));
             }
         }
         Filter::Present(p) => match field_of(p)? {
             Target::User(f) => UserFilter::Present(f),
+            Target::Multi(m, sf) => UserFilter::Multi(m, Box::new(ValueCond::Present(sf))),
             Target::Email(f) => UserFilter::Email(Box::new(EmailCond::Present(f))),
             Target::Group => UserFilter::InAnyGroup,
             Target::ResourceType => UserFilter::Const(true),
         },
         Filter::Compare(p, op, v) => match field_of(p)? {
+            // `roles eq "admin"`: a multi-valued attribute compared as a whole compares its
+            // values' `value` (as `emails eq` does); `addresses` has none.
+            Target::User(UserField::Json(j)) if j.ext.is_none() && j.sub.is_none() && MultiAttr::from_name(j.name).is_some() => {
+                let m = MultiAttr::from_name(j.name).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
+                let sf = m.sub_field("value").ok_or_else(|| bad(format!("{} has no value sub-attribute; compare one of its sub-attributes", m.name())))?;
+                UserFilter::Multi(m, Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)))
+            }
             Target::User(f) => UserFilter::Cmp(f, *op, literal_for_user(f, *op, v)?),
             Target::Email(f) => UserFilter::Email(Box::new(EmailCond::Cmp(f, *op, literal_for_email(f, *op, v)?))),
+            Target::Multi(m, sf) => UserFilter::Multi(m, Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?))),
             Target::Group => match v {
                 CompValue::Str(s) => group_cond(*op, s)?,
                 _ => return Err(bad("groups compare with a string id")),
@@ -168,6 +270,8 @@ fn group_cond(op: CompareOp, id: &str) -> Result<UserFilter, ScimError> {
 enum Target {
     User(UserField),
     Email(EmailField),
+    /// `attr.sub` of a multi-valued document attribute: any value matches.
+    Multi(MultiAttr, SubField),
     Group,
     ResourceType,
 }
@@ -251,6 +355,10 @@ fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
         ("emails", Some("primary")) => Target::Email(EmailField::Primary),
         ("groups", None | Some("value")) => Target::Group,
         ("meta", Some("resourcetype")) => Target::ResourceType,
+        (n, Some(_)) if MultiAttr::from_name(n).is_some() => {
+            let m = MultiAttr::from_name(n).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
+            Target::Multi(m, multi_sub(m, p)?)
+        }
         _ => match json_field(p) {
             Some(j) => Target::User(UserField::Json(j)),
             None => return Err(bad(format!("attribute {p} cannot be filtered"))),
@@ -285,6 +393,57 @@ fn email_field(p: &AttrPath) -> Result<EmailField, ScimError> {
         "type" => Ok(EmailField::Type),
         "primary" => Ok(EmailField::Primary),
         _ => Err(bad(format!("{p} is not an email sub-attribute"))),
+    }
+}
+
+/// Resolves the inner filter of `attr[...]` for a multi-valued document attribute.
+fn resolve_value(m: MultiAttr, f: &Filter) -> Result<ValueCond, ScimError> {
+    Ok(match f {
+        Filter::And(a, b) => ValueCond::And(Box::new(resolve_value(m, a)?), Box::new(resolve_value(m, b)?)),
+        Filter::Or(a, b) => ValueCond::Or(Box::new(resolve_value(m, a)?), Box::new(resolve_value(m, b)?)),
+        Filter::Not(a) => ValueCond::Not(Box::new(resolve_value(m, a)?)),
+        Filter::ValuePath(..) => return Err(bad("nested value filters are not allowed")),
+        Filter::Present(p) => ValueCond::Present(multi_sub(m, p)?),
+        Filter::Compare(p, op, v) => {
+            let sf = multi_sub(m, p)?;
+            ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)
+        }
+    })
+}
+
+/// A sub-attribute of `m`: `type` inside `phoneNumbers[...]`, or `phoneNumbers.type` (also
+/// spelled out inside the brackets, or URN-qualified with the core User schema).
+fn multi_sub(m: MultiAttr, p: &AttrPath) -> Result<SubField, ScimError> {
+    let core = p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
+    let name = match (core, p.sub.as_deref()) {
+        (true, Some(s)) if p.name.eq_ignore_ascii_case(m.name()) => Some(s),
+        (true, None) if p.urn.is_none() => Some(p.name.as_str()),
+        _ => None,
+    };
+    name.and_then(|n| m.sub_field(n)).ok_or_else(|| bad(format!("{p} is not a sub-attribute of {}", m.name())))
+}
+
+/// Type checks a comparison on a sub-attribute of a multi-valued document attribute: strings
+/// take every operator, booleans and binary values only `eq`/`ne`.
+fn literal_for_sub(m: MultiAttr, sf: SubField, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
+    let (a, s) = (m.name(), sf.name);
+    match sf.ty {
+        Ty::Boolean => {
+            if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
+                return Err(bad(format!("{a}.{s} is a boolean: only eq and ne apply")));
+            }
+            boolean(v)
+        }
+        Ty::Binary => match v {
+            CompValue::Str(x) if matches!(op, CompareOp::Eq | CompareOp::Ne) => Ok(Literal::Str(x.clone())),
+            _ => Err(bad(format!("{a}.{s} is binary: only eq, ne and pr apply, with a string"))),
+        },
+        Ty::String | Ty::Reference => match v {
+            CompValue::Str(x) => Ok(Literal::Str(x.clone())),
+            CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
+            _ => Err(bad(format!("{a}.{s} compares with a string"))),
+        },
+        Ty::Integer | Ty::Decimal | Ty::DateTime | Ty::Complex => Err(bad(format!("{a}.{s} cannot be compared"))),
     }
 }
 
@@ -552,5 +711,72 @@ pub fn group_sort_field(sort_by: &str) -> Result<GroupField, ScimError> {
         "meta.created" => Ok(GroupField::Created),
         "meta.lastmodified" => Ok(GroupField::LastModified),
         _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::filter::parse_filter;
+
+    fn user(f: &str) -> Result<UserFilter, ScimError> {
+        resolve_user(&parse_filter(f).unwrap())
+    }
+
+    fn sub(m: MultiAttr, name: &str) -> SubField {
+        m.sub_field(name).unwrap()
+    }
+
+    #[test]
+    fn value_filters_resolve_against_the_schema() {
+        let m = MultiAttr::PhoneNumbers;
+        assert_eq!(
+            user(r#"phoneNumbers[Type eq "work" and VALUE co "555"]"#).unwrap(),
+            UserFilter::Multi(
+                m,
+                Box::new(ValueCond::And(
+                    Box::new(ValueCond::Cmp(sub(m, "type"), CompareOp::Eq, Literal::Str("work".into()))),
+                    Box::new(ValueCond::Cmp(sub(m, "value"), CompareOp::Co, Literal::Str("555".into()))),
+                )),
+            )
+        );
+        // The schema spelling is kept whatever the request's case.
+        assert_eq!(sub(MultiAttr::Addresses, "POSTALCODE").name, "postalCode");
+        let a = MultiAttr::Addresses;
+        assert_eq!(
+            user(r#"addresses[type eq "work"].postalCode eq "98052""#).unwrap(),
+            UserFilter::Multi(
+                a,
+                Box::new(ValueCond::And(
+                    Box::new(ValueCond::Cmp(sub(a, "type"), CompareOp::Eq, Literal::Str("work".into()))),
+                    Box::new(ValueCond::Cmp(sub(a, "postalCode"), CompareOp::Eq, Literal::Str("98052".into()))),
+                )),
+            )
+        );
+        let r = MultiAttr::Roles;
+        assert_eq!(
+            user(r#"roles.primary eq "True""#).unwrap(),
+            UserFilter::Multi(r, Box::new(ValueCond::Cmp(sub(r, "primary"), CompareOp::Eq, Literal::Bool(true))))
+        );
+        assert_eq!(user("roles.display pr").unwrap(), UserFilter::Multi(r, Box::new(ValueCond::Present(sub(r, "display")))));
+        assert!(sub(MultiAttr::X509Certificates, "value").case_exact);
+        assert!(!sub(MultiAttr::Photos, "value").case_exact);
+    }
+
+    #[test]
+    fn bad_value_filters_are_invalid_filter() {
+        for f in [
+            r#"phoneNumbers[nope eq "1"]"#,
+            r#"phoneNumbers.nope pr"#,
+            r#"phoneNumbers[type eq "work"].nope eq "1""#,
+            r#"roles[primary gt true]"#,
+            r#"roles[value eq null]"#,
+            r#"roles[urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:value eq "x"]"#,
+            r#"addresses eq "x""#,
+            r#"x509Certificates.value sw "M""#,
+        ] {
+            let e = user(f).unwrap_err();
+            assert_eq!((e.status, e.scim_type), (400, Some(crate::scim::error::ScimType::InvalidFilter)), "{f}");
+        }
     }
 }

@@ -19,3 +19,4 @@ mod races;
 mod schema;
 mod security;
 mod users;
+mod value_filters;

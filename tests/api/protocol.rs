@@ -253,7 +253,7 @@ async fn user_filters_cover_every_operator_and_attribute() {
         (r#"meta.created gt "yesterday""#, None),
         (r#"userName eq true"#, None),
         (r#"name eq "x""#, None),
-        (r#"phoneNumbers.value eq "1""#, None),
+        (r#"phoneNumbers.nope eq "1""#, None),
         (r#"password eq "x""#, None),
         (r#"urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "x""#, None),
         (r#"userName zz "x""#, Some("position 9")),
