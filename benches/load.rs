@@ -38,7 +38,8 @@ use model::{add_members_body, deactivate_body, entra_group_body, entra_user_body
 use run::{Measured, Rng, measured};
 use service::{Api, Service, filter_eq};
 
-const USAGE: &str = "usage: load [--namespace NS] [--baseline] [--quick] [--users N] [--growth] [--no-extras]
+const USAGE: &str =
+    "usage: load [--namespace NS] [--baseline] [--quick] [--users N] [--growth] [--no-extras]
             [--scales 10000,100000] [--concurrency 8] [--pool-size 16] [--perf PHASE]
             [--service-bin PATH] [--database-url URL] [--out FILE] [--pid-file FILE] [--keep]
   --baseline     also run the plain-SQL baseline and print each phase's ratio
@@ -81,7 +82,9 @@ fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` appends `--bench`; ignore it.
     let mut it = raw.into_iter().filter(|a| a != "--bench").peekable();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
     let mut a = Args {
         namespace: String::new(),
         baseline: false,
@@ -105,12 +108,16 @@ fn parse_args() -> Result<Args, String> {
         scales: Vec::new(),
         perf: None,
         service_bin: target.join("release").join("phab-scim"),
-        database_url: std::env::var("PHAB_SCIM_TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+        database_url: std::env::var("PHAB_SCIM_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
         out: target.join("bench").join("results.json"),
         pid_file: None,
     };
     let num = |v: Option<String>, flag: &str| -> Result<usize, String> {
-        v.ok_or_else(|| format!("{flag} needs a value"))?.replace('_', "").parse().map_err(|_| format!("{flag}: not a number"))
+        v.ok_or_else(|| format!("{flag} needs a value"))?
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{flag}: not a number"))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -127,36 +134,65 @@ fn parse_args() -> Result<Args, String> {
             "--members-per-group" => a.members_per_group = num(it.next(), "--members-per-group")?,
             "--batch" => a.batch = num(it.next(), "--batch")?.max(1),
             "--concurrency" => a.concurrency = num(it.next(), "--concurrency")?.max(1),
-            "--pool-size" => a.pool_size = u32::try_from(num(it.next(), "--pool-size")?.max(1)).unwrap_or(16),
+            "--pool-size" => {
+                a.pool_size = u32::try_from(num(it.next(), "--pool-size")?.max(1)).unwrap_or(16)
+            }
             "--scales" => {
                 let v = it.next().ok_or("--scales needs a value")?;
-                a.scales = v.split(',').map(|s| num(Some(s.to_owned()), "--scales")).collect::<Result<_, _>>()?;
+                a.scales = v
+                    .split(',')
+                    .map(|s| num(Some(s.to_owned()), "--scales"))
+                    .collect::<Result<_, _>>()?;
             }
             "--perf" => a.perf = Some(it.next().ok_or("--perf needs a phase")?),
-            "--service-bin" => a.service_bin = PathBuf::from(it.next().ok_or("--service-bin needs a value")?),
+            "--service-bin" => {
+                a.service_bin = PathBuf::from(it.next().ok_or("--service-bin needs a value")?)
+            }
             "--database-url" => a.database_url = it.next().ok_or("--database-url needs a value")?,
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a value")?),
-            "--pid-file" => a.pid_file = Some(PathBuf::from(it.next().ok_or("--pid-file needs a value")?)),
+            "--pid-file" => {
+                a.pid_file = Some(PathBuf::from(it.next().ok_or("--pid-file needs a value")?))
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     let q = a.quick;
-    let pick = |set: usize, full: usize, quick: usize| if set > 0 { set } else if q { quick } else { full };
+    let pick = |set: usize, full: usize, quick: usize| {
+        if set > 0 {
+            set
+        } else if q {
+            quick
+        } else {
+            full
+        }
+    };
     a.users = pick(a.users, 2000, 200);
     a.lookups = pick(a.lookups, a.users * 2, a.users * 2);
     a.groups = pick(a.groups, 20, 4);
     a.members_per_group = pick(a.members_per_group, 100, 50);
     a.list_passes = pick(a.list_passes, (100 / a.users.div_ceil(100)).clamp(1, 10), 2);
-    a.big_patch = if q { 100.min(a.users) } else { 1000.min(a.users) };
+    a.big_patch = if q {
+        100.min(a.users)
+    } else {
+        1000.min(a.users)
+    };
     a.big_group = if q { 2_000 } else { 50_000 };
     a.rss_users = if q { 5_000 } else { 100_000 };
     a.token_requests = if q { 300 } else { 3_000 };
     if a.scales.is_empty() {
-        a.scales = if q { vec![1_000, 3_000] } else { vec![10_000, 100_000] };
+        a.scales = if q {
+            vec![1_000, 3_000]
+        } else {
+            vec![10_000, 100_000]
+        };
     }
     if a.namespace.is_empty() {
-        a.namespace = format!("bench_{:08x}_{}", phab_scim::db::now(), phab_scim::db::phabricator::random_chars(6));
+        a.namespace = format!(
+            "bench_{:08x}_{}",
+            phab_scim::db::now(),
+            phab_scim::db::phabricator::random_chars(6)
+        );
     }
     Ok(a)
 }
@@ -170,7 +206,9 @@ fn check_local(url: &str) -> Result<(), String> {
     if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
         Ok(())
     } else {
-        Err(format!("the bench only talks to a local database (127.0.0.1); got host {host:?}"))
+        Err(format!(
+            "the bench only talks to a local database (127.0.0.1); got host {host:?}"
+        ))
     }
 }
 
@@ -202,7 +240,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench: runtime: {e}");
@@ -223,7 +264,9 @@ async fn entry(args: Args) -> Result<(), String> {
     let url = Secret::new(args.database_url.clone());
     let ns = Namespace::parse(&args.namespace).map_err(|e| e.to_string())?;
     if args.cleanup {
-        return migrate::drop_namespace(&url, &ns).await.map_err(|e| e.to_string());
+        return migrate::drop_namespace(&url, &ns)
+            .await
+            .map_err(|e| e.to_string());
     }
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -246,7 +289,10 @@ async fn entry(args: Args) -> Result<(), String> {
 
 async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -262,7 +308,11 @@ fn sub_ns(ns: &Namespace, suffix: &str) -> Result<Namespace, String> {
 
 async fn status_pool(url: &Secret) -> Result<MySqlPool, String> {
     let opts = phab_scim::db::connect_options(url).map_err(|e| e.to_string())?;
-    MySqlPoolOptions::new().max_connections(1).connect_with(opts).await.map_err(|e| format!("connect: {e}"))
+    MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .map_err(|e| format!("connect: {e}"))
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -272,7 +322,10 @@ fn log(msg: impl AsRef<str>) {
 async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> {
     let started = Instant::now();
     let status = status_pool(url).await?;
-    let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&status).await.map_err(|e| e.to_string())?;
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&status)
+        .await
+        .map_err(|e| e.to_string())?;
     let load_before = loadavg();
     let mut report = Report {
         config: json!({
@@ -294,7 +347,15 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
         let svc_ns = ns.clone();
         log(format!("namespace {} (MariaDB {version})", svc_ns.as_str()));
         let db = service::install_namespace(url, &svc_ns).await?;
-        let mut svc = Service::start(&args.service_bin, url, &db, args.pool_size, dir.join("service.log"), args.pid_file.as_deref()).await?;
+        let mut svc = Service::start(
+            &args.service_bin,
+            url,
+            &db,
+            args.pool_size,
+            dir.join("service.log"),
+            args.pid_file.as_deref(),
+        )
+        .await?;
         log(format!("service pid {} on {}", svc.pid, svc.api.root));
         run::watch("service", svc.pid);
         let (rss0, _) = svc.rss_kib();
@@ -302,9 +363,16 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
         // Cold start: the first requests find the token cache empty and verify argon2.
         let api = svc.api.clone();
         let api = &api;
-        let (cold, _) = run::run((0..args.concurrency).collect(), args.concurrency, |_| async move {
-            api.scim(Method::GET, "/ServiceProviderConfig", None).await?.expect(&[200], "/ServiceProviderConfig").map(|_| ())
-        })
+        let (cold, _) = run::run(
+            (0..args.concurrency).collect(),
+            args.concurrency,
+            |_| async move {
+                api.scim(Method::GET, "/ServiceProviderConfig", None)
+                    .await?
+                    .expect(&[200], "/ServiceProviderConfig")
+                    .map(|_| ())
+            },
+        )
         .await;
         fail_on_errors("cold start", &cold)?;
         let (rss1, hwm1) = svc.rss_kib();
@@ -326,13 +394,21 @@ async fn bench(args: &Args, url: &Secret, ns: &Namespace) -> Result<(), String> 
             log(format!("baseline namespace {}", bns.as_str()));
             let bdb = service::install_namespace(url, &bns).await?;
             bdb.pool.close().await;
-            let bdb = Db::connect(url, bns, u32::try_from(args.concurrency).unwrap_or(8)).await.map_err(|e| e.to_string())?;
+            let bdb = Db::connect(url, bns, u32::try_from(args.concurrency).unwrap_or(8))
+                .await
+                .map_err(|e| e.to_string())?;
             baseline_phases(args, &bdb, &status, &mut report).await?;
             bdb.pool.close().await;
         }
     }
-    report.extras.insert("total_seconds".into(), json!(started.elapsed().as_secs_f64()));
-    report.extras.insert("loadavg_1min".into(), json!({"before": load_before, "after": loadavg()}));
+    report.extras.insert(
+        "total_seconds".into(),
+        json!(started.elapsed().as_secs_f64()),
+    );
+    report.extras.insert(
+        "loadavg_1min".into(),
+        json!({"before": load_before, "after": loadavg()}),
+    );
     print_report(args, &report);
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&args.out, text + "\n").map_err(|e| format!("{}: {e}", args.out.display()))?;
@@ -369,9 +445,15 @@ impl Perf {
     }
     fn stop(mut self) {
         if let Some((mut c, out)) = self.0.take() {
-            let _ = std::process::Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
             let _ = c.wait();
-            log(format!("perf data: {} (perf report -i {} --no-children)", out.display(), out.display()));
+            log(format!(
+                "perf data: {} (perf report -i {} --no-children)",
+                out.display(),
+                out.display()
+            ));
         }
     }
 }
@@ -386,16 +468,35 @@ impl Drop for Perf {
 }
 
 fn row(key: &'static str, phase: impl Into<String>, m: Measured) -> Row {
-    Row { key, phase: phase.into(), service: Some(m), baseline: None, ratio: None, note: None }
+    Row {
+        key,
+        phase: phase.into(),
+        service: Some(m),
+        baseline: None,
+        ratio: None,
+        note: None,
+    }
 }
 
 fn skipped(key: &'static str, phase: impl Into<String>, why: &str) -> Row {
-    Row { key, phase: phase.into(), service: None, baseline: None, ratio: None, note: Some(why.into()) }
+    Row {
+        key,
+        phase: phase.into(),
+        service: None,
+        baseline: None,
+        ratio: None,
+        note: Some(why.into()),
+    }
 }
 
 fn fail_on_errors(what: &str, m: &Measured) -> Result<(), String> {
     if m.errors > 0 {
-        return Err(format!("{what}: {} of {} operations failed; first: {}", m.errors, m.ops, m.first_error.clone().unwrap_or_default()));
+        return Err(format!(
+            "{what}: {} of {} operations failed; first: {}",
+            m.errors,
+            m.ops,
+            m.first_error.clone().unwrap_or_default()
+        ));
     }
     Ok(())
 }
@@ -407,7 +508,14 @@ fn members_of(g: usize, mpg: usize, users: usize) -> Vec<usize> {
 
 /// Member-add jobs, batch-major so concurrent PATCHes hit different groups.
 fn member_jobs(groups: usize, mpg: usize, batch: usize, users: usize) -> Vec<(usize, Vec<usize>)> {
-    let per: Vec<Vec<Vec<usize>>> = (0..groups).map(|g| members_of(g, mpg, users).chunks(batch).map(<[usize]>::to_vec).collect()).collect();
+    let per: Vec<Vec<Vec<usize>>> = (0..groups)
+        .map(|g| {
+            members_of(g, mpg, users)
+                .chunks(batch)
+                .map(<[usize]>::to_vec)
+                .collect()
+        })
+        .collect();
     let rounds = per.iter().map(Vec::len).max().unwrap_or(0);
     let mut jobs = Vec::new();
     for r in 0..rounds {
@@ -448,20 +556,41 @@ async fn groups_available(api: &Api) -> Result<bool, String> {
     }
 }
 
-async fn create_users(api: &Api, status: &MySqlPool, prefix: &'static str, range: std::ops::Range<usize>, c: usize) -> (Measured, Vec<Option<String>>) {
+async fn create_users(
+    api: &Api,
+    status: &MySqlPool,
+    prefix: &'static str,
+    range: std::ops::Range<usize>,
+    c: usize,
+) -> (Measured, Vec<Option<String>>) {
     measured(status, range.collect(), c, |i| async move {
         let body = entra_user_body(&person(prefix, i));
-        let r = api.scim(Method::POST, "/Users", Some(&body)).await?.expect(&[201], "POST /Users")?;
-        r.json()?.get("id").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| "POST /Users: no id".to_owned())
+        let r = api
+            .scim(Method::POST, "/Users", Some(&body))
+            .await?
+            .expect(&[201], "POST /Users")?;
+        r.json()?
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "POST /Users: no id".to_owned())
     })
     .await
 }
 
-async fn lookups(api: &Api, status: &MySqlPool, people: Vec<(String, usize)>, c: usize) -> Measured {
+async fn lookups(
+    api: &Api,
+    status: &MySqlPool,
+    people: Vec<(String, usize)>,
+    c: usize,
+) -> Measured {
     measured(status, people, c, |(prefix, i)| async move {
         let p = person(&prefix, i);
         let path = format!("/Users?filter={}", filter_eq("userName", &p.user_name));
-        let r = api.scim(Method::GET, &path, None).await?.expect(&[200], "GET /Users?filter")?;
+        let r = api
+            .scim(Method::GET, &path, None)
+            .await?
+            .expect(&[200], "GET /Users?filter")?;
         let total = r.json()?.get("totalResults").and_then(Value::as_u64);
         if total != Some(1) {
             return Err(format!("lookup of {}: totalResults {total:?}", p.user_name));
@@ -472,15 +601,30 @@ async fn lookups(api: &Api, status: &MySqlPool, people: Vec<(String, usize)>, c:
     .0
 }
 
-async fn list_pages(api: &Api, status: &MySqlPool, starts: Vec<usize>, total: usize, c: usize) -> Measured {
+async fn list_pages(
+    api: &Api,
+    status: &MySqlPool,
+    starts: Vec<usize>,
+    total: usize,
+    c: usize,
+) -> Measured {
     measured(status, starts, c, |start| async move {
         let path = format!("/Users?startIndex={}&count=100", start + 1);
-        let r = api.scim(Method::GET, &path, None).await?.expect(&[200], "GET /Users page")?;
+        let r = api
+            .scim(Method::GET, &path, None)
+            .await?
+            .expect(&[200], "GET /Users page")?;
         let v = r.json()?;
-        let got = v.get("Resources").and_then(Value::as_array).map_or(0, Vec::len);
+        let got = v
+            .get("Resources")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         let want = 100.min(total.saturating_sub(start));
         if got != want {
-            return Err(format!("page at {}: {got} resources, expected {want}", start + 1));
+            return Err(format!(
+                "page at {}: {got} resources, expected {want}",
+                start + 1
+            ));
         }
         Ok(())
     })
@@ -488,7 +632,13 @@ async fn list_pages(api: &Api, status: &MySqlPool, starts: Vec<usize>, total: us
     .0
 }
 
-async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Path, report: &mut Report) -> Result<Vec<String>, String> {
+async fn service_phases(
+    args: &Args,
+    svc: &Service,
+    status: &MySqlPool,
+    dir: &Path,
+    report: &mut Report,
+) -> Result<Vec<String>, String> {
     let api = &svc.api;
     let c = args.concurrency;
     let n = args.users;
@@ -499,26 +649,45 @@ async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Pa
     perf.stop();
     fail_on_errors("create users", &m)?;
     let ids: Vec<String> = ids.into_iter().map(Option::unwrap_or_default).collect();
-    report.phases.push(row("create", format!("create {n} users"), m));
+    report
+        .phases
+        .push(row("create", format!("create {n} users"), m));
 
     log(format!("{} userName lookups", args.lookups));
-    let people = lookup_indices(args.lookups, n, 42).into_iter().map(|i| ("c".to_owned(), i)).collect();
+    let people = lookup_indices(args.lookups, n, 42)
+        .into_iter()
+        .map(|i| ("c".to_owned(), i))
+        .collect();
     let perf = Perf::start(args, "lookup", svc.pid, dir).await;
     let m = lookups(api, status, people, c).await;
     perf.stop();
     fail_on_errors("lookups", &m)?;
-    report.phases.push(row("lookup", format!("filter userName eq ({} random)", args.lookups), m));
+    report.phases.push(row(
+        "lookup",
+        format!("filter userName eq ({} random)", args.lookups),
+        m,
+    ));
 
     let has_groups = groups_available(api).await?;
     let group_label = format!("create {} groups", args.groups);
-    let member_label = format!("add members, batches of {} (~{}/group)", args.batch, args.members_per_group);
+    let member_label = format!(
+        "add members, batches of {} (~{}/group)",
+        args.batch, args.members_per_group
+    );
     if has_groups {
         log(group_label.clone());
         let perf = Perf::start(args, "group_create", svc.pid, dir).await;
         let (m, gids) = measured(status, (0..args.groups).collect(), c, |g| async move {
             let body = entra_group_body(&format!("Bench Group {g:02}"), g);
-            let r = api.scim(Method::POST, "/Groups", Some(&body)).await?.expect(&[201], "POST /Groups")?;
-            r.json()?.get("id").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| "POST /Groups: no id".to_owned())
+            let r = api
+                .scim(Method::POST, "/Groups", Some(&body))
+                .await?
+                .expect(&[201], "POST /Groups")?;
+            r.json()?
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| "POST /Groups: no id".to_owned())
         })
         .await;
         perf.stop();
@@ -533,7 +702,9 @@ async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Pa
         let (m, _) = measured(status, jobs, c, |(g, members)| async move {
             let values: Vec<&str> = members.iter().map(|&i| ids_ref[i].as_str()).collect();
             let path = format!("/Groups/{}", gids[g]);
-            api.scim(Method::PATCH, &path, Some(&add_members_body(&values))).await?.expect(&[200, 204], "PATCH /Groups members")?;
+            api.scim(Method::PATCH, &path, Some(&add_members_body(&values)))
+                .await?
+                .expect(&[200, 204], "PATCH /Groups members")?;
             Ok(())
         })
         .await;
@@ -542,15 +713,26 @@ async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Pa
         report.phases.push(row("member_add", member_label, m));
     } else {
         log(GROUPS_404);
-        report.phases.push(skipped("group_create", group_label, GROUPS_404));
-        report.phases.push(skipped("member_add", member_label, GROUPS_404));
+        report
+            .phases
+            .push(skipped("group_create", group_label, GROUPS_404));
+        report
+            .phases
+            .push(skipped("member_add", member_label, GROUPS_404));
     }
 
     let jobs = list_jobs(n, args.list_passes);
     let label = format!("list all users, pages of 100 (x{})", args.list_passes);
     log(label.clone());
     let perf = Perf::start(args, "list", svc.pid, dir).await;
-    let m = list_pages(api, status, jobs.into_iter().map(|p| p * 100).collect(), n, c).await;
+    let m = list_pages(
+        api,
+        status,
+        jobs.into_iter().map(|p| p * 100).collect(),
+        n,
+        c,
+    )
+    .await;
     perf.stop();
     fail_on_errors("list", &m)?;
     report.phases.push(row("list", label, m));
@@ -562,7 +744,10 @@ async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Pa
     let perf = Perf::start(args, "deactivate", svc.pid, dir).await;
     let (m, _) = measured(status, which, c, |i| async move {
         let path = format!("/Users/{}", ids_ref[i]);
-        let r = api.scim(Method::PATCH, &path, Some(&deactivate_body())).await?.expect(&[200], "PATCH /Users active")?;
+        let r = api
+            .scim(Method::PATCH, &path, Some(&deactivate_body()))
+            .await?
+            .expect(&[200], "PATCH /Users active")?;
         if r.json()?.get("active") != Some(&Value::Bool(false)) {
             return Err("deactivate: response still active".into());
         }
@@ -575,14 +760,22 @@ async fn service_phases(args: &Args, svc: &Service, status: &MySqlPool, dir: &Pa
     Ok(ids)
 }
 
-async fn baseline_phases(args: &Args, db: &Db, status: &MySqlPool, report: &mut Report) -> Result<(), String> {
+async fn baseline_phases(
+    args: &Args,
+    db: &Db,
+    status: &MySqlPool,
+    report: &mut Report,
+) -> Result<(), String> {
     let c = args.concurrency;
     let n = args.users;
     let actor = phab_scim::db::phabricator::new_phid("USER");
     let actor = actor.as_str();
     fn put(report: &mut Report, key: &str, m: Measured) {
         if let Some(r) = report.phases.iter_mut().find(|r| r.key == key) {
-            r.ratio = r.service.as_ref().map(|s| s.per_sec / m.per_sec.max(f64::MIN_POSITIVE));
+            r.ratio = r
+                .service
+                .as_ref()
+                .map(|s| s.per_sec / m.per_sec.max(f64::MIN_POSITIVE));
             r.baseline = Some(m);
         }
     }
@@ -591,15 +784,19 @@ async fn baseline_phases(args: &Args, db: &Db, status: &MySqlPool, report: &mut 
     let (m, phids) = measured(status, (0..n).collect(), c, |i| async move {
         let p = person("c", i);
         baseline::retrying(|| baseline::create_user(db, &p)).await
-    }).await;
+    })
+    .await;
     fail_on_errors("baseline create", &m)?;
     put(report, "create", m);
     let phids: Vec<String> = phids.into_iter().map(Option::unwrap_or_default).collect();
 
     log("baseline: lookups");
-    let (m, _) = measured(status, lookup_indices(args.lookups, n, 42), c, |i| async move {
-        baseline::lookup_user(db, &person("c", i).user_name).await
-    })
+    let (m, _) = measured(
+        status,
+        lookup_indices(args.lookups, n, 42),
+        c,
+        |i| async move { baseline::lookup_user(db, &person("c", i).user_name).await },
+    )
     .await;
     fail_on_errors("baseline lookups", &m)?;
     put(report, "lookup", m);
@@ -612,15 +809,23 @@ async fn baseline_phases(args: &Args, db: &Db, status: &MySqlPool, report: &mut 
     .await;
     fail_on_errors("baseline groups", &m)?;
     put(report, "group_create", m);
-    let projects: Vec<(String, u64)> = projects.into_iter().map(Option::unwrap_or_default).collect();
+    let projects: Vec<(String, u64)> = projects
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
 
     log("baseline: add members (W18)");
     let (projects, phids_ref) = (&projects, &phids);
-    let (m, _) = measured(status, member_jobs(args.groups, args.members_per_group, args.batch, n), c, |(g, members)| async move {
-        let ms: Vec<String> = members.iter().map(|&i| phids_ref[i].clone()).collect();
-        let name = format!("Bench Group {g:02}");
-        baseline::retrying(|| baseline::add_members(db, actor, &projects[g], &name, &ms)).await
-    })
+    let (m, _) = measured(
+        status,
+        member_jobs(args.groups, args.members_per_group, args.batch, n),
+        c,
+        |(g, members)| async move {
+            let ms: Vec<String> = members.iter().map(|&i| phids_ref[i].clone()).collect();
+            let name = format!("Bench Group {g:02}");
+            baseline::retrying(|| baseline::add_members(db, actor, &projects[g], &name, &ms)).await
+        },
+    )
     .await;
     fail_on_errors("baseline members", &m)?;
     put(report, "member_add", m);
@@ -640,28 +845,44 @@ async fn baseline_phases(args: &Args, db: &Db, status: &MySqlPool, report: &mut 
     log("baseline: deactivate (W12)");
     let (m, _) = measured(status, deactivate_indices(n), c, |i| async move {
         baseline::retrying(|| baseline::deactivate(db, actor, &phids_ref[i])).await
-    }).await;
+    })
+    .await;
     fail_on_errors("baseline deactivate", &m)?;
     put(report, "deactivate", m);
 
     let tasks = baseline::count(db, &db.t.worker_activetask).await?;
-    report.extras.insert("baseline_tasks_queued".into(), json!(tasks));
+    report
+        .extras
+        .insert("baseline_tasks_queued".into(), json!(tasks));
     Ok(())
 }
 
-async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, created: &[String], report: &mut Report) -> Result<(), String> {
+async fn extras(
+    args: &Args,
+    svc: &mut Service,
+    db: &Db,
+    status: &MySqlPool,
+    created: &[String],
+    report: &mut Report,
+) -> Result<(), String> {
     let api = svc.api.clone();
     let api = &api;
     let c = args.concurrency;
 
     // Token check on a cache hit: the same request path with and without the bearer check.
-    log(format!("token check: {} x /healthz vs /ServiceProviderConfig, one at a time", args.token_requests));
+    log(format!(
+        "token check: {} x /healthz vs /ServiceProviderConfig, one at a time",
+        args.token_requests
+    ));
     let (h, _) = run::run((0..args.token_requests).collect(), 1, |_| async move {
         api.healthz().await?.expect(&[200], "/healthz").map(|_| ())
     })
     .await;
     let (s, _) = run::run((0..args.token_requests).collect(), 1, |_| async move {
-        api.scim(Method::GET, "/ServiceProviderConfig", None).await?.expect(&[200], "/ServiceProviderConfig").map(|_| ())
+        api.scim(Method::GET, "/ServiceProviderConfig", None)
+            .await?
+            .expect(&[200], "/ServiceProviderConfig")
+            .map(|_| ())
     })
     .await;
     fail_on_errors("healthz", &h)?;
@@ -678,7 +899,10 @@ async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, cre
     );
 
     let (rss, hwm) = svc.rss_kib();
-    report.extras.insert("rss_kib_after_phases".into(), json!({"rss": rss, "hwm": hwm, "users": created.len()}));
+    report.extras.insert(
+        "rss_kib_after_phases".into(),
+        json!({"rss": rss, "hwm": hwm, "users": created.len()}),
+    );
 
     let has_groups = groups_available(api).await?;
     if has_groups {
@@ -687,14 +911,30 @@ async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, cre
         let mut times = Vec::new();
         for k in 0..3 {
             let body = entra_group_body(&format!("Bench Big {k}"), 1000 + k);
-            let r = api.scim(Method::POST, "/Groups", Some(&body)).await?.expect(&[201], "POST /Groups")?;
-            let gid = r.json()?.get("id").and_then(Value::as_str).map(str::to_owned).ok_or("no id")?;
+            let r = api
+                .scim(Method::POST, "/Groups", Some(&body))
+                .await?
+                .expect(&[201], "POST /Groups")?;
+            let gid = r
+                .json()?
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or("no id")?;
             let values: Vec<&str> = created.iter().take(n).map(String::as_str).collect();
             let t0 = Instant::now();
-            api.scim(Method::PATCH, &format!("/Groups/{gid}"), Some(&add_members_body(&values))).await?.expect(&[200, 204], "big PATCH")?;
+            api.scim(
+                Method::PATCH,
+                &format!("/Groups/{gid}"),
+                Some(&add_members_body(&values)),
+            )
+            .await?
+            .expect(&[200, 204], "big PATCH")?;
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        report.extras.insert("big_patch".into(), json!({"members": n, "ms": times}));
+        report
+            .extras
+            .insert("big_patch".into(), json!({"members": n, "ms": times}));
     } else {
         report.extras.insert("big_patch".into(), json!(GROUPS_404));
     }
@@ -704,11 +944,23 @@ async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, cre
     let big = args.big_group.max(created.len());
     let t0 = Instant::now();
     let mut seeded = seed::users(&db.pool, &t, "s", 0..big - created.len(), true).await?;
-    log(format!("seeded {} users by SQL in {:.1} s", seeded.len(), t0.elapsed().as_secs_f64()));
+    log(format!(
+        "seeded {} users by SQL in {:.1} s",
+        seeded.len(),
+        t0.elapsed().as_secs_f64()
+    ));
     if has_groups {
         let body = entra_group_body("Bench Huge", 9999);
-        let r = api.scim(Method::POST, "/Groups", Some(&body)).await?.expect(&[201], "POST /Groups")?;
-        let gid = r.json()?.get("id").and_then(Value::as_str).map(str::to_owned).ok_or("no id")?;
+        let r = api
+            .scim(Method::POST, "/Groups", Some(&body))
+            .await?
+            .expect(&[201], "POST /Groups")?;
+        let gid = r
+            .json()?
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or("no id")?;
         let all: Vec<String> = created.iter().chain(seeded.iter()).cloned().collect();
         seed::memberships(&db.pool, &t, &gid, &all).await?;
         log(format!("GET of a {}-member group (x3)", all.len()));
@@ -717,31 +969,57 @@ async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, cre
         let mut bytes = 0;
         for _ in 0..3 {
             let t0 = Instant::now();
-            let r = api.scim(Method::GET, &format!("/Groups/{gid}"), None).await?.expect(&[200], "GET big group")?;
+            let r = api
+                .scim(Method::GET, &format!("/Groups/{gid}"), None)
+                .await?
+                .expect(&[200], "GET big group")?;
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
             bytes = r.body.len();
-            members = r.json()?.get("members").and_then(Value::as_array).map_or(0, Vec::len);
+            members = r
+                .json()?
+                .get("members")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
         }
         report.extras.insert("big_group_get".into(), json!({"members_seeded": all.len(), "members_returned": members, "bytes": bytes, "ms": times}));
     } else {
-        report.extras.insert("big_group_get".into(), json!(GROUPS_404));
+        report
+            .extras
+            .insert("big_group_get".into(), json!(GROUPS_404));
     }
 
     // RSS with the target number of users, after the service has read them.
     let have = created.len() + seeded.len();
     if args.rss_users > have {
         let t0 = Instant::now();
-        let more = seed::users(&db.pool, &t, "s", seeded.len()..seeded.len() + (args.rss_users - have), true).await?;
-        log(format!("seeded {} more users by SQL in {:.1} s", more.len(), t0.elapsed().as_secs_f64()));
+        let more = seed::users(
+            &db.pool,
+            &t,
+            "s",
+            seeded.len()..seeded.len() + (args.rss_users - have),
+            true,
+        )
+        .await?;
+        log(format!(
+            "seeded {} more users by SQL in {:.1} s",
+            more.len(),
+            t0.elapsed().as_secs_f64()
+        ));
         seeded.extend(more);
     }
     let total = created.len() + seeded.len();
-    log(format!("warming with {total} users: lookups and list pages"));
+    log(format!(
+        "warming with {total} users: lookups and list pages"
+    ));
     let mut rng = Rng::new(7);
     let picks: Vec<(String, usize)> = (0..2000)
         .map(|_| {
             let i = rng.below(total);
-            if i < created.len() { ("c".to_owned(), i) } else { ("s".to_owned(), i - created.len()) }
+            if i < created.len() {
+                ("c".to_owned(), i)
+            } else {
+                ("s".to_owned(), i - created.len())
+            }
         })
         .collect();
     let look = lookups(api, status, picks, c).await;
@@ -760,23 +1038,44 @@ async fn extras(args: &Args, svc: &mut Service, db: &Db, status: &MySqlPool, cre
 }
 
 /// Growth: at each scale, seed users by SQL, then measure create, lookup and list.
-async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, dir: &Path, report: &mut Report) -> Result<(), String> {
+async fn growth(
+    args: &Args,
+    url: &Secret,
+    ns: &Namespace,
+    status: &MySqlPool,
+    dir: &Path,
+    report: &mut Report,
+) -> Result<(), String> {
     let c = args.concurrency;
     let gns = sub_ns(ns, "g")?;
     let db = service::install_namespace(url, &gns).await?;
-    let svc = Service::start(&args.service_bin, url, &db, args.pool_size, dir.join("service-growth.log"), args.pid_file.as_deref()).await?;
+    let svc = Service::start(
+        &args.service_bin,
+        url,
+        &db,
+        args.pool_size,
+        dir.join("service-growth.log"),
+        args.pid_file.as_deref(),
+    )
+    .await?;
     run::watch("service", svc.pid);
     let bdb = if args.baseline {
         let bns = sub_ns(ns, "gb")?;
         let d = service::install_namespace(url, &bns).await?;
         d.pool.close().await;
-        Some(Db::connect(url, bns, u32::try_from(c).unwrap_or(8)).await.map_err(|e| e.to_string())?)
+        Some(
+            Db::connect(url, bns, u32::try_from(c).unwrap_or(8))
+                .await
+                .map_err(|e| e.to_string())?,
+        )
     } else {
         None
     };
     let api = &svc.api;
     // Verify the token once (argon2) before measuring.
-    api.scim(Method::GET, "/ServiceProviderConfig", None).await?.expect(&[200], "warm-up")?;
+    api.scim(Method::GET, "/ServiceProviderConfig", None)
+        .await?
+        .expect(&[200], "warm-up")?;
     let create_n = if args.quick { 200 } else { 1000 };
     let mut seeded = 0usize;
     let mut created = 0usize;
@@ -787,19 +1086,28 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
         let have = seeded + created;
         if scale > have {
             let t0 = Instant::now();
-            seeded_phids.extend(seed::users(&db.pool, &db.t, "s", seeded..seeded + (scale - have), true).await?);
+            seeded_phids.extend(
+                seed::users(&db.pool, &db.t, "s", seeded..seeded + (scale - have), true).await?,
+            );
             if let Some(b) = &bdb {
-                base_phids.extend(seed::users(&b.pool, &b.t, "s", seeded..seeded + (scale - have), false).await?);
+                base_phids.extend(
+                    seed::users(&b.pool, &b.t, "s", seeded..seeded + (scale - have), false).await?,
+                );
             }
             seeded += scale - have;
-            log(format!("growth: seeded to {scale} users in {:.1} s", t0.elapsed().as_secs_f64()));
+            log(format!(
+                "growth: seeded to {scale} users in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            ));
         }
         let total = seeded + created;
         let range = created..created + create_n;
         let (mc, _) = create_users(api, status, "g", range.clone(), c).await;
         fail_on_errors("growth create", &mc)?;
         let mut picks_rng = Rng::new(100 + round as u64);
-        let picks: Vec<(String, usize)> = (0..2000).map(|_| ("s".to_owned(), picks_rng.below(seeded))).collect();
+        let picks: Vec<(String, usize)> = (0..2000)
+            .map(|_| ("s".to_owned(), picks_rng.below(seeded)))
+            .collect();
         let ml = lookups(api, status, picks.clone(), c).await;
         fail_on_errors("growth lookups", &ml)?;
         let after = total + create_n;
@@ -810,10 +1118,18 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
         let first = list_pages(api, status, vec![0; 20], after, c).await;
         let last = list_pages(api, status, vec![(after - 1) / 100 * 100; 20], after, c).await;
         // Deactivate distinct seeded users (every scale picks a fresh stride of them).
-        let picks_d: Vec<usize> = (0..deactivate_n).map(|k| (k * 97 + round * 13 + 1) % seeded).collect();
+        let picks_d: Vec<usize> = (0..deactivate_n)
+            .map(|k| (k * 97 + round * 13 + 1) % seeded)
+            .collect();
         let sp = &seeded_phids;
         let (md, _) = measured(status, picks_d.clone(), c, |i| async move {
-            api.scim(Method::PATCH, &format!("/Users/{}", sp[i]), Some(&deactivate_body())).await?.expect(&[200], "PATCH /Users active")?;
+            api.scim(
+                Method::PATCH,
+                &format!("/Users/{}", sp[i]),
+                Some(&deactivate_body()),
+            )
+            .await?
+            .expect(&[200], "PATCH /Users active")?;
             Ok(())
         })
         .await;
@@ -826,16 +1142,24 @@ async fn growth(args: &Args, url: &Secret, ns: &Namespace, status: &MySqlPool, d
             let (bc, _) = measured(status, range.clone().collect(), c, |i| async move {
                 let p = person("g", i);
                 baseline::retrying(|| baseline::create_user(b, &p)).await
-            }).await;
-            let (bl, _) = measured(status, picks, c, |(p, i)| async move { baseline::lookup_user(b, &person(&p, i).user_name).await }).await;
-            let (bp, _) = measured(status, starts, c, |s| async move { baseline::list_page(b, s as u64, 100).await.map(|_| ()) }).await;
+            })
+            .await;
+            let (bl, _) = measured(status, picks, c, |(p, i)| async move {
+                baseline::lookup_user(b, &person(&p, i).user_name).await
+            })
+            .await;
+            let (bp, _) = measured(status, starts, c, |s| async move {
+                baseline::list_page(b, s as u64, 100).await.map(|_| ())
+            })
+            .await;
             let actor = phab_scim::db::phabricator::new_phid("USER");
             let (actor, bph) = (&actor, &base_phids);
             let (bd, _) = measured(status, picks_d, c, |i| async move {
                 baseline::retrying(|| baseline::deactivate(b, actor, &bph[i])).await
             })
             .await;
-            entry["baseline"] = json!({"create": bc, "lookup": bl, "list_spread": bp, "deactivate": bd});
+            entry["baseline"] =
+                json!({"create": bc, "lookup": bl, "list_spread": bp, "deactivate": bd});
         }
         created += create_n;
         report.growth.push(entry);
@@ -873,7 +1197,18 @@ fn print_report(args: &Args, r: &Report) {
         println!();
         println!(
             "{:<44} {:>6} {:>7} {:>8} {:>7} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>6} {:>6}",
-            "phase", "ops", "sec", "req/s", "p50 ms", "p99 ms", "stm/op", "base op/s", "b p50", "b p99", "b stm", "ratio"
+            "phase",
+            "ops",
+            "sec",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "stm/op",
+            "base op/s",
+            "b p50",
+            "b p99",
+            "b stm",
+            "ratio"
         );
         println!("{}", "-".repeat(140));
         for row in &r.phases {
@@ -915,13 +1250,19 @@ fn print_report(args: &Args, r: &Report) {
             }
         }
     }
-    if r.phases.iter().any(|p| p.service.as_ref().is_some_and(|s| !s.cpu_ms_per_op.is_empty())) {
+    if r.phases.iter().any(|p| {
+        p.service
+            .as_ref()
+            .is_some_and(|s| !s.cpu_ms_per_op.is_empty())
+    }) {
         println!();
         println!(
             "{:<44} {:>9} {:>9} {:>9} | {:>9} {:>9}   (CPU ms per operation, from /proc)",
             "phase", "service", "mariadbd", "client", "b mariadb", "b client"
         );
-        let get = |m: Option<&Measured>, k: &str| fmt_opt(m.and_then(|m| m.cpu_ms_per_op.get(k).copied()), 3);
+        let get = |m: Option<&Measured>, k: &str| {
+            fmt_opt(m.and_then(|m| m.cpu_ms_per_op.get(k).copied()), 3)
+        };
         for row in &r.phases {
             let (s, b) = (row.service.as_ref(), row.baseline.as_ref());
             println!(
@@ -956,7 +1297,11 @@ fn print_report(args: &Args, r: &Report) {
     }
     match ex.get("big_patch") {
         Some(Value::String(s)) => println!("big PATCH: {s}"),
-        Some(v) => println!("one {}-member PATCH add: {} ms", v["members"], fmt_list(&v["ms"])),
+        Some(v) => println!(
+            "one {}-member PATCH add: {} ms",
+            v["members"],
+            fmt_list(&v["ms"])
+        ),
         None => {}
     }
     match ex.get("big_group_get") {
@@ -971,7 +1316,11 @@ fn print_report(args: &Args, r: &Report) {
         None => {}
     }
     if let Some(v) = ex.get("rss_kib_after_phases") {
-        println!("service RSS after the phases ({} users): {:.1} MiB", v["users"], v["rss"].as_f64().unwrap_or(0.0) / 1024.0);
+        println!(
+            "service RSS after the phases ({} users): {:.1} MiB",
+            v["users"],
+            v["rss"].as_f64().unwrap_or(0.0) / 1024.0
+        );
     }
     if let Some(v) = ex.get("rss_at_scale") {
         println!(
@@ -986,10 +1335,22 @@ fn print_report(args: &Args, r: &Report) {
         println!();
         println!(
             "{:<10} {:>22} {:>22} {:>22} {:>22} {:>10} {:>10}",
-            "users", "create req/s (p50)", "lookup req/s (p50)", "list req/s (p50)", "deactivate/s (p50)", "page 1 ms", "last ms"
+            "users",
+            "create req/s (p50)",
+            "lookup req/s (p50)",
+            "list req/s (p50)",
+            "deactivate/s (p50)",
+            "page 1 ms",
+            "last ms"
         );
         for g in &r.growth {
-            let cell = |k: &str| format!("{:.0} ({:.1} ms)", g[k]["per_sec"].as_f64().unwrap_or(0.0), g[k]["p50_ms"].as_f64().unwrap_or(0.0));
+            let cell = |k: &str| {
+                format!(
+                    "{:.0} ({:.1} ms)",
+                    g[k]["per_sec"].as_f64().unwrap_or(0.0),
+                    g[k]["p50_ms"].as_f64().unwrap_or(0.0)
+                )
+            };
             println!(
                 "{:<10} {:>22} {:>22} {:>22} {:>22} {:>10.1} {:>10.1}",
                 g["users_before"],
@@ -1001,8 +1362,21 @@ fn print_report(args: &Args, r: &Report) {
                 g["list_last_page"]["p50_ms"].as_f64().unwrap_or(0.0)
             );
             if let Some(b) = g.get("baseline") {
-                let bc = |k: &str| format!("{:.0} ({:.1} ms)", b[k]["per_sec"].as_f64().unwrap_or(0.0), b[k]["p50_ms"].as_f64().unwrap_or(0.0));
-                println!("{:<10} {:>22} {:>22} {:>22} {:>22}", "  baseline", bc("create"), bc("lookup"), bc("list_spread"), bc("deactivate"));
+                let bc = |k: &str| {
+                    format!(
+                        "{:.0} ({:.1} ms)",
+                        b[k]["per_sec"].as_f64().unwrap_or(0.0),
+                        b[k]["p50_ms"].as_f64().unwrap_or(0.0)
+                    )
+                };
+                println!(
+                    "{:<10} {:>22} {:>22} {:>22} {:>22}",
+                    "  baseline",
+                    bc("create"),
+                    bc("lookup"),
+                    bc("list_spread"),
+                    bc("deactivate")
+                );
             }
         }
     }
@@ -1010,8 +1384,13 @@ fn print_report(args: &Args, r: &Report) {
         println!("\ntotal: {:.0} s", t.as_f64().unwrap_or(0.0));
     }
     if let Some(l) = ex.get("loadavg_1min") {
-        let (b, a) = (l["before"].as_f64().unwrap_or(0.0), l["after"].as_f64().unwrap_or(0.0));
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        let (b, a) = (
+            l["before"].as_f64().unwrap_or(0.0),
+            l["after"].as_f64().unwrap_or(0.0),
+        );
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
         println!("load average (1 min): {b:.2} before, {a:.2} after");
         if b > cpus * 0.5 {
             println!("warning: the machine was busy before the run started; the numbers are noisy");
@@ -1021,6 +1400,11 @@ fn print_report(args: &Args, r: &Report) {
 
 fn fmt_list(v: &Value) -> String {
     v.as_array()
-        .map(|a| a.iter().map(|x| format!("{:.1}", x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .map(|x| format!("{:.1}", x.as_f64().unwrap_or(0.0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default()
 }

@@ -22,22 +22,47 @@ pub struct Application {
 
 impl Application {
     /// Connects, applies pending `<ns>_scim` patches and binds the listener (port 0 allowed).
-    pub async fn build(cfg: Config, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<Self> {
-        let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), cfg.pool_size).await.context("database")?;
-        let report = migrate::migrate(&db).await.context("applying <ns>_scim patches")?;
+    pub async fn build(
+        cfg: Config,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), cfg.pool_size)
+            .await
+            .context("database")?;
+        let report = migrate::migrate(&db)
+            .await
+            .context("applying <ns>_scim patches")?;
         for key in &report.applied {
             tracing::info!(patch = %key, "applied");
         }
-        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         let mut cfg = cfg;
         if cfg.public_url.is_none() {
             cfg.public_url = Some(format!("http://{addr}/scim/v2"));
         }
         let base_url: Arc<str> = Arc::from(cfg.base_url());
-        let auth = Arc::new(TokenVerifier::new(db.clone(), Duration::from_secs(cfg.token_recheck_secs), cfg.auth_failures_per_minute));
-        let state = AppState { prov: Provisioner { db, cfg: Arc::new(cfg) }, auth, metrics, base_url };
-        Ok(Self { listener, state, addr })
+        let auth = Arc::new(TokenVerifier::new(
+            db.clone(),
+            Duration::from_secs(cfg.token_recheck_secs),
+            cfg.auth_failures_per_minute,
+        ));
+        let state = AppState {
+            prov: Provisioner {
+                db,
+                cfg: Arc::new(cfg),
+            },
+            auth,
+            metrics,
+            base_url,
+        };
+        Ok(Self {
+            listener,
+            state,
+            addr,
+        })
     }
 
     /// The bound address.
@@ -54,21 +79,38 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let bg = spawn_background(self.state.clone());
         // The endpoint-name rewrite wraps the router: it must run before routing.
-        let svc = tower::Layer::layer(&axum::middleware::from_fn(canonical_endpoints), router(self.state));
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
+        let svc = tower::Layer::layer(
+            &axum::middleware::from_fn(canonical_endpoints),
+            router(self.state),
+        );
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(svc);
         tracing::info!(addr = %self.addr, "phab-scim listening");
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
         bg.abort();
         served.context("serving")
     }
 
     /// Serves until the future resolves (tests).
-    pub async fn run_with_shutdown(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_with_shutdown(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let bg = spawn_background(self.state.clone());
         // The endpoint-name rewrite wraps the router: it must run before routing.
-        let svc = tower::Layer::layer(&axum::middleware::from_fn(canonical_endpoints), router(self.state));
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(stop).await;
+        let svc = tower::Layer::layer(
+            &axum::middleware::from_fn(canonical_endpoints),
+            router(self.state),
+        );
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(svc);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(stop)
+            .await;
         bg.abort();
         served.context("serving")
     }
@@ -100,7 +142,12 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
         let db = state.prov.db.clone();
         let cfg = state.prov.cfg.clone();
         let host = crate::db::phabricator::user::hostname();
-        let key = format!("{}:{}:{}", host, std::process::id(), crate::db::phabricator::random_chars(8));
+        let key = format!(
+            "{}:{}:{}",
+            host,
+            std::process::id(),
+            crate::db::phabricator::random_chars(8)
+        );
         let key: String = key.chars().take(64).collect();
         let started = now();
         let mut tick = tokio::time::interval(Duration::from_secs(15));
@@ -108,11 +155,21 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             if let Ok(mut conn) = db.pool.acquire().await {
-                if let Err(e) = sidecar::heartbeat(&mut conn, &db.t, &key, &host, env!("CARGO_PKG_VERSION"), started).await {
+                if let Err(e) = sidecar::heartbeat(
+                    &mut conn,
+                    &db.t,
+                    &key,
+                    &host,
+                    env!("CARGO_PKG_VERSION"),
+                    started,
+                )
+                .await
+                {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
                 if n.is_multiple_of(240) {
-                    let cutoff = now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
+                    let cutoff =
+                        now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
                     let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
                 }
             }

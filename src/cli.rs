@@ -93,7 +93,10 @@ pub async fn main() -> ExitCode {
 
 async fn provisioner(cfg: Config) -> anyhow::Result<Provisioner> {
     let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), 4).await?;
-    Ok(Provisioner { db, cfg: Arc::new(cfg) })
+    Ok(Provisioner {
+        db,
+        cfg: Arc::new(cfg),
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -101,7 +104,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let metrics = crate::telemetry::init_metrics();
-            Application::build(cfg, metrics).await?.run_until_stopped().await?;
+            Application::build(cfg, metrics)
+                .await?
+                .run_until_stopped()
+                .await?;
         }
         Command::Migrate => {
             let p = provisioner(cfg).await?;
@@ -124,7 +130,11 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     p.db.ping().await.context("connecting to MySQL")?;
     println!("database: reachable");
     let report = check::check(&p.db).await?;
-    println!("namespace: {} ({} schema)", p.db.ns.as_str(), report.flavour);
+    println!(
+        "namespace: {} ({} schema)",
+        p.db.ns.as_str(),
+        report.flavour
+    );
     let mut ok = true;
     for (title, items) in [
         ("missing table", &report.missing_tables),
@@ -140,7 +150,9 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         println!("schema: compatible");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("schema: NOT compatible (run `bin/storage upgrade` in Phabricator, then `phab-scim migrate`)");
+        println!(
+            "schema: NOT compatible (run `bin/storage upgrade` in Phabricator, then `phab-scim migrate`)"
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -149,8 +161,15 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
     let p = provisioner(cfg).await?;
     migrate::migrate(&p.db).await?;
     match action {
-        TokenAction::Create { label, bot, expires_days } => {
-            let bot_phid = p.ensure_bot(&bot).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        TokenAction::Create {
+            label,
+            bot,
+            expires_days,
+        } => {
+            let bot_phid = p
+                .ensure_bot(&bot)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let expires = expires_days.map(|d| now().saturating_add(d.saturating_mul(86_400)));
             let (id, token) = crate::token::issue(&p.db, &bot_phid, &label, expires).await?;
             eprintln!("token {id} issued for @{bot} ({bot_phid}); it is shown once:");
@@ -172,7 +191,9 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
                     t.label,
                     t.bot_phid,
                     crate::scim::resource::datetime(t.date_created),
-                    t.date_last_used.map(crate::scim::resource::datetime).unwrap_or_else(|| "never".into())
+                    t.date_last_used
+                        .map(crate::scim::resource::datetime)
+                        .unwrap_or_else(|| "never".into())
                 );
             }
         }
@@ -204,7 +225,9 @@ async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Resu
     if reset {
         migrate::drop_namespace(&cfg.database_url, &ns).await?;
     }
-    let mut conn = sqlx::MySqlConnection::connect_with(&crate::db::connect_options(&cfg.database_url)?).await?;
+    let mut conn =
+        sqlx::MySqlConnection::connect_with(&crate::db::connect_options(&cfg.database_url)?)
+            .await?;
     migrate::install_phabricator_fixture(&mut conn, &ns).await?;
     drop(conn);
     cfg.namespace = ns;
@@ -213,7 +236,10 @@ async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Resu
     }
     let p = provisioner(cfg.clone()).await?;
     migrate::migrate(&p.db).await?;
-    let bot = p.ensure_bot("scim-bot").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bot = p
+        .ensure_bot("scim-bot")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_, token) = crate::token::issue(&p.db, &bot, "demo", None).await?;
     let app = Application::build(cfg, crate::telemetry::init_metrics()).await?;
     let base = format!("http://{}/scim/v2", app.addr());
@@ -225,6 +251,8 @@ async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Resu
     println!(
         "  curl -s -X POST {base}/Users -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n    -d '{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"jane.doe@example.com\",\"displayName\":\"Jane Doe\",\"emails\":[{{\"value\":\"jane.doe@example.com\",\"primary\":true}}]}}'"
     );
-    println!("  curl -s '{base}/Users?filter=userName%20eq%20%22jane.doe@example.com%22' -H 'Authorization: Bearer {token}'");
+    println!(
+        "  curl -s '{base}/Users?filter=userName%20eq%20%22jane.doe@example.com%22' -H 'Authorization: Bearer {token}'"
+    );
     app.run_until_stopped().await
 }

@@ -106,7 +106,11 @@ pub struct RevokeConfig {
 
 impl Default for RevokeConfig {
     fn default() -> Self {
-        Self { sessions: true, api_tokens: true, temporary_tokens: true }
+        Self {
+            sessions: true,
+            api_tokens: true,
+            temporary_tokens: true,
+        }
     }
 }
 
@@ -232,10 +236,14 @@ impl Config {
     /// Checks cross-field rules that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.database_url.expose().starts_with("mysql://") {
-            return Err(ConfigError::Invalid("database_url must start with mysql://".into()));
+            return Err(ConfigError::Invalid(
+                "database_url must start with mysql://".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.deprovision_guard_share) {
-            return Err(ConfigError::Invalid("deprovision_guard_share must be within 0..1".into()));
+            return Err(ConfigError::Invalid(
+                "deprovision_guard_share must be within 0..1".into(),
+            ));
         }
         if self.max_results == 0 {
             return Err(ConfigError::Invalid("max_results must be positive".into()));
@@ -287,7 +295,10 @@ mod tests {
     fn secret_debug_is_redacted() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let cfg = Config { database_url: Secret::new("mysql://u:hunter2@h:1"), ..Config::default() };
+        let cfg = Config {
+            database_url: Secret::new("mysql://u:hunter2@h:1"),
+            ..Config::default()
+        };
         assert!(!format!("{cfg:?}").contains("hunter2"));
     }
 }

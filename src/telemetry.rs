@@ -9,15 +9,24 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the tracing subscriber: JSON lines when `json`, else human-readable.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_env("PHAB_SCIM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let filter = EnvFilter::try_from_env("PHAB_SCIM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Installs the Prometheus recorder (no listener: `/metrics` serves it).
 pub fn init_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ])
         .ok()?
         .install_recorder()
         .ok()
@@ -36,6 +45,7 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];
     metrics::counter!("phab_scim_requests_total", &labels).increment(1);
-    metrics::histogram!("phab_scim_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("phab_scim_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     resp
 }

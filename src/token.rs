@@ -26,7 +26,11 @@ pub const SECRET_LEN: usize = 40;
 pub fn parse(token: &str) -> Option<(u32, &str)> {
     let rest = token.strip_prefix(PREFIX)?.strip_prefix('-')?;
     let (id, secret) = rest.split_once('-')?;
-    if secret.len() != SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)) {
+    if secret.len() != SECRET_LEN
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    {
         return None;
     }
     Some((id.parse().ok()?, secret))
@@ -47,13 +51,17 @@ fn argon2() -> Argon2<'static> {
 /// Hashes a secret into a PHC string.
 pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Ok(argon2().hash_password(secret.as_bytes(), &salt)?.to_string())
+    Ok(argon2()
+        .hash_password(secret.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Verifies a secret against a PHC string (any argon2 variant and parameters it names).
 pub fn verify_secret(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default().verify_password(secret.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default()
+            .verify_password(secret.as_bytes(), &h)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -109,7 +117,9 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("recheck", &self.recheck).finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("recheck", &self.recheck)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,11 +148,15 @@ impl TokenVerifier {
 
     /// Verifies `secret` against `phc` off the async runtime, in the current span.
     async fn run_verify(&self, secret: &str, phc: String) -> bool {
-        let Ok(_slot) = self.slots.acquire().await else { return false };
+        let Ok(_slot) = self.slots.acquire().await else {
+            return false;
+        };
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let s = secret.to_owned();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &phc))).await.unwrap_or(false)
+        tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &phc)))
+            .await
+            .unwrap_or(false)
     }
 
     /// Checks a bearer token presented by `client`.
@@ -164,7 +178,13 @@ impl TokenVerifier {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
-            cache.get(&key).filter(|c| c.checked.elapsed() < self.recheck).map(|c| Principal { token_id: c.token_id, bot_phid: c.bot_phid.clone() })
+            cache
+                .get(&key)
+                .filter(|c| c.checked.elapsed() < self.recheck)
+                .map(|c| Principal {
+                    token_id: c.token_id,
+                    bot_phid: c.bot_phid.clone(),
+                })
         };
         if let Some(p) = fresh {
             self.touch(p.token_id);
@@ -175,12 +195,20 @@ impl TokenVerifier {
             if m.len() >= CACHE_LIMIT {
                 m.clear();
             }
-            m.entry(key).or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))).clone()
+            m.entry(key)
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
+                .clone()
         };
         let _one_at_a_time = gate.lock().await;
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
-            cache.get(&key).filter(|c| c.checked.elapsed() < self.recheck).map(|c| Principal { token_id: c.token_id, bot_phid: c.bot_phid.clone() })
+            cache
+                .get(&key)
+                .filter(|c| c.checked.elapsed() < self.recheck)
+                .map(|c| Principal {
+                    token_id: c.token_id,
+                    bot_phid: c.bot_phid.clone(),
+                })
         };
         if let Some(p) = fresh {
             return Ok(p);
@@ -206,7 +234,9 @@ impl TokenVerifier {
         };
         let cached_hash_matches = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
-            cache.get(&key).is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
+            cache
+                .get(&key)
+                .is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
         };
         if !cached_hash_matches && !self.run_verify(secret, row.token_hash.clone()).await {
             self.forget(&key);
@@ -216,10 +246,21 @@ impl TokenVerifier {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key, Cached { token_id: row.id, bot_phid: row.bot_phid.clone(), hash: row.token_hash.clone(), checked: Instant::now() });
+            cache.insert(
+                key,
+                Cached {
+                    token_id: row.id,
+                    bot_phid: row.bot_phid.clone(),
+                    hash: row.token_hash.clone(),
+                    checked: Instant::now(),
+                },
+            );
         }
         self.touch(row.id);
-        Ok(Principal { token_id: row.id, bot_phid: row.bot_phid.clone() })
+        Ok(Principal {
+            token_id: row.id,
+            bot_phid: row.bot_phid.clone(),
+        })
     }
 
     fn forget(&self, key: &[u8; 32]) {
@@ -232,7 +273,9 @@ impl TokenVerifier {
     fn touch(&self, id: u32) {
         let due = match self.touched.lock() {
             Ok(mut t) => {
-                let due = t.get(&id).is_none_or(|last| last.elapsed() > Duration::from_secs(60));
+                let due = t
+                    .get(&id)
+                    .is_none_or(|last| last.elapsed() > Duration::from_secs(60));
                 if due {
                     t.insert(id, Instant::now());
                 }
@@ -302,7 +345,12 @@ mod tests {
 
 /// Issues a token for `bot_phid`: the row, then the hash of a fresh secret. Returns the token,
 /// which exists nowhere else afterwards.
-pub async fn issue(db: &Db, bot_phid: &str, label: &str, expires: Option<u32>) -> Result<(u32, String), IssueError> {
+pub async fn issue(
+    db: &Db,
+    bot_phid: &str,
+    label: &str,
+    expires: Option<u32>,
+) -> Result<(u32, String), IssueError> {
     let secret = crate::db::phabricator::random_chars(SECRET_LEN);
     let s = secret.clone();
     let hash = tokio::task::spawn_blocking(move || hash_secret(&s))

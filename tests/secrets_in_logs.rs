@@ -54,37 +54,70 @@ async fn secrets_stay_out_of_logs_errors_and_debug() {
     let app = TestApp::spawn_with(|c| c.auth_failures_per_minute = 1000).await;
     let (id, token) = app.issue_token().await;
     let secret = token.rsplit('-').next().unwrap().to_owned();
-    let hash: String = sqlx::query_scalar(sqlx::AssertSqlSafe(app.sql(&format!("SELECT tokenHash FROM {{scim}}.scim_token WHERE id = {id}"))))
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let hash: String = sqlx::query_scalar(sqlx::AssertSqlSafe(app.sql(&format!(
+        "SELECT tokenHash FROM {{scim}}.scim_token WHERE id = {id}"
+    ))))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     let hash_tail = hash.rsplit('$').next().unwrap().to_owned();
     let mut bodies = String::new();
     // Successful use, a wrong secret for a real id, the real secret with a typo, and the
     // secret under another id.
-    for t in [token.clone(), format!("phscim-{id}-{}", "b".repeat(40)), format!("{token}x"), format!("phscim-{}-{secret}", id + 1000)] {
-        let r = app.client.post(format!("{}/Users", app.base)).bearer_auth(&t).header("content-type", "application/scim+json")
-            .body(user_body(&format!("u{}@x.com", t.len()), &format!("u{}@x.com", t.len()), "U").to_string()).send().await.unwrap();
+    for t in [
+        token.clone(),
+        format!("phscim-{id}-{}", "b".repeat(40)),
+        format!("{token}x"),
+        format!("phscim-{}-{secret}", id + 1000),
+    ] {
+        let r = app
+            .client
+            .post(format!("{}/Users", app.base))
+            .bearer_auth(&t)
+            .header("content-type", "application/scim+json")
+            .body(
+                user_body(
+                    &format!("u{}@x.com", t.len()),
+                    &format!("u{}@x.com", t.len()),
+                    "U",
+                )
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
         bodies.push_str(&format!("{:?}", r.headers()));
         bodies.push_str(&r.text().await.unwrap());
     }
     // A database that refuses the connection, with a password in its URL: the service's 503,
     // the error's Display and Debug, and the configuration's Debug.
     let dead_url = Secret::new(format!("mysql://root:{password}@127.0.0.1:9"));
-    let dead = phab_scim::db::Db::connect(&dead_url, app.ns.clone(), 1).await.unwrap();
+    let dead = phab_scim::db::Db::connect(&dead_url, app.ns.clone(), 1)
+        .await
+        .unwrap();
     let verifier = TokenVerifier::new(dead.clone(), Duration::from_secs(1), 1000);
-    let err = verifier.verify(&token, "127.0.0.1".parse().unwrap()).await.unwrap_err();
+    let err = verifier
+        .verify(&token, "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap_err();
     let api = phab_scim::http::error::ApiError::from(err);
     assert_eq!(api.status(), 503);
     bodies.push_str(&format!("{api} {api:?} {}", api.detail()));
     let resp = axum::response::IntoResponse::into_response(api);
     bodies.push_str(&format!("{:?}", resp.headers()));
-    let cfg = phab_scim::config::Config { database_url: dead_url.clone(), ..app.cfg.clone() };
+    let cfg = phab_scim::config::Config {
+        database_url: dead_url.clone(),
+        ..app.cfg.clone()
+    };
     bodies.push_str(&format!("{cfg:?} {dead:?} {dead_url:?} {verifier:?}"));
     // Wrong password for the real server: the startup error chain.
     let mut real = reqwest::Url::parse(&helpers::database_url()).unwrap();
     real.set_password(Some(password)).unwrap();
-    let bad_cfg = phab_scim::config::Config { database_url: Secret::new(real.to_string()), listen: "127.0.0.1:0".parse().unwrap(), ..app.cfg.clone() };
+    let bad_cfg = phab_scim::config::Config {
+        database_url: Secret::new(real.to_string()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..app.cfg.clone()
+    };
     match phab_scim::app::Application::build(bad_cfg, None).await {
         Ok(_) => {} // the test server may accept any password for root; nothing to check then
         Err(e) => {
@@ -95,13 +128,23 @@ async fn secrets_stay_out_of_logs_errors_and_debug() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = serde_json::to_string(&app.rows("SELECT * FROM {scim}.scim_event").await).unwrap();
     let logs = capture.text();
-    assert!(logs.contains("authentication failed"), "the capture works: {}", &logs[..logs.len().min(2000)]);
-    for (what, needle) in [("token secret", secret.as_str()), ("hash", hash_tail.as_str()), ("password", password)] {
+    assert!(
+        logs.contains("authentication failed"),
+        "the capture works: {}",
+        &logs[..logs.len().min(2000)]
+    );
+    for (what, needle) in [
+        ("token secret", secret.as_str()),
+        ("hash", hash_tail.as_str()),
+        ("password", password),
+    ] {
         assert!(!logs.contains(needle), "{what} in the logs");
-        assert!(!bodies.contains(needle), "{what} in an error, header or Debug output");
+        assert!(
+            !bodies.contains(needle),
+            "{what} in an error, header or Debug output"
+        );
         assert!(!events.contains(needle), "{what} in the sync log");
     }
     dead.pool.close().await;
     app.cleanup().await;
 }
-

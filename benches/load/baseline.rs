@@ -38,13 +38,23 @@ fn e(what: &str) -> impl Fn(sqlx::Error) -> String + '_ {
 }
 
 /// `queue-task` (internals §4.5): data row, counter allocation, task row.
-async fn queue_task(conn: &mut MySqlConnection, t: &Tables, class: &str, data: &Value, priority: u32, object: Option<&str>) -> R<()> {
-    let data_id = sqlx::query(AssertSqlSafe(format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata)))
-        .bind(data.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(e("taskdata"))?
-        .last_insert_id();
+async fn queue_task(
+    conn: &mut MySqlConnection,
+    t: &Tables,
+    class: &str,
+    data: &Value,
+    priority: u32,
+    object: Option<&str>,
+) -> R<()> {
+    let data_id = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (data) VALUES (?)",
+        t.worker_taskdata
+    )))
+    .bind(data.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(e("taskdata"))?
+    .last_insert_id();
     let id = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', LAST_INSERT_ID(1)) \
          ON DUPLICATE KEY UPDATE counterValue = LAST_INSERT_ID(counterValue + 1)",
@@ -121,8 +131,24 @@ pub async fn create_user(db: &Db, p: &Person) -> R<String> {
     .execute(&mut *tx)
     .await
     .map_err(e("user_email"))?;
-    queue_task(&mut tx, t, "PhabricatorSearchWorker", &json!({"documentPHID": phid, "parameters": [], "strict": false}), 3500, Some(&phid)).await?;
-    queue_task(&mut tx, t, "PhabricatorRepositoryIdentityChangeWorker", &json!({"emailAddresses": [p.user_name]}), 2000, None).await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorSearchWorker",
+        &json!({"documentPHID": phid, "parameters": [], "strict": false}),
+        3500,
+        Some(&phid),
+    )
+    .await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorRepositoryIdentityChangeWorker",
+        &json!({"emailAddresses": [p.user_name]}),
+        2000,
+        None,
+    )
+    .await?;
     tx.commit().await.map_err(e("commit"))?;
     Ok(phid)
 }
@@ -167,20 +193,26 @@ pub async fn list_page(db: &Db, offset: u64, count: u64) -> R<usize> {
 pub async fn deactivate(db: &Db, actor: &str, phid: &str) -> R<()> {
     let t = &*db.t;
     let mut tx = db.pool.begin().await.map_err(e("begin"))?;
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT id, isDisabled FROM {} WHERE phid = ? FOR UPDATE", t.user)))
-        .bind(phid)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(e("lock user"))?
-        .ok_or_else(|| format!("no user {phid}"))?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, isDisabled FROM {} WHERE phid = ? FOR UPDATE",
+        t.user
+    )))
+    .bind(phid)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(e("lock user"))?
+    .ok_or_else(|| format!("no user {phid}"))?;
     let _: bool = row.try_get(1).map_err(e("isDisabled"))?;
     let ts = now();
-    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET isDisabled = 1, dateModified = ? WHERE phid = ?", t.user)))
-        .bind(ts)
-        .bind(phid)
-        .execute(&mut *tx)
-        .await
-        .map_err(e("update user"))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET isDisabled = 1, dateModified = ? WHERE phid = ?",
+        t.user
+    )))
+    .bind(ts)
+    .bind(phid)
+    .execute(&mut *tx)
+    .await
+    .map_err(e("update user"))?;
     let xphid = new_xaction_phid("USER");
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (phid, authorPHID, objectPHID, viewPolicy, editPolicy, commentPHID, commentVersion, \
@@ -199,9 +231,25 @@ pub async fn deactivate(db: &Db, actor: &str, phid: &str) -> R<()> {
     .execute(&mut *tx)
     .await
     .map_err(e("user_transaction"))?;
-    queue_task(&mut tx, t, "PhabricatorSearchWorker", &json!({"documentPHID": phid, "parameters": [], "strict": false}), 3500, Some(phid)).await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorSearchWorker",
+        &json!({"documentPHID": phid, "parameters": [], "strict": false}),
+        3500,
+        Some(phid),
+    )
+    .await?;
     let publish = json!({"objectPHID": phid, "actorPHID": actor, "xactionPHIDs": [xphid], "state": user_publish_state(phid, actor)});
-    queue_task(&mut tx, t, "PhabricatorApplicationTransactionPublishWorker", &publish, 1000, Some(phid)).await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorApplicationTransactionPublishWorker",
+        &publish,
+        1000,
+        Some(phid),
+    )
+    .await?;
     tx.commit().await.map_err(e("commit"))?;
     Ok(())
 }
@@ -244,7 +292,18 @@ pub async fn create_project(db: &Db, actor: &str, name: &str) -> R<(String, u64)
     let mut xphids = Vec::new();
     for (kind, new) in [("core:create", Value::Null), ("project:name", json!(name))] {
         let xphid = new_xaction_phid("PROJ");
-        insert_project_xaction(&mut tx, t, &xphid, &phid, actor, kind, &Value::Null, &new, json!({"core.create": true, "core.groupID": group})).await?;
+        insert_project_xaction(
+            &mut tx,
+            t,
+            &xphid,
+            &phid,
+            actor,
+            kind,
+            &Value::Null,
+            &new,
+            json!({"core.create": true, "core.groupID": group}),
+        )
+        .await?;
         xphids.push(xphid);
     }
     sqlx::query(AssertSqlSafe(format!(
@@ -259,27 +318,49 @@ pub async fn create_project(db: &Db, actor: &str, name: &str) -> R<(String, u64)
     .await
     .map_err(e("slug"))?;
     let publish = json!({"objectPHID": phid, "actorPHID": actor, "xactionPHIDs": xphids, "state": project_publish_state(&phid, actor, true)});
-    queue_task(&mut tx, t, "PhabricatorApplicationTransactionPublishWorker", &publish, 1000, Some(&phid)).await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorApplicationTransactionPublishWorker",
+        &publish,
+        1000,
+        Some(&phid),
+    )
+    .await?;
     tx.commit().await.map_err(e("commit"))?;
     Ok((phid, id))
 }
 
-async fn write_datasource_tokens(conn: &mut MySqlConnection, t: &Tables, project_id: u64, name: &str, replace: bool) -> R<()> {
+async fn write_datasource_tokens(
+    conn: &mut MySqlConnection,
+    t: &Tables,
+    project_id: u64,
+    name: &str,
+    replace: bool,
+) -> R<()> {
     if replace {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE projectID = ?", t.project_datasourcetoken)))
-            .bind(project_id)
-            .execute(&mut *conn)
-            .await
-            .map_err(e("delete tokens"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE projectID = ?",
+            t.project_datasourcetoken
+        )))
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(e("delete tokens"))?;
     }
     let tokens = project_tokens(name);
-    let mut sql = format!("INSERT INTO {} (projectID, token) VALUES ", t.project_datasourcetoken);
+    let mut sql = format!(
+        "INSERT INTO {} (projectID, token) VALUES ",
+        t.project_datasourcetoken
+    );
     sql.push_str(&vec!["(?, ?)"; tokens.len()].join(", "));
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for tok in &tokens {
         q = q.bind(project_id).bind(tok);
     }
-    q.execute(&mut *conn).await.map_err(e("datasource tokens"))?;
+    q.execute(&mut *conn)
+        .await
+        .map_err(e("datasource tokens"))?;
     Ok(())
 }
 
@@ -321,22 +402,34 @@ async fn insert_project_xaction(
 
 /// W18 for a batch of members: lock and re-save the project, rewrite its datasource tokens,
 /// one `core:edge` transaction, edges 13 and 14 (upsert) and 60 (insert ignore), publish task.
-pub async fn add_members(db: &Db, actor: &str, project: &(String, u64), name: &str, members: &[String]) -> R<()> {
+pub async fn add_members(
+    db: &Db,
+    actor: &str,
+    project: &(String, u64),
+    name: &str,
+    members: &[String],
+) -> R<()> {
     let t = &*db.t;
     let (phid, id) = project;
     let mut tx = db.pool.begin().await.map_err(e("begin"))?;
-    sqlx::query(AssertSqlSafe(format!("SELECT id, dateModified FROM {} WHERE phid = ? FOR UPDATE", t.project)))
-        .bind(phid)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(e("lock project"))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT id, dateModified FROM {} WHERE phid = ? FOR UPDATE",
+        t.project
+    )))
+    .bind(phid)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(e("lock project"))?;
     let ts = now();
-    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET dateModified = ? WHERE id = ?", t.project)))
-        .bind(ts)
-        .bind(*id)
-        .execute(&mut *tx)
-        .await
-        .map_err(e("resave project"))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET dateModified = ? WHERE id = ?",
+        t.project
+    )))
+    .bind(ts)
+    .bind(*id)
+    .execute(&mut *tx)
+    .await
+    .map_err(e("resave project"))?;
     write_datasource_tokens(&mut tx, t, *id, name, true).await?;
     let xphid = new_xaction_phid("PROJ");
     insert_project_xaction(
@@ -352,16 +445,33 @@ pub async fn add_members(db: &Db, actor: &str, project: &(String, u64), name: &s
     )
     .await?;
     for (table, ty, project_is_src, verb, tail) in [
-        (&t.project_edge, 13u32, true, "INSERT", " ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)"),
-        (&t.user_edge, 14, false, "INSERT", " ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)"),
+        (
+            &t.project_edge,
+            13u32,
+            true,
+            "INSERT",
+            " ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)",
+        ),
+        (
+            &t.user_edge,
+            14,
+            false,
+            "INSERT",
+            " ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)",
+        ),
         (&t.project_edge, 60, true, "INSERT IGNORE", ""),
     ] {
-        let mut sql = format!("{verb} INTO {table} (src, type, dst, dateCreated, seq, dataID) VALUES ");
+        let mut sql =
+            format!("{verb} INTO {table} (src, type, dst, dateCreated, seq, dataID) VALUES ");
         sql.push_str(&vec!["(?, ?, ?, ?, ?, NULL)"; members.len()].join(", "));
         sql.push_str(tail);
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (seq, m) in members.iter().enumerate() {
-            let (src, dst) = if project_is_src { (phid.as_str(), m.as_str()) } else { (m.as_str(), phid.as_str()) };
+            let (src, dst) = if project_is_src {
+                (phid.as_str(), m.as_str())
+            } else {
+                (m.as_str(), phid.as_str())
+            };
             // seq numbers edges per source within one edit (internals §8.2).
             let seq = if project_is_src { seq as u32 } else { 0 };
             q = q.bind(src).bind(ty).bind(dst).bind(ts).bind(seq);
@@ -369,13 +479,24 @@ pub async fn add_members(db: &Db, actor: &str, project: &(String, u64), name: &s
         q.execute(&mut *tx).await.map_err(e("edges"))?;
     }
     let publish = json!({"objectPHID": phid, "actorPHID": actor, "xactionPHIDs": [xphid], "state": project_publish_state(phid, actor, false)});
-    queue_task(&mut tx, t, "PhabricatorApplicationTransactionPublishWorker", &publish, 1000, Some(phid)).await?;
+    queue_task(
+        &mut tx,
+        t,
+        "PhabricatorApplicationTransactionPublishWorker",
+        &publish,
+        1000,
+        Some(phid),
+    )
+    .await?;
     tx.commit().await.map_err(e("commit"))?;
     Ok(())
 }
 
 /// Sanity check used after the baseline: rows written as expected.
 pub async fn count(db: &Db, table: &str) -> R<i64> {
-    let row = (&db.pool).fetch_one(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).await.map_err(e("count"))?;
+    let row = (&db.pool)
+        .fetch_one(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .await
+        .map_err(e("count"))?;
     row.try_get(0).map_err(e("count"))
 }

@@ -3,15 +3,72 @@
 use serde_json::{Value, json};
 
 const GIVEN: &[&str] = &[
-    "adele", "alex", "allan", "bianca", "brian", "cameron", "christie", "debra", "diego", "emily", "enrico",
-    "grady", "henrietta", "irvin", "isaiah", "johanna", "joni", "lee", "lidia", "lynne", "megan", "miriam",
-    "nestor", "patti", "pradeep", "raul", "sanjay", "tatiana", "wanda", "yolanda", "zrinka", "omar",
+    "adele",
+    "alex",
+    "allan",
+    "bianca",
+    "brian",
+    "cameron",
+    "christie",
+    "debra",
+    "diego",
+    "emily",
+    "enrico",
+    "grady",
+    "henrietta",
+    "irvin",
+    "isaiah",
+    "johanna",
+    "joni",
+    "lee",
+    "lidia",
+    "lynne",
+    "megan",
+    "miriam",
+    "nestor",
+    "patti",
+    "pradeep",
+    "raul",
+    "sanjay",
+    "tatiana",
+    "wanda",
+    "yolanda",
+    "zrinka",
+    "omar",
 ];
 const FAMILY: &[&str] = &[
-    "vance", "wilber", "deyoung", "pincela", "johnson", "white", "cline", "berger", "siciliani", "braun",
-    "zimmermann", "archie", "cantrell", "sink", "langer", "lauer", "sherman", "gu", "holloway", "mccormick",
-    "bowen", "graham", "wilke", "fernandez", "gupta", "mendez", "patel", "smirnova", "rossi", "nakamura",
-    "okafor", "novak",
+    "vance",
+    "wilber",
+    "deyoung",
+    "pincela",
+    "johnson",
+    "white",
+    "cline",
+    "berger",
+    "siciliani",
+    "braun",
+    "zimmermann",
+    "archie",
+    "cantrell",
+    "sink",
+    "langer",
+    "lauer",
+    "sherman",
+    "gu",
+    "holloway",
+    "mccormick",
+    "bowen",
+    "graham",
+    "wilke",
+    "fernandez",
+    "gupta",
+    "mendez",
+    "patel",
+    "smirnova",
+    "rossi",
+    "nakamura",
+    "okafor",
+    "novak",
 ];
 
 /// One person, identified by a prefix (`c` created over HTTP, `s` seeded, `b` baseline) and an
@@ -35,7 +92,8 @@ pub fn person(prefix: &str, i: usize) -> Person {
     let username = format!("{given}.{family}.{prefix}{i}");
     let user_name = format!("{username}@contoso.example");
     // A stable, UUID-shaped external id (Entra's objectId / mailNickname slot).
-    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(prefix.bytes().fold(0u8, |a, b| a ^ b));
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(prefix.bytes().fold(0u8, |a, b| a ^ b));
     let external_id = format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
         h >> 32,
@@ -45,7 +103,15 @@ pub fn person(prefix: &str, i: usize) -> Person {
         h & 0xffff_ffff_ffff
     );
     let display = format!("{} {}", cap(given), cap(family));
-    Person { given, family, username, user_name, external_id, display, index: i }
+    Person {
+        given,
+        family,
+        username,
+        user_name,
+        external_id,
+        display,
+        index: i,
+    }
 }
 
 fn cap(s: &str) -> String {

@@ -46,7 +46,9 @@ pub fn find_db_server() -> Option<u32> {
     let dir = std::fs::read_dir("/proc").ok()?;
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if matches!(comm.trim(), "mariadbd" | "mysqld") {
             return Some(pid);
@@ -65,8 +67,10 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 }
 
 fn cpu_snapshot() -> Vec<(String, Option<u64>)> {
-    let mut v: Vec<(String, Option<u64>)> =
-        WATCHED.lock().map(|w| w.iter().map(|(l, p)| (l.clone(), cpu_ticks(*p))).collect()).unwrap_or_default();
+    let mut v: Vec<(String, Option<u64>)> = WATCHED
+        .lock()
+        .map(|w| w.iter().map(|(l, p)| (l.clone(), cpu_ticks(*p))).collect())
+        .unwrap_or_default();
     v.push(("client".into(), cpu_ticks(std::process::id())));
     v
 }
@@ -113,7 +117,12 @@ where
 }
 
 /// Latency percentiles and rate.
-pub fn summarize(mut lat: Vec<u64>, elapsed: Duration, errors: usize, first_error: Option<String>) -> Measured {
+pub fn summarize(
+    mut lat: Vec<u64>,
+    elapsed: Duration,
+    errors: usize,
+    first_error: Option<String>,
+) -> Measured {
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -126,7 +135,11 @@ pub fn summarize(mut lat: Vec<u64>, elapsed: Duration, errors: usize, first_erro
     Measured {
         ops: lat.len(),
         seconds,
-        per_sec: if seconds > 0.0 { lat.len() as f64 / seconds } else { 0.0 },
+        per_sec: if seconds > 0.0 {
+            lat.len() as f64 / seconds
+        } else {
+            0.0
+        },
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |v| *v as f64 / 1000.0),
@@ -203,7 +216,8 @@ where
             && m.ops > 0
         {
             // 100 ticks per second: one tick is 10 ms.
-            m.cpu_ms_per_op.insert(label, a.saturating_sub(b) as f64 * 10.0 / m.ops as f64);
+            m.cpu_ms_per_op
+                .insert(label, a.saturating_sub(b) as f64 * 10.0 / m.ops as f64);
         }
     }
     (m, out)

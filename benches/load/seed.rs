@@ -33,7 +33,13 @@ fn rows(n: usize, one: &str) -> String {
 
 /// Seeds users `prefix{i}` for `i` in `range`; returns their PHIDs in order. With `scim` false
 /// only Phabricator's rows are written (the plain-SQL baseline's namespace).
-pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usize>, scim: bool) -> Result<Vec<String>, String> {
+pub async fn users(
+    pool: &MySqlPool,
+    t: &Tables,
+    prefix: &str,
+    range: Range<usize>,
+    scim: bool,
+) -> Result<Vec<String>, String> {
     let mut phids = Vec::with_capacity(range.len());
     let ts = phab_scim::db::now();
     let mut start = range.start;
@@ -49,13 +55,27 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
              accountSecret, isEnrolledInMultiFactor, availabilityCache, availabilityCacheTTL, \
              isMailingList, defaultProfileImagePHID, defaultProfileImageVersion) VALUES {}",
             t.user,
-            rows(people.len(), "(?, ?, ?, ?, ?, NULL, ?, 0, 0, 0, 1, 1, ?, 0, NULL, NULL, 0, NULL, NULL)")
+            rows(
+                people.len(),
+                "(?, ?, ?, ?, ?, NULL, ?, 0, 0, 0, 1, 1, ?, 0, NULL, NULL, 0, NULL, NULL)"
+            )
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (p, phid) in people.iter().zip(&batch_phids) {
-            q = q.bind(phid).bind(&p.username).bind(&p.display).bind(ts).bind(ts).bind(random_chars(255)).bind(random_chars(64));
+            q = q
+                .bind(phid)
+                .bind(&p.username)
+                .bind(&p.display)
+                .bind(ts)
+                .bind(ts)
+                .bind(random_chars(255))
+                .bind(random_chars(64));
         }
-        let first_id = q.execute(&mut *tx).await.map_err(|e| format!("seed user: {e}"))?.last_insert_id();
+        let first_id = q
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| format!("seed user: {e}"))?
+            .last_insert_id();
 
         let sql = format!(
             "INSERT INTO {} (phid, userPHID, address, isVerified, isPrimary, verificationCode, dateCreated, dateModified) VALUES {}",
@@ -64,9 +84,17 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (p, phid) in people.iter().zip(&batch_phids) {
-            q = q.bind(new_phid("EADR")).bind(phid).bind(&p.user_name).bind(random_chars(24)).bind(ts).bind(ts);
+            q = q
+                .bind(new_phid("EADR"))
+                .bind(phid)
+                .bind(&p.user_name)
+                .bind(random_chars(24))
+                .bind(ts)
+                .bind(ts);
         }
-        q.execute(&mut *tx).await.map_err(|e| format!("seed user_email: {e}"))?;
+        q.execute(&mut *tx)
+            .await
+            .map_err(|e| format!("seed user_email: {e}"))?;
 
         // One multi-row insert of a single statement gets consecutive ids (no other writer).
         let mut tokens: Vec<(String, u64)> = Vec::new();
@@ -75,12 +103,18 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
                 tokens.push((tok, first_id + k as u64));
             }
         }
-        let sql = format!("INSERT INTO {} (token, userID) VALUES {}", t.user_nametoken, rows(tokens.len(), "(?, ?)"));
+        let sql = format!(
+            "INSERT INTO {} (token, userID) VALUES {}",
+            t.user_nametoken,
+            rows(tokens.len(), "(?, ?)")
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (tok, id) in &tokens {
             q = q.bind(tok).bind(*id);
         }
-        q.execute(&mut *tx).await.map_err(|e| format!("seed user_nametoken: {e}"))?;
+        q.execute(&mut *tx)
+            .await
+            .map_err(|e| format!("seed user_nametoken: {e}"))?;
 
         if scim {
             let sql = format!(
@@ -90,7 +124,8 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (p, phid) in people.iter().zip(&batch_phids) {
-                let doc = normalize(Resource::User, &entra_user_body(p)).map_err(|e| format!("normalize: {e:?}"))?;
+                let doc = normalize(Resource::User, &entra_user_body(p))
+                    .map_err(|e| format!("normalize: {e:?}"))?;
                 let spec = UserSpec::from_doc(doc).map_err(|e| format!("spec: {e:?}"))?;
                 q = q
                     .bind(phid)
@@ -100,7 +135,9 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
                     .bind(ts)
                     .bind(ts);
             }
-            q.execute(&mut *tx).await.map_err(|e| format!("seed scim_user: {e}"))?;
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| format!("seed scim_user: {e}"))?;
 
             let sql = format!(
                 "INSERT INTO {} (userPHID, address, emailType, isPrimary) VALUES {}",
@@ -111,7 +148,9 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
             for (p, phid) in people.iter().zip(&batch_phids) {
                 q = q.bind(phid).bind(&p.user_name);
             }
-            q.execute(&mut *tx).await.map_err(|e| format!("seed scim_useremail: {e}"))?;
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| format!("seed scim_useremail: {e}"))?;
         }
         tx.commit().await.map_err(|e| e.to_string())?;
         phids.extend(batch_phids);
@@ -122,21 +161,36 @@ pub async fn users(pool: &MySqlPool, t: &Tables, prefix: &str, range: Range<usiz
 
 /// Makes `members` members of project `project_phid` the way the editor leaves them: edges 13
 /// and 60 (project DB) and 14 (user DB), `seq` 0, no edge data.
-pub async fn memberships(pool: &MySqlPool, t: &Tables, project_phid: &str, members: &[String]) -> Result<(), String> {
+pub async fn memberships(
+    pool: &MySqlPool,
+    t: &Tables,
+    project_phid: &str,
+    members: &[String],
+) -> Result<(), String> {
     let ts = phab_scim::db::now();
     for chunk in members.chunks(1000) {
         let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        for (table, ty, project_is_src) in [(&t.project_edge, 13u32, true), (&t.project_edge, 60, true), (&t.user_edge, 14, false)] {
+        for (table, ty, project_is_src) in [
+            (&t.project_edge, 13u32, true),
+            (&t.project_edge, 60, true),
+            (&t.user_edge, 14, false),
+        ] {
             let sql = format!(
                 "INSERT IGNORE INTO {table} (src, type, dst, dateCreated, seq, dataID) VALUES {}",
                 rows(chunk.len(), "(?, ?, ?, ?, 0, NULL)")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for m in chunk {
-                let (src, dst) = if project_is_src { (project_phid, m.as_str()) } else { (m.as_str(), project_phid) };
+                let (src, dst) = if project_is_src {
+                    (project_phid, m.as_str())
+                } else {
+                    (m.as_str(), project_phid)
+                };
                 q = q.bind(src).bind(ty).bind(dst).bind(ts);
             }
-            q.execute(&mut *tx).await.map_err(|e| format!("seed edge {ty}: {e}"))?;
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| format!("seed edge {ty}: {e}"))?;
         }
         tx.commit().await.map_err(|e| e.to_string())?;
     }

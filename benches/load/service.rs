@@ -18,11 +18,19 @@ use sqlx::{Connection, MySqlConnection};
 /// Creates namespace `ns` with Phabricator's tables and the `<ns>_scim` patches.
 pub async fn install_namespace(url: &Secret, ns: &Namespace) -> Result<Db, String> {
     let opts = phab_scim::db::connect_options(url).map_err(|e| e.to_string())?;
-    let mut conn = MySqlConnection::connect_with(&opts).await.map_err(|e| format!("connect: {e}"))?;
-    migrate::install_phabricator_fixture(&mut conn, ns).await.map_err(|e| format!("fixture: {e}"))?;
+    let mut conn = MySqlConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    migrate::install_phabricator_fixture(&mut conn, ns)
+        .await
+        .map_err(|e| format!("fixture: {e}"))?;
     conn.close().await.ok();
-    let db = Db::connect(url, ns.clone(), 8).await.map_err(|e| e.to_string())?;
-    migrate::migrate(&db).await.map_err(|e| format!("migrate: {e}"))?;
+    let db = Db::connect(url, ns.clone(), 8)
+        .await
+        .map_err(|e| e.to_string())?;
+    migrate::migrate(&db)
+        .await
+        .map_err(|e| format!("migrate: {e}"))?;
     Ok(db)
 }
 
@@ -48,11 +56,30 @@ fn free_port() -> Result<u16, String> {
 
 impl Service {
     /// Issues a token in `db`'s namespace and starts `bin serve` on it.
-    pub async fn start(bin: &Path, url: &Secret, db: &Db, pool_size: u32, log: PathBuf, pid_file: Option<&Path>) -> Result<Self, String> {
-        let cfg = Config { database_url: url.clone(), namespace: db.ns.clone(), ..Config::default() };
-        let prov = Provisioner { db: db.clone(), cfg: Arc::new(cfg) };
-        let bot = prov.ensure_bot("scim-bot").await.map_err(|e| format!("bot: {e:?}"))?;
-        let (_, token) = phab_scim::token::issue(db, &bot, "bench", None).await.map_err(|e| format!("token: {e}"))?;
+    pub async fn start(
+        bin: &Path,
+        url: &Secret,
+        db: &Db,
+        pool_size: u32,
+        log: PathBuf,
+        pid_file: Option<&Path>,
+    ) -> Result<Self, String> {
+        let cfg = Config {
+            database_url: url.clone(),
+            namespace: db.ns.clone(),
+            ..Config::default()
+        };
+        let prov = Provisioner {
+            db: db.clone(),
+            cfg: Arc::new(cfg),
+        };
+        let bot = prov
+            .ensure_bot("scim-bot")
+            .await
+            .map_err(|e| format!("bot: {e:?}"))?;
+        let (_, token) = phab_scim::token::issue(db, &bot, "bench", None)
+            .await
+            .map_err(|e| format!("token: {e}"))?;
 
         let port = free_port()?;
         let logfile = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -72,7 +99,9 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().map_err(|e| e.to_string())?)
             .stderr(logfile);
-        let child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let pid = child.id();
         if let Some(p) = pid_file {
             let _ = std::fs::write(p, format!("{pid}\n"));
@@ -83,20 +112,41 @@ impl Service {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| e.to_string())?;
-        let api = Api { client, base: format!("{root}/scim/v2"), root, auth: format!("Bearer {token}") };
-        let mut svc = Self { child, pid, api, log };
+        let api = Api {
+            client,
+            base: format!("{root}/scim/v2"),
+            root,
+            auth: format!("Bearer {token}"),
+        };
+        let mut svc = Self {
+            child,
+            pid,
+            api,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = svc.child.try_wait() {
-                return Err(format!("the service exited ({status}) before answering; last log lines:\n{}", svc.log_tail(20)));
+                return Err(format!(
+                    "the service exited ({status}) before answering; last log lines:\n{}",
+                    svc.log_tail(20)
+                ));
             }
-            if let Ok(r) = svc.api.client.get(format!("{}/healthz", svc.api.root)).send().await
+            if let Ok(r) = svc
+                .api
+                .client
+                .get(format!("{}/healthz", svc.api.root))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("the service did not answer /healthz within 60 s; log:\n{}", svc.log_tail(20)));
+                return Err(format!(
+                    "the service did not answer /healthz within 60 s; log:\n{}",
+                    svc.log_tail(20)
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -105,14 +155,20 @@ impl Service {
 
     /// Last lines of the service's log.
     pub fn log_tail(&mut self, n: usize) -> String {
-        let Ok(f) = std::fs::File::open(&self.log) else { return String::new() };
-        let lines: Vec<String> = std::io::BufReader::new(f).lines().map_while(Result::ok).collect();
+        let Ok(f) = std::fs::File::open(&self.log) else {
+            return String::new();
+        };
+        let lines: Vec<String> = std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// `VmRSS` and `VmHWM` of the service, in KiB.
     pub fn rss_kib(&self) -> (u64, u64) {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         let field = |name: &str| {
             text.lines()
                 .find(|l| l.starts_with(name))
@@ -148,14 +204,19 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Result<Value, String> {
-        serde_json::from_str(&self.body).map_err(|e| format!("bad JSON ({e}): {}", snippet(&self.body)))
+        serde_json::from_str(&self.body)
+            .map_err(|e| format!("bad JSON ({e}): {}", snippet(&self.body)))
     }
     /// Checks the status is one of `ok`.
     pub fn expect(self, ok: &[u16], what: &str) -> Result<Self, String> {
         if ok.contains(&self.status) {
             Ok(self)
         } else {
-            Err(format!("{what}: HTTP {} {}", self.status, snippet(&self.body)))
+            Err(format!(
+                "{what}: HTTP {} {}",
+                self.status,
+                snippet(&self.body)
+            ))
         }
     }
 }
@@ -166,10 +227,20 @@ fn snippet(s: &str) -> String {
 
 impl Api {
     /// A request under `/scim/v2` with the token.
-    pub async fn scim(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Resp, String> {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("authorization", &self.auth);
+    pub async fn scim(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Resp, String> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", &self.auth);
         if let Some(b) = body {
-            req = req.header("content-type", "application/scim+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
         }
         let r = req.send().await.map_err(|e| format!("{path}: {e}"))?;
         let status = r.status().as_u16();
@@ -179,7 +250,12 @@ impl Api {
 
     /// `GET /healthz` (no token).
     pub async fn healthz(&self) -> Result<Resp, String> {
-        let r = self.client.get(format!("{}/healthz", self.root)).send().await.map_err(|e| e.to_string())?;
+        let r = self
+            .client
+            .get(format!("{}/healthz", self.root))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let status = r.status().as_u16();
         let body = r.text().await.map_err(|e| e.to_string())?;
         Ok(Resp { status, body })

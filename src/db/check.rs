@@ -11,19 +11,31 @@ use super::{Db, DbResult};
 /// Expected columns: (database app, table) -> [(column, normalised type)].
 pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
     let mut out = BTreeMap::new();
-    let sources = PHABRICATOR_FIXTURE.iter().chain(SCIM_PATCHES.iter()).map(|(_, sql)| render_patch(sql, &placeholder_ns()));
+    let sources = PHABRICATOR_FIXTURE
+        .iter()
+        .chain(SCIM_PATCHES.iter())
+        .map(|(_, sql)| render_patch(sql, &placeholder_ns()));
     for sql in sources {
         let mut current: Option<(String, String)> = None;
         for line in sql.lines() {
             let l = line.trim();
             if let Some(rest) = l.strip_prefix("CREATE TABLE ") {
                 let rest = rest.trim_start_matches("IF NOT EXISTS ");
-                let name = rest.split_whitespace().next().unwrap_or("").replace('`', "");
+                let name = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .replace('`', "");
                 let mut parts = name.splitn(2, '.');
-                let db = parts.next().unwrap_or("").trim_start_matches("x_").to_owned();
+                let db = parts
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("x_")
+                    .to_owned();
                 let table = parts.next().unwrap_or("").trim_end_matches('(').to_owned();
                 current = Some((db, table));
-                out.entry(current.clone().unwrap_or_default()).or_insert_with(Vec::new);
+                out.entry(current.clone().unwrap_or_default())
+                    .or_insert_with(Vec::new);
                 continue;
             }
             if l.starts_with(')') {
@@ -32,7 +44,10 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
             }
             let Some(key) = &current else { continue };
             let upper = l.to_ascii_uppercase();
-            if upper.starts_with("PRIMARY") || upper.starts_with("UNIQUE") || upper.starts_with("KEY") {
+            if upper.starts_with("PRIMARY")
+                || upper.starts_with("UNIQUE")
+                || upper.starts_with("KEY")
+            {
                 continue;
             }
             let mut words = l.split_whitespace();
@@ -41,7 +56,17 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
             let mut ty = Vec::new();
             for w in words {
                 let wu = w.to_ascii_uppercase();
-                if ["NOT", "NULL", "DEFAULT", "CHARACTER", "COLLATE", "AUTO_INCREMENT", "PRIMARY"].contains(&wu.trim_end_matches(',')) {
+                if [
+                    "NOT",
+                    "NULL",
+                    "DEFAULT",
+                    "CHARACTER",
+                    "COLLATE",
+                    "AUTO_INCREMENT",
+                    "PRIMARY",
+                ]
+                .contains(&wu.trim_end_matches(','))
+                {
                     break;
                 }
                 ty.push(w.trim_end_matches(',').to_ascii_lowercase());
@@ -98,18 +123,29 @@ pub async fn check(db: &Db) -> DbResult<Report> {
     let mut actual: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
     for r in rows {
         let schema: String = r.try_get(0)?;
-        let Some(app) = schema.strip_prefix(&prefix) else { continue };
+        let Some(app) = schema.strip_prefix(&prefix) else {
+            continue;
+        };
         let table: String = r.try_get(1)?;
         let col: String = r.try_get(2)?;
         let ty: String = r.try_get(3)?;
-        actual.entry((app.to_owned(), table)).or_default().insert(col, normalise_type(&ty));
+        actual
+            .entry((app.to_owned(), table))
+            .or_default()
+            .insert(col, normalise_type(&ty));
     }
-    let flavour = if actual.get(&("conduit".into(), "conduit_token".into())).is_some_and(|c| c.contains_key("tokenName")) {
+    let flavour = if actual
+        .get(&("conduit".into(), "conduit_token".into()))
+        .is_some_and(|c| c.contains_key("tokenName"))
+    {
         "phorge".into()
     } else {
         "phabricator".into()
     };
-    let mut report = Report { flavour, ..Report::default() };
+    let mut report = Report {
+        flavour,
+        ..Report::default()
+    };
     for ((app, table), cols) in expected() {
         let name = format!("{}_{app}.{table}", db.ns.as_str());
         let Some(have) = actual.get(&(app.clone(), table.clone())) else {
@@ -123,7 +159,9 @@ pub async fn check(db: &Db) -> DbResult<Report> {
             }
             match have.get(&col) {
                 None => report.missing_columns.push(format!("{name}.{col}")),
-                Some(t) if *t != ty => report.different_types.push(format!("{name}.{col}: {t}, expected {ty}")),
+                Some(t) if *t != ty => report
+                    .different_types
+                    .push(format!("{name}.{col}: {t}, expected {ty}")),
                 Some(_) => {}
             }
         }
@@ -163,6 +201,9 @@ mod tests {
         assert!(user.contains(&("isDisabled".to_owned(), "tinyint(1)".to_owned())));
         assert!(user.contains(&("id".to_owned(), "int unsigned".to_owned())));
         assert!(e.contains_key(&("scim".to_owned(), "scim_user".to_owned())));
-        assert_eq!(e[&("scim".to_owned(), "scim_user".to_owned())][0], ("id".to_owned(), "int unsigned".to_owned()));
+        assert_eq!(
+            e[&("scim".to_owned(), "scim_user".to_owned())][0],
+            ("id".to_owned(), "int unsigned".to_owned())
+        );
     }
 }

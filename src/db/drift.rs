@@ -30,12 +30,15 @@ const MAX_PHANTOMS: u32 = 5000;
 pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
     let t = &db.t;
     let pool = &db.pool;
-    let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!("SELECT DISTINCT botPHID FROM {}", t.scim_token)))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| bin_text(r, 0))
-        .collect::<Result<_, _>>()?;
+    let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT DISTINCT botPHID FROM {}",
+        t.scim_token
+    )))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| bin_text(r, 0))
+    .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
 
     for r in sqlx::query(AssertSqlSafe(format!(
@@ -84,7 +87,10 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
         out.push(Finding {
             kind: "project-members",
             object_phid: phid,
-            summary: format!("members changed {n} time(s) outside SCIM, last at {}", crate::scim::resource::datetime(last)),
+            summary: format!(
+                "members changed {n} time(s) outside SCIM, last at {}",
+                crate::scim::resource::datetime(last)
+            ),
             details: json!({"changes": n, "authors": authors, "last": last}),
         });
     }
@@ -134,7 +140,9 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
 pub async fn store(db: &Db, findings: &[Finding]) -> DbResult<usize> {
     let t = &db.t;
     let mut tx = db.begin().await?;
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", t.scim_drift))).execute(&mut *tx).await?;
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", t.scim_drift)))
+        .execute(&mut *tx)
+        .await?;
     let ts = now();
     for chunk in findings.chunks(500) {
         let mut sql = format!(
@@ -142,11 +150,21 @@ pub async fn store(db: &Db, findings: &[Finding]) -> DbResult<usize> {
             t.scim_drift
         );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?)"
+            });
         }
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for f in chunk {
-            q = q.bind(f.kind).bind(&f.object_phid).bind(&f.summary).bind(f.details.to_string()).bind(ts).bind(ts);
+            q = q
+                .bind(f.kind)
+                .bind(&f.object_phid)
+                .bind(&f.summary)
+                .bind(f.details.to_string())
+                .bind(ts)
+                .bind(ts);
         }
         q.execute(&mut *tx).await?;
     }
@@ -158,11 +176,17 @@ pub async fn store(db: &Db, findings: &[Finding]) -> DbResult<usize> {
 pub async fn run_once(db: &Db) -> DbResult<Option<usize>> {
     let mut conn = db.pool.acquire().await?;
     let lock = format!("{}:phabscim.drift", db.ns.as_str());
-    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)").bind(&lock).fetch_one(&mut *conn).await?;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+        .bind(&lock)
+        .fetch_one(&mut *conn)
+        .await?;
     if got != Some(1) {
         return Ok(None);
     }
     let result = async { store(db, &compute(db).await?).await }.await;
-    let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock).execute(&mut *conn).await;
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&lock)
+        .execute(&mut *conn)
+        .await;
     result.map(Some)
 }

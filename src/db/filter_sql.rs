@@ -21,7 +21,8 @@
 
 use crate::scim::filter::CompareOp;
 use crate::scim::query::{
-    EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, MultiAttr, SubField, UserField, UserFilter, UserSort, ValueCond,
+    EmailCond, EmailField, GroupField, GroupFilter, JsonAttr, Literal, MultiAttr, SubField,
+    UserField, UserFilter, UserSort, ValueCond,
 };
 use crate::scim::schema::Ty;
 use crate::scim::user::ACTIVE_UNASSIGNED;
@@ -81,7 +82,8 @@ pub fn user_order(t: &Tables, sort: Option<UserSort>, descending: bool) -> Sql {
             // descending. Both placeholders take the same path.
             out.binds.push(Bind::Str(j.json_path()));
             let expr = json_value(&j, &mut out);
-            out.text = format!("JSON_VALUE(s.attributes, ?) IS NULL {dir}, {expr} {dir}, s.id {dir}");
+            out.text =
+                format!("JSON_VALUE(s.attributes, ?) IS NULL {dir}, {expr} {dir}, s.id {dir}");
         }
         Some(f) => {
             let col = match f {
@@ -95,7 +97,11 @@ pub fn user_order(t: &Tables, sort: Option<UserSort>, descending: bool) -> Sql {
                 UserField::Json(_) => "s.id",
             };
             // `active` ascending means false first: isDisabled descending.
-            let dir = if f == UserField::Active { if descending { "ASC" } else { "DESC" } } else { dir };
+            let dir = if f == UserField::Active {
+                if descending { "ASC" } else { "DESC" }
+            } else {
+                dir
+            };
             out.text = format!("{col} {dir}, s.id {dir}");
         }
     }
@@ -134,7 +140,11 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             out.text.push_str("JSON_VALUE(s.attributes, ?) IS NULL");
         }
         UserFilter::Present(field) => out.text.push_str(match field {
-            UserField::Id | UserField::UserName | UserField::Active | UserField::Created | UserField::LastModified => "1 = 1",
+            UserField::Id
+            | UserField::UserName
+            | UserField::Active
+            | UserField::Created
+            | UserField::LastModified => "1 = 1",
             UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
             UserField::DisplayName => "u.realName <> ''",
             UserField::Json(_) => "1 = 0",
@@ -142,13 +152,23 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
         UserFilter::Cmp(field, op, lit) => match field {
             UserField::Active => {
                 // An unassigned `active` equals neither value (so `ne` matches it).
-                let disabled = if matches!(lit, Literal::Bool(true)) { 0 } else { 1 };
+                let disabled = if matches!(lit, Literal::Bool(true)) {
+                    0
+                } else {
+                    1
+                };
                 let not = if *op == CompareOp::Ne { "NOT " } else { "" };
                 out.binds.push(Bind::Str(active_unassigned_path()));
-                out.text.push_str(&format!("{not}(u.isDisabled = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"));
+                out.text.push_str(&format!(
+                    "{not}(u.isDisabled = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"
+                ));
             }
             UserField::Created | UserField::LastModified => {
-                let col = if *field == UserField::Created { "s.dateCreated" } else { "s.dateModified" };
+                let col = if *field == UserField::Created {
+                    "s.dateCreated"
+                } else {
+                    "s.dateModified"
+                };
                 let Literal::Time(ts) = lit else {
                     out.text.push_str("1 = 0");
                     return;
@@ -159,11 +179,20 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             UserField::Id => string_cmp("s.userPHID", false, *op, lit, out),
             UserField::UserName => string_cmp("s.userName", false, *op, lit, out),
             UserField::ExternalId => string_cmp("s.externalID", true, *op, lit, out),
-            UserField::DisplayName => string_cmp("u.realName COLLATE utf8mb4_unicode_ci", false, *op, lit, out),
+            UserField::DisplayName => string_cmp(
+                "u.realName COLLATE utf8mb4_unicode_ci",
+                false,
+                *op,
+                lit,
+                out,
+            ),
             UserField::Json(j) => json_cmp(j, *op, lit, out),
         },
         UserFilter::Email(cond) => {
-            out.text.push_str(&format!("EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (", t.scim_useremail));
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (",
+                t.scim_useremail
+            ));
             email(cond, out);
             out.text.push_str("))");
         }
@@ -213,7 +242,11 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
     match f {
         GroupFilter::All => out.text.push_str("1 = 1"),
         GroupFilter::And(a, b) | GroupFilter::Or(a, b) => {
-            let op = if matches!(f, GroupFilter::And(..)) { " AND " } else { " OR " };
+            let op = if matches!(f, GroupFilter::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
             out.text.push('(');
             group(t, a, out);
             out.text.push_str(op);
@@ -231,7 +264,11 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
         }),
         GroupFilter::Cmp(field, op, lit) => match field {
             GroupField::Created | GroupField::LastModified => {
-                let col = if *field == GroupField::Created { "g.dateCreated" } else { "g.dateModified" };
+                let col = if *field == GroupField::Created {
+                    "g.dateCreated"
+                } else {
+                    "g.dateModified"
+                };
                 let Literal::Time(ts) = lit else {
                     out.text.push_str("1 = 0");
                     return;
@@ -272,7 +309,11 @@ fn binary(t: &Tables, a: &UserFilter, op: &str, b: &UserFilter, out: &mut Sql) {
 fn email(c: &EmailCond, out: &mut Sql) {
     match c {
         EmailCond::And(a, b) | EmailCond::Or(a, b) => {
-            let op = if matches!(c, EmailCond::And(..)) { " AND " } else { " OR " };
+            let op = if matches!(c, EmailCond::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
             out.text.push('(');
             email(a, out);
             out.text.push_str(op);
@@ -290,10 +331,18 @@ fn email(c: &EmailCond, out: &mut Sql) {
         }),
         EmailCond::Cmp(EmailField::Primary, op, lit) => {
             let want = matches!(lit, Literal::Bool(true)) == (*op == CompareOp::Eq);
-            out.text.push_str(if want { "em.isPrimary = 1" } else { "em.isPrimary = 0" });
+            out.text.push_str(if want {
+                "em.isPrimary = 1"
+            } else {
+                "em.isPrimary = 0"
+            });
         }
-        EmailCond::Cmp(EmailField::Value, op, lit) => string_cmp("em.address", false, *op, lit, out),
-        EmailCond::Cmp(EmailField::Type, op, lit) => string_cmp("em.emailType", true, *op, lit, out),
+        EmailCond::Cmp(EmailField::Value, op, lit) => {
+            string_cmp("em.address", false, *op, lit, out)
+        }
+        EmailCond::Cmp(EmailField::Type, op, lit) => {
+            string_cmp("em.emailType", true, *op, lit, out)
+        }
     }
 }
 
@@ -322,7 +371,11 @@ fn multi(m: MultiAttr, cond: &ValueCond, out: &mut Sql) {
     let cols: Vec<String> = subs
         .iter()
         .map(|a| {
-            let ty = if a.ty == Ty::Boolean { "VARCHAR(5)" } else { "LONGTEXT" };
+            let ty = if a.ty == Ty::Boolean {
+                "VARCHAR(5)"
+            } else {
+                "LONGTEXT"
+            };
             format!("v_{n} {ty} CHARACTER SET utf8mb4 PATH '$.{n}'", n = a.name)
         })
         .collect();
@@ -339,7 +392,11 @@ fn multi(m: MultiAttr, cond: &ValueCond, out: &mut Sql) {
 fn value_cond(c: &ValueCond, out: &mut Sql) {
     match c {
         ValueCond::And(a, b) | ValueCond::Or(a, b) => {
-            let op = if matches!(c, ValueCond::And(..)) { " AND " } else { " OR " };
+            let op = if matches!(c, ValueCond::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            };
             out.text.push('(');
             value_cond(a, out);
             out.text.push_str(op);
@@ -362,14 +419,19 @@ fn value_cond(c: &ValueCond, out: &mut Sql) {
         ValueCond::Cmp(f, op, Literal::Bool(b)) => {
             let col = column(f.name);
             let want = *b == (*op == CompareOp::Eq);
-            out.text.push_str(&if want { format!("COALESCE({col} = 'true', 0)") } else { format!("COALESCE({col} <> 'true', 1)") });
+            out.text.push_str(&if want {
+                format!("COALESCE({col} = 'true', 0)")
+            } else {
+                format!("COALESCE({col} <> 'true', 1)")
+            });
         }
         ValueCond::Cmp(f, op, lit @ Literal::Str(_)) => {
             let expr = sub_expr(f);
             let mut inner = Sql::default();
             string_cmp(&expr, false, *op, lit, &mut inner);
             let guard = if *op == CompareOp::Ne { "1" } else { "0" };
-            out.text.push_str(&format!("COALESCE({}, {guard})", inner.text));
+            out.text
+                .push_str(&format!("COALESCE({}, {guard})", inner.text));
             out.binds.extend(inner.binds);
         }
         ValueCond::Cmp(_, _, Literal::Time(_)) => out.text.push_str("1 = 0"),
@@ -378,7 +440,11 @@ fn value_cond(c: &ValueCond, out: &mut Sql) {
 
 /// A sub-attribute's column under the collation its `caseExact` asks for.
 fn sub_expr(f: &SubField) -> String {
-    let collation = if f.case_exact { "utf8mb4_bin" } else { "utf8mb4_unicode_ci" };
+    let collation = if f.case_exact {
+        "utf8mb4_bin"
+    } else {
+        "utf8mb4_unicode_ci"
+    };
     format!("{} COLLATE {collation}", column(f.name))
 }
 
@@ -400,7 +466,8 @@ fn json_cmp(j: &JsonAttr, op: CompareOp, lit: &Literal, out: &mut Sql) {
             let expr = json_value(j, &mut inner);
             string_cmp(&expr, false, op, lit, &mut inner);
             let guard = if op == CompareOp::Ne { "1" } else { "0" };
-            out.text.push_str(&format!("COALESCE({}, {guard})", inner.text));
+            out.text
+                .push_str(&format!("COALESCE({}, {guard})", inner.text));
             // string_cmp put the path first (from json_value), then the value.
             out.binds.extend(inner.binds);
         }
@@ -443,7 +510,11 @@ fn string_cmp(col: &str, nullable: bool, op: CompareOp, lit: &Literal, out: &mut
         }
     };
     if nullable {
-        let guard = if op == CompareOp::Ne { "IS NULL OR" } else { "IS NOT NULL AND" };
+        let guard = if op == CompareOp::Ne {
+            "IS NULL OR"
+        } else {
+            "IS NOT NULL AND"
+        };
         let bare = col.split(' ').next().unwrap_or(col);
         out.text.push_str(&format!("({bare} {guard} {cond})"));
     } else {
@@ -476,9 +547,17 @@ mod tests {
 
     #[test]
     fn values_are_always_bound() {
-        let sql = compile(r#"userName eq "x' OR 1=1 --" and emails[type eq "work" and value co "%a_"]"#);
+        let sql =
+            compile(r#"userName eq "x' OR 1=1 --" and emails[type eq "work" and value co "%a_"]"#);
         assert!(!sql.text.contains("OR 1=1"));
-        assert_eq!(sql.binds, vec![Bind::Str("x' OR 1=1 --".into()), Bind::Str("work".into()), Bind::Str("%!%a!_%".into())]);
+        assert_eq!(
+            sql.binds,
+            vec![
+                Bind::Str("x' OR 1=1 --".into()),
+                Bind::Str("work".into()),
+                Bind::Str("%!%a!_%".into())
+            ]
+        );
     }
 
     #[test]
@@ -516,7 +595,9 @@ mod tests {
 
     #[test]
     fn document_attributes_compile_to_bound_json_paths() {
-        let sql = compile(r#"name.givenName sw "Ba" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#);
+        let sql = compile(
+            r#"name.givenName sw "Ba" and urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#,
+        );
         assert_eq!(
             sql.text,
             "(COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci LIKE ? ESCAPE '!', 0) AND \
@@ -527,12 +608,18 @@ mod tests {
             vec![
                 Bind::Str("$.name.givenName".into()),
                 Bind::Str("Ba%".into()),
-                Bind::Str("$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".department".into()),
+                Bind::Str(
+                    "$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".department"
+                        .into()
+                ),
                 Bind::Str("R&D".into()),
             ]
         );
         let sql = compile(r#"not (title ne "x") or phoneNumbers pr"#);
-        assert_eq!(sql.text, "(NOT (COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci <> ?, 1)) OR JSON_EXISTS(s.attributes, ?) = 1)");
+        assert_eq!(
+            sql.text,
+            "(NOT (COALESCE(JSON_VALUE(s.attributes, ?) COLLATE utf8mb4_unicode_ci <> ?, 1)) OR JSON_EXISTS(s.attributes, ?) = 1)"
+        );
     }
 
     #[test]
@@ -545,29 +632,57 @@ mod tests {
              v_type LONGTEXT CHARACTER SET utf8mb4 PATH '$.type', v_primary VARCHAR(5) CHARACTER SET utf8mb4 PATH '$.primary')) jt WHERE \
              (COALESCE(jt.v_type COLLATE utf8mb4_unicode_ci = ?, 0) AND COALESCE(jt.v_value COLLATE utf8mb4_unicode_ci LIKE ? ESCAPE '!', 0)))"
         );
-        assert_eq!(sql.binds, vec![Bind::Str("work".into()), Bind::Str("%5!%5%".into())]);
+        assert_eq!(
+            sql.binds,
+            vec![Bind::Str("work".into()), Bind::Str("%5!%5%".into())]
+        );
 
         // Entra's trailing form, case-insensitive names, `.sub` outside brackets, whole-attribute compare.
         let a = compile(r#"ADDRESSES[TYPE eq "work"].POSTALCODE eq "98052""#);
-        assert!(a.text.contains("'$.addresses[*]'") && a.text.contains("jt.v_postalCode COLLATE"), "{}", a.text);
-        assert_eq!(a.binds, vec![Bind::Str("work".into()), Bind::Str("98052".into())]);
+        assert!(
+            a.text.contains("'$.addresses[*]'") && a.text.contains("jt.v_postalCode COLLATE"),
+            "{}",
+            a.text
+        );
+        assert_eq!(
+            a.binds,
+            vec![Bind::Str("work".into()), Bind::Str("98052".into())]
+        );
         let r = compile(r#"roles.value eq "admin""#);
         assert_eq!(r.text, compile(r#"roles[value eq "admin"]"#).text);
         assert_eq!(r.text, compile(r#"roles eq "admin""#).text);
-        assert_eq!(r.text, compile(r#"urn:ietf:params:scim:schemas:core:2.0:User:roles.value eq "admin""#).text);
+        assert_eq!(
+            r.text,
+            compile(r#"urn:ietf:params:scim:schemas:core:2.0:User:roles.value eq "admin""#).text
+        );
 
         // Booleans, presence, ne and not.
-        let p = compile(r#"not (ims[primary eq true]) or ims[primary ne true] or ims.display pr or ims.primary pr or ims.type ne "x""#);
-        for frag in ["COALESCE(jt.v_primary = 'true', 0)", "COALESCE(jt.v_primary <> 'true', 1)", "COALESCE(jt.v_display <> '', 0)", "jt.v_primary IS NOT NULL", "COALESCE(jt.v_type COLLATE utf8mb4_unicode_ci <> ?, 1)"] {
+        let p = compile(
+            r#"not (ims[primary eq true]) or ims[primary ne true] or ims.display pr or ims.primary pr or ims.type ne "x""#,
+        );
+        for frag in [
+            "COALESCE(jt.v_primary = 'true', 0)",
+            "COALESCE(jt.v_primary <> 'true', 1)",
+            "COALESCE(jt.v_display <> '', 0)",
+            "jt.v_primary IS NOT NULL",
+            "COALESCE(jt.v_type COLLATE utf8mb4_unicode_ci <> ?, 1)",
+        ] {
             assert!(p.text.contains(frag), "{frag} in {}", p.text);
         }
         assert!(p.text.starts_with("((((NOT (EXISTS"), "{}", p.text);
 
         // Binary values compare exactly.
         let x = compile(r#"x509Certificates.value eq "TUlJ""#);
-        assert!(x.text.contains("jt.v_value COLLATE utf8mb4_bin = ?"), "{}", x.text);
+        assert!(
+            x.text.contains("jt.v_value COLLATE utf8mb4_bin = ?"),
+            "{}",
+            x.text
+        );
         // `phoneNumbers pr` stays a JSON_EXISTS.
-        assert_eq!(compile("phoneNumbers pr").text, "JSON_EXISTS(s.attributes, ?) = 1");
+        assert_eq!(
+            compile("phoneNumbers pr").text,
+            "JSON_EXISTS(s.attributes, ?) = 1"
+        );
     }
 
     #[test]
@@ -579,7 +694,12 @@ mod tests {
             assert!(!m.subs().is_empty());
             for a in m.subs() {
                 assert!(is_ident(a.name), "{}.{}", m.name(), a.name);
-                assert!(matches!(a.ty, Ty::String | Ty::Reference | Ty::Binary | Ty::Boolean), "{}.{}", m.name(), a.name);
+                assert!(
+                    matches!(a.ty, Ty::String | Ty::Reference | Ty::Binary | Ty::Boolean),
+                    "{}.{}",
+                    m.name(),
+                    a.name
+                );
             }
         }
     }

@@ -18,12 +18,30 @@ pub const DB_PATCH_KEY: &str = "db.scim";
 
 /// `schema/scim/` in file-name order, embedded so the binary needs no checkout.
 pub const SCIM_PATCHES: &[(&str, &str)] = &[
-    ("20261128.scim.01.user.sql", include_str!("../../schema/scim/20261128.scim.01.user.sql")),
-    ("20261128.scim.02.group.sql", include_str!("../../schema/scim/20261128.scim.02.group.sql")),
-    ("20261128.scim.03.token.sql", include_str!("../../schema/scim/20261128.scim.03.token.sql")),
-    ("20261128.scim.04.event.sql", include_str!("../../schema/scim/20261128.scim.04.event.sql")),
-    ("20261128.scim.05.instance.sql", include_str!("../../schema/scim/20261128.scim.05.instance.sql")),
-    ("20261128.scim.06.drift.sql", include_str!("../../schema/scim/20261128.scim.06.drift.sql")),
+    (
+        "20261128.scim.01.user.sql",
+        include_str!("../../schema/scim/20261128.scim.01.user.sql"),
+    ),
+    (
+        "20261128.scim.02.group.sql",
+        include_str!("../../schema/scim/20261128.scim.02.group.sql"),
+    ),
+    (
+        "20261128.scim.03.token.sql",
+        include_str!("../../schema/scim/20261128.scim.03.token.sql"),
+    ),
+    (
+        "20261128.scim.04.event.sql",
+        include_str!("../../schema/scim/20261128.scim.04.event.sql"),
+    ),
+    (
+        "20261128.scim.05.instance.sql",
+        include_str!("../../schema/scim/20261128.scim.05.instance.sql"),
+    ),
+    (
+        "20261128.scim.06.drift.sql",
+        include_str!("../../schema/scim/20261128.scim.06.drift.sql"),
+    ),
     (
         "20261128.scim.07.useremail.sql",
         include_str!("../../schema/scim/20261128.scim.07.useremail.sql"),
@@ -37,14 +55,32 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.
 pub const PHABRICATOR_FIXTURE: &[(&str, &str)] = &[
     ("user", include_str!("../../schema/phabricator/user.sql")),
-    ("project", include_str!("../../schema/phabricator/project.sql")),
+    (
+        "project",
+        include_str!("../../schema/phabricator/project.sql"),
+    ),
     ("auth", include_str!("../../schema/phabricator/auth.sql")),
-    ("conduit", include_str!("../../schema/phabricator/conduit.sql")),
-    ("worker", include_str!("../../schema/phabricator/worker.sql")),
-    ("meta_data", include_str!("../../schema/phabricator/meta_data.sql")),
+    (
+        "conduit",
+        include_str!("../../schema/phabricator/conduit.sql"),
+    ),
+    (
+        "worker",
+        include_str!("../../schema/phabricator/worker.sql"),
+    ),
+    (
+        "meta_data",
+        include_str!("../../schema/phabricator/meta_data.sql"),
+    ),
     ("cache", include_str!("../../schema/phabricator/cache.sql")),
-    ("metamta", include_str!("../../schema/phabricator/metamta.sql")),
-    ("system", include_str!("../../schema/phabricator/system.sql")),
+    (
+        "metamta",
+        include_str!("../../schema/phabricator/metamta.sql"),
+    ),
+    (
+        "system",
+        include_str!("../../schema/phabricator/system.sql"),
+    ),
 ];
 
 /// Substitutes Phabricator's patch placeholders (internals §11.5) for a utf8mb4 server.
@@ -103,10 +139,15 @@ pub async fn migrate(db: &Db) -> DbResult<MigrateReport> {
         .fetch_one(&mut *conn)
         .await?;
     if got != Some(1) {
-        return Err(DbError::Inconsistent("timed out waiting for the migration lock".into()));
+        return Err(DbError::Inconsistent(
+            "timed out waiting for the migration lock".into(),
+        ));
     }
     let result = migrate_locked(db, &mut conn).await;
-    let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock).execute(&mut *conn).await;
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&lock)
+        .execute(&mut *conn)
+        .await;
     result
 }
 
@@ -142,7 +183,9 @@ async fn migrate_locked(db: &Db, conn: &mut MySqlConnection) -> DbResult<Migrate
         }
         let started = std::time::Instant::now();
         for stmt in split_statements(&render_patch(sql, &db.ns)) {
-            sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut *conn).await?;
+            sqlx::raw_sql(AssertSqlSafe(stmt))
+                .execute(&mut *conn)
+                .await?;
         }
         record_patch(db, conn, &key, started).await?;
         report.applied.push(key);
@@ -172,10 +215,15 @@ async fn record_patch(
 
 /// Creates Phabricator's tables that phab-scim touches in namespace `ns` (demo and tests only;
 /// a real install has them from `bin/storage upgrade`).
-pub async fn install_phabricator_fixture(conn: &mut MySqlConnection, ns: &Namespace) -> DbResult<()> {
+pub async fn install_phabricator_fixture(
+    conn: &mut MySqlConnection,
+    ns: &Namespace,
+) -> DbResult<()> {
     for (_, sql) in PHABRICATOR_FIXTURE {
         for stmt in split_statements(&render_patch(sql, ns)) {
-            sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut *conn).await?;
+            sqlx::raw_sql(AssertSqlSafe(stmt))
+                .execute(&mut *conn)
+                .await?;
         }
     }
     Ok(())
@@ -193,9 +241,12 @@ pub async fn drop_namespace(url: &crate::config::Secret, ns: &Namespace) -> DbRe
     .await?;
     for name in names {
         // Names come from the server and match the checked namespace prefix.
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", name.replace('`', ""))))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            name.replace('`', "")
+        )))
+        .execute(&mut conn)
+        .await?;
     }
     Ok(())
 }

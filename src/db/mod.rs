@@ -69,7 +69,10 @@ impl DbError {
     }
     /// A deadlock or lock-wait timeout: the whole transaction may be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.mysql_code(), Some(ER_LOCK_DEADLOCK) | Some(ER_LOCK_WAIT_TIMEOUT))
+        matches!(
+            self.mysql_code(),
+            Some(ER_LOCK_DEADLOCK) | Some(ER_LOCK_WAIT_TIMEOUT)
+        )
     }
     /// The database cannot be reached (the request should be retried later: 503).
     pub fn is_unavailable(&self) -> bool {
@@ -258,7 +261,8 @@ impl sqlx::Type<sqlx::MySql> for Bin {
         <Vec<u8> as sqlx::Type<sqlx::MySql>>::type_info()
     }
     fn compatible(ty: &sqlx::mysql::MySqlTypeInfo) -> bool {
-        <Vec<u8> as sqlx::Type<sqlx::MySql>>::compatible(ty) || <String as sqlx::Type<sqlx::MySql>>::compatible(ty)
+        <Vec<u8> as sqlx::Type<sqlx::MySql>>::compatible(ty)
+            || <String as sqlx::Type<sqlx::MySql>>::compatible(ty)
     }
 }
 

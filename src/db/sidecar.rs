@@ -1,8 +1,8 @@
 //! The service's own tables in `<ns>_scim` (design §2): what SCIM manages, the sync log,
 //! token hashes and replica heartbeats.
 
-use sqlx::AssertSqlSafe;
 use serde_json::Value;
+use sqlx::AssertSqlSafe;
 use sqlx::FromRow;
 
 use super::{Conn, DbResult, Tables, now, placeholders};
@@ -74,7 +74,11 @@ pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.extern
 
 /// The managed user with this PHID and its groups, locked with its Phabricator row (editors
 /// reload the edited object `FOR UPDATE`, internals §0).
-pub async fn lock_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
+pub async fn lock_scim_user(
+    conn: &mut Conn,
+    t: &Tables,
+    user_phid: &str,
+) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
          WHERE s.userPHID = ? FOR UPDATE",
@@ -88,7 +92,11 @@ pub async fn lock_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbR
 }
 
 /// The managed user with this PHID (no lock), with its groups.
-pub async fn get_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Option<ScimUserView>> {
+pub async fn get_scim_user(
+    conn: &mut Conn,
+    t: &Tables,
+    user_phid: &str,
+) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.userPHID = ?",
         user_groups_column(t),
@@ -101,7 +109,11 @@ pub async fn get_scim_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbRe
 }
 
 /// The managed user holding this SCIM userName (case-insensitive), locked.
-pub async fn lock_scim_user_by_name(conn: &mut Conn, t: &Tables, user_name: &str) -> DbResult<Option<ScimUserView>> {
+pub async fn lock_scim_user_by_name(
+    conn: &mut Conn,
+    t: &Tables,
+    user_name: &str,
+) -> DbResult<Option<ScimUserView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
          WHERE s.userName = ? FOR UPDATE",
@@ -116,11 +128,14 @@ pub async fn lock_scim_user_by_name(conn: &mut Conn, t: &Tables, user_name: &str
 
 /// Is this user managed by SCIM (deprovisioned or not)?
 pub async fn is_managed_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<bool> {
-    Ok(sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} WHERE userPHID = ?", t.scim_user)))
-        .bind(user_phid)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some())
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "SELECT 1 FROM {} WHERE userPHID = ?",
+        t.scim_user
+    )))
+    .bind(user_phid)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
 }
 
 /// Inserts the SCIM record of a user (version 1). A duplicate userName fails with 1062 on
@@ -194,10 +209,13 @@ pub async fn write_scim_emails(
     replace_existing: bool,
 ) -> DbResult<()> {
     if replace_existing {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE userPHID = ?", t.scim_useremail)))
-            .bind(user_phid)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE userPHID = ?",
+            t.scim_useremail
+        )))
+        .bind(user_phid)
+        .execute(&mut *conn)
+        .await?;
     }
     if emails.is_empty() {
         return Ok(());
@@ -207,11 +225,19 @@ pub async fn write_scim_emails(
         t.scim_useremail
     );
     for i in 0..emails.len() {
-        sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?)"
+        });
     }
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for e in emails {
-        q = q.bind(user_phid).bind(&e.address).bind(e.kind.as_deref()).bind(e.primary);
+        q = q
+            .bind(user_phid)
+            .bind(&e.address)
+            .bind(e.kind.as_deref())
+            .bind(e.primary);
     }
     q.execute(&mut *conn).await?;
     Ok(())
@@ -248,13 +274,23 @@ pub async fn list_scim_users(
 ) -> DbResult<(u64, Vec<ScimUserView>)> {
     let needs_user = mentions_alias(where_sql, 'u') || mentions_alias(order_sql, 'u');
     let from = if needs_user {
-        format!("FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})", t.scim_user, t.user)
+        format!(
+            "FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})",
+            t.scim_user, t.user
+        )
     } else {
-        format!("FROM {} s WHERE s.isDeprovisioned = 0 AND ({where_sql})", t.scim_user)
+        format!(
+            "FROM {} s WHERE s.isDeprovisioned = 0 AND ({where_sql})",
+            t.scim_user
+        )
     };
     let mut rows = Vec::new();
     if limit > 0 {
-        let groups = if want_groups { user_groups_column(t) } else { String::new() };
+        let groups = if want_groups {
+            user_groups_column(t)
+        } else {
+            String::new()
+        };
         if offset == 0 {
             // A first page (every IdP lookup) reads its rows directly: nothing to skip.
             let sql = format!(
@@ -300,7 +336,9 @@ pub async fn list_scim_users(
 fn mentions_alias(sql: &str, alias: char) -> bool {
     let b = sql.as_bytes();
     b.windows(2).enumerate().any(|(i, w)| {
-        w[0] == alias as u8 && w[1] == b'.' && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+        w[0] == alias as u8
+            && w[1] == b'.'
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
     })
 }
 
@@ -382,11 +420,14 @@ pub async fn insert_event(conn: &mut Conn, t: &Tables, e: &Event) -> DbResult<()
 
 /// Deletes sync-log rows older than `cutoff`, in bounded batches.
 pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<u64> {
-    Ok(sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE dateCreated < ? LIMIT 10000", t.scim_event)))
-        .bind(cutoff)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE dateCreated < ? LIMIT 10000",
+        t.scim_event
+    )))
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 /// Users deprovisioned since `since`, per the sync log (for the blast-radius guard). A user
@@ -477,7 +518,13 @@ pub async fn list_tokens(conn: &mut Conn, t: &Tables) -> DbResult<Vec<TokenRow>>
 }
 
 /// Inserts a token row with a placeholder hash; returns its id (the id is part of the token).
-pub async fn insert_token(conn: &mut Conn, t: &Tables, label: &str, bot_phid: &str, expires: Option<u32>) -> DbResult<u32> {
+pub async fn insert_token(
+    conn: &mut Conn,
+    t: &Tables,
+    label: &str,
+    bot_phid: &str,
+    expires: Option<u32>,
+) -> DbResult<u32> {
     let ts = now();
     let res = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (label, botPHID, tokenHash, issuedByPHID, dateExpires, dateLastUsed, \
@@ -491,17 +538,21 @@ pub async fn insert_token(conn: &mut Conn, t: &Tables, label: &str, bot_phid: &s
     .bind(ts)
     .execute(&mut *conn)
     .await?;
-    u32::try_from(res.last_insert_id()).map_err(|_| super::DbError::Inconsistent("token id out of range".into()))
+    u32::try_from(res.last_insert_id())
+        .map_err(|_| super::DbError::Inconsistent("token id out of range".into()))
 }
 
 /// Stores the hash of a token.
 pub async fn set_token_hash(conn: &mut Conn, t: &Tables, id: u32, hash: &str) -> DbResult<()> {
-    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET tokenHash = ?, dateModified = ? WHERE id = ?", t.scim_token)))
-        .bind(hash)
-        .bind(now())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET tokenHash = ?, dateModified = ? WHERE id = ?",
+        t.scim_token
+    )))
+    .bind(hash)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -523,16 +574,26 @@ pub async fn revoke_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<bool
 
 /// Records that a token was used.
 pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
-    sqlx::query(AssertSqlSafe(format!("UPDATE {} SET dateLastUsed = ? WHERE id = ?", t.scim_token)))
-        .bind(now())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET dateLastUsed = ? WHERE id = ?",
+        t.scim_token
+    )))
+    .bind(now())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Upserts this replica's heartbeat.
-pub async fn heartbeat(conn: &mut Conn, t: &Tables, key: &str, host: &str, version: &str, started: u32) -> DbResult<()> {
+pub async fn heartbeat(
+    conn: &mut Conn,
+    t: &Tables,
+    key: &str,
+    host: &str,
+    version: &str,
+    started: u32,
+) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (instanceKey, hostname, version, dateStarted, dateCreated, dateModified) \
@@ -577,19 +638,29 @@ pub struct ScimGroupView {
 }
 
 /// Columns of [`ScimGroupView`] over alias `g`.
-const SCIM_GROUP_COLUMNS: &str =
-    "g.id, g.projectPHID, g.displayName, g.externalID, g.attributes, g.version, g.dateCreated, g.dateModified";
+const SCIM_GROUP_COLUMNS: &str = "g.id, g.projectPHID, g.displayName, g.externalID, g.attributes, g.version, g.dateCreated, g.dateModified";
 
 /// The managed group of a project (no lock).
-pub async fn get_scim_group(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Option<ScimGroupView>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {SCIM_GROUP_COLUMNS} FROM {} g WHERE g.projectPHID = ?", t.scim_group)))
-        .bind(project_phid)
-        .fetch_optional(&mut *conn)
-        .await?)
+pub async fn get_scim_group(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+) -> DbResult<Option<ScimGroupView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_GROUP_COLUMNS} FROM {} g WHERE g.projectPHID = ?",
+        t.scim_group
+    )))
+    .bind(project_phid)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// The managed group of a project, locked: every group write takes this lock first.
-pub async fn lock_scim_group(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Option<ScimGroupView>> {
+pub async fn lock_scim_group(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+) -> DbResult<Option<ScimGroupView>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {SCIM_GROUP_COLUMNS} FROM {} g WHERE g.projectPHID = ? FOR UPDATE",
         t.scim_group
@@ -653,10 +724,13 @@ pub async fn update_scim_group(
 
 /// Ends SCIM management of a group.
 pub async fn delete_scim_group(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE id = ?", t.scim_group)))
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE id = ?",
+        t.scim_group
+    )))
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -696,7 +770,11 @@ pub async fn list_scim_groups(
 
 /// Which of `phids` are users SCIM manages and has not deprovisioned (the only valid group
 /// members).
-pub async fn managed_users_among(conn: &mut Conn, t: &Tables, phids: &[String]) -> DbResult<std::collections::HashSet<String>> {
+pub async fn managed_users_among(
+    conn: &mut Conn,
+    t: &Tables,
+    phids: &[String],
+) -> DbResult<std::collections::HashSet<String>> {
     let mut out = std::collections::HashSet::new();
     for chunk in phids.chunks(super::phabricator::edge::CHUNK) {
         let sql = format!(

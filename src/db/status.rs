@@ -50,8 +50,15 @@ pub async fn load(db: &Db) -> DbResult<Status> {
     )))
     .fetch_all(p)
     .await?;
-    let live = replicas.iter().filter(|r| ts.saturating_sub(r.last_seen) <= 60).count();
-    let count = |sql: String| async move { sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str())).fetch_one(p).await };
+    let live = replicas
+        .iter()
+        .filter(|r| ts.saturating_sub(r.last_seen) <= 60)
+        .count();
+    let count = |sql: String| async move {
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str()))
+            .fetch_one(p)
+            .await
+    };
     let hour = ts.saturating_sub(3600);
     let day = ts.saturating_sub(86_400);
     Ok(Status {
@@ -81,21 +88,45 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "namespace:        {}", self.namespace)?;
         if self.live_replicas == 0 {
-            writeln!(f, "replicas:         NONE has sent a heartbeat in the last minute")?;
+            writeln!(
+                f,
+                "replicas:         NONE has sent a heartbeat in the last minute"
+            )?;
         } else {
             writeln!(f, "replicas:         {} live", self.live_replicas)?;
         }
         for r in &self.replicas {
-            writeln!(f, "  {} {} v{} last seen {}", r.key, r.hostname, r.version, crate::scim::resource::datetime(r.last_seen))?;
+            writeln!(
+                f,
+                "  {} {} v{} last seen {}",
+                r.key,
+                r.hostname,
+                r.version,
+                crate::scim::resource::datetime(r.last_seen)
+            )?;
         }
-        writeln!(f, "managed users:    {} ({} deprovisioned)", self.managed_users, self.deprovisioned_users)?;
+        writeln!(
+            f,
+            "managed users:    {} ({} deprovisioned)",
+            self.managed_users, self.deprovisioned_users
+        )?;
         writeln!(f, "managed groups:   {}", self.managed_groups)?;
-        writeln!(f, "last hour:        {} operations, {} errors", self.operations_last_hour, self.errors_last_hour)?;
-        writeln!(f, "last day:         {} operations, {} errors", self.operations_last_day, self.errors_last_day)?;
+        writeln!(
+            f,
+            "last hour:        {} operations, {} errors",
+            self.operations_last_hour, self.errors_last_hour
+        )?;
+        writeln!(
+            f,
+            "last day:         {} operations, {} errors",
+            self.operations_last_day, self.errors_last_day
+        )?;
         writeln!(
             f,
             "last change:      {}",
-            self.last_change.map(crate::scim::resource::datetime).unwrap_or_else(|| "never".into())
+            self.last_change
+                .map(crate::scim::resource::datetime)
+                .unwrap_or_else(|| "never".into())
         )?;
         writeln!(f, "active tokens:    {}", self.active_tokens)?;
         write!(f, "drift findings:   {}", self.drift_findings)

@@ -59,7 +59,11 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     let status = resp.status().as_u16();
     let is_read = method == "GET" || method == "HEAD";
     if status >= 400 && !(is_read && status == 404) {
-        let detail = resp.extensions().get::<ErrorDetail>().map(|d| d.0.clone()).unwrap_or_default();
+        let detail = resp
+            .extensions()
+            .get::<ErrorDetail>()
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
         let token_id = resp.extensions().get::<Principal>().map(|p| p.token_id);
         let resource_type = if path.contains("/Users") {
             Some("User")
@@ -94,7 +98,11 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
 }
 
 /// Requires `Authorization: Bearer <token>` and fills the context's token and actor.
-pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let client = client_addr(&req);
     let token = req
         .headers()
@@ -102,7 +110,9 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_owned())
         });
     let Some(token) = token else {
         tracing::debug!(%client, "request without a bearer token");

@@ -33,12 +33,17 @@ struct Done {
 
 /// POST /Bulk
 #[instrument(skip_all, fields(request_id = %ctx.request_id))]
-pub async fn bulk(State(state): State<AppState>, Extension(ctx): Extension<Ctx>, ScimBody(body): ScimBody) -> Result<ScimResponse, ApiError> {
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    ScimBody(body): ScimBody,
+) -> Result<ScimResponse, ApiError> {
     let request = bulk::parse_request(&body, Limits::of(&state.prov.cfg))?;
     drop(body);
     let mut errors: u64 = 0;
     let limit = request.fail_on_errors.unwrap_or(u64::MAX);
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(request.operations.len() + request.rejected.len());
+    let mut outcomes: Vec<Outcome> =
+        Vec::with_capacity(request.operations.len() + request.rejected.len());
     for r in request.rejected {
         let e = ApiError::from(r.error);
         outcomes.push(Outcome {
@@ -52,18 +57,28 @@ pub async fn bulk(State(state): State<AppState>, Extension(ctx): Extension<Ctx>,
         });
         errors += 1;
     }
-    let defined: HashSet<String> = request.operations.iter().filter_map(|o| o.bulk_id.clone()).collect();
+    let defined: HashSet<String> = request
+        .operations
+        .iter()
+        .filter_map(|o| o.bulk_id.clone())
+        .collect();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut failed: HashSet<String> = HashSet::new();
     let mut pending: Vec<Operation> = request.operations;
     // §3.7.3: once failOnErrors errors happened, the remaining operations do not run.
     while errors < limit && !pending.is_empty() {
-        let Some(pos) = pending.iter().position(|op| bulk::readiness(op, &ids, &failed, &defined) != Readiness::Waiting) else {
+        let Some(pos) = pending
+            .iter()
+            .position(|op| bulk::readiness(op, &ids, &failed, &defined) != Readiness::Waiting)
+        else {
             // Nothing can run: every pending operation waits on another one, so they form
             // cycles. The first one fails 409; the operations that refer to it then fail as
             // referring to a failed operation, and any others can run.
             let op = pending.remove(0);
-            let e = ApiError::from(ScimError::status(409, "circular bulkId references: resolve them in separate requests"));
+            let e = ApiError::from(ScimError::status(
+                409,
+                "circular bulkId references: resolve them in separate requests",
+            ));
             if let Some(b) = &op.bulk_id {
                 failed.insert(b.clone());
             }
@@ -73,8 +88,13 @@ pub async fn bulk(State(state): State<AppState>, Extension(ctx): Extension<Ctx>,
         };
         let mut op = pending.remove(pos);
         let outcome = match bulk::readiness(&op, &ids, &failed, &defined) {
-            Readiness::Unknown => Err(ApiError::from(ScimError::invalid_value("the operation refers to a bulkId no operation of this request defines"))),
-            Readiness::Failed => Err(ApiError::from(ScimError::status(409, "the operation refers to a bulkId whose operation failed"))),
+            Readiness::Unknown => Err(ApiError::from(ScimError::invalid_value(
+                "the operation refers to a bulkId no operation of this request defines",
+            ))),
+            Readiness::Failed => Err(ApiError::from(ScimError::status(
+                409,
+                "the operation refers to a bulkId whose operation failed",
+            ))),
             Readiness::Ready | Readiness::Waiting => run(&state, &ctx, &mut op, &ids).await,
         };
         match outcome {
@@ -128,33 +148,93 @@ fn collection(t: &Target) -> &'static str {
 }
 
 /// Runs one operation through the same provisioning call as its HTTP route.
-async fn run(state: &AppState, ctx: &Ctx, op: &mut Operation, ids: &HashMap<String, String>) -> Result<Done, ApiError> {
+async fn run(
+    state: &AppState,
+    ctx: &Ctx,
+    op: &mut Operation,
+    ids: &HashMap<String, String>,
+) -> Result<Done, ApiError> {
     let mut data = op.data.take().unwrap_or(Value::Null);
     bulk::substitute(&mut data, ids);
     // The sync log names the operation, not `/Bulk`.
     let base = ctx.path.strip_suffix("/Bulk").unwrap_or(&ctx.path);
-    let ctx = Ctx { method: op.method.as_str().to_owned(), path: format!("{base}{}", op.path), ..ctx.clone() };
+    let ctx = Ctx {
+        method: op.method.as_str().to_owned(),
+        path: format!("{base}{}", op.path),
+        ..ctx.clone()
+    };
     let if_match = Preconditions::if_match(op.version.as_deref());
     let p = &state.prov;
     match &op.target {
         Target::Collection(Resource::User) => {
             let (_, u) = p.create_user(&ctx, &data).await?;
-            Ok(Done { id: u.phid, version: Some(u.version), status: 201 })
+            Ok(Done {
+                id: u.phid,
+                version: Some(u.version),
+                status: 201,
+            })
         }
         Target::Collection(Resource::Group) => {
             let (_, g) = p.create_group(&ctx, &data).await?;
-            Ok(Done { id: g.phid, version: Some(g.version), status: 201 })
+            Ok(Done {
+                id: g.phid,
+                version: Some(g.version),
+                status: 201,
+            })
         }
         Target::Item(res, raw) => {
-            let id = bulk::target_id(raw, ids).ok_or_else(|| ScimError::not_found(format!("no resource {raw}")))?;
+            let id = bulk::target_id(raw, ids)
+                .ok_or_else(|| ScimError::not_found(format!("no resource {raw}")))?;
             match (res, op.method) {
-                (Resource::User, Method::Put) => p.replace_user(&ctx, &id, &data, if_match).await.map(|u| Done { id, version: Some(u.version), status: 200 }),
-                (Resource::User, Method::Patch) => p.patch_user(&ctx, &id, &data, if_match).await.map(|u| Done { id, version: Some(u.version), status: 200 }),
-                (Resource::User, Method::Delete) => p.delete_user(&ctx, &id, if_match).await.map(|()| Done { id, version: None, status: 204 }),
-                (Resource::Group, Method::Put) => p.replace_group(&ctx, &id, &data, if_match).await.map(|g| Done { id, version: Some(g.version), status: 200 }),
-                (Resource::Group, Method::Patch) => p.patch_group(&ctx, &id, &data, if_match).await.map(|g| Done { id, version: Some(g.version), status: 200 }),
-                (Resource::Group, Method::Delete) => p.delete_group(&ctx, &id, if_match).await.map(|()| Done { id, version: None, status: 204 }),
-                (_, Method::Post) => Err(ScimError::invalid_value("POST goes to a collection").into()),
+                (Resource::User, Method::Put) => p
+                    .replace_user(&ctx, &id, &data, if_match)
+                    .await
+                    .map(|u| Done {
+                        id,
+                        version: Some(u.version),
+                        status: 200,
+                    }),
+                (Resource::User, Method::Patch) => p
+                    .patch_user(&ctx, &id, &data, if_match)
+                    .await
+                    .map(|u| Done {
+                        id,
+                        version: Some(u.version),
+                        status: 200,
+                    }),
+                (Resource::User, Method::Delete) => {
+                    p.delete_user(&ctx, &id, if_match).await.map(|()| Done {
+                        id,
+                        version: None,
+                        status: 204,
+                    })
+                }
+                (Resource::Group, Method::Put) => p
+                    .replace_group(&ctx, &id, &data, if_match)
+                    .await
+                    .map(|g| Done {
+                        id,
+                        version: Some(g.version),
+                        status: 200,
+                    }),
+                (Resource::Group, Method::Patch) => p
+                    .patch_group(&ctx, &id, &data, if_match)
+                    .await
+                    .map(|g| Done {
+                        id,
+                        version: Some(g.version),
+                        status: 200,
+                    }),
+                (Resource::Group, Method::Delete) => {
+                    p.delete_group(&ctx, &id, if_match).await.map(|()| Done {
+                        id,
+                        version: None,
+                        status: 204,
+                    })
+                }
+                (_, Method::Post) => {
+                    Err(ScimError::invalid_value("POST goes to a collection").into())
+                }
             }
             .map_err(ApiError::from)
         }

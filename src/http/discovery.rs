@@ -21,13 +21,19 @@ fn refuse_filter(query: Option<&str>) -> Result<(), ApiError> {
         })
     });
     if has_filter {
-        return Err(ScimError::forbidden("discovery endpoints do not support filtering (RFC 7644 §4)").into());
+        return Err(ScimError::forbidden(
+            "discovery endpoints do not support filtering (RFC 7644 §4)",
+        )
+        .into());
     }
     Ok(())
 }
 
 /// GET /ServiceProviderConfig
-pub async fn service_provider_config(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+pub async fn service_provider_config(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<ScimResponse, ApiError> {
     refuse_filter(q.as_deref())?;
     let max = state.prov.cfg.max_results;
     let bulk = crate::scim::bulk::Limits::of(&state.prov.cfg);
@@ -56,7 +62,11 @@ fn resource_type(base: &str, res: Resource) -> Value {
         Resource::User => "/Users",
         Resource::Group => "/Groups",
     };
-    let extensions: Vec<Value> = res.extensions().iter().map(|(u, _)| json!({"schema": u, "required": false})).collect();
+    let extensions: Vec<Value> = res
+        .extensions()
+        .iter()
+        .map(|(u, _)| json!({"schema": u, "required": false}))
+        .collect();
     json!({
         "schemas": [urn::RESOURCE_TYPE],
         "id": res.name(),
@@ -70,9 +80,15 @@ fn resource_type(base: &str, res: Resource) -> Value {
 }
 
 /// GET /ResourceTypes
-pub async fn resource_types(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+pub async fn resource_types(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<ScimResponse, ApiError> {
     refuse_filter(q.as_deref())?;
-    let all = vec![resource_type(&state.base_url, Resource::User), resource_type(&state.base_url, Resource::Group)];
+    let all = vec![
+        resource_type(&state.base_url, Resource::User),
+        resource_type(&state.base_url, Resource::Group),
+    ];
     Ok(ScimResponse::ok(list_response(2, 1, all)))
 }
 
@@ -128,24 +144,47 @@ fn schema_json(base: &str, id: &str, name: &str, description: &str, attrs: &[Att
 fn all_schemas(base: &str) -> Vec<Value> {
     vec![
         schema_json(base, urn::USER, "User", "Phabricator account", schema::USER),
-        schema_json(base, urn::ENTERPRISE_USER, "EnterpriseUser", "Enterprise User", schema::ENTERPRISE_USER),
-        schema_json(base, urn::GROUP, "Group", "Phabricator project", schema::GROUP),
+        schema_json(
+            base,
+            urn::ENTERPRISE_USER,
+            "EnterpriseUser",
+            "Enterprise User",
+            schema::ENTERPRISE_USER,
+        ),
+        schema_json(
+            base,
+            urn::GROUP,
+            "Group",
+            "Phabricator project",
+            schema::GROUP,
+        ),
     ]
 }
 
 /// GET /Schemas
-pub async fn schemas(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+pub async fn schemas(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<ScimResponse, ApiError> {
     refuse_filter(q.as_deref())?;
     let all = all_schemas(&state.base_url);
     Ok(ScimResponse::ok(list_response(all.len() as u64, 1, all)))
 }
 
 /// GET /Schemas/{urn}
-pub async fn schema_by_id(State(state): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<ScimResponse, ApiError> {
+pub async fn schema_by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<ScimResponse, ApiError> {
     refuse_filter(q.as_deref())?;
     all_schemas(&state.base_url)
         .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|x| x.eq_ignore_ascii_case(&id))
+        })
         .map(ScimResponse::ok)
         .ok_or_else(|| ScimError::not_found(format!("no schema {id}")).into())
 }
@@ -157,7 +196,11 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// `/Me`: the caller is a token's bot, not a person (RFC 7644 §3.11).
 pub async fn me() -> ApiError {
-    ScimError::status(501, "/Me is not supported: the caller is a provisioning token, not a person").into()
+    ScimError::status(
+        501,
+        "/Me is not supported: the caller is a provisioning token, not a person",
+    )
+    .into()
 }
 
 /// Unknown paths under the SCIM base.

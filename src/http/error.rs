@@ -75,9 +75,9 @@ impl From<ProvisionError> for ApiError {
                 tracing::warn!(error = %db, "gave up after repeated deadlocks");
                 ApiError::Unavailable
             }
-            ProvisionError::Db(db) if db.is_unique_violation() => {
-                ApiError::Scim(ScimError::uniqueness("the value conflicts with an existing resource"))
-            }
+            ProvisionError::Db(db) if db.is_unique_violation() => ApiError::Scim(
+                ScimError::uniqueness("the value conflicts with an existing resource"),
+            ),
             ProvisionError::Db(db) => {
                 tracing::error!(error = ?db, "database error [DB0001]");
                 ApiError::Internal
@@ -89,7 +89,10 @@ impl From<ProvisionError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::RateLimited(secs) => ApiError::RateLimited { retry_after: secs, detail: e.to_string() },
+            AuthError::RateLimited(secs) => ApiError::RateLimited {
+                retry_after: secs,
+                detail: e.to_string(),
+            },
             AuthError::Db(db) => ProvisionError::Db(db).into(),
             other => ApiError::Unauthorized(other.to_string()),
         }
@@ -118,12 +121,16 @@ impl IntoResponse for ApiError {
         let body = self.body();
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, body.to_string()).into_response();
-        resp.extensions_mut().insert(super::auth::ErrorDetail(self.detail()));
+        resp.extensions_mut()
+            .insert(super::auth::ErrorDetail(self.detail()));
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
         match &self {
             ApiError::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"phab-scim\""));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"phab-scim\""),
+                );
             }
             ApiError::RateLimited { retry_after, .. } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.max(&1).to_string()) {

@@ -22,20 +22,39 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
             let mime = ct.split(';').next().unwrap_or("").trim();
-            if !(mime.is_empty() || mime == SCIM_JSON || mime == "application/json" || mime.ends_with("+json") || mime == "text/plain") {
-                return Err(ScimError::status(415, format!("unsupported content type {mime:?}; send application/scim+json")).into());
+            if !(mime.is_empty()
+                || mime == SCIM_JSON
+                || mime == "application/json"
+                || mime.ends_with("+json")
+                || mime == "text/plain")
+            {
+                return Err(ScimError::status(
+                    415,
+                    format!("unsupported content type {mime:?}; send application/scim+json"),
+                )
+                .into());
             }
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::Scim(ScimError::status(413, "the request body is too large"))
             } else {
-                ApiError::Scim(ScimError::invalid_syntax("the request body could not be read"))
+                ApiError::Scim(ScimError::invalid_syntax(
+                    "the request body could not be read",
+                ))
             }
         })?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| ScimError::invalid_syntax(format!("the body is not UTF-8 (byte {})", e.valid_up_to())))?;
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ScimError::invalid_syntax(format!("malformed JSON at line {}, column {}: {}", e.line(), e.column(), classify(&e))))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            ScimError::invalid_syntax(format!("the body is not UTF-8 (byte {})", e.valid_up_to()))
+        })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ScimError::invalid_syntax(format!(
+                "malformed JSON at line {}, column {}: {}",
+                e.line(),
+                e.column(),
+                classify(&e)
+            ))
+        })?;
         Ok(ScimBody(value))
     }
 }
@@ -61,17 +80,30 @@ pub struct ScimResponse {
 impl ScimResponse {
     /// 200 with a body.
     pub fn ok(body: Value) -> Self {
-        Self { status: StatusCode::OK, body: Some(body), etag: None, location: None }
+        Self {
+            status: StatusCode::OK,
+            body: Some(body),
+            etag: None,
+            location: None,
+        }
     }
 }
 
 impl IntoResponse for ScimResponse {
     fn into_response(self) -> Response {
         let mut headers = HeaderMap::new();
-        if let Some(e) = self.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        if let Some(e) = self
+            .etag
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok())
+        {
             headers.insert(header::ETAG, e);
         }
-        if let Some(l) = self.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+        if let Some(l) = self
+            .location
+            .as_deref()
+            .and_then(|l| HeaderValue::from_str(l).ok())
+        {
             headers.insert(header::LOCATION, l);
         }
         match self.body {

@@ -22,11 +22,20 @@ use crate::scim::resource::{Projection, ReadCheck, etag};
 use crate::scim::schema::{Resource, urn};
 
 fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
-    Ok(Projection::parse(Resource::Group, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?)
+    Ok(Projection::parse(
+        Resource::Group,
+        pp.attributes.as_deref(),
+        pp.excluded_attributes.as_deref(),
+    )?)
 }
 
 /// Appends one group, projected, with its members streamed in when the projection wants them.
-pub(crate) async fn write_group(state: &AppState, g: &StoredGroup, p: &Projection, buf: &mut Vec<u8>) -> Result<(), ApiError> {
+pub(crate) async fn write_group(
+    state: &AppState,
+    g: &StoredGroup,
+    p: &Projection,
+    buf: &mut Vec<u8>,
+) -> Result<(), ApiError> {
     let doc = render_group(&GroupParts {
         id: &g.phid,
         display_name: &g.display_name,
@@ -51,7 +60,10 @@ pub(crate) async fn write_group(state: &AppState, g: &StoredGroup, p: &Projectio
         buf.push(b',');
     }
     buf.extend_from_slice(b"\"members\":[");
-    let n = state.prov.write_group_members(&g.phid, &state.base_url, MemberFields::of(p), buf).await?;
+    let n = state
+        .prov
+        .write_group_members(&g.phid, &state.base_url, MemberFields::of(p), buf)
+        .await?;
     if n == 0 {
         buf.truncate(reopened);
     } else {
@@ -61,37 +73,61 @@ pub(crate) async fn write_group(state: &AppState, g: &StoredGroup, p: &Projectio
     Ok(())
 }
 
-pub(crate) fn respond(status: StatusCode, body: Vec<u8>, tag: Option<String>, location: Option<String>) -> Response {
+pub(crate) fn respond(
+    status: StatusCode,
+    body: Vec<u8>,
+    tag: Option<String>,
+    location: Option<String>,
+) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(e) = tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
         headers.insert(header::ETAG, e);
     }
-    if let Some(l) = location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+    if let Some(l) = location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
         headers.insert(header::LOCATION, l);
     }
     (status, headers, Body::from(body)).into_response()
 }
 
-async fn single(state: &AppState, g: &StoredGroup, p: &Projection, status: StatusCode) -> Result<Response, ApiError> {
+async fn single(
+    state: &AppState,
+    g: &StoredGroup,
+    p: &Projection,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     let mut buf = Vec::new();
     write_group(state, g, p, &mut buf).await?;
-    let location = (status == StatusCode::CREATED).then(|| format!("{}/Groups/{}", state.base_url, g.phid));
+    let location =
+        (status == StatusCode::CREATED).then(|| format!("{}/Groups/{}", state.base_url, g.phid));
     Ok(respond(status, buf, Some(etag(g.version)), location))
 }
 
 /// GET /Groups
-pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
     search_groups(&state, params).await
 }
 
 /// POST /Groups/.search
-pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<Response, ApiError> {
+pub async fn search(
+    State(state): State<AppState>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
     search_groups(&state, ListParams::from_search_body(&body)?).await
 }
 
 async fn search_groups(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
-    let p = Projection::parse(Resource::Group, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let p = Projection::parse(
+        Resource::Group,
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    )?;
     let (total, start, groups) = state.prov.list_groups(&params).await?;
     // A ListResponse (RFC 7644 §3.4.2), written like `scim::list::list_response` but with
     // each group streamed in.
@@ -152,7 +188,10 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let group = state.prov.replace_group(&ctx, &id, &body, preconditions(&headers)).await?;
+    let group = state
+        .prov
+        .replace_group(&ctx, &id, &body, preconditions(&headers))
+        .await?;
     single(&state, &group, &p, StatusCode::OK).await
 }
 
@@ -167,7 +206,10 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let group = state.prov.patch_group(&ctx, &id, &body, preconditions(&headers)).await?;
+    let group = state
+        .prov
+        .patch_group(&ctx, &id, &body, preconditions(&headers))
+        .await?;
     if pp.attributes.is_none() && pp.excluded_attributes.is_none() {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
@@ -185,6 +227,9 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.prov.delete_group(&ctx, &id, preconditions(&headers)).await?;
+    state
+        .prov
+        .delete_group(&ctx, &id, preconditions(&headers))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -15,7 +15,9 @@ pub async fn healthz() -> Response {
 /// GET /readyz: the database answers and the namespace has what the service needs.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match crate::db::check::missing_tables(&state.prov.db).await {
-        Ok(missing) if missing.is_empty() => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
+        Ok(missing) if missing.is_empty() => {
+            (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+        }
         Ok(missing) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "not ready", "missing": missing})),
@@ -33,7 +35,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// GET /metrics: Prometheus text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(h) => (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        Some(h) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            h.render(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
     }
 }

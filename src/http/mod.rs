@@ -37,24 +37,54 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
         .route("/.search", m(post(search::search)))
         .route("/Users", m(get(users::list).post(users::create)))
         .route("/Users/.search", m(post(users::search)))
-        .route("/Users/{id}", m(get(users::get).put(users::replace).patch(users::patch).delete(users::delete)))
+        .route(
+            "/Users/{id}",
+            m(get(users::get)
+                .put(users::replace)
+                .patch(users::patch)
+                .delete(users::delete)),
+        )
         .route("/Groups", m(get(groups::list).post(groups::create)))
         .route("/Groups/.search", m(post(groups::search)))
-        .route("/Groups/{id}", m(get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete)))
-        .route("/ServiceProviderConfig", ro().get(discovery::service_provider_config))
+        .route(
+            "/Groups/{id}",
+            m(get(groups::get)
+                .put(groups::replace)
+                .patch(groups::patch)
+                .delete(groups::delete)),
+        )
+        .route(
+            "/ServiceProviderConfig",
+            ro().get(discovery::service_provider_config),
+        )
         .route("/ResourceTypes", ro().get(discovery::resource_types))
-        .route("/ResourceTypes/{name}", ro().get(discovery::resource_type_by_name))
+        .route(
+            "/ResourceTypes/{name}",
+            ro().get(discovery::resource_type_by_name),
+        )
         .route("/Schemas", ro().get(discovery::schemas))
         .route("/Schemas/{id}", ro().get(discovery::schema_by_id))
         .route("/Me", axum::routing::any(discovery::me))
         .route("/Bulk", m(post(bulk::bulk)))
         .fallback(discovery::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(middleware::from_fn_with_state(state, auth::audit))
 }
 
 /// The endpoint names under [`BASE`], in their canonical spelling.
-const ENDPOINTS: [&str; 8] = ["Users", "Groups", "ServiceProviderConfig", "ResourceTypes", "Schemas", "Bulk", "Me", ".search"];
+const ENDPOINTS: [&str; 8] = [
+    "Users",
+    "Groups",
+    "ServiceProviderConfig",
+    "ResourceTypes",
+    "Schemas",
+    "Bulk",
+    "Me",
+    ".search",
+];
 
 /// The canonical spelling of a path whose endpoint name differs only in case, if any.
 fn canonical_path(path: &str) -> Option<String> {
@@ -69,7 +99,13 @@ fn canonical_path(path: &str) -> Option<String> {
         None => (rest, None),
     };
     let name = ENDPOINTS.iter().find(|n| n.eq_ignore_ascii_case(first))?;
-    let tail = tail.map(|t| if t.eq_ignore_ascii_case(".search") { ".search" } else { t });
+    let tail = tail.map(|t| {
+        if t.eq_ignore_ascii_case(".search") {
+            ".search"
+        } else {
+            t
+        }
+    });
     let fixed = match tail {
         Some(t) => format!("{BASE}/{name}/{t}"),
         None => format!("{BASE}/{name}"),
@@ -81,7 +117,10 @@ fn canonical_path(path: &str) -> Option<String> {
 /// clients written against others send `/users` (scim-conformance §4). Rewrites the path before
 /// routing, so it wraps the router (`app.rs`) instead of being one of its layers; ids keep
 /// their case.
-pub async fn canonical_endpoints(mut req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+pub async fn canonical_endpoints(
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
     if let Some(fixed) = canonical_path(req.uri().path()) {
         let pq = match req.uri().query() {
             Some(q) => format!("{fixed}?{q}"),
@@ -107,12 +146,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route(
             "/metrics",
-            get(health::metrics).layer(middleware::from_fn_with_state(state.clone(), auth::require_token)),
+            get(health::metrics).layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            )),
         )
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(crate::telemetry::track_metrics))
         .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .layer(CatchPanicLayer::new())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -127,10 +171,22 @@ mod tests {
 
     #[test]
     fn endpoint_names_are_case_insensitive() {
-        assert_eq!(canonical_path("/scim/v2/users").as_deref(), Some("/scim/v2/Users"));
-        assert_eq!(canonical_path("/scim/v2/GROUPS/PHID-PROJ-Ab/").as_deref(), Some("/scim/v2/Groups/PHID-PROJ-Ab/"));
-        assert_eq!(canonical_path("/scim/v2/users/.SEARCH").as_deref(), Some("/scim/v2/Users/.search"));
-        assert_eq!(canonical_path("/scim/v2/serviceproviderconfig").as_deref(), Some("/scim/v2/ServiceProviderConfig"));
+        assert_eq!(
+            canonical_path("/scim/v2/users").as_deref(),
+            Some("/scim/v2/Users")
+        );
+        assert_eq!(
+            canonical_path("/scim/v2/GROUPS/PHID-PROJ-Ab/").as_deref(),
+            Some("/scim/v2/Groups/PHID-PROJ-Ab/")
+        );
+        assert_eq!(
+            canonical_path("/scim/v2/users/.SEARCH").as_deref(),
+            Some("/scim/v2/Users/.search")
+        );
+        assert_eq!(
+            canonical_path("/scim/v2/serviceproviderconfig").as_deref(),
+            Some("/scim/v2/ServiceProviderConfig")
+        );
         assert_eq!(canonical_path("/scim/v2/Users/PHID-USER-x"), None);
         assert_eq!(canonical_path("/scim/v2/nope"), None);
         assert_eq!(canonical_path("/healthz"), None);

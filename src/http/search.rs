@@ -16,20 +16,32 @@ use crate::scim::resource::Projection;
 use crate::scim::schema::{Resource, urn};
 
 /// POST /.search
-pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<Response, ApiError> {
+pub async fn search(
+    State(state): State<AppState>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
     root_query(&state, ListParams::from_search_body(&body)?).await
 }
 
 /// GET / (the base URL with query parameters).
-pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
     root_query(&state, params).await
 }
 
 async fn root_query(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
-    let (attributes, excluded) = (params.attributes.as_deref(), params.excluded_attributes.as_deref());
+    let (attributes, excluded) = (
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    );
     let user_p = Projection::parse(Resource::User, attributes, excluded)?;
     let group_p = Projection::parse(Resource::Group, attributes, excluded)?;
-    let page = state.prov.search_all(&params, user_p.wants("groups")).await?;
+    let page = state
+        .prov
+        .search_all(&params, user_p.wants("groups"))
+        .await?;
     let items = page.users.len() + page.groups.len();
     // A ListResponse (RFC 7644 §3.4.2) with each group streamed in, as `/Groups` writes it.
     let mut buf = Vec::new();
@@ -43,7 +55,8 @@ async fn root_query(state: &AppState, params: ListParams) -> Result<Response, Ap
             buf.push(b',');
         }
         first = false;
-        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(state, u))).map_err(|_| ApiError::Internal)?;
+        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(state, u)))
+            .map_err(|_| ApiError::Internal)?;
     }
     for g in &page.groups {
         if !first {

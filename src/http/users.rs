@@ -52,24 +52,39 @@ fn single(state: &AppState, u: &StoredUser, p: &Projection, status: StatusCode) 
 pub(crate) fn preconditions(headers: &HeaderMap) -> Preconditions<'_> {
     Preconditions {
         if_match: headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()),
-        if_none_match: headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+        if_none_match: headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
     }
 }
 
 /// GET /Users
-pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<ScimResponse, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<ScimResponse, ApiError> {
     search_users(&state, params).await
 }
 
 /// POST /Users/.search
-pub async fn search(State(state): State<AppState>, ScimBody(body): ScimBody) -> Result<ScimResponse, ApiError> {
+pub async fn search(
+    State(state): State<AppState>,
+    ScimBody(body): ScimBody,
+) -> Result<ScimResponse, ApiError> {
     search_users(&state, ListParams::from_search_body(&body)?).await
 }
 
 async fn search_users(state: &AppState, params: ListParams) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(Resource::User, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let p = Projection::parse(
+        Resource::User,
+        params.attributes.as_deref(),
+        params.excluded_attributes.as_deref(),
+    )?;
     let (total, start, users) = state.prov.list_users(&params, p.wants("groups")).await?;
-    let resources = users.iter().map(|u| p.apply(Resource::User, render(state, u))).collect();
+    let resources = users
+        .iter()
+        .map(|u| p.apply(Resource::User, render(state, u)))
+        .collect();
     Ok(ScimResponse::ok(list_response(total, start, resources)))
 }
 
@@ -80,10 +95,19 @@ pub async fn get(
     Query(pp): Query<ProjectionParams>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let p = Projection::parse(
+        Resource::User,
+        pp.attributes.as_deref(),
+        pp.excluded_attributes.as_deref(),
+    )?;
     let user = state.prov.get_user(&id).await?;
     if preconditions(&headers).check_read(user.version)? == ReadCheck::NotModified {
-        return Ok(ScimResponse { status: StatusCode::NOT_MODIFIED, body: None, etag: Some(etag(user.version)), location: None });
+        return Ok(ScimResponse {
+            status: StatusCode::NOT_MODIFIED,
+            body: None,
+            etag: Some(etag(user.version)),
+            location: None,
+        });
     }
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
@@ -95,7 +119,11 @@ pub async fn create(
     Query(pp): Query<ProjectionParams>,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
+    let p = Projection::parse(
+        Resource::User,
+        pp.attributes.as_deref(),
+        pp.excluded_attributes.as_deref(),
+    )?;
     let (how, user) = state.prov.create_user(&ctx, &body).await?;
     tracing::info!(id = %user.phid, how = ?how, "user provisioned");
     Ok(single(&state, &user, &p, StatusCode::CREATED))
@@ -110,8 +138,15 @@ pub async fn replace(
     headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
-    let user = state.prov.replace_user(&ctx, &id, &body, preconditions(&headers)).await?;
+    let p = Projection::parse(
+        Resource::User,
+        pp.attributes.as_deref(),
+        pp.excluded_attributes.as_deref(),
+    )?;
+    let user = state
+        .prov
+        .replace_user(&ctx, &id, &body, preconditions(&headers))
+        .await?;
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
 
@@ -124,8 +159,15 @@ pub async fn patch(
     headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(Resource::User, pp.attributes.as_deref(), pp.excluded_attributes.as_deref())?;
-    let user = state.prov.patch_user(&ctx, &id, &body, preconditions(&headers)).await?;
+    let p = Projection::parse(
+        Resource::User,
+        pp.attributes.as_deref(),
+        pp.excluded_attributes.as_deref(),
+    )?;
+    let user = state
+        .prov
+        .patch_user(&ctx, &id, &body, preconditions(&headers))
+        .await?;
     Ok(single(&state, &user, &p, StatusCode::OK))
 }
 
@@ -136,6 +178,14 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
-    state.prov.delete_user(&ctx, &id, preconditions(&headers)).await?;
-    Ok(ScimResponse { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None })
+    state
+        .prov
+        .delete_user(&ctx, &id, preconditions(&headers))
+        .await?;
+    Ok(ScimResponse {
+        status: StatusCode::NO_CONTENT,
+        body: None,
+        etag: None,
+        location: None,
+    })
 }

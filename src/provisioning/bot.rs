@@ -2,14 +2,14 @@
 //! written the way the admin "Create New Bot" form writes one (write log W3): a system agent,
 //! approved, with a verified address, its name tokens and its search and identity tasks.
 
-use sqlx::AssertSqlSafe;
 use super::{Provisioner, Result};
+use crate::db::DbError;
+use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser};
 use crate::db::phabricator::worker::{self, Task};
-use crate::db::phabricator::new_phid;
-use crate::db::DbError;
 use crate::in_transaction;
 use crate::scim::ScimError;
+use sqlx::AssertSqlSafe;
 
 /// Real name of the bot.
 pub const BOT_REAL_NAME: &str = "SCIM Provisioning";
@@ -19,29 +19,64 @@ impl Provisioner {
     /// that name must already be a bot: a person's account is never turned into one.
     pub async fn ensure_bot(&self, username: &str) -> Result<String> {
         if !super::username::is_valid_username(username) {
-            return Err(ScimError::invalid_value(format!("{username:?} is not a valid Phabricator username")).into());
+            return Err(ScimError::invalid_value(format!(
+                "{username:?} is not a valid Phabricator username"
+            ))
+            .into());
         }
-        let domain = self.cfg.placeholder_email_domain.clone().unwrap_or_else(|| "phab-scim.invalid".to_owned());
+        let domain = self
+            .cfg
+            .placeholder_email_domain
+            .clone()
+            .unwrap_or_else(|| "phab-scim.invalid".to_owned());
         in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
-            let existing: Option<(String, bool)> =
-                sqlx::query_as(AssertSqlSafe(format!("SELECT CAST(phid AS CHAR), isSystemAgent FROM {} WHERE userName = ? FOR UPDATE", t.user)))
-                    .bind(username)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(DbError::from)?;
+            let existing: Option<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT CAST(phid AS CHAR), isSystemAgent FROM {} WHERE userName = ? FOR UPDATE",
+                t.user
+            )))
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
             if let Some((phid, is_bot)) = existing {
                 if !is_bot {
-                    return Err(ScimError::uniqueness(format!("@{username} exists and is not a bot")).into());
+                    return Err(ScimError::uniqueness(format!(
+                        "@{username} exists and is not a bot"
+                    ))
+                    .into());
                 }
                 return Ok(phid);
             }
             let phid = new_phid("USER");
-            let id = pu::insert_user(&mut tx, t, &NewUser { phid: &phid, user_name: username, real_name: BOT_REAL_NAME, is_system_agent: true, is_email_verified: true }).await?;
+            let id = pu::insert_user(
+                &mut tx,
+                t,
+                &NewUser {
+                    phid: &phid,
+                    user_name: username,
+                    real_name: BOT_REAL_NAME,
+                    is_system_agent: true,
+                    is_email_verified: true,
+                },
+            )
+            .await?;
             let address = format!("{username}@{domain}");
             pu::insert_email(&mut tx, t, &phid, &address, true, true).await?;
-            pu::write_name_tokens(&mut tx, t, id, &pu::name_tokens(username, BOT_REAL_NAME), false).await?;
-            worker::queue(&mut tx, t, &[Task::search(&phid, false), Task::identity_added(&address)]).await?;
+            pu::write_name_tokens(
+                &mut tx,
+                t,
+                id,
+                &pu::name_tokens(username, BOT_REAL_NAME),
+                false,
+            )
+            .await?;
+            worker::queue(
+                &mut tx,
+                t,
+                &[Task::search(&phid, false), Task::identity_added(&address)],
+            )
+            .await?;
             Ok(phid)
         }
         .await)

@@ -23,7 +23,9 @@ use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::ScimError;
 use crate::scim::filter::parse_filter;
-use crate::scim::group::{GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member};
+use crate::scim::group::{
+    GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
+};
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, GroupField, GroupFilter};
@@ -90,7 +92,10 @@ struct Diff(Map<String, Value>);
 
 impl Diff {
     fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
-        self.0.insert(key.to_owned(), json!({"old": old.into(), "new": new.into()}));
+        self.0.insert(
+            key.to_owned(),
+            json!({"old": old.into(), "new": new.into()}),
+        );
     }
     fn members(&mut self, added: &[String], removed: &[String]) {
         if added.is_empty() && removed.is_empty() {
@@ -118,7 +123,13 @@ impl Provisioner {
     /// Writes the members of a group as JSON values separated by commas into `buf`, streaming
     /// the edge rows: a 50,000-member group is never held as rows and JSON at once.
     #[instrument(skip_all, fields(id = %phid))]
-    pub async fn write_group_members(&self, phid: &str, base_url: &str, fields: MemberFields, buf: &mut Vec<u8>) -> Result<u64> {
+    pub async fn write_group_members(
+        &self,
+        phid: &str,
+        base_url: &str,
+        fields: MemberFields,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let mut first = true;
         let n = edge::for_each_member(&mut conn, &self.db.t, phid, |id, display| {
@@ -135,16 +146,35 @@ impl Provisioner {
     /// GET /Groups and POST /Groups/.search (members are streamed by the caller, if wanted).
     #[instrument(skip_all)]
     pub async fn list_groups(&self, params: &ListParams) -> Result<(u64, u64, Vec<StoredGroup>)> {
-        let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        let filter = match params
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
             Some(f) => {
-                let parsed = parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+                let parsed = parse_filter(f)
+                    .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
                 query::resolve_group(&parsed)?
             }
             None => GroupFilter::All,
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
-        let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::group_sort_field).transpose()?;
-        let (total, groups) = self.query_groups(&filter, sort, params.descending()?, page.start_index - 1, page.count).await?;
+        let sort = params
+            .sort_by
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(query::group_sort_field)
+            .transpose()?;
+        let (total, groups) = self
+            .query_groups(
+                &filter,
+                sort,
+                params.descending()?,
+                page.start_index - 1,
+                page.count,
+            )
+            .await?;
         Ok((total, page.start_index, groups))
     }
 
@@ -161,8 +191,14 @@ impl Provisioner {
         let order = filter_sql::group_order(sort, descending);
         let sql = filter_sql::group_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) = sidecar::list_scim_groups(&mut conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit).await?;
-        let groups = rows.into_iter().map(StoredGroup::from_view).collect::<Result<Vec<_>>>()?;
+        let (total, rows) = sidecar::list_scim_groups(
+            &mut conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit,
+        )
+        .await?;
+        let groups = rows
+            .into_iter()
+            .map(StoredGroup::from_view)
+            .collect::<Result<Vec<_>>>()?;
         Ok((total, groups))
     }
 
@@ -172,10 +208,18 @@ impl Provisioner {
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
         let spec = GroupSpec::from_body(body)?;
         let slug = valid_slug(&spec.display_name)?;
-        in_transaction!(self.db, |tx| self.create_group_in(&mut tx, ctx, &spec, &slug).await)
+        in_transaction!(self.db, |tx| self
+            .create_group_in(&mut tx, ctx, &spec, &slug)
+            .await)
     }
 
-    async fn create_group_in(&self, conn: &mut Conn, ctx: &Ctx, spec: &GroupSpec, slug: &str) -> Result<(Created, StoredGroup)> {
+    async fn create_group_in(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &GroupSpec,
+        slug: &str,
+    ) -> Result<(Created, StoredGroup)> {
         let t = &*self.db.t;
         if let Some(existing) = pp::lock_project_by_slug(conn, t, slug).await? {
             if let Some(group) = sidecar::lock_scim_group(conn, t, &existing.phid).await? {
@@ -199,7 +243,9 @@ impl Provisioner {
                 .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
             // An adopted project keeps its members unless the POST names them.
             let plan = spec.members.clone().map(MemberPlan::replace);
-            let group = self.apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt).await?;
+            let group = self
+                .apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt)
+                .await?;
             return Ok((Created::Adopted, group));
         }
 
@@ -224,23 +270,62 @@ impl Provisioner {
         )
         .await?;
         // The save writes tokens before the slug row exists: they come from the name (W14).
-        pp::write_datasource_tokens(conn, t, id, &pp::datasource_tokens(&[], &spec.display_name), false).await?;
+        pp::write_datasource_tokens(
+            conn,
+            t,
+            id,
+            &pp::datasource_tokens(&[], &spec.display_name),
+            false,
+        )
+        .await?;
         let mut xactions = vec![
-            Xaction { kind: "core:create", old: Value::Null, new: Value::Null, metadata: Vec::new() },
-            Xaction { kind: "project:name", old: Value::Null, new: json!(spec.display_name), metadata: Vec::new() },
+            Xaction {
+                kind: "core:create",
+                old: Value::Null,
+                new: Value::Null,
+                metadata: Vec::new(),
+            },
+            Xaction {
+                kind: "project:name",
+                old: Value::Null,
+                new: json!(spec.display_name),
+                metadata: Vec::new(),
+            },
         ];
         if !members.is_empty() {
             xactions.push(edge_xaction(&[], &members));
         }
-        let xphids = xaction::insert_group(conn, &t.project_transaction, "PROJ", &phid, &ctx.actor_phid, &xactions, true).await?;
+        let xphids = xaction::insert_group(
+            conn,
+            &t.project_transaction,
+            "PROJ",
+            &phid,
+            &ctx.actor_phid,
+            &xactions,
+            true,
+        )
+        .await?;
         pp::insert_slug(conn, t, &phid, slug).await?;
         edge::add_members(conn, t, &phid, &[], &members).await?;
         let mut diff = Diff::default();
         diff.0.insert("slug".into(), json!(slug));
         diff.members(&members, &[]);
-        self.log_group(conn, ctx, &phid, 201, &format!("create group {:?} as #{slug}", spec.display_name), diff).await?;
+        self.log_group(
+            conn,
+            ctx,
+            &phid,
+            201,
+            &format!("create group {:?} as #{slug}", spec.display_name),
+            diff,
+        )
+        .await?;
         let state = xaction::project_publish_state(&phid, &ctx.actor_phid, true);
-        worker::queue(conn, t, &[Task::publish(&phid, &ctx.actor_phid, &xphids, state)]).await?;
+        worker::queue(
+            conn,
+            t,
+            &[Task::publish(&phid, &ctx.actor_phid, &xphids, state)],
+        )
+        .await?;
         let ts = now();
         Ok((
             Created::New,
@@ -258,11 +343,22 @@ impl Provisioner {
 
     async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
         let attrs = Value::Object(spec.attributes.clone());
-        match sidecar::insert_scim_group(conn, &self.db.t, phid, &spec.display_name, spec.external_id.as_deref(), &attrs).await {
+        match sidecar::insert_scim_group(
+            conn,
+            &self.db.t,
+            phid,
+            &spec.display_name,
+            spec.external_id.as_deref(),
+            &attrs,
+        )
+        .await
+        {
             Ok(()) => Ok(()),
-            Err(e) if e.is_unique_violation() => {
-                Err(ScimError::uniqueness(format!("a group named {:?} already exists", spec.display_name)).into())
-            }
+            Err(e) if e.is_unique_violation() => Err(ScimError::uniqueness(format!(
+                "a group named {:?} already exists",
+                spec.display_name
+            ))
+            .into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -270,13 +366,28 @@ impl Provisioner {
     /// PUT /Groups/{id}: the name and the whole membership (absent `members` empties it, RFC
     /// 7644 §3.5.1; scim-conformance §1.8).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
+    pub async fn replace_group(
+        &self,
+        ctx: &Ctx,
+        phid: &str,
+        body: &Value,
+        pre: Preconditions<'_>,
+    ) -> Result<StoredGroup> {
         let mut spec = GroupSpec::from_body(body)?;
         let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
         in_transaction!(self.db, |tx| async {
             let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
             pre.check_write(view.version)?;
-            self.apply_group(&mut tx, ctx, view, project, &spec, Some(plan.clone()), Mode::Update).await
+            self.apply_group(
+                &mut tx,
+                ctx,
+                view,
+                project,
+                &spec,
+                Some(plan.clone()),
+                Mode::Update,
+            )
+            .await
         }
         .await)
     }
@@ -284,7 +395,13 @@ impl Provisioner {
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
     /// as a delta (`scim::group::split_patch`).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_group(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredGroup> {
+    pub async fn patch_group(
+        &self,
+        ctx: &Ctx,
+        phid: &str,
+        body: &Value,
+        pre: Preconditions<'_>,
+    ) -> Result<StoredGroup> {
         let ops = patch::parse_request(body)?;
         let split = split_patch(&ops)?;
         in_transaction!(self.db, |tx| async {
@@ -294,7 +411,16 @@ impl Provisioner {
             let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
             patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
             let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
-            self.apply_group(&mut tx, ctx, view, project, &spec, split.members.clone(), Mode::Update).await
+            self.apply_group(
+                &mut tx,
+                ctx,
+                view,
+                project,
+                &spec,
+                split.members.clone(),
+                Mode::Update,
+            )
+            .await
         }
         .await)
     }
@@ -306,7 +432,9 @@ impl Provisioner {
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
-            let view = sidecar::lock_scim_group(&mut tx, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+            let view = sidecar::lock_scim_group(&mut tx, t, phid)
+                .await?
+                .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
             pre.check_write(view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
@@ -314,28 +442,69 @@ impl Provisioner {
                 && project.status != pp::STATUS_ARCHIVED
             {
                 let slugs = pp::lock_slugs(&mut tx, t, phid).await?;
-                pp::update_project(&mut tx, t, project.id, &ProjectChanges { status: Some(pp::STATUS_ARCHIVED), ..Default::default() }).await?;
-                pp::write_datasource_tokens(&mut tx, t, project.id, &pp::datasource_tokens(&slugs, &project.name), true).await?;
+                pp::update_project(
+                    &mut tx,
+                    t,
+                    project.id,
+                    &ProjectChanges {
+                        status: Some(pp::STATUS_ARCHIVED),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                pp::write_datasource_tokens(
+                    &mut tx,
+                    t,
+                    project.id,
+                    &pp::datasource_tokens(&slugs, &project.name),
+                    true,
+                )
+                .await?;
                 let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
-                let xphids = xaction::insert_group(&mut tx, &t.project_transaction, "PROJ", phid, &ctx.actor_phid, &[x], false).await?;
+                let xphids = xaction::insert_group(
+                    &mut tx,
+                    &t.project_transaction,
+                    "PROJ",
+                    phid,
+                    &ctx.actor_phid,
+                    &[x],
+                    false,
+                )
+                .await?;
                 let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
                 tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
                 diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
             sidecar::delete_scim_group(&mut tx, t, view.id).await?;
-            self.log_group(&mut tx, ctx, phid, 204, &format!("delete group {:?} (archive the project)", view.display_name), diff).await?;
+            self.log_group(
+                &mut tx,
+                ctx,
+                phid,
+                204,
+                &format!("delete group {:?} (archive the project)", view.display_name),
+                diff,
+            )
+            .await?;
             worker::queue(&mut tx, t, &tasks).await?;
             Ok(())
         }
         .await)
     }
 
-    async fn lock_managed_group(&self, conn: &mut Conn, phid: &str) -> Result<(ScimGroupView, ProjectRow)> {
+    async fn lock_managed_group(
+        &self,
+        conn: &mut Conn,
+        phid: &str,
+    ) -> Result<(ScimGroupView, ProjectRow)> {
         let t = &*self.db.t;
-        let view = sidecar::lock_scim_group(conn, t, phid).await?.ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
-        let project = pp::lock_project(conn, t, phid)
+        let view = sidecar::lock_scim_group(conn, t, phid)
             .await?
-            .ok_or_else(|| ScimError::not_found(format!("the project of group {phid} no longer exists in Phabricator")))?;
+            .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+        let project = pp::lock_project(conn, t, phid).await?.ok_or_else(|| {
+            ScimError::not_found(format!(
+                "the project of group {phid} no longer exists in Phabricator"
+            ))
+        })?;
         Ok((view, project))
     }
 
@@ -347,7 +516,11 @@ impl Provisioner {
         let known = sidecar::managed_users_among(conn, &self.db.t, ids).await?;
         let unknown: Vec<&String> = ids.iter().filter(|id| !known.contains(*id)).collect();
         if let Some(first) = unknown.first() {
-            let more = if unknown.len() > 1 { format!(" (and {} more)", unknown.len() - 1) } else { String::new() };
+            let more = if unknown.len() > 1 {
+                format!(" (and {} more)", unknown.len() - 1)
+            } else {
+                String::new()
+            };
             return Err(ScimError::invalid_value(format!(
                 "member {first}{more} is not a user provisioned through SCIM; members must be ids of /Users"
             ))
@@ -381,7 +554,10 @@ impl Provisioner {
             let slug = valid_slug(&spec.display_name)?;
             if !slugs.contains(&slug) {
                 if let Some(owner) = pp::lock_slug_owner(conn, t, &slug).await? {
-                    return Err(ScimError::uniqueness(format!("the hashtag #{slug} belongs to another project ({owner})")).into());
+                    return Err(ScimError::uniqueness(format!(
+                        "the hashtag #{slug} belongs to another project ({owner})"
+                    ))
+                    .into());
                 }
                 new_slug = Some(slug.clone());
             }
@@ -389,7 +565,12 @@ impl Provisioner {
                 changes.primary_slug = Some(slug);
             }
             changes.name = Some(spec.display_name.clone());
-            xactions.push(Xaction { kind: "project:name", old: json!(project.name), new: json!(spec.display_name), metadata: Vec::new() });
+            xactions.push(Xaction {
+                kind: "project:name",
+                old: json!(project.name),
+                new: json!(spec.display_name),
+                metadata: Vec::new(),
+            });
             diff.set("name", project.name.clone(), spec.display_name.clone());
         }
         if mode == Mode::Adopt && project.status == pp::STATUS_ARCHIVED {
@@ -416,8 +597,24 @@ impl Provisioner {
             pp::update_project(conn, t, project.id, &changes).await?;
             let final_name = changes.name.as_deref().unwrap_or(&project.name);
             // Tokens from the slugs that exist before this save (the one-save lag of W15).
-            pp::write_datasource_tokens(conn, t, project.id, &pp::datasource_tokens(&slugs, final_name), true).await?;
-            let xphids = xaction::insert_group(conn, &t.project_transaction, "PROJ", &project.phid, &ctx.actor_phid, &xactions, false).await?;
+            pp::write_datasource_tokens(
+                conn,
+                t,
+                project.id,
+                &pp::datasource_tokens(&slugs, final_name),
+                true,
+            )
+            .await?;
+            let xphids = xaction::insert_group(
+                conn,
+                &t.project_transaction,
+                "PROJ",
+                &project.phid,
+                &ctx.actor_phid,
+                &xactions,
+                false,
+            )
+            .await?;
             if let Some(slug) = &new_slug {
                 pp::insert_slug(conn, t, &project.phid, slug).await?;
             }
@@ -427,23 +624,51 @@ impl Provisioner {
                 edge::add_members(conn, t, &project.phid, &ancestors, &to_add).await?;
             }
             let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
-            tasks.push(Task::publish(&project.phid, &ctx.actor_phid, &xphids, state));
+            tasks.push(Task::publish(
+                &project.phid,
+                &ctx.actor_phid,
+                &xphids,
+                state,
+            ));
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
         if view.display_name != spec.display_name && !diff.0.contains_key("name") {
-            diff.set("displayName", view.display_name.clone(), spec.display_name.clone());
+            diff.set(
+                "displayName",
+                view.display_name.clone(),
+                spec.display_name.clone(),
+            );
         }
         if view.external_id != spec.external_id {
-            diff.set("externalId", view.external_id.clone(), spec.external_id.clone());
+            diff.set(
+                "externalId",
+                view.external_id.clone(),
+                spec.external_id.clone(),
+            );
         }
-        let scim_changed = view.display_name != spec.display_name || view.external_id != spec.external_id || old_attrs != spec.attributes;
+        let scim_changed = view.display_name != spec.display_name
+            || view.external_id != spec.external_id
+            || old_attrs != spec.attributes;
         let (version, modified) = if scim_changed || !xactions.is_empty() {
             let attrs = Value::Object(spec.attributes.clone());
-            match sidecar::update_scim_group(conn, t, view.id, &spec.display_name, spec.external_id.as_deref(), &attrs).await {
+            match sidecar::update_scim_group(
+                conn,
+                t,
+                view.id,
+                &spec.display_name,
+                spec.external_id.as_deref(),
+                &attrs,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(e) if e.is_unique_violation() => {
-                    return Err(ScimError::uniqueness(format!("a group named {:?} already exists", spec.display_name)).into());
+                    return Err(ScimError::uniqueness(format!(
+                        "a group named {:?} already exists",
+                        spec.display_name
+                    ))
+                    .into());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -457,7 +682,15 @@ impl Provisioner {
             Mode::Update if scim_changed || !xactions.is_empty() => (200, "update"),
             Mode::Update => (200, "no change to"),
         };
-        self.log_group(conn, ctx, &project.phid, status, &format!("{verb} group {:?}", spec.display_name), diff).await?;
+        self.log_group(
+            conn,
+            ctx,
+            &project.phid,
+            status,
+            &format!("{verb} group {:?}", spec.display_name),
+            diff,
+        )
+        .await?;
         worker::queue(conn, t, &tasks).await?;
         Ok(StoredGroup {
             phid: project.phid,
@@ -472,14 +705,26 @@ impl Provisioner {
 
     /// The edges a plan changes, computed against the current membership: for a delta only
     /// the named ids are looked up; a whole-set replace reads the member list once.
-    async fn member_delta(&self, conn: &mut Conn, project_phid: &str, plan: &MemberPlan) -> Result<(Vec<String>, Vec<String>)> {
+    async fn member_delta(
+        &self,
+        conn: &mut Conn,
+        project_phid: &str,
+        plan: &MemberPlan,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let t = &*self.db.t;
         let adds = plan.adds();
         if plan.replace_all {
             let current = edge::all_members(conn, t, project_phid).await?;
             let wanted: HashSet<&String> = adds.iter().collect();
-            let to_add: Vec<String> = adds.iter().filter(|id| !current.contains(*id)).cloned().collect();
-            let mut to_remove: Vec<String> = current.into_iter().filter(|id| !wanted.contains(id)).collect();
+            let to_add: Vec<String> = adds
+                .iter()
+                .filter(|id| !current.contains(*id))
+                .cloned()
+                .collect();
+            let mut to_remove: Vec<String> = current
+                .into_iter()
+                .filter(|id| !wanted.contains(id))
+                .collect();
             to_remove.sort();
             return Ok((to_add, to_remove));
         }
@@ -487,13 +732,27 @@ impl Provisioner {
         let mut named = adds.clone();
         named.extend(removes.iter().cloned());
         let present = edge::members_among(conn, t, project_phid, &named).await?;
-        let to_add = adds.into_iter().filter(|id| !present.contains(id)).collect();
-        let to_remove = removes.into_iter().filter(|id| present.contains(id)).collect();
+        let to_add = adds
+            .into_iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        let to_remove = removes
+            .into_iter()
+            .filter(|id| present.contains(id))
+            .collect();
         Ok((to_add, to_remove))
     }
 
     /// Writes a sync-log row inside the request's transaction.
-    async fn log_group(&self, conn: &mut Conn, ctx: &Ctx, phid: &str, status: u16, summary: &str, diff: Diff) -> Result<()> {
+    async fn log_group(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        phid: &str,
+        status: u16,
+        summary: &str,
+        diff: Diff,
+    ) -> Result<()> {
         let event = Event {
             request_id: ctx.request_id.clone(),
             token_id: ctx.token_id,
@@ -517,13 +776,19 @@ fn valid_slug(name: &str) -> std::result::Result<String, ScimError> {
     if pp::is_valid_slug(&slug) {
         Ok(slug)
     } else {
-        Err(ScimError::invalid_value(format!("displayName {name:?} gives no valid Phabricator hashtag")))
+        Err(ScimError::invalid_value(format!(
+            "displayName {name:?} gives no valid Phabricator hashtag"
+        )))
     }
 }
 
 /// Milestones have no members of their own and parents with subprojects cannot have members
 /// edited (internals §7.7, §8.3): SCIM cannot manage either.
-async fn refuse_unmanageable(conn: &mut Conn, t: &crate::db::Tables, project: &ProjectRow) -> Result<()> {
+async fn refuse_unmanageable(
+    conn: &mut Conn,
+    t: &crate::db::Tables,
+    project: &ProjectRow,
+) -> Result<()> {
     if project.is_milestone() {
         return Err(ScimError::invalid_value(format!(
             "#{} is a milestone: milestones have no members of their own, so SCIM cannot manage it",
@@ -555,10 +820,17 @@ fn edge_xaction(removed: &[String], added: &[String]) -> Xaction {
 /// `project:status`: old as a JSON string, new as a JSON number, as Phorge stores it (W16).
 fn status_xaction(old: &str, new: &str) -> Xaction {
     let new_num: u32 = new.parse().unwrap_or(0);
-    Xaction { kind: "project:status", old: json!(old), new: json!(new_num), metadata: Vec::new() }
+    Xaction {
+        kind: "project:status",
+        old: json!(old),
+        new: json!(new_num),
+        metadata: Vec::new(),
+    }
 }
 
 fn dedup(ids: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }

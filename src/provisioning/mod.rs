@@ -48,10 +48,17 @@ macro_rules! in_transaction {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let mut $tx = $db.begin().await.map_err($crate::provisioning::ProvisionError::from)?;
+            let mut $tx = $db
+                .begin()
+                .await
+                .map_err($crate::provisioning::ProvisionError::from)?;
             let result: $crate::provisioning::Result<_> = $body;
             let result = match result {
-                Ok(v) => $tx.commit().await.map(|_| v).map_err($crate::provisioning::ProvisionError::from),
+                Ok(v) => $tx
+                    .commit()
+                    .await
+                    .map(|_| v)
+                    .map_err($crate::provisioning::ProvisionError::from),
                 Err(e) => {
                     let _ = $tx.rollback().await;
                     Err(e)

@@ -33,17 +33,31 @@ pub struct RootPage {
 impl Provisioner {
     /// POST /.search.
     #[instrument(skip_all)]
-    pub async fn search_all(&self, params: &ListParams, want_user_groups: bool) -> Result<RootPage> {
-        if params.sort_by.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+    pub async fn search_all(
+        &self,
+        params: &ListParams,
+        want_user_groups: bool,
+    ) -> Result<RootPage> {
+        if params
+            .sort_by
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
+        {
             return Err(ScimError::invalid_value(
                 "sortBy is not supported on a search at the root; search /Users/.search or /Groups/.search",
             )
             .into());
         }
-        let (users_filter, groups_filter) = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        let (users_filter, groups_filter) = match params
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
             None => (Some(UserFilter::All), Some(GroupFilter::All)),
             Some(f) => {
-                let parsed = parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+                let parsed = parse_filter(f)
+                    .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
                 match (query::resolve_user(&parsed), query::resolve_group(&parsed)) {
                     (Err(e), Err(_)) => return Err(e.into()),
                     (u, g) => (u.ok(), g.ok()),
@@ -52,10 +66,15 @@ impl Provisioner {
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let offset = page.start_index - 1;
-        let mut out = RootPage { start_index: page.start_index, ..RootPage::default() };
+        let mut out = RootPage {
+            start_index: page.start_index,
+            ..RootPage::default()
+        };
         let mut users_total = 0;
         if let Some(f) = &users_filter {
-            let (total, users) = self.query_users(f, None, false, offset, page.count, want_user_groups).await?;
+            let (total, users) = self
+                .query_users(f, None, false, offset, page.count, want_user_groups)
+                .await?;
             users_total = total;
             out.users = users;
         }
@@ -63,7 +82,9 @@ impl Provisioner {
             // Groups continue where the users end.
             let left = page.count.saturating_sub(out.users.len() as u64);
             let group_offset = offset.saturating_sub(users_total);
-            let (total, groups) = self.query_groups(f, None, false, group_offset, left).await?;
+            let (total, groups) = self
+                .query_groups(f, None, false, group_offset, left)
+                .await?;
             out.total = users_total.saturating_add(total);
             out.groups = groups;
         } else {

@@ -45,12 +45,20 @@ pub fn base_username(user_name: &str, policy: UsernamePolicy) -> String {
     while name.ends_with('.') {
         name.pop();
     }
-    if name.is_empty() { "user".to_owned() } else { name }
+    if name.is_empty() {
+        "user".to_owned()
+    } else {
+        name
+    }
 }
 
 /// Candidate `n` (0 = the base itself, then `base2`, `base3`, ...).
 pub fn candidate(base: &str, n: u32) -> String {
-    if n == 0 { base.to_owned() } else { format!("{base}{}", n + 1) }
+    if n == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}{}", n + 1)
+    }
 }
 
 #[cfg(test)]
@@ -61,14 +69,26 @@ mod tests {
     fn derives_valid_names() {
         let p = UsernamePolicy::LocalPart;
         assert_eq!(base_username("jane.doe@example.com", p), "jane.doe");
-        assert_eq!(base_username("Test_User_00aa00aa-bb11", p), "Test_User_00aa00aa-bb11");
+        assert_eq!(
+            base_username("Test_User_00aa00aa-bb11", p),
+            "Test_User_00aa00aa-bb11"
+        );
         assert_eq!(base_username("José Müller@x.com", p), "Jos_M_ller");
         assert_eq!(base_username("...@x", p), "user");
         assert_eq!(base_username("a@b.c", UsernamePolicy::Full), "a.b.c");
         let long = base_username(&"x".repeat(300), p);
         assert!(long.len() <= 60);
-        for s in ["jane.doe@example.com", "José Müller@x.com", "a.@b", "-", "__x__"] {
-            assert!(is_valid_username(&candidate(&base_username(s, p), 7)), "{s}");
+        for s in [
+            "jane.doe@example.com",
+            "José Müller@x.com",
+            "a.@b",
+            "-",
+            "__x__",
+        ] {
+            assert!(
+                is_valid_username(&candidate(&base_username(s, p), 7)),
+                "{s}"
+            );
         }
     }
 

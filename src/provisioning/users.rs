@@ -12,13 +12,14 @@ use super::username::{base_username, candidate};
 use super::{Ctx, ProvisionError, Provisioner, Result};
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
+use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::phabricator::new_phid;
 use crate::db::sidecar::{self, Event, ScimEmail, ScimUserView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
+use crate::scim::ScimError;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
@@ -26,7 +27,6 @@ use crate::scim::query::{self, UserFilter, UserSort};
 use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 use crate::scim::user::{ACTIVE_UNASSIGNED, UserSpec, is_valid_email, stored_doc};
-use crate::scim::ScimError;
 
 /// A managed user as SCIM shows it.
 #[derive(Debug, Clone)]
@@ -63,9 +63,12 @@ impl StoredUser {
 
 /// `groupsJson` (`sidecar::user_groups_column`): `[[id, displayName], ...]`.
 fn parse_groups(json: Option<&str>) -> Result<Vec<(String, String)>> {
-    let Some(text) = json else { return Ok(Vec::new()) };
-    let pairs: Vec<(String, String)> = serde_json::from_str(text)
-        .map_err(|_| DbError::Inconsistent("groups of a user are not a JSON list of pairs".into()))?;
+    let Some(text) = json else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<(String, String)> = serde_json::from_str(text).map_err(|_| {
+        DbError::Inconsistent("groups of a user are not a JSON list of pairs".into())
+    })?;
     Ok(pairs)
 }
 
@@ -97,7 +100,10 @@ struct Diff {
 
 impl Diff {
     fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
-        self.changes.insert(key.to_owned(), json!({"old": old.into(), "new": new.into()}));
+        self.changes.insert(
+            key.to_owned(),
+            json!({"old": old.into(), "new": new.into()}),
+        );
     }
     fn note(&mut self, key: &str, value: impl Into<Value>) {
         self.changes.insert(key.to_owned(), value.into());
@@ -118,18 +124,41 @@ impl Provisioner {
 
     /// GET /Users and POST /Users/.search.
     #[instrument(skip_all)]
-    pub async fn list_users(&self, params: &ListParams, want_groups: bool) -> Result<(u64, u64, Vec<StoredUser>)> {
-        let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+    pub async fn list_users(
+        &self,
+        params: &ListParams,
+        want_groups: bool,
+    ) -> Result<(u64, u64, Vec<StoredUser>)> {
+        let filter = match params
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
             Some(f) => {
-                let parsed = parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+                let parsed = parse_filter(f)
+                    .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
                 query::resolve_user(&parsed)?
             }
             None => UserFilter::All,
         };
         let page = params.page(100, u64::from(self.cfg.max_results))?;
-        let sort = params.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(query::user_sort_field).transpose()?;
-        let (total, users) =
-            self.query_users(&filter, sort, params.descending()?, page.start_index - 1, page.count, want_groups).await?;
+        let sort = params
+            .sort_by
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(query::user_sort_field)
+            .transpose()?;
+        let (total, users) = self
+            .query_users(
+                &filter,
+                sort,
+                params.descending()?,
+                page.start_index - 1,
+                page.count,
+                want_groups,
+            )
+            .await?;
         Ok((total, page.start_index, users))
     }
 
@@ -147,10 +176,22 @@ impl Provisioner {
         let order = filter_sql::user_order(&self.db.t, sort, descending);
         let sql = filter_sql::user_where(&self.db.t, filter);
         let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) =
-            sidecar::list_scim_users(&mut conn, &self.db.t, &sql.text, &sql.binds, &order.text, &order.binds, offset, limit, want_groups)
-                .await?;
-        let users = rows.into_iter().map(StoredUser::from_view).collect::<Result<Vec<_>>>()?;
+        let (total, rows) = sidecar::list_scim_users(
+            &mut conn,
+            &self.db.t,
+            &sql.text,
+            &sql.binds,
+            &order.text,
+            &order.binds,
+            offset,
+            limit,
+            want_groups,
+        )
+        .await?;
+        let users = rows
+            .into_iter()
+            .map(StoredUser::from_view)
+            .collect::<Result<Vec<_>>>()?;
         Ok((total, users))
     }
 
@@ -159,19 +200,32 @@ impl Provisioner {
     pub async fn create_user(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredUser)> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
         let address = self.address_for(&spec, None)?;
-        in_transaction!(self.db, |tx| self.create_in(&mut tx, ctx, &spec, &address).await)
+        in_transaction!(self.db, |tx| self
+            .create_in(&mut tx, ctx, &spec, &address)
+            .await)
     }
 
-    async fn create_in(&self, conn: &mut Conn, ctx: &Ctx, spec: &UserSpec, address: &str) -> Result<(Created, StoredUser)> {
+    async fn create_in(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &UserSpec,
+        address: &str,
+    ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
         // The address decides adoption; a managed owner is a conflict.
         let (owner, application) = pu::email_owner(conn, t, address).await?;
         if application {
-            return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
+            return Err(ScimError::invalid_value(format!(
+                "{address} is an application email address"
+            ))
+            .into());
         }
         if let Some(owner) = owner {
             if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
-                if existing.is_deprovisioned && existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
+                if existing.is_deprovisioned
+                    && existing.user_name.to_lowercase() == spec.user_name.to_lowercase()
+                {
                     return self.rehire(conn, ctx, existing, spec).await;
                 }
                 return Err(ScimError::uniqueness(format!(
@@ -180,7 +234,9 @@ impl Provisioner {
                 ))
                 .into());
             }
-            let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail && owner.is_primary && owner.is_verified;
+            let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail
+                && owner.is_primary
+                && owner.is_verified;
             if !adoptable {
                 return Err(ScimError::uniqueness(format!(
                     "the email {address} belongs to an existing Phabricator account that SCIM does not manage"
@@ -191,21 +247,45 @@ impl Provisioner {
         }
         let phid = new_phid("USER");
         let active = spec.active.unwrap_or(true);
-        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &spec.user_name, spec.external_id.as_deref(), &Value::Object(with_desired_active(&spec.attributes, active))).await {
+        if let Err(e) = sidecar::insert_scim_user(
+            conn,
+            t,
+            &phid,
+            &spec.user_name,
+            spec.external_id.as_deref(),
+            &Value::Object(with_desired_active(&spec.attributes, active)),
+        )
+        .await
+        {
             if !e.is_unique_violation() {
                 return Err(e.into());
             }
             // Same userName: a deprovisioned user comes back (rehire), anyone else is a conflict.
             return match sidecar::lock_scim_user_by_name(conn, t, &spec.user_name).await? {
-                Some(existing) if existing.is_deprovisioned => self.rehire(conn, ctx, existing, spec).await,
-                _ => Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into()),
+                Some(existing) if existing.is_deprovisioned => {
+                    self.rehire(conn, ctx, existing, spec).await
+                }
+                _ => Err(ScimError::uniqueness(format!(
+                    "userName {} already exists",
+                    spec.user_name
+                ))
+                .into()),
             };
         }
         let is_bot = self.is_bot(spec);
         let verified = self.cfg.trust_idp_emails && !self.is_placeholder(spec, address);
-        let (user_id, username) = self.insert_account(conn, &phid, spec, is_bot, verified).await?;
+        let (user_id, username) = self
+            .insert_account(conn, &phid, spec, is_bot, verified)
+            .await?;
         pu::insert_email(conn, t, &phid, address, verified, true).await?;
-        pu::write_name_tokens(conn, t, user_id, &pu::name_tokens(&username, &spec.real_name), false).await?;
+        pu::write_name_tokens(
+            conn,
+            t,
+            user_id,
+            &pu::name_tokens(&username, &spec.real_name),
+            false,
+        )
+        .await?;
         sidecar::write_scim_emails(conn, t, &phid, &scim_emails(spec), false).await?;
         let mut diff = Diff::default();
         diff.note("username", username.clone());
@@ -213,16 +293,30 @@ impl Provisioner {
         if is_bot {
             diff.note("bot", true);
         }
-        if let Some(link) = self.link_login(conn, &phid, spec, address, &username).await? {
+        if let Some(link) = self
+            .link_login(conn, &phid, spec, address, &username)
+            .await?
+        {
             diff.note("login", link);
         }
         let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
         if !active {
             // Created already deactivated: disable in the same request, as an edit would.
-            let row = pu::lock_user(conn, t, &phid).await?.ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
-            self.set_disabled(conn, ctx, &row, true, &mut diff, &mut tasks).await?;
+            let row = pu::lock_user(conn, t, &phid)
+                .await?
+                .ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
+            self.set_disabled(conn, ctx, &row, true, &mut diff, &mut tasks)
+                .await?;
         }
-        self.log(conn, ctx, Some(&phid), 201, &format!("create user {} as @{username}", spec.user_name), diff).await?;
+        self.log(
+            conn,
+            ctx,
+            Some(&phid),
+            201,
+            &format!("create user {} as @{username}", spec.user_name),
+            diff,
+        )
+        .await?;
         worker::queue(conn, t, &tasks).await?;
         let ts = now();
         Ok((
@@ -242,7 +336,14 @@ impl Provisioner {
     }
 
     /// Inserts the `user` row under the first free derived name.
-    async fn insert_account(&self, conn: &mut Conn, phid: &str, spec: &UserSpec, is_bot: bool, verified: bool) -> Result<(u32, String)> {
+    async fn insert_account(
+        &self,
+        conn: &mut Conn,
+        phid: &str,
+        spec: &UserSpec,
+        is_bot: bool,
+        verified: bool,
+    ) -> Result<(u32, String)> {
         let t = &*self.db.t;
         let base = base_username(&spec.user_name, self.cfg.username_policy);
         // The base name first (the usual case: one statement); on a collision, one look-up of
@@ -251,12 +352,27 @@ impl Provisioner {
         let mut n = 0;
         loop {
             let name = candidate(&base, n);
-            let new = NewUser { phid, user_name: &name, real_name: &spec.real_name, is_system_agent: is_bot, is_email_verified: verified };
+            let new = NewUser {
+                phid,
+                user_name: &name,
+                real_name: &spec.real_name,
+                is_system_agent: is_bot,
+                is_email_verified: verified,
+            };
             match pu::insert_user(conn, t, &new).await {
                 Ok(id) => return Ok((id, name)),
-                Err(e) if e.is_unique_violation() && e.violated_key().as_deref() == Some("userName") && n < 1000 => {
-                    let candidates: Vec<String> = (n + 1..n + 9).map(|k| candidate(&base, k)).collect();
-                    let taken: Vec<String> = pu::usernames_taken(conn, t, &candidates).await?.iter().map(|s| s.to_lowercase()).collect();
+                Err(e)
+                    if e.is_unique_violation()
+                        && e.violated_key().as_deref() == Some("userName")
+                        && n < 1000 =>
+                {
+                    let candidates: Vec<String> =
+                        (n + 1..n + 9).map(|k| candidate(&base, k)).collect();
+                    let taken: Vec<String> = pu::usernames_taken(conn, t, &candidates)
+                        .await?
+                        .iter()
+                        .map(|s| s.to_lowercase())
+                        .collect();
                     n = candidates
                         .iter()
                         .position(|c| !taken.contains(&c.to_lowercase()))
@@ -267,27 +383,60 @@ impl Provisioner {
         }
     }
 
-    async fn adopt(&self, conn: &mut Conn, ctx: &Ctx, user_phid: &str, spec: &UserSpec) -> Result<(Created, StoredUser)> {
+    async fn adopt(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user_phid: &str,
+        spec: &UserSpec,
+    ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
-        if let Err(e) = sidecar::insert_scim_user(conn, t, user_phid, &spec.user_name, spec.external_id.as_deref(), &json!({})).await {
+        if let Err(e) = sidecar::insert_scim_user(
+            conn,
+            t,
+            user_phid,
+            &spec.user_name,
+            spec.external_id.as_deref(),
+            &json!({}),
+        )
+        .await
+        {
             if e.is_unique_violation() {
-                return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
+                return Err(ScimError::uniqueness(format!(
+                    "userName {} already exists",
+                    spec.user_name
+                ))
+                .into());
             }
             return Err(e.into());
         }
-        let view = sidecar::lock_scim_user(conn, t, user_phid).await?.ok_or_else(|| DbError::Inconsistent("adopted user vanished".into()))?;
+        let view = sidecar::lock_scim_user(conn, t, user_phid)
+            .await?
+            .ok_or_else(|| DbError::Inconsistent("adopted user vanished".into()))?;
         let user = self.apply(conn, ctx, view, spec, Mode::Adopt).await?;
         Ok((Created::Adopted, user))
     }
 
-    async fn rehire(&self, conn: &mut Conn, ctx: &Ctx, existing: ScimUserView, spec: &UserSpec) -> Result<(Created, StoredUser)> {
+    async fn rehire(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        existing: ScimUserView,
+        spec: &UserSpec,
+    ) -> Result<(Created, StoredUser)> {
         let user = self.apply(conn, ctx, existing, spec, Mode::Rehire).await?;
         Ok((Created::Rehired, user))
     }
 
     /// PUT /Users/{id}: the body replaces the resource; an omitted `active` stays as it is.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn replace_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
+    pub async fn replace_user(
+        &self,
+        ctx: &Ctx,
+        phid: &str,
+        body: &Value,
+        pre: Preconditions<'_>,
+    ) -> Result<StoredUser> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
@@ -299,18 +448,30 @@ impl Provisioner {
 
     /// PATCH /Users/{id}.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
-    pub async fn patch_user(&self, ctx: &Ctx, phid: &str, body: &Value, pre: Preconditions<'_>) -> Result<StoredUser> {
+    pub async fn patch_user(
+        &self,
+        ctx: &Ctx,
+        phid: &str,
+        body: &Value,
+        pre: Preconditions<'_>,
+    ) -> Result<StoredUser> {
         let ops = patch::parse_request(body)?;
         in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
             pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
-            let mut doc = stored_doc(&view.user_name, view.external_id.as_deref(), !view.is_disabled, &attrs);
+            let mut doc = stored_doc(
+                &view.user_name,
+                view.external_id.as_deref(),
+                !view.is_disabled,
+                &attrs,
+            );
             patch::apply(Resource::User, &mut doc, &ops)?;
             let unassigned = !doc.contains_key("active");
             let mut spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
             if unassigned {
-                spec.attributes.insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+                spec.attributes
+                    .insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
             }
             self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
         }
@@ -326,7 +487,9 @@ impl Provisioner {
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Delete).await.map(|_| ())
+            self.apply(&mut tx, ctx, view, &spec, Mode::Delete)
+                .await
+                .map(|_| ())
         }
         .await)
     }
@@ -340,7 +503,14 @@ impl Provisioner {
 
     /// Brings a managed user to `spec`: the diff engine behind PUT, PATCH, DELETE, adoption
     /// and rehire. Writes only what changed.
-    async fn apply(&self, conn: &mut Conn, ctx: &Ctx, view: ScimUserView, spec: &UserSpec, mode: Mode) -> Result<StoredUser> {
+    async fn apply(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        view: ScimUserView,
+        spec: &UserSpec,
+        mode: Mode,
+    ) -> Result<StoredUser> {
         let t = &*self.db.t;
         let user = view.user_row();
         let mut diff = Diff::default();
@@ -376,33 +546,77 @@ impl Provisioner {
             if !desired_active {
                 self.guard_deprovision(conn, ctx, &user).await?;
             }
-            xactions.push(Xaction { kind: "user.disable", old: json!(user.is_disabled), new: json!(!desired_active), metadata: Vec::new() });
+            xactions.push(Xaction {
+                kind: "user.disable",
+                old: json!(user.is_disabled),
+                new: json!(!desired_active),
+                metadata: Vec::new(),
+            });
             changes.is_disabled = Some(!desired_active);
             diff.set("active", current_active, desired_active);
         }
         if !desired_active && (desired_active != current_active || mode == Mode::Delete) {
             let revoked = self.revoke(conn, &user.phid).await?;
-            diff.note("revoked", serde_json::to_value(revoked).unwrap_or(Value::Null));
+            diff.note(
+                "revoked",
+                serde_json::to_value(revoked).unwrap_or(Value::Null),
+            );
         }
 
         let address = self.address_for(spec, Some(&user.user_name))?;
         // What the IdP asked for last time: when it is unchanged there is nothing to move (and
         // no query to make), unless this write takes the account over.
-        let previous = UserSpec::from_doc(stored_doc(&view.user_name, view.external_id.as_deref(), true, &parse_attributes(&view.attributes)?))
-            .ok()
-            .and_then(|s| self.address_for(&s, Some(&user.user_name)).ok());
+        let previous = UserSpec::from_doc(stored_doc(
+            &view.user_name,
+            view.external_id.as_deref(),
+            true,
+            &parse_attributes(&view.attributes)?,
+        ))
+        .ok()
+        .and_then(|s| self.address_for(&s, Some(&user.user_name)).ok());
         if mode != Mode::Update || previous.as_deref() != Some(address.as_str()) {
-            self.sync_email(conn, ctx, &user, &address, self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address), &mut changes, &mut diff, &mut tasks).await?;
+            self.sync_email(
+                conn,
+                ctx,
+                &user,
+                &address,
+                self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address),
+                &mut changes,
+                &mut diff,
+                &mut tasks,
+            )
+            .await?;
         }
 
         let row_changed = !changes.is_empty();
         pu::update_user(conn, t, &user.phid, &changes).await?;
         if changes.real_name.is_some() {
-            pu::write_name_tokens(conn, t, user.id, &pu::name_tokens(&user.user_name, &spec.real_name), true).await?;
+            pu::write_name_tokens(
+                conn,
+                t,
+                user.id,
+                &pu::name_tokens(&user.user_name, &spec.real_name),
+                true,
+            )
+            .await?;
         }
         if !xactions.is_empty() {
-            let phids = xaction::insert_group(conn, &t.user_transaction, "USER", &user.phid, &ctx.actor_phid, &xactions, false).await?;
-            tasks.push(Task::publish(&user.phid, &ctx.actor_phid, &phids, xaction::user_publish_state(&user.phid, &ctx.actor_phid)));
+            let phids = xaction::insert_group(
+                conn,
+                &t.user_transaction,
+                "USER",
+                &user.phid,
+                &ctx.actor_phid,
+                &xactions,
+                false,
+            )
+            .await?;
+            tasks.push(Task::publish(
+                &user.phid,
+                &ctx.actor_phid,
+                &phids,
+                xaction::user_publish_state(&user.phid, &ctx.actor_phid),
+            ));
         }
         if row_changed {
             // With a transaction row the index version moves; without one, force (internals §4.5).
@@ -420,15 +634,36 @@ impl Provisioner {
             diff.set("userName", view.user_name.clone(), spec.user_name.clone());
         }
         if view.external_id != spec.external_id {
-            diff.set("externalId", view.external_id.clone(), spec.external_id.clone());
+            diff.set(
+                "externalId",
+                view.external_id.clone(),
+                spec.external_id.clone(),
+            );
         }
-        if let Some(link) = self.link_login(conn, &user.phid, spec, &address, &user.user_name).await? {
+        if let Some(link) = self
+            .link_login(conn, &user.phid, spec, &address, &user.user_name)
+            .await?
+        {
             diff.note("login", link);
         }
         let (version, modified) = if scim_changed || row_changed {
-            if let Err(e) = sidecar::update_scim_user(conn, t, view.id, &spec.user_name, spec.external_id.as_deref(), &Value::Object(new_attrs), deprovisioned).await {
+            if let Err(e) = sidecar::update_scim_user(
+                conn,
+                t,
+                view.id,
+                &spec.user_name,
+                spec.external_id.as_deref(),
+                &Value::Object(new_attrs),
+                deprovisioned,
+            )
+            .await
+            {
                 if e.is_unique_violation() {
-                    return Err(ScimError::uniqueness(format!("userName {} already exists", spec.user_name)).into());
+                    return Err(ScimError::uniqueness(format!(
+                        "userName {} already exists",
+                        spec.user_name
+                    ))
+                    .into());
                 }
                 return Err(e.into());
             }
@@ -449,7 +684,15 @@ impl Provisioner {
             Mode::Update if scim_changed || row_changed => (200, "update"),
             Mode::Update => (200, "no change to"),
         };
-        self.log(conn, ctx, Some(&user.phid), status, &format!("{verb} user {} (@{})", spec.user_name, user.user_name), diff).await?;
+        self.log(
+            conn,
+            ctx,
+            Some(&user.phid),
+            status,
+            &format!("{verb} user {} (@{})", spec.user_name, user.user_name),
+            diff,
+        )
+        .await?;
         let groups = parse_groups(view.groups_json.as_deref())?;
         // Task ids last: the counter row is the one hot row (internals §14).
         worker::queue(conn, t, &tasks).await?;
@@ -467,12 +710,48 @@ impl Provisioner {
     }
 
     /// Disables an account inside a creation (rare: an IdP creating an inactive user).
-    async fn set_disabled(&self, conn: &mut Conn, ctx: &Ctx, user: &UserRow, disabled: bool, diff: &mut Diff, tasks: &mut Vec<Task>) -> Result<()> {
+    async fn set_disabled(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user: &UserRow,
+        disabled: bool,
+        diff: &mut Diff,
+        tasks: &mut Vec<Task>,
+    ) -> Result<()> {
         let t = &*self.db.t;
-        pu::update_user(conn, t, &user.phid, &UserChanges { is_disabled: Some(disabled), ..Default::default() }).await?;
-        let x = Xaction { kind: "user.disable", old: json!(user.is_disabled), new: json!(disabled), metadata: Vec::new() };
-        let phids = xaction::insert_group(conn, &t.user_transaction, "USER", &user.phid, &ctx.actor_phid, &[x], false).await?;
-        tasks.push(Task::publish(&user.phid, &ctx.actor_phid, &phids, xaction::user_publish_state(&user.phid, &ctx.actor_phid)));
+        pu::update_user(
+            conn,
+            t,
+            &user.phid,
+            &UserChanges {
+                is_disabled: Some(disabled),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let x = Xaction {
+            kind: "user.disable",
+            old: json!(user.is_disabled),
+            new: json!(disabled),
+            metadata: Vec::new(),
+        };
+        let phids = xaction::insert_group(
+            conn,
+            &t.user_transaction,
+            "USER",
+            &user.phid,
+            &ctx.actor_phid,
+            &[x],
+            false,
+        )
+        .await?;
+        tasks.push(Task::publish(
+            &user.phid,
+            &ctx.actor_phid,
+            &phids,
+            xaction::user_publish_state(&user.phid, &ctx.actor_phid),
+        ));
         diff.set("active", !user.is_disabled, !disabled);
         Ok(())
     }
@@ -495,25 +774,51 @@ impl Provisioner {
         let t = &*self.db.t;
         let emails = pu::user_emails(conn, t, &user.phid).await?;
         let old_primary = emails.iter().find(|e| e.is_primary).cloned();
-        if old_primary.as_ref().is_some_and(|e| e.address.eq_ignore_ascii_case(address)) {
+        if old_primary
+            .as_ref()
+            .is_some_and(|e| e.address.eq_ignore_ascii_case(address))
+        {
             return Ok(());
         }
         let actor = ctx.actor_phid.as_str();
         let remote = ctx.remote_addr.as_str();
-        let mine = emails.iter().find(|e| e.address.eq_ignore_ascii_case(address)).cloned();
+        let mine = emails
+            .iter()
+            .find(|e| e.address.eq_ignore_ascii_case(address))
+            .cloned();
         let new_id = match mine {
             Some(e) => Some(e),
             None => {
                 if let Some(owner) = pu::lock_email(conn, t, address).await? {
-                    return Err(ScimError::uniqueness(format!("the email {address} belongs to another account ({})", owner.user_phid)).into());
+                    return Err(ScimError::uniqueness(format!(
+                        "the email {address} belongs to another account ({})",
+                        owner.user_phid
+                    ))
+                    .into());
                 }
                 if pu::is_application_email(conn, t, address).await? {
-                    return Err(ScimError::invalid_value(format!("{address} is an application email address")).into());
+                    return Err(ScimError::invalid_value(format!(
+                        "{address} is an application email address"
+                    ))
+                    .into());
                 }
                 pu::insert_email(conn, t, &user.phid, address, verified, false).await?;
-                pu::insert_log(conn, t, actor, &user.phid, "email-add", Value::Null, json!(address), remote).await?;
+                pu::insert_log(
+                    conn,
+                    t,
+                    actor,
+                    &user.phid,
+                    "email-add",
+                    Value::Null,
+                    json!(address),
+                    remote,
+                )
+                .await?;
                 tasks.push(Task::identity_added(address));
-                pu::user_emails(conn, t, &user.phid).await?.into_iter().find(|e| e.address.eq_ignore_ascii_case(address))
+                pu::user_emails(conn, t, &user.phid)
+                    .await?
+                    .into_iter()
+                    .find(|e| e.address.eq_ignore_ascii_case(address))
             }
         };
         let Some(new) = new_id else {
@@ -523,16 +828,42 @@ impl Provisioner {
             pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
         }
         pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
-        pu::insert_log(conn, t, actor, &user.phid, "email-primary", json!(old_primary.as_ref().map(|e| e.address.clone())), json!(address), remote).await?;
+        pu::insert_log(
+            conn,
+            t,
+            actor,
+            &user.phid,
+            "email-primary",
+            json!(old_primary.as_ref().map(|e| e.address.clone())),
+            json!(address),
+            remote,
+        )
+        .await?;
         if new.is_verified || verified {
             changes.is_email_verified = Some(true);
         }
         if let Some(old) = &old_primary {
             pu::destroy_email(conn, t, old).await?;
-            pu::insert_log(conn, t, actor, &user.phid, "email-remove", json!(old.address), Value::Null, remote).await?;
+            pu::insert_log(
+                conn,
+                t,
+                actor,
+                &user.phid,
+                "email-remove",
+                json!(old.address),
+                Value::Null,
+                remote,
+            )
+            .await?;
             tasks.push(Task::identity_removed(&old.address));
         }
-        pu::expire_temporary_tokens(conn, t, &user.phid, Some(&["login:onetime", "login:password"])).await?;
+        pu::expire_temporary_tokens(
+            conn,
+            t,
+            &user.phid,
+            Some(&["login:onetime", "login:password"]),
+        )
+        .await?;
         diff.set("email", old_primary.map(|e| e.address), address.to_owned());
         Ok(())
     }
@@ -542,9 +873,21 @@ impl Provisioner {
         let t = &*self.db.t;
         let r = &self.cfg.revoke;
         Ok(Revoked {
-            sessions: if r.sessions { pu::delete_sessions(conn, t, user_phid).await? } else { 0 },
-            api_tokens: if r.api_tokens { pu::expire_api_tokens(conn, t, user_phid).await? } else { 0 },
-            temporary_tokens: if r.temporary_tokens { pu::expire_temporary_tokens(conn, t, user_phid, None).await? } else { 0 },
+            sessions: if r.sessions {
+                pu::delete_sessions(conn, t, user_phid).await?
+            } else {
+                0
+            },
+            api_tokens: if r.api_tokens {
+                pu::expire_api_tokens(conn, t, user_phid).await?
+            } else {
+                0
+            },
+            temporary_tokens: if r.temporary_tokens {
+                pu::expire_temporary_tokens(conn, t, user_phid, None).await?
+            } else {
+                0
+            },
         })
     }
 
@@ -552,10 +895,16 @@ impl Provisioner {
     /// refuse a burst of deprovisions larger than the configured share of managed users.
     async fn guard_deprovision(&self, conn: &mut Conn, ctx: &Ctx, user: &UserRow) -> Result<()> {
         if user.is_admin {
-            return Err(ScimError::forbidden(format!("@{} is a Phabricator administrator; SCIM never disables administrators", user.user_name)).into());
+            return Err(ScimError::forbidden(format!(
+                "@{} is a Phabricator administrator; SCIM never disables administrators",
+                user.user_name
+            ))
+            .into());
         }
         if user.phid == ctx.actor_phid {
-            return Err(ScimError::forbidden("a token cannot deprovision its own bot account").into());
+            return Err(
+                ScimError::forbidden("a token cannot deprovision its own bot account").into(),
+            );
         }
         let cfg = &self.cfg;
         if cfg.deprovision_guard_share >= 1.0 {
@@ -563,7 +912,9 @@ impl Provisioner {
         }
         let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
         sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
-        let recent = sidecar::count_deprovisions_since(conn, &self.db.t, now().saturating_sub(window)).await?;
+        let recent =
+            sidecar::count_deprovisions_since(conn, &self.db.t, now().saturating_sub(window))
+                .await?;
         if recent < u64::from(cfg.deprovision_guard_min) {
             return Ok(());
         }
@@ -589,8 +940,9 @@ impl Provisioner {
     /// precision, and counting on every deactivation made a reorg of 100,000 users crawl
     /// (benches/README.md).
     async fn managed_users_estimate(&self, conn: &mut Conn) -> Result<u64> {
-        static CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, (std::time::Instant, u64)>>> =
-            std::sync::Mutex::new(None);
+        static CACHE: std::sync::Mutex<
+            Option<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+        > = std::sync::Mutex::new(None);
         let key = self.db.ns.as_str().to_owned();
         if let Ok(guard) = CACHE.lock()
             && let Some((at, n)) = guard.as_ref().and_then(|m| m.get(&key))
@@ -600,14 +952,25 @@ impl Provisioner {
         }
         let n = sidecar::count_active_managed_users(conn, &self.db.t).await?;
         if let Ok(mut guard) = CACHE.lock() {
-            guard.get_or_insert_with(Default::default).insert(key, (std::time::Instant::now(), n));
+            guard
+                .get_or_insert_with(Default::default)
+                .insert(key, (std::time::Instant::now(), n));
         }
         Ok(n)
     }
 
     /// Links the login provider, when one is configured.
-    async fn link_login(&self, conn: &mut Conn, user_phid: &str, spec: &UserSpec, address: &str, username: &str) -> Result<Option<Value>> {
-        let Some(provider_spec) = self.cfg.login_provider.as_deref() else { return Ok(None) };
+    async fn link_login(
+        &self,
+        conn: &mut Conn,
+        user_phid: &str,
+        spec: &UserSpec,
+        address: &str,
+        username: &str,
+    ) -> Result<Option<Value>> {
+        let Some(provider_spec) = self.cfg.login_provider.as_deref() else {
+            return Ok(None);
+        };
         let t = &*self.db.t;
         let provider = external::find_provider(conn, t, provider_spec)
             .await?
@@ -617,19 +980,37 @@ impl Provisioner {
         if identifier.is_empty() {
             return Ok(None);
         }
-        match external::link(conn, t, &provider, user_phid, &identifier, Some(address), username, &spec.real_name).await? {
+        match external::link(
+            conn,
+            t,
+            &provider,
+            user_phid,
+            &identifier,
+            Some(address),
+            username,
+            &spec.real_name,
+        )
+        .await?
+        {
             LinkOutcome::Unchanged => Ok(None),
             LinkOutcome::OwnedByOther { user_phid: other } => Err(ScimError::uniqueness(format!(
                 "the login identifier {identifier:?} of {} is linked to another account ({other})",
                 provider.provider_type
             ))
             .into()),
-            outcome => Ok(Some(json!({"provider": provider.phid, "identifier": identifier, "outcome": outcome}))),
+            outcome => Ok(Some(
+                json!({"provider": provider.phid, "identifier": identifier, "outcome": outcome}),
+            )),
         }
     }
 
     fn is_bot(&self, spec: &UserSpec) -> bool {
-        spec.user_type.as_deref().is_some_and(|ty| self.cfg.bot_user_types.iter().any(|b| b.eq_ignore_ascii_case(ty)))
+        spec.user_type.as_deref().is_some_and(|ty| {
+            self.cfg
+                .bot_user_types
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(ty))
+        })
     }
 
     fn is_placeholder(&self, spec: &UserSpec, address: &str) -> bool {
@@ -637,16 +1018,24 @@ impl Provisioner {
     }
 
     /// The Phabricator address for `spec`, or a placeholder, or a 400 that says why.
-    fn address_for(&self, spec: &UserSpec, existing_username: Option<&str>) -> std::result::Result<String, ScimError> {
+    fn address_for(
+        &self,
+        spec: &UserSpec,
+        existing_username: Option<&str>,
+    ) -> std::result::Result<String, ScimError> {
         if let Some(a) = spec.phabricator_email() {
             if !is_valid_email(&a) {
-                return Err(ScimError::invalid_value(format!("{a:?} is not an email address Phabricator accepts")));
+                return Err(ScimError::invalid_value(format!(
+                    "{a:?} is not an email address Phabricator accepts"
+                )));
             }
             return Ok(a);
         }
         match &self.cfg.placeholder_email_domain {
             Some(domain) => {
-                let name = existing_username.map(str::to_owned).unwrap_or_else(|| base_username(&spec.user_name, self.cfg.username_policy));
+                let name = existing_username
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| base_username(&spec.user_name, self.cfg.username_policy));
                 Ok(format!("{name}@{domain}"))
             }
             None => Err(ScimError::invalid_value(
@@ -656,7 +1045,15 @@ impl Provisioner {
     }
 
     /// Writes a sync-log row inside the request's transaction.
-    async fn log(&self, conn: &mut Conn, ctx: &Ctx, phid: Option<&str>, status: u16, summary: &str, diff: Diff) -> Result<()> {
+    async fn log(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        phid: Option<&str>,
+        status: u16,
+        summary: &str,
+        diff: Diff,
+    ) -> Result<()> {
         let event = Event {
             request_id: ctx.request_id.clone(),
             token_id: ctx.token_id,
@@ -695,10 +1092,13 @@ fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {
     spec.emails
         .iter()
         .filter(|e| e.value.len() <= 128)
-        .map(|e| ScimEmail { address: e.value.clone(), kind: e.kind.clone().filter(|k| k.len() <= 32), primary: e.primary })
+        .map(|e| ScimEmail {
+            address: e.value.clone(),
+            kind: e.kind.clone().filter(|k| k.len() <= 32),
+            primary: e.primary,
+        })
         .collect()
 }
-
 
 /// Expands the login identifier template (design §5).
 pub fn login_identifier(template: &str, spec: &UserSpec, address: &str) -> String {

@@ -28,7 +28,10 @@ pub struct Limits {
 impl Limits {
     /// The limits of a configuration.
     pub fn of(cfg: &Config) -> Self {
-        Self { max_operations: MAX_OPERATIONS, max_payload_bytes: cfg.max_body_bytes }
+        Self {
+            max_operations: MAX_OPERATIONS,
+            max_payload_bytes: cfg.max_body_bytes,
+        }
     }
 }
 
@@ -112,7 +115,9 @@ pub struct BulkRequest {
 }
 
 fn get<'a>(o: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    o.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 /// Reads a BulkRequest body (RFC 7644 §3.7). The request as a whole is refused with
@@ -124,13 +129,21 @@ fn get<'a>(o: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 ///
 /// The request-level errors above.
 pub fn parse_request(body: &Value, limits: Limits) -> Result<BulkRequest, ScimError> {
-    let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the Bulk body must be a JSON object"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("the Bulk body must be a JSON object"))?;
     if let Some(schemas) = get(obj, "schemas") {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn::BULK_REQUEST))));
+        let ok = schemas.as_array().is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(urn::BULK_REQUEST))
+            })
+        });
         if !ok {
-            return Err(ScimError::invalid_syntax(format!("schemas must contain {}", urn::BULK_REQUEST)));
+            return Err(ScimError::invalid_syntax(format!(
+                "schemas must contain {}",
+                urn::BULK_REQUEST
+            )));
         }
     }
     let ops = get(obj, "Operations")
@@ -139,14 +152,22 @@ pub fn parse_request(body: &Value, limits: Limits) -> Result<BulkRequest, ScimEr
     if ops.len() > limits.max_operations {
         return Err(ScimError::status(
             413,
-            format!("{} operations exceed maxOperations ({})", ops.len(), limits.max_operations),
+            format!(
+                "{} operations exceed maxOperations ({})",
+                ops.len(),
+                limits.max_operations
+            ),
         ));
     }
     let fail_on_errors = match get(obj, "failOnErrors") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 => Some(n),
-            _ => return Err(ScimError::invalid_value("failOnErrors must be a positive integer")),
+            _ => {
+                return Err(ScimError::invalid_value(
+                    "failOnErrors must be a positive integer",
+                ));
+            }
         },
     };
     let mut operations = Vec::with_capacity(ops.len());
@@ -162,7 +183,9 @@ pub fn parse_request(body: &Value, limits: Limits) -> Result<BulkRequest, ScimEr
                         index,
                         method: Some(o.method.as_str().to_owned()),
                         bulk_id: Some(b.clone()),
-                        error: ScimError::invalid_value(format!("bulkId {b:?} is used by an earlier operation")),
+                        error: ScimError::invalid_value(format!(
+                            "bulkId {b:?} is used by an earlier operation"
+                        )),
                     });
                     continue;
                 }
@@ -171,40 +194,86 @@ pub fn parse_request(body: &Value, limits: Limits) -> Result<BulkRequest, ScimEr
             Err(r) => rejected.push(r),
         }
     }
-    Ok(BulkRequest { fail_on_errors, operations, rejected })
+    Ok(BulkRequest {
+        fail_on_errors,
+        operations,
+        rejected,
+    })
 }
 
 fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
-    let reject = |method: Option<String>, bulk_id: Option<String>, error: ScimError| Rejected { index, method, bulk_id, error };
+    let reject = |method: Option<String>, bulk_id: Option<String>, error: ScimError| Rejected {
+        index,
+        method,
+        bulk_id,
+        error,
+    };
     let Some(o) = op.as_object() else {
-        return Err(reject(None, None, ScimError::invalid_syntax(format!("Operations[{index}] must be an object"))));
+        return Err(reject(
+            None,
+            None,
+            ScimError::invalid_syntax(format!("Operations[{index}] must be an object")),
+        ));
     };
     let method_text = get(o, "method").and_then(Value::as_str).map(str::to_owned);
     let bulk_id = match get(o, "bulkId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
-        Some(_) => return Err(reject(method_text, None, ScimError::invalid_value("bulkId must be a non-empty string"))),
+        Some(_) => {
+            return Err(reject(
+                method_text,
+                None,
+                ScimError::invalid_value("bulkId must be a non-empty string"),
+            ));
+        }
     };
     let err = |e: ScimError| reject(method_text.clone(), bulk_id.clone(), e);
-    let method = match method_text.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let method = match method_text
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         Some("POST") => Method::Post,
         Some("PUT") => Method::Put,
         Some("PATCH") => Method::Patch,
         Some("DELETE") => Method::Delete,
-        Some(other) => return Err(err(ScimError::invalid_value(format!("method {other:?} is not POST, PUT, PATCH or DELETE")))),
+        Some(other) => {
+            return Err(err(ScimError::invalid_value(format!(
+                "method {other:?} is not POST, PUT, PATCH or DELETE"
+            ))));
+        }
         None => return Err(err(ScimError::invalid_syntax("method is required"))),
     };
     let version = get(o, "version").and_then(Value::as_str).map(str::to_owned);
-    let path = get(o, "path").and_then(Value::as_str).map(str::trim).unwrap_or("").to_owned();
-    let target = parse_target(&path).ok_or_else(|| err(ScimError::invalid_value(format!("path {path:?} is not /Users, /Groups or one of their resources"))))?;
+    let path = get(o, "path")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or("")
+        .to_owned();
+    let target = parse_target(&path).ok_or_else(|| {
+        err(ScimError::invalid_value(format!(
+            "path {path:?} is not /Users, /Groups or one of their resources"
+        )))
+    })?;
     match (method, &target) {
         // RFC 7644 §3.7: bulkId is REQUIRED for POST.
         (Method::Post, Target::Collection(_)) if bulk_id.is_none() => {
-            return Err(err(ScimError::invalid_value("a POST operation needs a bulkId")));
+            return Err(err(ScimError::invalid_value(
+                "a POST operation needs a bulkId",
+            )));
         }
         (Method::Post, Target::Collection(_)) => {}
-        (Method::Post, Target::Item(..)) => return Err(err(ScimError::invalid_value("POST goes to /Users or /Groups"))),
-        (_, Target::Collection(_)) => return Err(err(ScimError::invalid_value(format!("{} needs a resource path", method.as_str())))),
+        (Method::Post, Target::Item(..)) => {
+            return Err(err(ScimError::invalid_value(
+                "POST goes to /Users or /Groups",
+            )));
+        }
+        (_, Target::Collection(_)) => {
+            return Err(err(ScimError::invalid_value(format!(
+                "{} needs a resource path",
+                method.as_str()
+            ))));
+        }
         _ => {}
     }
     let data = match get(o, "data") {
@@ -212,7 +281,10 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
         Some(v) => Some(v.clone()),
     };
     if method != Method::Delete && !data.as_ref().is_some_and(Value::is_object) {
-        return Err(err(ScimError::invalid_syntax(format!("{} needs a data object", method.as_str()))));
+        return Err(err(ScimError::invalid_syntax(format!(
+            "{} needs a data object",
+            method.as_str()
+        ))));
     }
     let mut refs = HashSet::new();
     if let Target::Item(_, id) = &target
@@ -226,9 +298,21 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
     if let Some(b) = &bulk_id
         && refs.contains(b)
     {
-        return Err(err(ScimError::status(409, format!("operation {b:?} refers to itself"))));
+        return Err(err(ScimError::status(
+            409,
+            format!("operation {b:?} refers to itself"),
+        )));
     }
-    Ok(Operation { index, method, bulk_id, version, path, target, data, refs })
+    Ok(Operation {
+        index,
+        method,
+        bulk_id,
+        version,
+        path,
+        target,
+        data,
+        refs,
+    })
 }
 
 fn parse_target(path: &str) -> Option<Target> {
@@ -304,14 +388,23 @@ pub enum Readiness {
 
 /// Decides whether `op` can run, given the ids produced so far, the bulkIds of operations that
 /// failed and every bulkId the request defines.
-pub fn readiness(op: &Operation, ids: &HashMap<String, String>, failed: &HashSet<String>, defined: &HashSet<String>) -> Readiness {
+pub fn readiness(
+    op: &Operation,
+    ids: &HashMap<String, String>,
+    failed: &HashSet<String>,
+    defined: &HashSet<String>,
+) -> Readiness {
     if op.refs.iter().any(|r| !defined.contains(r)) {
         return Readiness::Unknown;
     }
     if op.refs.iter().any(|r| failed.contains(r)) {
         return Readiness::Failed;
     }
-    if op.refs.iter().all(|r| ids.contains_key(r)) { Readiness::Ready } else { Readiness::Waiting }
+    if op.refs.iter().all(|r| ids.contains_key(r)) {
+        Readiness::Ready
+    } else {
+        Readiness::Waiting
+    }
 }
 
 /// The outcome of one operation, in a BulkResponse (RFC 7644 §3.7.3).
@@ -364,7 +457,10 @@ pub fn response(mut outcomes: Vec<Outcome>) -> Value {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_operations: 3, max_payload_bytes: 1024 };
+    const LIMITS: Limits = Limits {
+        max_operations: 3,
+        max_payload_bytes: 1024,
+    };
 
     fn req(ops: Value) -> Value {
         json!({"schemas": [urn::BULK_REQUEST], "Operations": ops})
@@ -383,7 +479,10 @@ mod tests {
         .unwrap();
         assert!(r.rejected.is_empty());
         assert_eq!(r.operations[1].refs, HashSet::from(["u1".to_owned()]));
-        assert_eq!(r.operations[2].target, Target::Item(Resource::Group, "bulkId:g1".into()));
+        assert_eq!(
+            r.operations[2].target,
+            Target::Item(Resource::Group, "bulkId:g1".into())
+        );
         assert_eq!(r.operations[2].refs, HashSet::from(["g1".to_owned()]));
         assert_eq!(r.operations[2].version.as_deref(), Some("W/\"1\""));
     }
@@ -397,8 +496,18 @@ mod tests {
     #[test]
     fn request_level_errors() {
         assert_eq!(parse_request(&json!([]), LIMITS).unwrap_err().status, 400);
-        assert_eq!(parse_request(&json!({"schemas": ["x"], "Operations": []}), LIMITS).unwrap_err().status, 400);
-        assert_eq!(parse_request(&json!({"Operations": [], "failOnErrors": 0}), LIMITS).unwrap_err().status, 400);
+        assert_eq!(
+            parse_request(&json!({"schemas": ["x"], "Operations": []}), LIMITS)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            parse_request(&json!({"Operations": [], "failOnErrors": 0}), LIMITS)
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
@@ -420,18 +529,32 @@ mod tests {
 
     #[test]
     fn substitution_and_readiness() {
-        let mut v = json!({"members": [{"value": "bulkId:u1"}, {"value": "bulkId:zz"}, {"value": "x"}]});
+        let mut v =
+            json!({"members": [{"value": "bulkId:u1"}, {"value": "bulkId:zz"}, {"value": "x"}]});
         let ids = HashMap::from([("u1".to_owned(), "PHID-USER-1".to_owned())]);
         substitute(&mut v, &ids);
-        assert_eq!(v, json!({"members": [{"value": "PHID-USER-1"}, {"value": "bulkId:zz"}, {"value": "x"}]}));
+        assert_eq!(
+            v,
+            json!({"members": [{"value": "PHID-USER-1"}, {"value": "bulkId:zz"}, {"value": "x"}]})
+        );
         assert_eq!(target_id("bulkId:u1", &ids).as_deref(), Some("PHID-USER-1"));
         assert_eq!(target_id("bulkId:nope", &ids), None);
 
-        let r = parse_request(&req(json!([{"method": "DELETE", "path": "/Users/bulkId:u2"}])), LIMITS).unwrap();
+        let r = parse_request(
+            &req(json!([{"method": "DELETE", "path": "/Users/bulkId:u2"}])),
+            LIMITS,
+        )
+        .unwrap();
         let op = &r.operations[0];
         let defined = HashSet::from(["u2".to_owned()]);
-        assert_eq!(readiness(op, &ids, &HashSet::new(), &defined), Readiness::Waiting);
-        assert_eq!(readiness(op, &ids, &HashSet::new(), &HashSet::new()), Readiness::Unknown);
+        assert_eq!(
+            readiness(op, &ids, &HashSet::new(), &defined),
+            Readiness::Waiting
+        );
+        assert_eq!(
+            readiness(op, &ids, &HashSet::new(), &HashSet::new()),
+            Readiness::Unknown
+        );
         assert_eq!(readiness(op, &ids, &defined, &defined), Readiness::Failed);
     }
 }

@@ -44,7 +44,11 @@ pub struct ScimError {
 
 impl ScimError {
     fn new(status: u16, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
-        Self { status, scim_type, detail: detail.into() }
+        Self {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
     /// 400 invalidSyntax.
     pub fn invalid_syntax(detail: impl Into<String>) -> Self {

@@ -37,7 +37,9 @@ impl GroupSpec {
     /// [`member_ids`] (Entra sends `"$ref": null`, which the generic coercion refuses, and a
     /// membership of thousands is not worth copying into a canonical tree).
     pub fn from_body(body: &Value) -> Result<Self, ScimError> {
-        let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ScimError::invalid_syntax("the request body must be a JSON object"))?;
         let mut rest = Map::new();
         let mut members = None;
         for (k, v) in obj {
@@ -52,7 +54,10 @@ impl GroupSpec {
             }
         }
         let mut spec = Self::from_doc(normalize(Resource::Group, &Value::Object(rest))?)?;
-        spec.members = members.filter(|m| !m.is_null()).map(member_ids).transpose()?;
+        spec.members = members
+            .filter(|m| !m.is_null())
+            .map(member_ids)
+            .transpose()?;
         Ok(spec)
     }
 
@@ -68,17 +73,29 @@ impl GroupSpec {
             )));
         }
         if display_name.chars().any(char::is_control) {
-            return Err(ScimError::invalid_value("displayName contains control characters"));
+            return Err(ScimError::invalid_value(
+                "displayName contains control characters",
+            ));
         }
         let external_id = match doc.remove("externalId") {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        if external_id.as_ref().is_some_and(|e| e.chars().count() > 128) {
-            return Err(ScimError::invalid_value("externalId is longer than 128 characters"));
+        if external_id
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > 128)
+        {
+            return Err(ScimError::invalid_value(
+                "externalId is longer than 128 characters",
+            ));
         }
         doc.remove("members");
-        Ok(Self { display_name, external_id, members: None, attributes: doc })
+        Ok(Self {
+            display_name,
+            external_id,
+            members: None,
+            attributes: doc,
+        })
     }
 }
 
@@ -97,19 +114,33 @@ pub fn member_ids(value: &Value) -> Result<Vec<String>, ScimError> {
         let (id, ty) = match item {
             Value::String(s) => (s.trim().to_owned(), None),
             Value::Object(o) => {
-                let get = |name: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+                let get = |name: &str| {
+                    o.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v)
+                };
                 let id = match get("value") {
                     Some(Value::String(s)) => s.trim().to_owned(),
                     Some(Value::Number(n)) => n.to_string(),
-                    _ => return Err(ScimError::invalid_value("every member needs a value (the user's id)")),
+                    _ => {
+                        return Err(ScimError::invalid_value(
+                            "every member needs a value (the user's id)",
+                        ));
+                    }
                 };
                 (id, get("type").and_then(Value::as_str))
             }
             Value::Null => continue,
-            _ => return Err(ScimError::invalid_value("members must be objects with a value")),
+            _ => {
+                return Err(ScimError::invalid_value(
+                    "members must be objects with a value",
+                ));
+            }
         };
         if id.is_empty() {
-            return Err(ScimError::invalid_value("every member needs a value (the user's id)"));
+            return Err(ScimError::invalid_value(
+                "every member needs a value (the user's id)",
+            ));
         }
         if ty.is_some_and(|t| t.eq_ignore_ascii_case("Group")) || id.starts_with("PHID-PROJ-") {
             return Err(ScimError::invalid_value(format!(
@@ -134,7 +165,10 @@ pub struct MemberPlan {
 impl MemberPlan {
     /// A whole-set replacement by `ids`.
     pub fn replace(ids: Vec<String>) -> Self {
-        let mut plan = Self { replace_all: true, ..Self::default() };
+        let mut plan = Self {
+            replace_all: true,
+            ..Self::default()
+        };
         for id in ids {
             plan.add(id);
         }
@@ -161,7 +195,11 @@ impl MemberPlan {
 
     /// Ids to add (for a replace: the whole new set), in the order they were sent.
     pub fn adds(&self) -> Vec<String> {
-        self.order.iter().filter(|id| self.state.get(*id) == Some(&true)).cloned().collect()
+        self.order
+            .iter()
+            .filter(|id| self.state.get(*id) == Some(&true))
+            .cloned()
+            .collect()
     }
 
     /// Ids to remove (a delta only; a replace removes whatever is not in [`Self::adds`]).
@@ -169,7 +207,11 @@ impl MemberPlan {
         if self.replace_all {
             return Vec::new();
         }
-        self.order.iter().filter(|id| self.state.get(*id) == Some(&false)).cloned().collect()
+        self.order
+            .iter()
+            .filter(|id| self.state.get(*id) == Some(&false))
+            .cloned()
+            .collect()
     }
 }
 
@@ -184,7 +226,10 @@ pub struct GroupPatch {
 }
 
 fn is_members(p: &AttrPath) -> bool {
-    p.name.eq_ignore_ascii_case("members") && p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
+    p.name.eq_ignore_ascii_case("members")
+        && p.urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
 }
 
 /// Ids selected by a members value filter: `value eq "id"` and `or`s of them (what Entra,
@@ -194,7 +239,10 @@ fn filter_ids(f: &Filter) -> Result<Vec<String>, ScimError> {
         Filter::Compare(p, CompareOp::Eq, CompValue::Str(s))
             if p.urn.is_none()
                 && ((p.name.eq_ignore_ascii_case("value") && p.sub.is_none())
-                    || (p.name.eq_ignore_ascii_case("members") && p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("value")))) =>
+                    || (p.name.eq_ignore_ascii_case("members")
+                        && p.sub
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case("value")))) =>
         {
             Ok(vec![s.clone()])
         }
@@ -220,7 +268,8 @@ pub fn split_patch(ops: &[PatchOp]) -> Result<GroupPatch, ScimError> {
     for op in ops {
         match &op.path {
             Some(p) => {
-                let path = parse_path(p).map_err(|e| ScimError::invalid_path(format!("path {p:?}: {e}")))?;
+                let path = parse_path(p)
+                    .map_err(|e| ScimError::invalid_path(format!("path {p:?}: {e}")))?;
                 if !is_members(&path.attr) {
                     out.attribute_ops.push(op.clone());
                     continue;
@@ -231,13 +280,23 @@ pub fn split_patch(ops: &[PatchOp]) -> Result<GroupPatch, ScimError> {
                     )));
                 }
                 let plan = out.members.get_or_insert_with(MemberPlan::default);
-                let values = || op.value.as_ref().map(member_ids).transpose().map(Option::unwrap_or_default);
+                let values = || {
+                    op.value
+                        .as_ref()
+                        .map(member_ids)
+                        .transpose()
+                        .map(Option::unwrap_or_default)
+                };
                 match (op.op, &path.filter) {
                     (OpKind::Add, _) => values()?.into_iter().for_each(|id| plan.add(id)),
-                    (OpKind::Remove, Some(f)) => filter_ids(f)?.into_iter().for_each(|id| plan.remove(id)),
+                    (OpKind::Remove, Some(f)) => {
+                        filter_ids(f)?.into_iter().for_each(|id| plan.remove(id))
+                    }
                     // Entra's default dialect: `Remove`, path `members`, value `[{"value": id}]`.
                     (OpKind::Remove, None) => match &op.value {
-                        Some(v) if !v.is_null() => member_ids_lenient(v).into_iter().for_each(|id| plan.remove(id)),
+                        Some(v) if !v.is_null() => member_ids_lenient(v)
+                            .into_iter()
+                            .for_each(|id| plan.remove(id)),
                         // RFC 7644 §3.5.2.2: no filter and no value removes every member.
                         _ => plan.clear(),
                     },
@@ -280,7 +339,11 @@ pub fn split_patch(ops: &[PatchOp]) -> Result<GroupPatch, ScimError> {
                     ids.into_iter().for_each(|id| plan.add(id));
                 }
                 if !rest.is_empty() || op.op == OpKind::Remove {
-                    out.attribute_ops.push(PatchOp { op: op.op, path: None, value: Some(Value::Object(rest)) });
+                    out.attribute_ops.push(PatchOp {
+                        op: op.op,
+                        path: None,
+                        value: Some(Value::Object(rest)),
+                    });
                 }
             }
         }
@@ -299,11 +362,14 @@ fn member_ids_lenient(value: &Value) -> Vec<String> {
         .into_iter()
         .filter_map(|item| match item {
             Value::String(s) => Some(s.trim().to_owned()),
-            Value::Object(o) => o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).and_then(|(_, v)| match v {
-                Value::String(s) => Some(s.trim().to_owned()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }),
+            Value::Object(o) => o
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+                .and_then(|(_, v)| match v {
+                    Value::String(s) => Some(s.trim().to_owned()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }),
             _ => None,
         })
         .filter(|id| !id.is_empty())
@@ -346,12 +412,19 @@ pub fn render_group(p: &GroupParts<'_>) -> Value {
         }
     }
     let location = format!("{}/Groups/{}", p.base_url, p.id);
-    out.insert("meta".into(), meta(Resource::Group, &location, p.created, p.modified, p.version));
+    out.insert(
+        "meta".into(),
+        meta(Resource::Group, &location, p.created, p.modified, p.version),
+    );
     Value::Object(out)
 }
 
 /// The canonical document of a stored group, without members (what PATCH starts from).
-pub fn stored_doc(display_name: &str, external_id: Option<&str>, attributes: &Map<String, Value>) -> Map<String, Value> {
+pub fn stored_doc(
+    display_name: &str,
+    external_id: Option<&str>,
+    attributes: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut doc = attributes.clone();
     doc.insert("displayName".into(), Value::String(display_name.into()));
     if let Some(e) = external_id {
@@ -378,7 +451,9 @@ impl MemberFields {
     /// From a projection that wants `members`.
     pub fn of(p: &Projection) -> Self {
         let is_members = |n: &str, u: &Option<String>| {
-            n.eq_ignore_ascii_case("members") && u.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
+            n.eq_ignore_ascii_case("members")
+                && u.as_deref()
+                    .is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
         };
         let picked: Vec<&str> = p
             .attributes
@@ -389,24 +464,42 @@ impl MemberFields {
         let all = picked.is_empty() || picked.contains(&"*");
         let has = |name: &str| {
             let chosen = all || picked.iter().any(|s| s.eq_ignore_ascii_case(name));
-            let dropped = p.excluded.iter().any(|(u, n, s)| is_members(n, u) && s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(name)));
+            let dropped = p.excluded.iter().any(|(u, n, s)| {
+                is_members(n, u) && s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(name))
+            });
             chosen && !dropped
         };
         // `display` is `returned: request` (schema.rs): only when named.
         let display = picked.iter().any(|s| s.eq_ignore_ascii_case("display")) && has("display");
-        Self { value: has("value"), reference: has("$ref"), display, kind: has("type") }
+        Self {
+            value: has("value"),
+            reference: has("$ref"),
+            display,
+            kind: has("type"),
+        }
     }
 
     /// Every sub-attribute.
     pub fn all() -> Self {
-        Self { value: true, reference: true, display: true, kind: true }
+        Self {
+            value: true,
+            reference: true,
+            display: true,
+            kind: true,
+        }
     }
 }
 
 /// Appends one member value, `{"value", "$ref", "display", "type": "User"}`, as JSON to
 /// `buf`: the membership is written row by row into the response body, never held as a
 /// JSON tree.
-pub fn write_member(buf: &mut Vec<u8>, fields: MemberFields, base_url: &str, id: &str, display: &str) {
+pub fn write_member(
+    buf: &mut Vec<u8>,
+    fields: MemberFields,
+    base_url: &str,
+    id: &str,
+    display: &str,
+) {
     let mut first = true;
     let mut key = |buf: &mut Vec<u8>, k: &str| {
         buf.extend_from_slice(if first { b"{\"" } else { b",\"" });
@@ -446,7 +539,9 @@ mod tests {
     use crate::scim::patch::parse_request;
 
     fn split(ops: Value) -> Result<GroupPatch, ScimError> {
-        split_patch(&parse_request(&json!({"schemas": [urn::PATCH_OP], "Operations": ops}))?)
+        split_patch(&parse_request(
+            &json!({"schemas": [urn::PATCH_OP], "Operations": ops}),
+        )?)
     }
 
     fn spec(v: Value) -> Result<GroupSpec, ScimError> {
@@ -458,13 +553,24 @@ mod tests {
         let s = spec(json!({"schemas": [urn::GROUP, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
             "externalId": "8aa1", "displayName": " Eng ", "meta": {"resourceType": "Group"}}))
         .unwrap();
-        assert_eq!((s.display_name.as_str(), s.external_id.as_deref(), s.members.as_ref()), ("Eng", Some("8aa1"), None));
+        assert_eq!(
+            (
+                s.display_name.as_str(),
+                s.external_id.as_deref(),
+                s.members.as_ref()
+            ),
+            ("Eng", Some("8aa1"), None)
+        );
         assert!(s.attributes.is_empty());
         let s = spec(json!({"DisplayName": "Test SCIMv2", "members": [{"value": "PHID-USER-a", "display": "a@x"}, {"$ref": null, "Value": "PHID-USER-b"}]})).unwrap();
-        assert_eq!(s.members, Some(vec!["PHID-USER-a".to_owned(), "PHID-USER-b".to_owned()]));
+        assert_eq!(
+            s.members,
+            Some(vec!["PHID-USER-a".to_owned(), "PHID-USER-b".to_owned()])
+        );
         assert!(spec(json!({"displayName": "  "})).is_err());
         assert!(spec(json!({"displayName": "x".repeat(129)})).is_err());
-        let e = spec(json!({"displayName": "x", "members": [{"value": "g1", "type": "Group"}]})).unwrap_err();
+        let e = spec(json!({"displayName": "x", "members": [{"value": "g1", "type": "Group"}]}))
+            .unwrap_err();
         assert!(e.detail.contains("g1"), "{e}");
     }
 
@@ -501,12 +607,17 @@ mod tests {
 
     #[test]
     fn okta_no_path_replace_goes_to_attributes() {
-        let p = split(json!([{"op": "replace", "value": {"id": "PHID-PROJ-x", "displayName": "New"}}])).unwrap();
+        let p =
+            split(json!([{"op": "replace", "value": {"id": "PHID-PROJ-x", "displayName": "New"}}]))
+                .unwrap();
         assert_eq!(p.members, None);
         assert_eq!(p.attribute_ops.len(), 1);
         let p = split(json!([{"op": "replace", "value": {"displayName": "New", "members": [{"value": "a"}]}}])).unwrap();
         assert_eq!(p.members.unwrap().adds(), vec!["a"]);
-        assert_eq!(p.attribute_ops[0].value, Some(json!({"displayName": "New"})));
+        assert_eq!(
+            p.attribute_ops[0].value,
+            Some(json!({"displayName": "New"}))
+        );
         let p = split(json!([{"op": "Replace", "path": "displayName", "value": "R"}])).unwrap();
         assert_eq!(p.members, None);
         assert_eq!(p.attribute_ops.len(), 1);
@@ -516,23 +627,37 @@ mod tests {
     fn odd_member_paths_are_refused_clearly() {
         let e = split(json!([{"op": "remove", "path": "members[display eq \"x\"]"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidFilter));
-        let e = split(json!([{"op": "replace", "path": "members.value", "value": "x"}])).unwrap_err();
+        let e =
+            split(json!([{"op": "replace", "path": "members.value", "value": "x"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidPath));
-        let e = split(json!([{"op": "add", "path": "members", "value": [{"value": "PHID-PROJ-abc"}]}])).unwrap_err();
+        let e =
+            split(json!([{"op": "add", "path": "members", "value": [{"value": "PHID-PROJ-abc"}]}]))
+                .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidValue));
         // Removing a nested group that cannot be a member is a no-op, not an error.
         let p = split(json!([{"op": "Remove", "path": "members", "value": [{"value": "g", "type": "Group"}]}])).unwrap();
         assert_eq!(p.members.unwrap().removes(), vec!["g"]);
-        let p = split(json!([{"op": "remove", "path": "members[value eq \"a\" or value eq \"b\"]"}])).unwrap();
+        let p =
+            split(json!([{"op": "remove", "path": "members[value eq \"a\" or value eq \"b\"]"}]))
+                .unwrap();
         assert_eq!(p.members.unwrap().removes(), vec!["a", "b"]);
     }
 
     #[test]
     fn members_are_written_as_json() {
         let mut buf = Vec::new();
-        write_member(&mut buf, MemberFields::all(), "https://x/scim/v2", "PHID-USER-a", "a\"b");
+        write_member(
+            &mut buf,
+            MemberFields::all(),
+            "https://x/scim/v2",
+            "PHID-USER-a",
+            "a\"b",
+        );
         let v: Value = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(v, json!({"value": "PHID-USER-a", "$ref": "https://x/scim/v2/Users/PHID-USER-a", "display": "a\"b", "type": "User"}));
+        assert_eq!(
+            v,
+            json!({"value": "PHID-USER-a", "$ref": "https://x/scim/v2/Users/PHID-USER-a", "display": "a\"b", "type": "User"})
+        );
         let p = Projection::parse(Resource::Group, Some("members.value"), None).unwrap();
         let mut buf = Vec::new();
         write_member(&mut buf, MemberFields::of(&p), "b", "id", "d");

@@ -44,31 +44,52 @@ impl ListParams {
                 .map_err(|_| ScimError::invalid_value("count must be an integer"))?
                 .max(0) as u64,
         };
-        Ok(Page { start_index, count: count.min(max) })
+        Ok(Page {
+            start_index,
+            count: count.min(max),
+        })
     }
 
     /// True for `sortOrder=descending`.
     pub fn descending(&self) -> Result<bool, ScimError> {
-        match self.sort_order.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        match self
+            .sort_order
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("") | Some("ascending") => Ok(false),
             Some("descending") => Ok(true),
-            Some(_) => Err(ScimError::invalid_value("sortOrder must be ascending or descending")),
+            Some(_) => Err(ScimError::invalid_value(
+                "sortOrder must be ascending or descending",
+            )),
         }
     }
 
     /// Reads a `SearchRequest` body (numbers or strings accepted for the integers).
     pub fn from_search_body(body: &Value) -> Result<Self, ScimError> {
-        let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the search body must be an object"))?;
-        let get = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ScimError::invalid_syntax("the search body must be an object"))?;
+        let get = |name: &str| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         let text = |name: &str| -> Result<Option<String>, ScimError> {
             match get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
                 Some(Value::Array(a)) => Ok(Some(
-                    a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
                 )),
-                Some(_) => Err(ScimError::invalid_value(format!("{name} has the wrong type"))),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "{name} has the wrong type"
+                ))),
             }
         };
         Ok(Self {
@@ -100,10 +121,30 @@ mod tests {
 
     #[test]
     fn page_clamps_per_rfc() {
-        let p = ListParams { start_index: Some("0".into()), count: Some("-5".into()), ..Default::default() };
-        assert_eq!(p.page(100, 1000).unwrap(), Page { start_index: 1, count: 0 });
-        let p = ListParams { count: Some("5000".into()), ..Default::default() };
+        let p = ListParams {
+            start_index: Some("0".into()),
+            count: Some("-5".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.page(100, 1000).unwrap(),
+            Page {
+                start_index: 1,
+                count: 0
+            }
+        );
+        let p = ListParams {
+            count: Some("5000".into()),
+            ..Default::default()
+        };
         assert_eq!(p.page(100, 1000).unwrap().count, 1000);
-        assert!(ListParams { count: Some("x".into()), ..Default::default() }.page(1, 1).is_err());
+        assert!(
+            ListParams {
+                count: Some("x".into()),
+                ..Default::default()
+            }
+            .page(1, 1)
+            .is_err()
+        );
     }
 }

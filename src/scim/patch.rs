@@ -34,12 +34,22 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the PATCH body must be a JSON object"))?;
-    if let Some(schemas) = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")).map(|(_, v)| v) {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn::PATCH_OP))));
+    if let Some(schemas) = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        .map(|(_, v)| v)
+    {
+        let ok = schemas.as_array().is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(urn::PATCH_OP))
+            })
+        });
         if !ok {
-            return Err(ScimError::invalid_syntax(format!("schemas must contain {}", urn::PATCH_OP)));
+            return Err(ScimError::invalid_syntax(format!(
+                "schemas must contain {}",
+                urn::PATCH_OP
+            )));
         }
     }
     let ops = obj
@@ -49,41 +59,70 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
         .and_then(Value::as_array)
         .ok_or_else(|| ScimError::invalid_syntax("Operations must be an array"))?;
     if ops.len() > MAX_OPERATIONS {
-        return Err(ScimError::invalid_value(format!("more than {MAX_OPERATIONS} operations")));
+        return Err(ScimError::invalid_value(format!(
+            "more than {MAX_OPERATIONS} operations"
+        )));
     }
     ops.iter()
         .enumerate()
         .map(|(i, op)| {
-            let o = op
-                .as_object()
-                .ok_or_else(|| ScimError::invalid_syntax(format!("Operations[{i}] must be an object")))?;
-            let get = |name: &str| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-            let kind = match get("op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            let o = op.as_object().ok_or_else(|| {
+                ScimError::invalid_syntax(format!("Operations[{i}] must be an object"))
+            })?;
+            let get = |name: &str| {
+                o.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            };
+            let kind = match get("op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("add") => OpKind::Add,
                 Some("remove") => OpKind::Remove,
                 Some("replace") => OpKind::Replace,
                 Some(other) => {
-                    return Err(ScimError::invalid_value(format!("Operations[{i}]: unknown op {other:?}")));
+                    return Err(ScimError::invalid_value(format!(
+                        "Operations[{i}]: unknown op {other:?}"
+                    )));
                 }
-                None => return Err(ScimError::invalid_syntax(format!("Operations[{i}]: op is required"))),
+                None => {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "Operations[{i}]: op is required"
+                    )));
+                }
             };
             let path = match get("path") {
                 Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
                 Some(Value::String(_)) | Some(Value::Null) | None => None,
-                Some(_) => return Err(ScimError::invalid_path(format!("Operations[{i}]: path must be a string"))),
+                Some(_) => {
+                    return Err(ScimError::invalid_path(format!(
+                        "Operations[{i}]: path must be a string"
+                    )));
+                }
             };
-            Ok(PatchOp { op: kind, path, value: get("value").cloned() })
+            Ok(PatchOp {
+                op: kind,
+                path,
+                value: get("value").cloned(),
+            })
         })
         .collect()
 }
 
 /// Applies `ops` to `doc`, in order. On error the caller discards `doc` (PATCH is atomic).
-pub fn apply(res: Resource, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> Result<(), ScimError> {
+pub fn apply(
+    res: Resource,
+    doc: &mut Map<String, Value>,
+    ops: &[PatchOp],
+) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
             Some(p) if schema::extension_urn(res, p).is_some() => apply_extension(res, doc, op, p)?,
             Some(p) => {
-                let path = parse_path(p).map_err(|e| ScimError::invalid_path(format!("path {p:?}: {e}")))?;
+                let path = parse_path(p)
+                    .map_err(|e| ScimError::invalid_path(format!("path {p:?}: {e}")))?;
                 apply_path(res, doc, op.op, &path, op.value.as_ref(), true)?;
             }
             None => {
@@ -91,14 +130,26 @@ pub fn apply(res: Resource, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> Re
                     return Err(ScimError::no_target("remove requires a path"));
                 }
                 let Some(Value::Object(map)) = &op.value else {
-                    return Err(ScimError::invalid_value("an operation without path needs an object value"));
+                    return Err(ScimError::invalid_value(
+                        "an operation without path needs an object value",
+                    ));
                 };
                 for (key, value) in map {
                     if let Some(ext) = schema::extension_urn(res, key) {
-                        let Some(inner) = value.as_object() else { continue };
+                        let Some(inner) = value.as_object() else {
+                            continue;
+                        };
                         for (ik, iv) in inner {
-                            let path = AttrPath { urn: Some(ext.to_owned()), name: ik.clone(), sub: None };
-                            let pp = PatchPath { attr: path, filter: None, sub: None };
+                            let path = AttrPath {
+                                urn: Some(ext.to_owned()),
+                                name: ik.clone(),
+                                sub: None,
+                            };
+                            let pp = PatchPath {
+                                attr: path,
+                                filter: None,
+                                sub: None,
+                            };
                             apply_path(res, doc, op.op, &pp, Some(iv), false)?;
                         }
                         continue;
@@ -118,18 +169,35 @@ pub fn apply(res: Resource, doc: &mut Map<String, Value>, ops: &[PatchOp]) -> Re
 /// A path naming a whole extension schema (`urn:...:enterprise:2.0:User`): its value is an
 /// object of the extension's attributes, merged by `add` and `replace` like a complex
 /// attribute's sub-attributes (RFC 7644 §3.5.2.1, §3.5.2.3); `remove` unassigns all of them.
-fn apply_extension(res: Resource, doc: &mut Map<String, Value>, op: &PatchOp, p: &str) -> Result<(), ScimError> {
-    let Some(ext) = schema::extension_urn(res, p) else { return Ok(()) };
+fn apply_extension(
+    res: Resource,
+    doc: &mut Map<String, Value>,
+    op: &PatchOp,
+    p: &str,
+) -> Result<(), ScimError> {
+    let Some(ext) = schema::extension_urn(res, p) else {
+        return Ok(());
+    };
     if op.op == OpKind::Remove {
         doc.remove(ext);
         return Ok(());
     }
     let Some(Value::Object(map)) = &op.value else {
-        return Err(ScimError::invalid_value(format!("{ext} takes an object of its attributes")));
+        return Err(ScimError::invalid_value(format!(
+            "{ext} takes an object of its attributes"
+        )));
     };
     for (key, value) in map {
-        let path = AttrPath { urn: Some(ext.to_owned()), name: key.clone(), sub: None };
-        let pp = PatchPath { attr: path, filter: None, sub: None };
+        let path = AttrPath {
+            urn: Some(ext.to_owned()),
+            name: key.clone(),
+            sub: None,
+        };
+        let pp = PatchPath {
+            attr: path,
+            filter: None,
+            sub: None,
+        };
         apply_path(res, doc, op.op, &pp, Some(value), false)?;
     }
     Ok(())
@@ -137,11 +205,18 @@ fn apply_extension(res: Resource, doc: &mut Map<String, Value>, op: &PatchOp, p:
 
 /// Resolves a path's attribute. `explicit` paths naming unknown or read-only attributes are
 /// errors; keys of a no-path value map are skipped instead (Okta sends `id` there).
-fn resolve(res: Resource, path: &PatchPath, explicit: bool) -> Result<Option<(Option<&'static str>, &'static Attr)>, ScimError> {
+fn resolve(
+    res: Resource,
+    path: &PatchPath,
+    explicit: bool,
+) -> Result<Option<(Option<&'static str>, &'static Attr)>, ScimError> {
     let resolved = schema::resolve(res, path.attr.urn.as_deref(), &path.attr.name);
     let Some((scope, def)) = resolved else {
         return if explicit {
-            Err(ScimError::invalid_path(format!("unknown attribute {}", path.attr)))
+            Err(ScimError::invalid_path(format!(
+                "unknown attribute {}",
+                path.attr
+            )))
         } else {
             Ok(None)
         };
@@ -163,7 +238,10 @@ fn resolve(res: Resource, path: &PatchPath, explicit: bool) -> Result<Option<(Op
     Ok(Some((ext, def)))
 }
 
-fn container<'a>(doc: &'a mut Map<String, Value>, ext: Option<&str>) -> Option<&'a mut Map<String, Value>> {
+fn container<'a>(
+    doc: &'a mut Map<String, Value>,
+    ext: Option<&str>,
+) -> Option<&'a mut Map<String, Value>> {
     match ext {
         None => Some(doc),
         Some(u) => {
@@ -184,30 +262,42 @@ fn apply_path(
     value: Option<&Value>,
     explicit: bool,
 ) -> Result<(), ScimError> {
-    let Some((ext, def)) = resolve(res, path, explicit)? else { return Ok(()) };
+    let Some((ext, def)) = resolve(res, path, explicit)? else {
+        return Ok(());
+    };
     // `name.givenName` arrives as attr.sub; `emails[...].value` as path.sub.
     let sub_name = path.sub.as_deref().or(path.attr.sub.as_deref());
     let sub = match sub_name {
-        Some(s) => Some(
-            schema::find_in(def.sub, s)
-                .ok_or_else(|| ScimError::invalid_path(format!("unknown sub-attribute {}.{s}", def.name)))?,
-        ),
+        Some(s) => Some(schema::find_in(def.sub, s).ok_or_else(|| {
+            ScimError::invalid_path(format!("unknown sub-attribute {}.{s}", def.name))
+        })?),
         None => None,
     };
     if op != OpKind::Remove && value.is_none() {
-        return Err(ScimError::invalid_value(format!("{} needs a value", def.name)));
+        return Err(ScimError::invalid_value(format!(
+            "{} needs a value",
+            def.name
+        )));
     }
     if path.filter.is_some() && !def.multi {
-        return Err(ScimError::invalid_path(format!("{} is not multi-valued", def.name)));
+        return Err(ScimError::invalid_path(format!(
+            "{} is not multi-valued",
+            def.name
+        )));
     }
-    let Some(target) = container(doc, ext) else { return Ok(()) };
+    let Some(target) = container(doc, ext) else {
+        return Ok(());
+    };
     if def.multi {
         apply_multi(target, def, op, path.filter.as_ref(), sub, value)?;
     } else {
         apply_single(target, def, op, sub, value)?;
     }
     if let Some(u) = ext
-        && doc.get(u).and_then(Value::as_object).is_some_and(Map::is_empty)
+        && doc
+            .get(u)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
     {
         doc.remove(u);
     }
@@ -237,8 +327,14 @@ fn apply_single(
             }
         }
         (_, Some(s)) => {
-            let v = coerce(s, value.unwrap_or(&Value::Null), &format!("{}.{}", def.name, s.name))?;
-            let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
+            let v = coerce(
+                s,
+                value.unwrap_or(&Value::Null),
+                &format!("{}.{}", def.name, s.name),
+            )?;
+            let entry = target
+                .entry(def.name)
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Some(m) = entry.as_object_mut() {
                 match v {
                     Some(v) => {
@@ -249,7 +345,11 @@ fn apply_single(
                     }
                 }
             }
-            if target.get(def.name).and_then(Value::as_object).is_some_and(Map::is_empty) {
+            if target
+                .get(def.name)
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+            {
                 target.remove(def.name);
             }
         }
@@ -264,7 +364,9 @@ fn apply_single(
                 }
                 // Complex: merge the given sub-attributes (RFC 7644 §3.5.2.1, §3.5.2.3).
                 (Some(Value::Object(new)), Ty::Complex) => {
-                    let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
+                    let entry = target
+                        .entry(def.name)
+                        .or_insert_with(|| Value::Object(Map::new()));
                     if let Some(m) = entry.as_object_mut() {
                         for (k, v) in new {
                             m.insert(k, v);
@@ -294,7 +396,12 @@ fn apply_multi(
         None => Vec::new(),
     };
     let matched: Vec<usize> = match filter {
-        Some(f) => items.iter().enumerate().filter(|(_, it)| matches(def, it, f)).map(|(i, _)| i).collect(),
+        Some(f) => items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| matches(def, it, f))
+            .map(|(i, _)| i)
+            .collect(),
         None => (0..items.len()).collect(),
     };
     let mut touched: Vec<usize> = Vec::new();
@@ -331,7 +438,11 @@ fn apply_multi(
             items.retain(|it| it.as_object().is_none_or(|m| !m.is_empty()));
         }
         (_, Some(s)) => {
-            let v = coerce(s, value.unwrap_or(&Value::Null), &format!("{}.{}", def.name, s.name))?;
+            let v = coerce(
+                s,
+                value.unwrap_or(&Value::Null),
+                &format!("{}.{}", def.name, s.name),
+            )?;
             if matched.is_empty() {
                 // Entra sets `emails[type eq "work"].value` on a user without a work email:
                 // create the value from the filter's equalities (scim-conformance §1.9).
@@ -386,13 +497,23 @@ fn apply_multi(
         }
         (_, None) => {
             // A value filter without sub-attribute: replace (or merge into) the matched values.
-            let new = coerce(def, &Value::Array(vec![value.cloned().unwrap_or(Value::Null)]), def.name)?;
+            let new = coerce(
+                def,
+                &Value::Array(vec![value.cloned().unwrap_or(Value::Null)]),
+                def.name,
+            )?;
             let Some(new) = new.and_then(|v| v.as_array().and_then(|a| a.first().cloned())) else {
-                return Err(ScimError::invalid_value(format!("{} needs a value", def.name)));
+                return Err(ScimError::invalid_value(format!(
+                    "{} needs a value",
+                    def.name
+                )));
             };
             if matched.is_empty() {
                 if op == OpKind::Replace {
-                    return Err(ScimError::no_target(format!("no {} value matches the filter", def.name)));
+                    return Err(ScimError::no_target(format!(
+                        "no {} value matches the filter",
+                        def.name
+                    )));
                 }
                 items.push(new);
                 touched.push(items.len() - 1);
@@ -411,7 +532,10 @@ fn apply_multi(
         }
     }
     // At most one primary value: the one this operation set wins (RFC 7643 §2.4).
-    let new_primary = touched.iter().rev().find(|i| items.get(**i).and_then(|v| v.get("primary")) == Some(&Value::Bool(true)));
+    let new_primary = touched
+        .iter()
+        .rev()
+        .find(|i| items.get(**i).and_then(|v| v.get("primary")) == Some(&Value::Bool(true)));
     if let Some(&keep) = new_primary {
         for (i, it) in items.iter_mut().enumerate() {
             if i != keep
@@ -484,11 +608,22 @@ pub fn matches(def: &Attr, item: &Value, f: &Filter) -> bool {
     }
 }
 
-fn sub_value<'a>(def: &Attr, item: &'a Value, p: &AttrPath) -> Option<(Option<&'static Attr>, &'a Value)> {
-    let name = if p.name.eq_ignore_ascii_case(def.name) { p.sub.as_deref().unwrap_or("value") } else { p.name.as_str() };
+fn sub_value<'a>(
+    def: &Attr,
+    item: &'a Value,
+    p: &AttrPath,
+) -> Option<(Option<&'static Attr>, &'a Value)> {
+    let name = if p.name.eq_ignore_ascii_case(def.name) {
+        p.sub.as_deref().unwrap_or("value")
+    } else {
+        p.name.as_str()
+    };
     let sdef = schema::find_in(def.sub, name);
     let obj = item.as_object()?;
-    let v = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)?;
+    let v = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)?;
     Some((sdef, v))
 }
 
@@ -496,7 +631,11 @@ fn sub_value<'a>(def: &Attr, item: &'a Value, p: &AttrPath) -> Option<(Option<&'
 pub fn compare(v: &Value, op: CompareOp, cv: &CompValue, case_exact: bool) -> bool {
     match (v, cv) {
         (Value::String(s), CompValue::Str(t)) => {
-            let (s, t) = if case_exact { (s.clone(), t.clone()) } else { (s.to_lowercase(), t.to_lowercase()) };
+            let (s, t) = if case_exact {
+                (s.clone(), t.clone())
+            } else {
+                (s.to_lowercase(), t.to_lowercase())
+            };
             match op {
                 CompareOp::Eq => s == t,
                 CompareOp::Ne => s != t,
@@ -515,7 +654,9 @@ pub fn compare(v: &Value, op: CompareOp, cv: &CompValue, case_exact: bool) -> bo
             _ => false,
         },
         (Value::Number(a), CompValue::Num(b)) => {
-            let (Some(a), Some(b)) = (a.as_f64(), b.as_f64()) else { return false };
+            let (Some(a), Some(b)) = (a.as_f64(), b.as_f64()) else {
+                return false;
+            };
             match op {
                 CompareOp::Eq => a == b,
                 CompareOp::Ne => a != b,
@@ -581,21 +722,41 @@ mod tests {
 
     #[test]
     fn entra_sets_work_email_where_none_exists() {
-        let out = run(json!({"userName": "a"}), json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "w@x.com"}])).unwrap();
+        let out = run(
+            json!({"userName": "a"}),
+            json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "w@x.com"}]),
+        )
+        .unwrap();
         assert_eq!(out["emails"], json!([{"type": "work", "value": "w@x.com"}]));
     }
 
     #[test]
     fn errors_are_specific() {
-        let e = run(json!({"userName": "a"}), json!([{"op": "replace", "path": "nope", "value": 1}])).unwrap_err();
+        let e = run(
+            json!({"userName": "a"}),
+            json!([{"op": "replace", "path": "nope", "value": 1}]),
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidPath));
-        let e = run(json!({"userName": "a"}), json!([{"op": "replace", "path": "id", "value": "1"}])).unwrap_err();
+        let e = run(
+            json!({"userName": "a"}),
+            json!([{"op": "replace", "path": "id", "value": "1"}]),
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::Mutability));
         let e = run(json!({"userName": "a"}), json!([{"op": "remove"}])).unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::NoTarget));
-        let e = run(json!({"userName": "a"}), json!([{"op": "jump", "path": "x"}])).unwrap_err();
+        let e = run(
+            json!({"userName": "a"}),
+            json!([{"op": "jump", "path": "x"}]),
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidValue));
-        let e = run(json!({"userName": "a"}), json!([{"op": "remove", "path": "userName"}])).unwrap_err();
+        let e = run(
+            json!({"userName": "a"}),
+            json!([{"op": "remove", "path": "userName"}]),
+        )
+        .unwrap_err();
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::Mutability));
     }
 
@@ -606,17 +767,31 @@ mod tests {
             json!([{"op": "add", "path": "emails", "value": [{"value": "b@x.com", "primary": true}]}]),
         )
         .unwrap();
-        assert_eq!(out["emails"], json!([{"value": "a@x.com", "primary": false}, {"value": "b@x.com", "primary": true}]));
+        assert_eq!(
+            out["emails"],
+            json!([{"value": "a@x.com", "primary": false}, {"value": "b@x.com", "primary": true}])
+        );
     }
 
     #[test]
     fn remove_with_filter_and_idempotent_add() {
         let base = json!({"userName": "a", "phoneNumbers": [{"value": "1", "type": "work"}, {"value": "2", "type": "mobile"}]});
-        let out = run(base.clone(), json!([{"op": "remove", "path": "phoneNumbers[type eq \"work\"]"}])).unwrap();
-        assert_eq!(out["phoneNumbers"], json!([{"value": "2", "type": "mobile"}]));
+        let out = run(
+            base.clone(),
+            json!([{"op": "remove", "path": "phoneNumbers[type eq \"work\"]"}]),
+        )
+        .unwrap();
+        assert_eq!(
+            out["phoneNumbers"],
+            json!([{"value": "2", "type": "mobile"}])
+        );
         let out = run(base.clone(), json!([{"op": "add", "path": "phoneNumbers", "value": [{"value": "2", "type": "mobile"}]}])).unwrap();
         assert_eq!(out["phoneNumbers"], base["phoneNumbers"]);
-        let out = run(base, json!([{"op": "remove", "path": "phoneNumbers[type eq \"pager\"]"}])).unwrap();
+        let out = run(
+            base,
+            json!([{"op": "remove", "path": "phoneNumbers[type eq \"pager\"]"}]),
+        )
+        .unwrap();
         assert_eq!(out["phoneNumbers"].as_array().map(Vec::len), Some(2));
     }
 }

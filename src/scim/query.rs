@@ -116,7 +116,9 @@ impl MultiAttr {
 
     /// The attribute named `name`, case-insensitively.
     pub fn from_name(name: &str) -> Option<MultiAttr> {
-        Self::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
     }
 
     /// Its sub-attributes, from the schema table.
@@ -148,7 +150,11 @@ pub struct SubField {
 impl SubField {
     /// The field of a schema sub-attribute.
     pub fn of(a: &'static Attr) -> SubField {
-        SubField { name: a.name, ty: a.ty, case_exact: a.case_exact || a.ty == Ty::Binary }
+        SubField {
+            name: a.name,
+            ty: a.ty,
+            case_exact: a.case_exact || a.ty == Ty::Binary,
+        }
     }
 }
 
@@ -212,7 +218,9 @@ fn bad(msg: impl Into<String>) -> ScimError {
 /// Resolves a parsed filter for `/Users`.
 pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
     Ok(match f {
-        Filter::And(a, b) => UserFilter::And(Box::new(resolve_user(a)?), Box::new(resolve_user(b)?)),
+        Filter::And(a, b) => {
+            UserFilter::And(Box::new(resolve_user(a)?), Box::new(resolve_user(b)?))
+        }
         Filter::Or(a, b) => UserFilter::Or(Box::new(resolve_user(a)?), Box::new(resolve_user(b)?)),
         Filter::Not(a) => UserFilter::Not(Box::new(resolve_user(a)?)),
         Filter::ValuePath(p, inner) => {
@@ -221,7 +229,9 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
                 UserFilter::Email(Box::new(resolve_email(inner)?))
             } else if name.eq_ignore_ascii_case("groups") {
                 match &**inner {
-                    Filter::Compare(ip, op, CompValue::Str(s)) if ip.name.eq_ignore_ascii_case("value") => {
+                    Filter::Compare(ip, op, CompValue::Str(s))
+                        if ip.name.eq_ignore_ascii_case("value") =>
+                    {
                         group_cond(*op, s)?
                     }
                     _ => return Err(bad("groups filters support only value eq/ne")),
@@ -242,14 +252,32 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
         Filter::Compare(p, op, v) => match field_of(p)? {
             // `roles eq "admin"`: a multi-valued attribute compared as a whole compares its
             // values' `value` (as `emails eq` does); `addresses` has none.
-            Target::User(UserField::Json(j)) if j.ext.is_none() && j.sub.is_none() && MultiAttr::from_name(j.name).is_some() => {
-                let m = MultiAttr::from_name(j.name).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
-                let sf = m.sub_field("value").ok_or_else(|| bad(format!("{} has no value sub-attribute; compare one of its sub-attributes", m.name())))?;
-                UserFilter::Multi(m, Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)))
+            Target::User(UserField::Json(j))
+                if j.ext.is_none() && j.sub.is_none() && MultiAttr::from_name(j.name).is_some() =>
+            {
+                let m = MultiAttr::from_name(j.name)
+                    .ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
+                let sf = m.sub_field("value").ok_or_else(|| {
+                    bad(format!(
+                        "{} has no value sub-attribute; compare one of its sub-attributes",
+                        m.name()
+                    ))
+                })?;
+                UserFilter::Multi(
+                    m,
+                    Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)),
+                )
             }
             Target::User(f) => UserFilter::Cmp(f, *op, literal_for_user(f, *op, v)?),
-            Target::Email(f) => UserFilter::Email(Box::new(EmailCond::Cmp(f, *op, literal_for_email(f, *op, v)?))),
-            Target::Multi(m, sf) => UserFilter::Multi(m, Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?))),
+            Target::Email(f) => UserFilter::Email(Box::new(EmailCond::Cmp(
+                f,
+                *op,
+                literal_for_email(f, *op, v)?,
+            ))),
+            Target::Multi(m, sf) => UserFilter::Multi(
+                m,
+                Box::new(ValueCond::Cmp(sf, *op, literal_for_sub(m, sf, *op, v)?)),
+            ),
             Target::Group => match v {
                 CompValue::Str(s) => group_cond(*op, s)?,
                 _ => return Err(bad("groups compare with a string id")),
@@ -262,7 +290,10 @@ pub fn resolve_user(f: &Filter) -> Result<UserFilter, ScimError> {
 fn group_cond(op: CompareOp, id: &str) -> Result<UserFilter, ScimError> {
     match op {
         CompareOp::Eq => Ok(UserFilter::Group(CompareOp::Eq, id.to_owned())),
-        CompareOp::Ne => Ok(UserFilter::Not(Box::new(UserFilter::Group(CompareOp::Eq, id.to_owned())))),
+        CompareOp::Ne => Ok(UserFilter::Not(Box::new(UserFilter::Group(
+            CompareOp::Eq,
+            id.to_owned(),
+        )))),
         _ => Err(bad("groups support only eq and ne")),
     }
 }
@@ -287,7 +318,9 @@ fn core_name(p: &AttrPath) -> Result<&str, ScimError> {
 /// `meta.resourceType` is constant per endpoint (RFC 7643 §3.1); comparing it lets a root
 /// search (RFC 7644 §3.4.2.1) pick one resource type. caseExact is false.
 fn resource_type_matches(name: &str, op: CompareOp, v: &CompValue) -> Result<bool, ScimError> {
-    let CompValue::Str(want) = v else { return Err(bad("meta.resourceType compares with a string")) };
+    let CompValue::Str(want) = v else {
+        return Err(bad("meta.resourceType compares with a string"));
+    };
     let (have, want) = (name.to_lowercase(), want.to_lowercase());
     Ok(match op {
         CompareOp::Eq => have == want,
@@ -326,19 +359,36 @@ fn json_field(p: &AttrPath) -> Option<JsonAttr> {
             }
             (Some(sd.name), sd.ty, sd.case_exact, false)
         }
-        None => (None, def.ty, def.case_exact, def.multi || def.ty == Ty::Complex),
+        None => (
+            None,
+            def.ty,
+            def.case_exact,
+            def.multi || def.ty == Ty::Complex,
+        ),
     };
     if ty == Ty::Binary {
         return None;
     }
-    Some(JsonAttr { ext, name: def.name, sub, ty, case_exact, composite })
+    Some(JsonAttr {
+        ext,
+        name: def.name,
+        sub,
+        ty,
+        case_exact,
+        composite,
+    })
 }
 
 fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
-    let is_core = p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
+    let is_core = p
+        .urn
+        .as_deref()
+        .is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
     if !is_core {
         // Enterprise extension attributes (RFC 7643 §4.3), URN-qualified.
-        return json_field(p).map(|j| Target::User(UserField::Json(j))).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")));
+        return json_field(p)
+            .map(|j| Target::User(UserField::Json(j)))
+            .ok_or_else(|| bad(format!("attribute {p} cannot be filtered")));
     }
     let name = core_name(p)?.to_ascii_lowercase();
     let sub = p.sub.as_deref().map(str::to_ascii_lowercase);
@@ -356,7 +406,8 @@ fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
         ("groups", None | Some("value")) => Target::Group,
         ("meta", Some("resourcetype")) => Target::ResourceType,
         (n, Some(_)) if MultiAttr::from_name(n).is_some() => {
-            let m = MultiAttr::from_name(n).ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
+            let m = MultiAttr::from_name(n)
+                .ok_or_else(|| bad(format!("attribute {p} cannot be filtered")))?;
             Target::Multi(m, multi_sub(m, p)?)
         }
         _ => match json_field(p) {
@@ -369,7 +420,9 @@ fn field_of(p: &AttrPath) -> Result<Target, ScimError> {
 
 fn resolve_email(f: &Filter) -> Result<EmailCond, ScimError> {
     Ok(match f {
-        Filter::And(a, b) => EmailCond::And(Box::new(resolve_email(a)?), Box::new(resolve_email(b)?)),
+        Filter::And(a, b) => {
+            EmailCond::And(Box::new(resolve_email(a)?), Box::new(resolve_email(b)?))
+        }
         Filter::Or(a, b) => EmailCond::Or(Box::new(resolve_email(a)?), Box::new(resolve_email(b)?)),
         Filter::Not(a) => EmailCond::Not(Box::new(resolve_email(a)?)),
         Filter::ValuePath(..) => return Err(bad("nested value filters are not allowed")),
@@ -399,8 +452,14 @@ fn email_field(p: &AttrPath) -> Result<EmailField, ScimError> {
 /// Resolves the inner filter of `attr[...]` for a multi-valued document attribute.
 fn resolve_value(m: MultiAttr, f: &Filter) -> Result<ValueCond, ScimError> {
     Ok(match f {
-        Filter::And(a, b) => ValueCond::And(Box::new(resolve_value(m, a)?), Box::new(resolve_value(m, b)?)),
-        Filter::Or(a, b) => ValueCond::Or(Box::new(resolve_value(m, a)?), Box::new(resolve_value(m, b)?)),
+        Filter::And(a, b) => ValueCond::And(
+            Box::new(resolve_value(m, a)?),
+            Box::new(resolve_value(m, b)?),
+        ),
+        Filter::Or(a, b) => ValueCond::Or(
+            Box::new(resolve_value(m, a)?),
+            Box::new(resolve_value(m, b)?),
+        ),
         Filter::Not(a) => ValueCond::Not(Box::new(resolve_value(m, a)?)),
         Filter::ValuePath(..) => return Err(bad("nested value filters are not allowed")),
         Filter::Present(p) => ValueCond::Present(multi_sub(m, p)?),
@@ -414,18 +473,27 @@ fn resolve_value(m: MultiAttr, f: &Filter) -> Result<ValueCond, ScimError> {
 /// A sub-attribute of `m`: `type` inside `phoneNumbers[...]`, or `phoneNumbers.type` (also
 /// spelled out inside the brackets, or URN-qualified with the core User schema).
 fn multi_sub(m: MultiAttr, p: &AttrPath) -> Result<SubField, ScimError> {
-    let core = p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
+    let core = p
+        .urn
+        .as_deref()
+        .is_none_or(|u| u.eq_ignore_ascii_case(urn::USER));
     let name = match (core, p.sub.as_deref()) {
         (true, Some(s)) if p.name.eq_ignore_ascii_case(m.name()) => Some(s),
         (true, None) if p.urn.is_none() => Some(p.name.as_str()),
         _ => None,
     };
-    name.and_then(|n| m.sub_field(n)).ok_or_else(|| bad(format!("{p} is not a sub-attribute of {}", m.name())))
+    name.and_then(|n| m.sub_field(n))
+        .ok_or_else(|| bad(format!("{p} is not a sub-attribute of {}", m.name())))
 }
 
 /// Type checks a comparison on a sub-attribute of a multi-valued document attribute: strings
 /// take every operator, booleans and binary values only `eq`/`ne`.
-fn literal_for_sub(m: MultiAttr, sf: SubField, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
+fn literal_for_sub(
+    m: MultiAttr,
+    sf: SubField,
+    op: CompareOp,
+    v: &CompValue,
+) -> Result<Literal, ScimError> {
     let (a, s) = (m.name(), sf.name);
     match sf.ty {
         Ty::Boolean => {
@@ -435,20 +503,29 @@ fn literal_for_sub(m: MultiAttr, sf: SubField, op: CompareOp, v: &CompValue) -> 
             boolean(v)
         }
         Ty::Binary => match v {
-            CompValue::Str(x) if matches!(op, CompareOp::Eq | CompareOp::Ne) => Ok(Literal::Str(x.clone())),
-            _ => Err(bad(format!("{a}.{s} is binary: only eq, ne and pr apply, with a string"))),
+            CompValue::Str(x) if matches!(op, CompareOp::Eq | CompareOp::Ne) => {
+                Ok(Literal::Str(x.clone()))
+            }
+            _ => Err(bad(format!(
+                "{a}.{s} is binary: only eq, ne and pr apply, with a string"
+            ))),
         },
         Ty::String | Ty::Reference => match v {
             CompValue::Str(x) => Ok(Literal::Str(x.clone())),
             CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
             _ => Err(bad(format!("{a}.{s} compares with a string"))),
         },
-        Ty::Integer | Ty::Decimal | Ty::DateTime | Ty::Complex => Err(bad(format!("{a}.{s} cannot be compared"))),
+        Ty::Integer | Ty::Decimal | Ty::DateTime | Ty::Complex => {
+            Err(bad(format!("{a}.{s} cannot be compared")))
+        }
     }
 }
 
 fn is_ordering(op: CompareOp) -> bool {
-    matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
+    matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    )
 }
 
 fn literal_for_user(f: UserField, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
@@ -478,12 +555,18 @@ fn literal_for_user(f: UserField, op: CompareOp, v: &CompValue) -> Result<Litera
 /// every operator, booleans only `eq`/`ne`, dates compare chronologically.
 fn literal_for_json(j: &JsonAttr, op: CompareOp, v: &CompValue) -> Result<Literal, ScimError> {
     if j.composite {
-        return Err(bad(format!("{} has sub-attributes; compare one of them, or use pr", j.name)));
+        return Err(bad(format!(
+            "{} has sub-attributes; compare one of them, or use pr",
+            j.name
+        )));
     }
     match j.ty {
         Ty::Boolean => {
             if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
-                return Err(bad(format!("{} is a boolean: only eq and ne apply", j.name)));
+                return Err(bad(format!(
+                    "{} is a boolean: only eq and ne apply",
+                    j.name
+                )));
             }
             boolean(v)
         }
@@ -493,7 +576,9 @@ fn literal_for_json(j: &JsonAttr, op: CompareOp, v: &CompValue) -> Result<Litera
                 .map_err(|_| bad(format!("{s:?} is not an xsd:dateTime"))),
             _ => Err(bad("a dateTime compares with a dateTime string")),
         },
-        Ty::Integer | Ty::Decimal | Ty::Binary | Ty::Complex => Err(bad(format!("{} cannot be compared", j.name))),
+        Ty::Integer | Ty::Decimal | Ty::Binary | Ty::Complex => {
+            Err(bad(format!("{} cannot be compared", j.name)))
+        }
         Ty::String | Ty::Reference => match v {
             CompValue::Str(s) => Ok(Literal::Str(s.clone())),
             CompValue::Num(n) if !is_ordering(op) => Ok(Literal::Str(n.to_string())),
@@ -544,7 +629,10 @@ pub enum UserSort {
 /// Sortable User attributes (RFC 7644 §3.4.2.3).
 pub fn user_sort_field(sort_by: &str) -> Result<UserSort, ScimError> {
     let p = sort_by.trim();
-    let p = p.strip_prefix(urn::USER).and_then(|r| r.strip_prefix(':')).unwrap_or(p);
+    let p = p
+        .strip_prefix(urn::USER)
+        .and_then(|r| r.strip_prefix(':'))
+        .unwrap_or(p);
     let field = |f| Ok(UserSort::Field(f));
     match p.to_ascii_lowercase().as_str() {
         "id" => field(UserField::Id),
@@ -564,8 +652,15 @@ pub fn user_sort_field(sort_by: &str) -> Result<UserSort, ScimError> {
                 .filter(|pp| pp.filter.is_none() && pp.sub.is_none())
                 .map(|pp| pp.attr);
             match path.as_ref().and_then(json_field) {
-                Some(j) if !j.composite && matches!(j.ty, Ty::String | Ty::Reference | Ty::DateTime) => field(UserField::Json(j)),
-                _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+                Some(j)
+                    if !j.composite
+                        && matches!(j.ty, Ty::String | Ty::Reference | Ty::DateTime) =>
+                {
+                    field(UserField::Json(j))
+                }
+                _ => Err(ScimError::invalid_value(format!(
+                    "cannot sort by {sort_by:?}"
+                ))),
             }
         }
     }
@@ -618,7 +713,9 @@ fn group_core_name(p: &AttrPath) -> Result<&str, ScimError> {
 }
 
 fn member_cond(op: CompareOp, v: &CompValue) -> Result<GroupFilter, ScimError> {
-    let CompValue::Str(id) = v else { return Err(bad("members compare with a string id")) };
+    let CompValue::Str(id) = v else {
+        return Err(bad("members compare with a string id"));
+    };
     match op {
         CompareOp::Eq => Ok(GroupFilter::Member(id.clone())),
         CompareOp::Ne => Ok(GroupFilter::Not(Box::new(GroupFilter::Member(id.clone())))),
@@ -630,15 +727,23 @@ fn member_cond(op: CompareOp, v: &CompValue) -> Result<GroupFilter, ScimError> {
 /// `id`, `meta.created`, `meta.lastModified` and `members.value`.
 pub fn resolve_group(f: &Filter) -> Result<GroupFilter, ScimError> {
     Ok(match f {
-        Filter::And(a, b) => GroupFilter::And(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?)),
-        Filter::Or(a, b) => GroupFilter::Or(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?)),
+        Filter::And(a, b) => {
+            GroupFilter::And(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?))
+        }
+        Filter::Or(a, b) => {
+            GroupFilter::Or(Box::new(resolve_group(a)?), Box::new(resolve_group(b)?))
+        }
         Filter::Not(a) => GroupFilter::Not(Box::new(resolve_group(a)?)),
         Filter::ValuePath(p, inner) => {
             if !group_core_name(p)?.eq_ignore_ascii_case("members") {
                 return Err(bad(format!("attribute {p} cannot be filtered")));
             }
             match &**inner {
-                Filter::Compare(ip, op, v) if ip.name.eq_ignore_ascii_case("value") && ip.sub.is_none() => member_cond(*op, v)?,
+                Filter::Compare(ip, op, v)
+                    if ip.name.eq_ignore_ascii_case("value") && ip.sub.is_none() =>
+                {
+                    member_cond(*op, v)?
+                }
                 _ => return Err(bad("members filters support only value eq/ne")),
             }
         }
@@ -664,9 +769,13 @@ pub fn resolve_group(f: &Filter) -> Result<GroupFilter, ScimError> {
 }
 
 fn is_group_resource_type(p: &AttrPath) -> bool {
-    p.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
+    p.urn
+        .as_deref()
+        .is_none_or(|u| u.eq_ignore_ascii_case(urn::GROUP))
         && p.name.eq_ignore_ascii_case("meta")
-        && p.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("resourceType"))
+        && p.sub
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("resourceType"))
 }
 
 /// `None` is `members` / `members.value`.
@@ -703,14 +812,19 @@ fn literal_for_group(f: GroupField, op: CompareOp, v: &CompValue) -> Result<Lite
 /// Sortable Group attributes.
 pub fn group_sort_field(sort_by: &str) -> Result<GroupField, ScimError> {
     let p = sort_by.trim();
-    let p = p.strip_prefix(urn::GROUP).and_then(|r| r.strip_prefix(':')).unwrap_or(p);
+    let p = p
+        .strip_prefix(urn::GROUP)
+        .and_then(|r| r.strip_prefix(':'))
+        .unwrap_or(p);
     match p.to_ascii_lowercase().as_str() {
         "id" => Ok(GroupField::Id),
         "displayname" => Ok(GroupField::DisplayName),
         "externalid" => Ok(GroupField::ExternalId),
         "meta.created" => Ok(GroupField::Created),
         "meta.lastmodified" => Ok(GroupField::LastModified),
-        _ => Err(ScimError::invalid_value(format!("cannot sort by {sort_by:?}"))),
+        _ => Err(ScimError::invalid_value(format!(
+            "cannot sort by {sort_by:?}"
+        ))),
     }
 }
 
@@ -735,8 +849,16 @@ mod tests {
             UserFilter::Multi(
                 m,
                 Box::new(ValueCond::And(
-                    Box::new(ValueCond::Cmp(sub(m, "type"), CompareOp::Eq, Literal::Str("work".into()))),
-                    Box::new(ValueCond::Cmp(sub(m, "value"), CompareOp::Co, Literal::Str("555".into()))),
+                    Box::new(ValueCond::Cmp(
+                        sub(m, "type"),
+                        CompareOp::Eq,
+                        Literal::Str("work".into())
+                    )),
+                    Box::new(ValueCond::Cmp(
+                        sub(m, "value"),
+                        CompareOp::Co,
+                        Literal::Str("555".into())
+                    )),
                 )),
             )
         );
@@ -748,17 +870,35 @@ mod tests {
             UserFilter::Multi(
                 a,
                 Box::new(ValueCond::And(
-                    Box::new(ValueCond::Cmp(sub(a, "type"), CompareOp::Eq, Literal::Str("work".into()))),
-                    Box::new(ValueCond::Cmp(sub(a, "postalCode"), CompareOp::Eq, Literal::Str("98052".into()))),
+                    Box::new(ValueCond::Cmp(
+                        sub(a, "type"),
+                        CompareOp::Eq,
+                        Literal::Str("work".into())
+                    )),
+                    Box::new(ValueCond::Cmp(
+                        sub(a, "postalCode"),
+                        CompareOp::Eq,
+                        Literal::Str("98052".into())
+                    )),
                 )),
             )
         );
         let r = MultiAttr::Roles;
         assert_eq!(
             user(r#"roles.primary eq "True""#).unwrap(),
-            UserFilter::Multi(r, Box::new(ValueCond::Cmp(sub(r, "primary"), CompareOp::Eq, Literal::Bool(true))))
+            UserFilter::Multi(
+                r,
+                Box::new(ValueCond::Cmp(
+                    sub(r, "primary"),
+                    CompareOp::Eq,
+                    Literal::Bool(true)
+                ))
+            )
         );
-        assert_eq!(user("roles.display pr").unwrap(), UserFilter::Multi(r, Box::new(ValueCond::Present(sub(r, "display")))));
+        assert_eq!(
+            user("roles.display pr").unwrap(),
+            UserFilter::Multi(r, Box::new(ValueCond::Present(sub(r, "display"))))
+        );
         assert!(sub(MultiAttr::X509Certificates, "value").case_exact);
         assert!(!sub(MultiAttr::Photos, "value").case_exact);
     }
@@ -776,7 +916,11 @@ mod tests {
             r#"x509Certificates.value sw "M""#,
         ] {
             let e = user(f).unwrap_err();
-            assert_eq!((e.status, e.scim_type), (400, Some(crate::scim::error::ScimType::InvalidFilter)), "{f}");
+            assert_eq!(
+                (e.status, e.scim_type),
+                (400, Some(crate::scim::error::ScimType::InvalidFilter)),
+                "{f}"
+            );
         }
     }
 }

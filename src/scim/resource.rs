@@ -54,14 +54,18 @@ pub fn normalize(res: Resource, body: &Value) -> Result<Map<String, Value>, Scim
         match sub {
             None => put(&mut out, ext, def, value)?,
             Some(sub) => {
-                let Some(sdef) = schema::find_in(def.sub, sub) else { continue };
+                let Some(sdef) = schema::find_in(def.sub, sub) else {
+                    continue;
+                };
                 if def.multi {
                     continue;
                 }
                 if let Some(v) = coerce(sdef, value, &format!("{}.{}", def.name, sdef.name))?
                     && let Some(target) = target_map(&mut out, ext)
                 {
-                    let entry = target.entry(def.name).or_insert_with(|| Value::Object(Map::new()));
+                    let entry = target
+                        .entry(def.name)
+                        .or_insert_with(|| Value::Object(Map::new()));
                     if let Some(m) = entry.as_object_mut() {
                         m.insert(sdef.name.to_owned(), v);
                     }
@@ -72,7 +76,10 @@ pub fn normalize(res: Resource, body: &Value) -> Result<Map<String, Value>, Scim
     Ok(out)
 }
 
-fn target_map<'a>(out: &'a mut Map<String, Value>, ext: Option<&str>) -> Option<&'a mut Map<String, Value>> {
+fn target_map<'a>(
+    out: &'a mut Map<String, Value>,
+    ext: Option<&str>,
+) -> Option<&'a mut Map<String, Value>> {
     match ext {
         None => Some(out),
         Some(u) => {
@@ -85,7 +92,12 @@ fn target_map<'a>(out: &'a mut Map<String, Value>, ext: Option<&str>) -> Option<
     }
 }
 
-fn put(out: &mut Map<String, Value>, ext: Option<&str>, def: &Attr, value: &Value) -> Result<(), ScimError> {
+fn put(
+    out: &mut Map<String, Value>,
+    ext: Option<&str>,
+    def: &Attr,
+    value: &Value,
+) -> Result<(), ScimError> {
     if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
         return Ok(());
     }
@@ -125,7 +137,11 @@ pub fn coerce(def: &Attr, value: &Value, path: &str) -> Result<Option<Value>, Sc
                 }
             }
         }
-        return Ok(if out.is_empty() { None } else { Some(Value::Array(out)) });
+        return Ok(if out.is_empty() {
+            None
+        } else {
+            Some(Value::Array(out))
+        });
     }
     let single = match value {
         // Entra sends a one-element array for single-valued complex attributes (manager).
@@ -147,26 +163,39 @@ fn coerce_single(def: &Attr, value: &Value, path: &str) -> Result<Option<Value>,
                     m.insert("value".into(), Value::String(s.clone()));
                     m
                 }
-                _ => return Err(ScimError::invalid_value(format!("{path} must be an object"))),
+                _ => {
+                    return Err(ScimError::invalid_value(format!(
+                        "{path} must be an object"
+                    )));
+                }
             };
             let mut out = Map::new();
             for (k, v) in &obj {
-                let Some(sdef) = schema::find_in(def.sub, k) else { continue };
-                if sdef.mutability == Mutability::ReadOnly && def.mutability != Mutability::ReadOnly {
+                let Some(sdef) = schema::find_in(def.sub, k) else {
+                    continue;
+                };
+                if sdef.mutability == Mutability::ReadOnly && def.mutability != Mutability::ReadOnly
+                {
                     continue;
                 }
                 if let Some(v) = coerce_single(sdef, v, &format!("{path}.{}", sdef.name))? {
                     out.insert(sdef.name.to_owned(), v);
                 }
             }
-            Ok(if out.is_empty() { None } else { Some(Value::Object(out)) })
+            Ok(if out.is_empty() {
+                None
+            } else {
+                Some(Value::Object(out))
+            })
         }
         Ty::Boolean => match value {
             Value::Bool(b) => Ok(Some(Value::Bool(*b))),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Some(Value::Bool(true))),
             Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Some(Value::Bool(false))),
             Value::Null => Ok(None),
-            _ => Err(ScimError::invalid_value(format!("{path} must be a boolean"))),
+            _ => Err(ScimError::invalid_value(format!(
+                "{path} must be a boolean"
+            ))),
         },
         Ty::Integer | Ty::Decimal => match value {
             Value::Number(_) => Ok(Some(value.clone())),
@@ -199,7 +228,9 @@ pub fn etag(version: u32) -> String {
 fn tag_list_matches(header: &str, version: u32) -> bool {
     let current = etag(version);
     let strip = |s: &str| s.trim().trim_start_matches("W/").to_owned();
-    header.split(',').any(|t| t.trim() == "*" || strip(t) == strip(&current))
+    header
+        .split(',')
+        .any(|t| t.trim() == "*" || strip(t) == strip(&current))
 }
 
 /// The conditional headers of a request on one resource (RFC 7644 §3.14; evaluated in the
@@ -224,7 +255,10 @@ pub enum ReadCheck {
 impl Preconditions<'_> {
     /// Only `If-Match`: what a Bulk operation's `version` carries (RFC 7644 §3.7).
     pub fn if_match(tag: Option<&str>) -> Preconditions<'_> {
-        Preconditions { if_match: tag, if_none_match: None }
+        Preconditions {
+            if_match: tag,
+            if_none_match: None,
+        }
     }
 
     /// For PUT, PATCH and DELETE: a stale `If-Match`, or an `If-None-Match` naming the current
@@ -233,12 +267,18 @@ impl Preconditions<'_> {
         if let Some(h) = self.if_match
             && !tag_list_matches(h, version)
         {
-            return Err(ScimError::precondition_failed(format!("If-Match: the resource is at version {}", etag(version))));
+            return Err(ScimError::precondition_failed(format!(
+                "If-Match: the resource is at version {}",
+                etag(version)
+            )));
         }
         if let Some(h) = self.if_none_match
             && tag_list_matches(h, version)
         {
-            return Err(ScimError::precondition_failed(format!("If-None-Match: the resource is at version {}", etag(version))));
+            return Err(ScimError::precondition_failed(format!(
+                "If-None-Match: the resource is at version {}",
+                etag(version)
+            )));
         }
         Ok(())
     }
@@ -249,7 +289,10 @@ impl Preconditions<'_> {
         if let Some(h) = self.if_match
             && !tag_list_matches(h, version)
         {
-            return Err(ScimError::precondition_failed(format!("If-Match: the resource is at version {}", etag(version))));
+            return Err(ScimError::precondition_failed(format!(
+                "If-Match: the resource is at version {}",
+                etag(version)
+            )));
         }
         match self.if_none_match {
             Some(h) if tag_list_matches(h, version) => Ok(ReadCheck::NotModified),
@@ -283,22 +326,39 @@ pub struct Projection {
 
 impl Projection {
     /// Parses the comma-separated query parameters.
-    pub fn parse(res: Resource, attributes: Option<&str>, excluded: Option<&str>) -> Result<Self, ScimError> {
-        Ok(Self { attributes: parse_list(res, attributes)?, excluded: parse_list(res, excluded)? })
+    pub fn parse(
+        res: Resource,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Self, ScimError> {
+        Ok(Self {
+            attributes: parse_list(res, attributes)?,
+            excluded: parse_list(res, excluded)?,
+        })
     }
 
     /// True when `name` (a top-level core attribute) would be returned: lets callers skip
     /// loading it (Entra's `excludedAttributes=members`).
     pub fn wants(&self, name: &str) -> bool {
-        if self.excluded.iter().any(|(u, n, s)| u.is_none() && s.is_none() && n.eq_ignore_ascii_case(name)) {
+        if self
+            .excluded
+            .iter()
+            .any(|(u, n, s)| u.is_none() && s.is_none() && n.eq_ignore_ascii_case(name))
+        {
             return false;
         }
-        self.attributes.is_empty() || self.attributes.iter().any(|(_, n, _)| n.eq_ignore_ascii_case(name))
+        self.attributes.is_empty()
+            || self
+                .attributes
+                .iter()
+                .any(|(_, n, _)| n.eq_ignore_ascii_case(name))
     }
 
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, res: Resource, doc: Value) -> Value {
-        let Value::Object(mut obj) = doc else { return doc };
+        let Value::Object(mut obj) = doc else {
+            return doc;
+        };
         if !self.attributes.is_empty() {
             let mut out = Map::new();
             for (k, v) in obj.iter() {
@@ -313,7 +373,8 @@ impl Projection {
                             m.iter()
                                 .filter(|(ik, _)| {
                                     self.attributes.iter().any(|(u, n, _)| {
-                                        (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext)) && n.eq_ignore_ascii_case(ik))
+                                        (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext))
+                                            && n.eq_ignore_ascii_case(ik))
                                             || (u.is_none() && n.eq_ignore_ascii_case(ext))
                                     })
                                 })
@@ -330,7 +391,9 @@ impl Projection {
                     .attributes
                     .iter()
                     .filter(|(u, n, _)| {
-                        u.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn())) && n.eq_ignore_ascii_case(k)
+                        u.as_deref()
+                            .is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn()))
+                            && n.eq_ignore_ascii_case(k)
                     })
                     .map(|(_, _, s)| s)
                     .collect();
@@ -349,7 +412,11 @@ impl Projection {
             let key = match u {
                 Some(u) if schema::extension_urn(res, u).is_some() => {
                     if let Some(Value::Object(m)) = obj.get_mut(u.as_str()) {
-                        let names: Vec<String> = m.keys().filter(|k| k.eq_ignore_ascii_case(n)).cloned().collect();
+                        let names: Vec<String> = m
+                            .keys()
+                            .filter(|k| k.eq_ignore_ascii_case(n))
+                            .cloned()
+                            .collect();
                         for k in names {
                             m.remove(&k);
                         }
@@ -361,7 +428,11 @@ impl Projection {
             if key.eq_ignore_ascii_case("id") {
                 continue; // `returned: always`
             }
-            let names: Vec<String> = obj.keys().filter(|k| k.eq_ignore_ascii_case(key)).cloned().collect();
+            let names: Vec<String> = obj
+                .keys()
+                .filter(|k| k.eq_ignore_ascii_case(key))
+                .cloned()
+                .collect();
             for k in names {
                 match s {
                     None => {
@@ -383,14 +454,21 @@ fn pick_subs(v: &Value, subs: &[&Option<String>]) -> Value {
     let keep = |m: &Map<String, Value>| -> Value {
         Value::Object(
             m.iter()
-                .filter(|(k, _)| subs.iter().any(|s| s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k))))
+                .filter(|(k, _)| {
+                    subs.iter()
+                        .any(|s| s.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k)))
+                })
                 .map(|(a, b)| (a.clone(), b.clone()))
                 .collect(),
         )
     };
     match v {
         Value::Object(m) => keep(m),
-        Value::Array(a) => Value::Array(a.iter().map(|e| e.as_object().map(keep).unwrap_or_else(|| e.clone())).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|e| e.as_object().map(keep).unwrap_or_else(|| e.clone()))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -398,7 +476,11 @@ fn pick_subs(v: &Value, subs: &[&Option<String>]) -> Value {
 fn strip_sub(v: &mut Value, sub: &str) {
     match v {
         Value::Object(m) => {
-            let names: Vec<String> = m.keys().filter(|k| k.eq_ignore_ascii_case(sub)).cloned().collect();
+            let names: Vec<String> = m
+                .keys()
+                .filter(|k| k.eq_ignore_ascii_case(sub))
+                .cloned()
+                .collect();
             for k in names {
                 m.remove(&k);
             }
@@ -409,7 +491,9 @@ fn strip_sub(v: &mut Value, sub: &str) {
 }
 
 fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<AttrRef>, ScimError> {
-    let Some(list) = list else { return Ok(Vec::new()) };
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         // A value filter in a projection (`emails[type eq "work"]`) selects the attribute.
@@ -425,7 +509,9 @@ fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<AttrRef>, ScimErr
                 continue;
             }
             if !u.eq_ignore_ascii_case(res.core_urn()) && schema::extension_urn(res, u).is_none() {
-                return Err(ScimError::invalid_value(format!("unknown schema in attribute list: {u}")));
+                return Err(ScimError::invalid_value(format!(
+                    "unknown schema in attribute list: {u}"
+                )));
             }
         }
         let (name, sub) = match rest.split_once('.') {
@@ -478,28 +564,58 @@ mod tests {
 
     #[test]
     fn preconditions_follow_rfc_7232() {
-        let p = |m: Option<&'static str>, n: Option<&'static str>| Preconditions { if_match: m, if_none_match: n };
+        let p = |m: Option<&'static str>, n: Option<&'static str>| Preconditions {
+            if_match: m,
+            if_none_match: n,
+        };
         assert!(p(None, None).check_write(3).is_ok());
         assert!(p(Some("W/\"3\""), None).check_write(3).is_ok());
         assert!(p(Some("\"3\""), None).check_write(3).is_ok());
         assert!(p(Some("W/\"1\", W/\"3\""), None).check_write(3).is_ok());
         assert!(p(Some("*"), None).check_write(3).is_ok());
-        assert_eq!(p(Some("W/\"2\""), None).check_write(3).unwrap_err().status, 412);
+        assert_eq!(
+            p(Some("W/\"2\""), None).check_write(3).unwrap_err().status,
+            412
+        );
         assert_eq!(p(None, Some("*")).check_write(3).unwrap_err().status, 412);
-        assert_eq!(p(None, Some("W/\"3\"")).check_write(3).unwrap_err().status, 412);
+        assert_eq!(
+            p(None, Some("W/\"3\"")).check_write(3).unwrap_err().status,
+            412
+        );
         assert!(p(None, Some("W/\"2\"")).check_write(3).is_ok());
-        assert_eq!(p(None, Some("W/\"3\"")).check_read(3).unwrap(), ReadCheck::NotModified);
-        assert_eq!(p(None, Some("W/\"2\"")).check_read(3).unwrap(), ReadCheck::Proceed);
-        assert_eq!(p(Some("W/\"2\""), Some("W/\"3\"")).check_read(3).unwrap_err().status, 412);
-        assert_eq!(p(Some("W/\"3\""), Some("W/\"3\"")).check_read(3).unwrap(), ReadCheck::NotModified);
+        assert_eq!(
+            p(None, Some("W/\"3\"")).check_read(3).unwrap(),
+            ReadCheck::NotModified
+        );
+        assert_eq!(
+            p(None, Some("W/\"2\"")).check_read(3).unwrap(),
+            ReadCheck::Proceed
+        );
+        assert_eq!(
+            p(Some("W/\"2\""), Some("W/\"3\""))
+                .check_read(3)
+                .unwrap_err()
+                .status,
+            412
+        );
+        assert_eq!(
+            p(Some("W/\"3\""), Some("W/\"3\"")).check_read(3).unwrap(),
+            ReadCheck::NotModified
+        );
     }
 
     #[test]
     fn projection_keeps_id_and_selects() {
         let doc = json!({"schemas": ["x"], "id": "1", "userName": "a", "emails": [{"value": "e", "type": "work"}], "meta": {}});
         let p = Projection::parse(Resource::User, Some("userName,emails.value"), None).unwrap();
-        assert_eq!(p.apply(Resource::User, doc.clone()), json!({"schemas": ["x"], "id": "1", "userName": "a", "emails": [{"value": "e"}]}));
+        assert_eq!(
+            p.apply(Resource::User, doc.clone()),
+            json!({"schemas": ["x"], "id": "1", "userName": "a", "emails": [{"value": "e"}]})
+        );
         let p = Projection::parse(Resource::User, None, Some("emails,id")).unwrap();
-        assert_eq!(p.apply(Resource::User, doc), json!({"schemas": ["x"], "id": "1", "userName": "a", "meta": {}}));
+        assert_eq!(
+            p.apply(Resource::User, doc),
+            json!({"schemas": ["x"], "id": "1", "userName": "a", "meta": {}})
+        );
     }
 }

@@ -170,9 +170,15 @@ const NAME_SUB: &[Attr] = &[
 ];
 
 const EMAIL_SUB: &[Attr] = &[
-    string("value", "The email address; the primary one becomes the Phabricator address."),
+    string(
+        "value",
+        "The email address; the primary one becomes the Phabricator address.",
+    ),
     DISPLAY,
-    canonical(string("type", "work, home or other."), &["work", "home", "other"]),
+    canonical(
+        string("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
     PRIMARY,
 ];
 
@@ -194,9 +200,15 @@ const IMS_SUB: &[Attr] = &[
 ];
 
 const PHOTO_SUB: &[Attr] = &[
-    refs(attr("value", Ty::Reference, "URL of a photo."), &["external"]),
+    refs(
+        attr("value", Ty::Reference, "URL of a photo."),
+        &["external"],
+    ),
     DISPLAY,
-    canonical(string("type", "photo or thumbnail."), &["photo", "thumbnail"]),
+    canonical(
+        string("type", "photo or thumbnail."),
+        &["photo", "thumbnail"],
+    ),
     PRIMARY,
 ];
 
@@ -207,15 +219,24 @@ const ADDRESS_SUB: &[Attr] = &[
     string("region", "State or region."),
     string("postalCode", "Postal code."),
     string("country", "Country (ISO 3166-1 alpha-2)."),
-    canonical(string("type", "work, home or other."), &["work", "home", "other"]),
+    canonical(
+        string("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
     PRIMARY,
 ];
 
 const GROUP_REF_SUB: &[Attr] = &[
     read_only(string("value", "The id of the group (its project PHID).")),
-    read_only(refs(attr("$ref", Ty::Reference, "URI of the group."), &["Group"])),
+    read_only(refs(
+        attr("$ref", Ty::Reference, "URI of the group."),
+        &["Group"],
+    )),
     read_only(string("display", "The group's displayName.")),
-    read_only(canonical(string("type", "direct."), &["direct", "indirect"])),
+    read_only(canonical(
+        string("type", "direct."),
+        &["direct", "indirect"],
+    )),
 ];
 
 const VALUE_DISPLAY_TYPE_PRIMARY: &[Attr] = &[
@@ -250,9 +271,16 @@ pub const COMMON: &[Attr] = &[
         "meta",
         &[
             read_only(string("resourceType", "User or Group.")),
-            read_only(attr("created", Ty::DateTime, "When the resource was created.")),
+            read_only(attr(
+                "created",
+                Ty::DateTime,
+                "When the resource was created.",
+            )),
             read_only(attr("lastModified", Ty::DateTime, "When it last changed.")),
-            read_only(refs(attr("location", Ty::Reference, "Its URI."), &["User", "Group"])),
+            read_only(refs(
+                attr("location", Ty::Reference, "Its URI."),
+                &["User", "Group"],
+            )),
             read_only(string("version", "Its weak ETag.")),
         ],
         "Resource metadata.",
@@ -268,17 +296,30 @@ pub const USER: &[Attr] = &[
         a
     },
     complex("name", NAME_SUB, "The person's name."),
-    string("displayName", "Name to display; becomes the Phabricator real name."),
+    string(
+        "displayName",
+        "Name to display; becomes the Phabricator real name.",
+    ),
     string("nickName", "Casual name."),
-    refs(attr("profileUrl", Ty::Reference, "Profile URL."), &["external"]),
+    refs(
+        attr("profileUrl", Ty::Reference, "Profile URL."),
+        &["external"],
+    ),
     string("title", "Job title."),
     string("userType", "Bot and Agent make a Phabricator bot account."),
     string("preferredLanguage", "Preferred language."),
     string("locale", "Locale."),
     string("timezone", "Time zone."),
-    attr("active", Ty::Boolean, "false disables the Phabricator account and ends its sessions."),
+    attr(
+        "active",
+        Ty::Boolean,
+        "false disables the Phabricator account and ends its sessions.",
+    ),
     {
-        let mut a = string("password", "Accepted and discarded: accounts log in through SSO.");
+        let mut a = string(
+            "password",
+            "Accepted and discarded: accounts log in through SSO.",
+        );
         a.mutability = Mutability::WriteOnly;
         a.returned = Returned::Never;
         a.case_exact = true;
@@ -289,8 +330,16 @@ pub const USER: &[Attr] = &[
     multi(complex("ims", IMS_SUB, "Instant messaging addresses.")),
     multi(complex("photos", PHOTO_SUB, "Photos.")),
     multi(complex("addresses", ADDRESS_SUB, "Physical addresses.")),
-    read_only(multi(complex("groups", GROUP_REF_SUB, "Groups (projects) the user is a member of."))),
-    multi(complex("entitlements", VALUE_DISPLAY_TYPE_PRIMARY, "Entitlements.")),
+    read_only(multi(complex(
+        "groups",
+        GROUP_REF_SUB,
+        "Groups (projects) the user is a member of.",
+    ))),
+    multi(complex(
+        "entitlements",
+        VALUE_DISPLAY_TYPE_PRIMARY,
+        "Entitlements.",
+    )),
     multi(complex("roles", VALUE_DISPLAY_TYPE_PRIMARY, "Roles.")),
     multi(complex("x509Certificates", CERT_SUB, "Certificates.")),
 ];
@@ -314,30 +363,30 @@ pub const ENTERPRISE_USER: &[Attr] = &[
 ];
 
 const MEMBER_SUB: &[Attr] = &[
-            {
-                let mut a = string("value", "The id of a member user.");
-                a.mutability = Mutability::Immutable;
-                a
-            },
-            {
-                let mut a = refs(attr("$ref", Ty::Reference, "URI of the member."), &["User"]);
-                a.mutability = Mutability::Immutable;
-                a
-            },
-            {
-                // RFC 7643 §2.4: `display` is read-only; it is the member's Phabricator name,
-                // not what a client sent, so it is only returned when asked for by name
-                // (`attributes=members.display`): a client reading back the members it wrote
-                // gets exactly those.
-                let mut a = read_only(string("display", "The member's Phabricator name."));
-                a.returned = Returned::Request;
-                a
-            },
-            {
-                let mut a = canonical(string("type", "User."), &["User", "Group"]);
-                a.mutability = Mutability::Immutable;
-                a
-            },
+    {
+        let mut a = string("value", "The id of a member user.");
+        a.mutability = Mutability::Immutable;
+        a
+    },
+    {
+        let mut a = refs(attr("$ref", Ty::Reference, "URI of the member."), &["User"]);
+        a.mutability = Mutability::Immutable;
+        a
+    },
+    {
+        // RFC 7643 §2.4: `display` is read-only; it is the member's Phabricator name,
+        // not what a client sent, so it is only returned when asked for by name
+        // (`attributes=members.display`): a client reading back the members it wrote
+        // gets exactly those.
+        let mut a = read_only(string("display", "The member's Phabricator name."));
+        a.returned = Returned::Request;
+        a
+    },
+    {
+        let mut a = canonical(string("type", "User."), &["User", "Group"]);
+        a.mutability = Mutability::Immutable;
+        a
+    },
 ];
 
 /// The Group schema (RFC 7643 §4.2).
@@ -414,21 +463,34 @@ pub fn extension_urn(res: Resource, urn_text: &str) -> Option<&'static str> {
     } else {
         urn_text
     };
-    res.extensions().iter().find(|(x, _)| x.eq_ignore_ascii_case(u)).map(|(x, _)| *x)
+    res.extensions()
+        .iter()
+        .find(|(x, _)| x.eq_ignore_ascii_case(u))
+        .map(|(x, _)| *x)
 }
 
 /// Resolves a top-level attribute name with an optional URN (core or extension).
-pub fn resolve(res: Resource, urn_text: Option<&str>, name: &str) -> Option<(Scope, &'static Attr)> {
+pub fn resolve(
+    res: Resource,
+    urn_text: Option<&str>,
+    name: &str,
+) -> Option<(Scope, &'static Attr)> {
     match urn_text {
         // An unqualified extension attribute name (Microsoft's test suite sends `"Department"`
         // at top level) is not RFC: only qualified ones resolve.
-        None => find_in(COMMON, name).or_else(|| find_in(res.core_attrs(), name)).map(|a| (Scope::Core, a)),
+        None => find_in(COMMON, name)
+            .or_else(|| find_in(res.core_attrs(), name))
+            .map(|a| (Scope::Core, a)),
         Some(u) if u.eq_ignore_ascii_case(res.core_urn()) => find_in(COMMON, name)
             .or_else(|| find_in(res.core_attrs(), name))
             .map(|a| (Scope::Core, a)),
         Some(u) => {
             let ext = extension_urn(res, u)?;
-            let attrs = res.extensions().iter().find(|(x, _)| *x == ext).map(|(_, a)| *a)?;
+            let attrs = res
+                .extensions()
+                .iter()
+                .find(|(x, _)| *x == ext)
+                .map(|(_, a)| *a)?;
             find_in(attrs, name).map(|a| (Scope::Extension(ext), a))
         }
     }

@@ -61,14 +61,21 @@ impl UserSpec {
             )));
         }
         if user_name.chars().any(char::is_control) {
-            return Err(ScimError::invalid_value("userName contains control characters"));
+            return Err(ScimError::invalid_value(
+                "userName contains control characters",
+            ));
         }
         let external_id = match doc.remove("externalId") {
             Some(Value::String(s)) => Some(s),
             _ => None,
         };
-        if external_id.as_ref().is_some_and(|e| e.chars().count() > 128) {
-            return Err(ScimError::invalid_value("externalId is longer than 128 characters"));
+        if external_id
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > 128)
+        {
+            return Err(ScimError::invalid_value(
+                "externalId is longer than 128 characters",
+            ));
         }
         let active = match doc.remove("active") {
             Some(Value::Bool(b)) => Some(b),
@@ -80,15 +87,21 @@ impl UserSpec {
                 Some(b) => v.get(b)?,
                 None => v,
             };
-            v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+            v.as_str()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         };
         let real_name = str_at(&doc, "displayName", None)
             .or_else(|| str_at(&doc, "name", Some("formatted")))
             .or_else(|| {
-                let parts: Vec<String> = [str_at(&doc, "name", Some("givenName")), str_at(&doc, "name", Some("familyName"))]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let parts: Vec<String> = [
+                    str_at(&doc, "name", Some("givenName")),
+                    str_at(&doc, "name", Some("familyName")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 (!parts.is_empty()).then(|| parts.join(" "))
             })
             .unwrap_or_default();
@@ -110,7 +123,15 @@ impl UserSpec {
             })
             .unwrap_or_default();
         let user_type = str_at(&doc, "userType", None);
-        Ok(Self { user_name, external_id, active, real_name, emails, user_type, attributes: doc })
+        Ok(Self {
+            user_name,
+            external_id,
+            active,
+            real_name,
+            emails,
+            user_type,
+            attributes: doc,
+        })
     }
 
     /// The address Phabricator gets (design §3): the primary email, else the first work
@@ -119,7 +140,11 @@ impl UserSpec {
         self.emails
             .iter()
             .find(|e| e.primary)
-            .or_else(|| self.emails.iter().find(|e| e.kind.as_deref() == Some("work")))
+            .or_else(|| {
+                self.emails
+                    .iter()
+                    .find(|e| e.kind.as_deref() == Some("work"))
+            })
             .or_else(|| self.emails.first())
             .map(|e| e.value.clone())
             .or_else(|| is_valid_email(&self.user_name).then(|| self.user_name.clone()))
@@ -132,11 +157,17 @@ pub fn is_valid_email(address: &str) -> bool {
     if address.len() > MAX_EMAIL_BYTES {
         return false;
     }
-    let Some((local, domain)) = address.split_once('@') else { return false };
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
     let local_ok = !local.is_empty()
-        && local.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'!' | b'-'));
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'.' | b'!' | b'-'));
     let domain_ok = !domain.is_empty()
-        && domain.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b':' | b'.' | b'-'));
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b':' | b'.' | b'-'));
     local_ok && domain_ok
 }
 
@@ -209,13 +240,21 @@ pub fn render_user(p: &UserParts<'_>) -> Value {
         out.insert(urn::ENTERPRISE_USER.into(), ext.clone());
     }
     let location = format!("{}/Users/{}", p.base_url, p.id);
-    out.insert("meta".into(), meta(Resource::User, &location, p.created, p.modified, p.version));
+    out.insert(
+        "meta".into(),
+        meta(Resource::User, &location, p.created, p.modified, p.version),
+    );
     Value::Object(out)
 }
 
 /// The canonical document of a stored user (what PATCH starts from); `active` is absent when
 /// a client unassigned it ([`ACTIVE_UNASSIGNED`]).
-pub fn stored_doc(user_name: &str, external_id: Option<&str>, active: bool, attributes: &Map<String, Value>) -> Map<String, Value> {
+pub fn stored_doc(
+    user_name: &str,
+    external_id: Option<&str>,
+    active: bool,
+    attributes: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut doc = attributes.clone();
     doc.insert("userName".into(), Value::String(user_name.into()));
     if let Some(e) = external_id {
@@ -241,9 +280,24 @@ mod tests {
 
     #[test]
     fn real_name_falls_back_through_name_parts() {
-        assert_eq!(spec(json!({"userName": "a", "displayName": "D"})).unwrap().real_name, "D");
-        assert_eq!(spec(json!({"userName": "a", "name": {"formatted": "F G"}})).unwrap().real_name, "F G");
-        assert_eq!(spec(json!({"userName": "a", "name": {"givenName": "G", "familyName": "F"}})).unwrap().real_name, "G F");
+        assert_eq!(
+            spec(json!({"userName": "a", "displayName": "D"}))
+                .unwrap()
+                .real_name,
+            "D"
+        );
+        assert_eq!(
+            spec(json!({"userName": "a", "name": {"formatted": "F G"}}))
+                .unwrap()
+                .real_name,
+            "F G"
+        );
+        assert_eq!(
+            spec(json!({"userName": "a", "name": {"givenName": "G", "familyName": "F"}}))
+                .unwrap()
+                .real_name,
+            "G F"
+        );
         assert_eq!(spec(json!({"userName": "a"})).unwrap().real_name, "");
     }
 
@@ -253,8 +307,17 @@ mod tests {
         assert_eq!(s.phabricator_email().as_deref(), Some("w@x.com"));
         let s = spec(json!({"userName": "u@x.com", "emails": [{"value": "o@x.com"}, {"value": "p@x.com", "primary": "true"}]})).unwrap();
         assert_eq!(s.phabricator_email().as_deref(), Some("p@x.com"));
-        assert_eq!(spec(json!({"userName": "u@x.com"})).unwrap().phabricator_email().as_deref(), Some("u@x.com"));
-        assert_eq!(spec(json!({"userName": "u"})).unwrap().phabricator_email(), None);
+        assert_eq!(
+            spec(json!({"userName": "u@x.com"}))
+                .unwrap()
+                .phabricator_email()
+                .as_deref(),
+            Some("u@x.com")
+        );
+        assert_eq!(
+            spec(json!({"userName": "u"})).unwrap().phabricator_email(),
+            None
+        );
     }
 
     #[test]

@@ -9,23 +9,62 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn every_scim_route_needs_a_token() {
     let app = TestApp::spawn().await;
-    let paths = ["/Users", "/Users/x", "/Users/.search", "/ServiceProviderConfig", "/ResourceTypes", "/Schemas", "/Me", "/Bulk", "/nope", "/Schemas/urn:x"];
+    let paths = [
+        "/Users",
+        "/Users/x",
+        "/Users/.search",
+        "/ServiceProviderConfig",
+        "/ResourceTypes",
+        "/Schemas",
+        "/Me",
+        "/Bulk",
+        "/nope",
+        "/Schemas/urn:x",
+    ];
     for p in paths {
-        for m in [reqwest::Method::GET, reqwest::Method::POST, reqwest::Method::DELETE] {
-            let r = app.client.request(m.clone(), format!("{}{p}", app.base)).send().await.unwrap();
+        for m in [
+            reqwest::Method::GET,
+            reqwest::Method::POST,
+            reqwest::Method::DELETE,
+        ] {
+            let r = app
+                .client
+                .request(m.clone(), format!("{}{p}", app.base))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 401, "{m} {p}");
-            assert_eq!(r.headers()["www-authenticate"].to_str().unwrap(), "Bearer realm=\"phab-scim\"");
+            assert_eq!(
+                r.headers()["www-authenticate"].to_str().unwrap(),
+                "Bearer realm=\"phab-scim\""
+            );
             let body: serde_json::Value = r.json().await.unwrap();
             assert_eq!(body["status"], "401");
         }
     }
-    let metrics = app.client.get(format!("{}/metrics", app.base.trim_end_matches("/scim/v2"))).send().await.unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base.trim_end_matches("/scim/v2")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 401);
     for open in ["/healthz", "/readyz"] {
-        let r = app.client.get(format!("{}{open}", app.base.trim_end_matches("/scim/v2"))).send().await.unwrap();
+        let r = app
+            .client
+            .get(format!("{}{open}", app.base.trim_end_matches("/scim/v2")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{open}");
     }
-    let bad = app.client.get(format!("{}/Users", app.base)).bearer_auth("phscim-1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").send().await.unwrap();
+    let bad = app
+        .client
+        .get(format!("{}/Users", app.base))
+        .bearer_auth("phscim-1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
     let (s, _) = app.get("/Users").await;
     assert_eq!(s, 200);
@@ -39,22 +78,45 @@ async fn revoked_and_expired_tokens_stop_within_seconds() {
     let get = |t: String| {
         let c = app.client.clone();
         let url = format!("{}/Users?count=1", app.base);
-        async move { c.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+        async move {
+            c.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(get(token.clone()).await, 200);
     let mut conn = app.pool.acquire().await.unwrap();
-    assert!(phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), id).await.unwrap());
+    assert!(
+        phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), id)
+            .await
+            .unwrap()
+    );
     drop(conn); // cleanup() closes the pool, which waits for every connection
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(get(token).await, 401);
     let (id2, token2) = app.issue_token().await;
     assert_eq!(get(token2.clone()).await, 200);
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!("UPDATE {{scim}}.scim_token SET dateExpires = 1 WHERE id = {id2}")))).execute(&app.pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+        "UPDATE {{scim}}.scim_token SET dateExpires = 1 WHERE id = {id2}"
+    ))))
+    .execute(&app.pool)
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(get(token2).await, 401);
     // A disabled bot's tokens stop too.
     let (_, token3) = app.issue_token().await;
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!("UPDATE {{user}}.user SET isDisabled = 1 WHERE phid = '{}'", app.bot_phid)))).execute(&app.pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+        "UPDATE {{user}}.user SET isDisabled = 1 WHERE phid = '{}'",
+        app.bot_phid
+    ))))
+    .execute(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(get(token3).await, 401);
     app.cleanup().await;
 }
@@ -64,8 +126,18 @@ async fn failed_attempts_are_rate_limited() {
     let app = TestApp::spawn_with(|c| c.auth_failures_per_minute = 3).await;
     let mut last = None;
     for i in 0..5 {
-        let r = app.client.get(format!("{}/Users", app.base)).bearer_auth(format!("phscim-9-{}", "a".repeat(40))).send().await.unwrap();
-        last = Some((i, r.status().as_u16(), r.headers().get("retry-after").is_some()));
+        let r = app
+            .client
+            .get(format!("{}/Users", app.base))
+            .bearer_auth(format!("phscim-9-{}", "a".repeat(40)))
+            .send()
+            .await
+            .unwrap();
+        last = Some((
+            i,
+            r.status().as_u16(),
+            r.headers().get("retry-after").is_some(),
+        ));
     }
     assert_eq!(last, Some((4, 429, true)));
     app.cleanup().await;
@@ -76,7 +148,13 @@ async fn secrets_never_reach_the_sync_log() {
     let app = TestApp::spawn().await;
     let (s, _) = app.post("/Users", json!({"userName": "p@x.com", "password": "hunter2hunter2", "emails": [{"value": "p@x.com"}]})).await;
     assert_eq!(s, 201);
-    let _ = app.client.get(format!("{}/Users", app.base)).bearer_auth(format!("{}x", app.token)).send().await.unwrap();
+    let _ = app
+        .client
+        .get(format!("{}/Users", app.base))
+        .bearer_auth(format!("{}x", app.token))
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dump = app.rows("SELECT * FROM {scim}.scim_event").await;
     let text = serde_json::to_string(&dump).unwrap();
@@ -92,19 +170,35 @@ async fn secrets_never_reach_the_sync_log() {
 #[test]
 fn token_hashes_interoperate_with_php() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/token_interop.php");
-    let php = std::process::Command::new("php").arg(script).arg("hash").arg("s3cretFromPhp").output();
+    let php = std::process::Command::new("php")
+        .arg(script)
+        .arg("hash")
+        .arg("s3cretFromPhp")
+        .output();
     let Ok(out) = php else {
         eprintln!("php not installed: interop not checked here");
         return;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let php_hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(php_hash.starts_with("$argon2id$"));
     assert!(phab_scim::token::verify_secret("s3cretFromPhp", &php_hash));
     assert!(!phab_scim::token::verify_secret("wrong", &php_hash));
     let rust_hash = phab_scim::token::hash_secret("s3cretFromRust").unwrap();
-    let ok = std::process::Command::new("php").arg(script).args(["verify", "s3cretFromRust", &rust_hash]).status().unwrap();
+    let ok = std::process::Command::new("php")
+        .arg(script)
+        .args(["verify", "s3cretFromRust", &rust_hash])
+        .status()
+        .unwrap();
     assert!(ok.success());
-    let bad = std::process::Command::new("php").arg(script).args(["verify", "nope", &rust_hash]).status().unwrap();
+    let bad = std::process::Command::new("php")
+        .arg(script)
+        .args(["verify", "nope", &rust_hash])
+        .status()
+        .unwrap();
     assert_eq!(bad.code(), Some(1));
 }

@@ -17,31 +17,57 @@ fn ops(ops: Value) -> Value {
 }
 
 async fn create_user(app: &TestApp, name: &str) -> String {
-    let (status, body) = app.post("/Users", user_body(&format!("{name}@example.com"), &format!("{name}@example.com"), name)).await;
+    let (status, body) = app
+        .post(
+            "/Users",
+            user_body(
+                &format!("{name}@example.com"),
+                &format!("{name}@example.com"),
+                name,
+            ),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
 
 async fn create_group(app: &TestApp, name: &str) -> String {
-    let (status, body) = app.post("/Groups", json!({"schemas": [GROUP], "displayName": name})).await;
+    let (status, body) = app
+        .post("/Groups", json!({"schemas": [GROUP], "displayName": name}))
+        .await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
 
 async fn exec(app: &TestApp, template: &str) {
-    sqlx::query(AssertSqlSafe(app.sql(template))).execute(&app.pool).await.expect(template);
+    sqlx::query(AssertSqlSafe(app.sql(template)))
+        .execute(&app.pool)
+        .await
+        .expect(template);
 }
 
 /// `dst` of edges of one type from `src`, sorted.
 async fn edge_dsts(app: &TestApp, db: &str, src: &str, ty: u32) -> Vec<String> {
-    let rows = app.rows(&format!("SELECT dst FROM {{{db}}}.edge WHERE src = '{src}' AND type = {ty} ORDER BY dst")).await;
-    rows.iter().map(|r| r["dst"].as_str().unwrap().to_owned()).collect()
+    let rows = app
+        .rows(&format!(
+            "SELECT dst FROM {{{db}}}.edge WHERE src = '{src}' AND type = {ty} ORDER BY dst"
+        ))
+        .await;
+    rows.iter()
+        .map(|r| r["dst"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Users that have `project` through a 14-edge.
 async fn inverse_srcs(app: &TestApp, project: &str) -> Vec<String> {
-    let rows = app.rows(&format!("SELECT src FROM {{user}}.edge WHERE dst = '{project}' AND type = 14 ORDER BY src")).await;
-    rows.iter().map(|r| r["src"].as_str().unwrap().to_owned()).collect()
+    let rows = app
+        .rows(&format!(
+            "SELECT src FROM {{user}}.edge WHERE dst = '{project}' AND type = 14 ORDER BY src"
+        ))
+        .await;
+    rows.iter()
+        .map(|r| r["src"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Members as Phorge's `PhabricatorProjectQuery` sees them: type 60 only (internals §8.4).
@@ -77,20 +103,42 @@ async fn tokens(app: &TestApp, project: &str) -> Vec<String> {
              WHERE p.phid = '{project}' ORDER BY t.token"
         ))
         .await;
-    rows.iter().map(|r| r["token"].as_str().unwrap().to_owned()).collect()
+    rows.iter()
+        .map(|r| r["token"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn slugs(app: &TestApp, project: &str) -> Vec<String> {
-    let rows = app.rows(&format!("SELECT slug FROM {{project}}.project_slug WHERE projectPHID = '{project}' ORDER BY id")).await;
-    rows.iter().map(|r| r["slug"].as_str().unwrap().to_owned()).collect()
+    let rows = app
+        .rows(&format!(
+            "SELECT slug FROM {{project}}.project_slug WHERE projectPHID = '{project}' ORDER BY id"
+        ))
+        .await;
+    rows.iter()
+        .map(|r| r["slug"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn member_ids(group: &Value) -> Vec<String> {
-    sorted(group["members"].as_array().map(|a| a.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect()).unwrap_or_default())
+    sorted(
+        group["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
 }
 
 /// A project written by SQL the way Phorge's editor leaves it (W14, W20), not managed by SCIM.
-async fn sql_project(app: &TestApp, name: &str, slug: &str, parent: Option<(&str, &str)>) -> (String, String) {
+async fn sql_project(
+    app: &TestApp,
+    name: &str,
+    slug: &str,
+    parent: Option<(&str, &str)>,
+) -> (String, String) {
     let phid = new_phid("PROJ");
     let key = path_key(&phid);
     let (parent_phid, path, depth) = match parent {
@@ -110,7 +158,11 @@ async fn sql_project(app: &TestApp, name: &str, slug: &str, parent: Option<(&str
     .await;
     exec(app, &format!("INSERT INTO {{project}}.project_slug (projectPHID, slug, dateCreated, dateModified) VALUES ('{phid}', '{slug}', 1, 1)")).await;
     if let Some((p, _)) = parent {
-        exec(app, &format!("UPDATE {{project}}.project SET hasSubprojects = 1 WHERE phid = '{p}'")).await;
+        exec(
+            app,
+            &format!("UPDATE {{project}}.project SET hasSubprojects = 1 WHERE phid = '{p}'"),
+        )
+        .await;
     }
     (phid, path)
 }
@@ -124,7 +176,10 @@ async fn create_group_writes_what_phorge_writes() {
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("PHID-PROJ-"));
-    assert_eq!(headers["location"], format!("{}/Groups/{id}", app.base).as_str());
+    assert_eq!(
+        headers["location"],
+        format!("{}/Groups/{id}", app.base).as_str()
+    );
     assert_eq!(headers["etag"], "W/\"1\"");
     assert_eq!(body["displayName"], "Oracle Lab");
     assert_eq!(body["externalId"], "ext-1");
@@ -133,7 +188,11 @@ async fn create_group_writes_what_phorge_writes() {
     assert_eq!(body.get("members"), None);
 
     // W14, with join policy no-one (design §3) and the bot as author.
-    let p = &app.rows(&format!("SELECT * FROM {{project}}.project WHERE phid = '{id}'")).await[0];
+    let p = &app
+        .rows(&format!(
+            "SELECT * FROM {{project}}.project WHERE phid = '{id}'"
+        ))
+        .await[0];
     let key = path_key(&id);
     let expect = json!({
         "name": "Oracle Lab", "authorPHID": app.bot_phid, "status": "0", "viewPolicy": "users", "editPolicy": "users",
@@ -153,8 +212,22 @@ async fn create_group_writes_what_phorge_writes() {
 
     let xs = xactions(&app, &id).await;
     assert_eq!(xs.len(), 2);
-    assert_eq!((xs[0]["transactionType"].as_str(), xs[0]["oldValue"].as_str(), xs[0]["newValue"].as_str()), (Some("core:create"), Some("null"), Some("null")));
-    assert_eq!((xs[1]["transactionType"].as_str(), xs[1]["oldValue"].as_str(), xs[1]["newValue"].as_str()), (Some("project:name"), Some("null"), Some("\"Oracle Lab\"")));
+    assert_eq!(
+        (
+            xs[0]["transactionType"].as_str(),
+            xs[0]["oldValue"].as_str(),
+            xs[0]["newValue"].as_str()
+        ),
+        (Some("core:create"), Some("null"), Some("null"))
+    );
+    assert_eq!(
+        (
+            xs[1]["transactionType"].as_str(),
+            xs[1]["oldValue"].as_str(),
+            xs[1]["newValue"].as_str()
+        ),
+        (Some("project:name"), Some("null"), Some("\"Oracle Lab\""))
+    );
     for x in &xs {
         assert_eq!(x["authorPHID"], app.bot_phid.as_str());
         assert_eq!(x["editPolicy"], app.bot_phid.as_str());
@@ -163,24 +236,44 @@ async fn create_group_writes_what_phorge_writes() {
         assert_eq!(meta["core.create"], true);
         assert_eq!(meta["core.groupID"].as_str().unwrap().len(), 32);
     }
-    assert!(xs[0]["metadata"].as_str().unwrap().starts_with("{\"core.create\":true,\"core.groupID\""));
+    assert!(
+        xs[0]["metadata"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"core.create\":true,\"core.groupID\"")
+    );
 
     // W24.1: the publish worker only, no search task.
     let tasks = publish_tasks(&app, &id).await;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
-    assert_eq!(tasks[0]["taskClass"], "PhabricatorApplicationTransactionPublishWorker");
+    assert_eq!(
+        tasks[0]["taskClass"],
+        "PhabricatorApplicationTransactionPublishWorker"
+    );
     assert_eq!(tasks[0]["priority"], 1000);
     let data: Value = serde_json::from_str(tasks[0]["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["objectPHID"], id.as_str());
     assert_eq!(data["actorPHID"], app.bot_phid.as_str());
     assert_eq!(data["xactionPHIDs"].as_array().unwrap().len(), 2);
     assert_eq!(data["state"]["isNewObject"], true);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}'")).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}'"
+        ))
+        .await,
+        0
+    );
 
     let scim = app.rows(&format!("SELECT displayName, externalID, version FROM {{scim}}.scim_group WHERE projectPHID = '{id}'")).await;
-    assert_eq!(scim, vec![json!({"displayName": "Oracle Lab", "externalID": "ext-1", "version": 1})]);
+    assert_eq!(
+        scim,
+        vec![json!({"displayName": "Oracle Lab", "externalID": "ext-1", "version": 1})]
+    );
     let events = app.rows(&format!("SELECT method, status, outcome, resourceType FROM {{scim}}.scim_event WHERE objectPHID = '{id}'")).await;
-    assert_eq!(events, vec![json!({"method": "POST", "status": 201, "outcome": "ok", "resourceType": "Group"})]);
+    assert_eq!(
+        events,
+        vec![json!({"method": "POST", "status": 201, "outcome": "ok", "resourceType": "Group"})]
+    );
 
     let (status, got) = app.get(&format!("/Groups/{id}")).await;
     assert_eq!(status, 200);
@@ -201,49 +294,120 @@ async fn create_with_members_and_list_filters() {
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     assert_eq!(member_ids(&body), sorted(vec![sam.clone(), gene.clone()]));
-    let m = body["members"].as_array().unwrap().iter().find(|m| m["value"] == sam.as_str()).unwrap().clone();
+    let m = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["value"] == sam.as_str())
+        .unwrap()
+        .clone();
     // `display` is returned on request only (RFC 7643 §2.4 read-only; schema.rs).
-    assert_eq!(m, json!({"value": sam, "$ref": format!("{}/Users/{sam}", app.base), "type": "User"}));
-    let (_, named) = app.get(&format!("/Groups/{id}?attributes=members.value,members.display")).await;
-    let m = named["members"].as_array().unwrap().iter().find(|m| m["value"] == sam.as_str()).unwrap().clone();
+    assert_eq!(
+        m,
+        json!({"value": sam, "$ref": format!("{}/Users/{sam}", app.base), "type": "User"})
+    );
+    let (_, named) = app
+        .get(&format!(
+            "/Groups/{id}?attributes=members.value,members.display"
+        ))
+        .await;
+    let m = named["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["value"] == sam.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(m, json!({"value": sam, "display": "sam@example.com"}));
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![sam.clone(), gene.clone()]));
-    assert_eq!(inverse_srcs(&app, &id).await, sorted(vec![sam.clone(), gene.clone()]));
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![sam.clone(), gene.clone()])
+    );
+    assert_eq!(
+        inverse_srcs(&app, &id).await,
+        sorted(vec![sam.clone(), gene.clone()])
+    );
     let xs = xactions(&app, &id).await;
-    assert_eq!(xs.iter().map(|x| x["transactionType"].as_str().unwrap()).collect::<Vec<_>>(), vec!["core:create", "project:name", "core:edge"]);
-    assert!(xs[2]["metadata"].as_str().unwrap().starts_with("{\"edge:type\":13,\"core.create\":true,"));
+    assert_eq!(
+        xs.iter()
+            .map(|x| x["transactionType"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["core:create", "project:name", "core:edge"]
+    );
+    assert!(
+        xs[2]["metadata"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"edge:type\":13,\"core.create\":true,")
+    );
     assert_eq!(xs[2]["newValue"], json!([sam, gene]).to_string().as_str());
     create_group(&app, "Frontend").await;
 
     // Filters: displayName is case-insensitive, externalId exact, members by id.
-    let (status, list) = app.get("/Groups?filter=displayName%20eq%20%22backend%22&excludedAttributes=members").await;
+    let (status, list) = app
+        .get("/Groups?filter=displayName%20eq%20%22backend%22&excludedAttributes=members")
+        .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["totalResults"], 1);
     assert_eq!(list["Resources"][0]["id"], id.as_str());
     assert_eq!(list["Resources"][0].get("members"), None);
-    let (_, list) = app.get("/Groups?filter=externalId%20eq%20%22okta-7%22").await;
+    let (_, list) = app
+        .get("/Groups?filter=externalId%20eq%20%22okta-7%22")
+        .await;
     assert_eq!(list["totalResults"], 1);
-    assert_eq!(member_ids(&list["Resources"][0]), sorted(vec![sam.clone(), gene.clone()]));
-    let (_, list) = app.get("/Groups?filter=externalId%20eq%20%22OKTA-7%22").await;
+    assert_eq!(
+        member_ids(&list["Resources"][0]),
+        sorted(vec![sam.clone(), gene.clone()])
+    );
+    let (_, list) = app
+        .get("/Groups?filter=externalId%20eq%20%22OKTA-7%22")
+        .await;
     assert_eq!(list["totalResults"], 0);
-    let (_, list) = app.get(&format!("/Groups?filter=members.value%20eq%20%22{gene}%22")).await;
+    let (_, list) = app
+        .get(&format!("/Groups?filter=members.value%20eq%20%22{gene}%22"))
+        .await;
     assert_eq!(list["totalResults"], 1);
-    let (_, list) = app.get("/Groups?filter=displayName%20eq%20%22nothing%22").await;
-    assert_eq!(list, json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 0, "startIndex": 1, "itemsPerPage": 0, "Resources": []}));
-    let (_, list) = app.get("/Groups?startIndex=2&count=1&sortBy=displayName").await;
-    assert_eq!((list["totalResults"].as_u64(), list["itemsPerPage"].as_u64()), (Some(2), Some(1)));
+    let (_, list) = app
+        .get("/Groups?filter=displayName%20eq%20%22nothing%22")
+        .await;
+    assert_eq!(
+        list,
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 0, "startIndex": 1, "itemsPerPage": 0, "Resources": []})
+    );
+    let (_, list) = app
+        .get("/Groups?startIndex=2&count=1&sortBy=displayName")
+        .await;
+    assert_eq!(
+        (list["totalResults"].as_u64(), list["itemsPerPage"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(list["Resources"][0]["displayName"], "Frontend");
     let (status, list) = app.post("/Groups/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "displayName sw \"Back\"", "attributes": ["displayName"]})).await;
     assert_eq!(status, 200);
-    assert_eq!(list["Resources"][0], json!({"schemas": [GROUP], "id": id, "displayName": "Backend"}));
-    let (_, one) = app.get(&format!("/Groups/{id}?attributes=members.value")).await;
-    assert_eq!(one["members"].as_array().unwrap()[0].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["value"]);
+    assert_eq!(
+        list["Resources"][0],
+        json!({"schemas": [GROUP], "id": id, "displayName": "Backend"})
+    );
+    let (_, one) = app
+        .get(&format!("/Groups/{id}?attributes=members.value"))
+        .await;
+    assert_eq!(
+        one["members"].as_array().unwrap()[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["value"]
+    );
     let (status, _) = app.get("/Groups?filter=nickName%20eq%20%22x%22").await;
     assert_eq!(status, 400);
 
     // The user resource shows its groups (edge 14 + scim_group).
     let (_, user) = app.get(&format!("/Users/{sam}")).await;
-    assert_eq!(user["groups"], json!([{"value": id, "$ref": format!("{}/Groups/{id}", app.base), "display": "Backend", "type": "direct"}]));
+    assert_eq!(
+        user["groups"],
+        json!([{"value": id, "$ref": format!("{}/Groups/{id}", app.base), "display": "Backend", "type": "direct"}])
+    );
     app.cleanup().await;
 }
 
@@ -253,7 +417,11 @@ async fn members_add_and_remove_as_deltas() {
     let sam = create_user(&app, "sam").await;
     let gene = create_user(&app, "gene").await;
     let id = create_group(&app, "Oracle Lab").await;
-    exec(&app, &format!("UPDATE {{project}}.project SET dateModified = 5 WHERE phid = '{id}'")).await;
+    exec(
+        &app,
+        &format!("UPDATE {{project}}.project SET dateModified = 5 WHERE phid = '{id}'"),
+    )
+    .await;
 
     let (status, headers, body) = app
         .send(Method::PATCH, &format!("/Groups/{id}"), Some(ops(json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": sam}, {"value": gene}]}]))))
@@ -262,22 +430,54 @@ async fn members_add_and_remove_as_deltas() {
     assert_eq!(headers["etag"], "W/\"2\"");
     // W18: 13 with seq 0, 1 for the one source; 60 copies it; 14 has seq 0 per user.
     let e13 = app.rows(&format!("SELECT dst, seq, dataID, dateCreated FROM {{project}}.edge WHERE src = '{id}' AND type = 13 ORDER BY seq")).await;
-    assert_eq!(e13.iter().map(|r| (r["dst"].as_str().unwrap().to_owned(), r["seq"].as_i64().unwrap())).collect::<Vec<_>>(), vec![(sam.clone(), 0), (gene.clone(), 1)]);
+    assert_eq!(
+        e13.iter()
+            .map(|r| (
+                r["dst"].as_str().unwrap().to_owned(),
+                r["seq"].as_i64().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        vec![(sam.clone(), 0), (gene.clone(), 1)]
+    );
     assert!(e13.iter().all(|r| r["dataID"].is_null()));
     let e60 = app.rows(&format!("SELECT dst, seq, dataID, dateCreated FROM {{project}}.edge WHERE src = '{id}' AND type = 60 ORDER BY seq")).await;
     assert_eq!(e60, e13);
     let e14 = app.rows(&format!("SELECT src, seq, dataID FROM {{user}}.edge WHERE dst = '{id}' AND type = 14 ORDER BY src")).await;
-    assert_eq!(e14, sorted(vec![sam.clone(), gene.clone()]).iter().map(|u| json!({"src": u, "seq": 0, "dataID": null})).collect::<Vec<_>>());
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}' AND type NOT IN (13, 60)")).await, 0);
+    assert_eq!(
+        e14,
+        sorted(vec![sam.clone(), gene.clone()])
+            .iter()
+            .map(|u| json!({"src": u, "seq": 0, "dataID": null}))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}' AND type NOT IN (13, 60)"
+        ))
+        .await,
+        0
+    );
     // The project row is re-saved and the tokens rewritten (W18, W24.3).
-    assert!(app.count(&format!("SELECT dateModified FROM {{project}}.project WHERE phid = '{id}'")).await > 5);
+    assert!(
+        app.count(&format!(
+            "SELECT dateModified FROM {{project}}.project WHERE phid = '{id}'"
+        ))
+        .await
+            > 5
+    );
     assert_eq!(tokens(&app, &id).await, vec!["lab", "oracle", "oracle_lab"]);
     let xs = xactions(&app, &id).await;
     let x = xs.last().unwrap();
     assert_eq!(x["transactionType"], "core:edge");
     assert_eq!(x["oldValue"], "[]");
     assert_eq!(x["newValue"], json!([sam, gene]).to_string().as_str());
-    assert!(x["metadata"].as_str().unwrap().starts_with("{\"edge:type\":13,\"core.groupID\":\""), "{x}");
+    assert!(
+        x["metadata"]
+            .as_str()
+            .unwrap()
+            .starts_with("{\"edge:type\":13,\"core.groupID\":\""),
+        "{x}"
+    );
     assert_eq!(publish_tasks(&app, &id).await.len(), 2);
 
     // Adding present members and removing absent ones succeed and change nothing.
@@ -292,20 +492,39 @@ async fn members_add_and_remove_as_deltas() {
     assert_eq!(g["meta"]["version"], "W/\"2\"");
 
     // Remove (RFC filter): 13, 14 and 60 go; transaction old [sam] new [].
-    let (status, body) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "remove", "path": format!("members[value eq \"{sam}\"]")}]))).await;
+    let (status, body) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "remove", "path": format!("members[value eq \"{sam}\"]")}])),
+        )
+        .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(edge_dsts(&app, "project", &id, 13).await, vec![gene.clone()]);
+    assert_eq!(
+        edge_dsts(&app, "project", &id, 13).await,
+        vec![gene.clone()]
+    );
     assert_eq!(phorge_members(&app, &id).await, vec![gene.clone()]);
     assert_eq!(inverse_srcs(&app, &id).await, vec![gene.clone()]);
     let x = xactions(&app, &id).await.pop().unwrap();
-    assert_eq!((x["oldValue"].as_str().unwrap(), x["newValue"].as_str().unwrap()), (json!([sam]).to_string().as_str(), "[]"));
+    assert_eq!(
+        (
+            x["oldValue"].as_str().unwrap(),
+            x["newValue"].as_str().unwrap()
+        ),
+        (json!([sam]).to_string().as_str(), "[]")
+    );
     let (_, user) = app.get(&format!("/Users/{sam}")).await;
     assert_eq!(user.get("groups"), None);
     let (_, user) = app.get(&format!("/Users/{gene}")).await;
     assert_eq!(user["groups"][0]["value"], id.as_str());
 
     // PATCH with attributes answers 200 with the resource.
-    let (status, g) = app.patch(&format!("/Groups/{id}?attributes=members"), ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}]))).await;
+    let (status, g) = app
+        .patch(
+            &format!("/Groups/{id}?attributes=members"),
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}])),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(member_ids(&g), sorted(vec![sam.clone(), gene.clone()]));
     let events = app.count(&format!("SELECT COUNT(*) FROM {{scim}}.scim_event WHERE objectPHID = '{id}' AND resourceType = 'Group' AND outcome = 'ok'")).await;
@@ -318,22 +537,46 @@ async fn refusals_write_nothing() {
     let app = TestApp::spawn().await;
     let sam = create_user(&app, "sam").await;
     let unknown = "PHID-USER-nosuchuser0000000000";
-    let (status, body) = app.post("/Groups", json!({"displayName": "Team", "members": [{"value": sam}, {"value": unknown}]})).await;
-    assert_eq!((status.as_u16(), body["scimType"].as_str()), (400, Some("invalidValue")), "{body}");
+    let (status, body) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Team", "members": [{"value": sam}, {"value": unknown}]}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["scimType"].as_str()),
+        (400, Some("invalidValue")),
+        "{body}"
+    );
     assert!(body["detail"].as_str().unwrap().contains(unknown), "{body}");
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project_slug").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {project}.project_slug")
+            .await,
+        0
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.edge").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.edge").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_event WHERE resourceType = 'Group' AND outcome = 'ok'").await, 0);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM {scim}.scim_event WHERE resourceType = 'Group' AND outcome = 'ok'"
+        )
+        .await,
+        0
+    );
 
     let (status, body) = app.post("/Groups", json!({"displayName": "Team", "members": [{"value": "PHID-PROJ-other", "type": "Group"}]})).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("nested"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("nested"),
+        "{body}"
+    );
 
     let id = create_group(&app, "Team").await;
-    let before = app.count("SELECT COUNT(*) FROM {project}.project_transaction").await;
+    let before = app
+        .count("SELECT COUNT(*) FROM {project}.project_transaction")
+        .await;
     for bad in [
         json!([{"op": "add", "path": "members", "value": [{"value": sam}, {"value": unknown}]}]),
         json!([{"op": "add", "path": "members", "value": [{"value": "x", "type": "Group"}]}]),
@@ -344,10 +587,22 @@ async fn refusals_write_nothing() {
         assert_eq!(status, 400, "{bad} -> {body}");
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.edge").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project_transaction").await, before);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {project}.project_transaction")
+            .await,
+        before
+    );
     let (status, body) = app.post("/Groups", json!({"displayName": "??"})).await;
-    assert_eq!((status.as_u16(), body["scimType"].as_str()), (400, Some("invalidValue")));
-    let (status, _) = app.patch("/Groups/PHID-PROJ-nope", ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}]))).await;
+    assert_eq!(
+        (status.as_u16(), body["scimType"].as_str()),
+        (400, Some("invalidValue"))
+    );
+    let (status, _) = app
+        .patch(
+            "/Groups/PHID-PROJ-nope",
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}])),
+        )
+        .await;
     assert_eq!(status, 404);
     app.cleanup().await;
 }
@@ -360,26 +615,46 @@ async fn adoption_and_conflicts() {
     exec(&app, &format!("INSERT INTO {{project}}.edge VALUES ('{phid}', 13, 'PHID-USER-localmember000000000', 1, 0, NULL)")).await;
 
     // A POST whose slug matches an unmanaged project adopts it (default policy).
-    let (status, body) = app.post("/Groups", json!({"displayName": "SECURITY", "externalId": "e1"})).await;
+    let (status, body) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "SECURITY", "externalId": "e1"}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["id"], phid.as_str());
     assert_eq!(body["displayName"], "SECURITY");
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.project WHERE phid = '{phid}' AND name = 'SECURITY' AND primarySlug = 'security'")).await, 1);
     // Members it had stay (the POST named none); the rename is a project:name transaction.
-    assert_eq!(edge_dsts(&app, "project", &phid, 13).await, vec!["PHID-USER-localmember000000000"]);
+    assert_eq!(
+        edge_dsts(&app, "project", &phid, 13).await,
+        vec!["PHID-USER-localmember000000000"]
+    );
     let xs = xactions(&app, &phid).await;
     assert_eq!(xs.len(), 1);
-    assert_eq!((xs[0]["oldValue"].as_str(), xs[0]["newValue"].as_str()), (Some("\"Security\""), Some("\"SECURITY\"")));
+    assert_eq!(
+        (xs[0]["oldValue"].as_str(), xs[0]["newValue"].as_str()),
+        (Some("\"Security\""), Some("\"SECURITY\""))
+    );
     assert_eq!(slugs(&app, &phid).await, vec!["security"]);
 
     // Same displayName (any case) or same hashtag as a managed group: 409.
     for name in ["security", "Security!"] {
         let (status, body) = app.post("/Groups", json!({"displayName": name})).await;
-        assert_eq!((status.as_u16(), body["scimType"].as_str()), (409, Some("uniqueness")), "{name}: {body}");
+        assert_eq!(
+            (status.as_u16(), body["scimType"].as_str()),
+            (409, Some("uniqueness")),
+            "{name}: {body}"
+        );
     }
     // Adoption with members replaces the local ones.
     let (other, _) = sql_project(&app, "Ops", "ops", None).await;
-    let (status, body) = app.post("/Groups", json!({"displayName": "Ops", "members": [{"value": sam}]})).await;
+    let (status, body) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Ops", "members": [{"value": sam}]}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["id"], other.as_str());
     assert_eq!(phorge_members(&app, &other).await, vec![sam.clone()]);
@@ -387,8 +662,14 @@ async fn adoption_and_conflicts() {
 
     let app = TestApp::spawn_with(|c| c.group_adoption = false).await;
     sql_project(&app, "Security", "security", None).await;
-    let (status, body) = app.post("/Groups", json!({"displayName": "Security"})).await;
-    assert_eq!((status.as_u16(), body["scimType"].as_str()), (409, Some("uniqueness")), "{body}");
+    let (status, body) = app
+        .post("/Groups", json!({"displayName": "Security"}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{body}"
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 0);
     app.cleanup().await;
 }
@@ -399,34 +680,76 @@ async fn subprojects_materialize_to_ancestors() {
     let sam = create_user(&app, "sam").await;
     let gene = create_user(&app, "gene").await;
     let (parent, ppath) = sql_project(&app, "Oracle Parent", "oracle_parent", None).await;
-    let (child, _) = sql_project(&app, "Oracle Child", "oracle_child", Some((&parent, &ppath))).await;
-    let (sibling, _) = sql_project(&app, "Oracle Sibling", "oracle_sibling", Some((&parent, &ppath))).await;
+    let (child, _) = sql_project(
+        &app,
+        "Oracle Child",
+        "oracle_child",
+        Some((&parent, &ppath)),
+    )
+    .await;
+    let (sibling, _) = sql_project(
+        &app,
+        "Oracle Sibling",
+        "oracle_sibling",
+        Some((&parent, &ppath)),
+    )
+    .await;
     // gene is also a member through the sibling (W20's copied edges).
     exec(&app, &format!("INSERT INTO {{project}}.edge VALUES ('{sibling}', 13, '{gene}', 1, 0, NULL), ('{sibling}', 60, '{gene}', 1, 0, NULL), ('{parent}', 60, '{gene}', 1, 0, NULL)")).await;
 
     // A parent with subprojects cannot be managed; the child can (adoption).
-    let (status, body) = app.post("/Groups", json!({"displayName": "Oracle Parent"})).await;
+    let (status, body) = app
+        .post("/Groups", json!({"displayName": "Oracle Parent"}))
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("subprojects"), "{body}");
-    let (status, body) = app.post("/Groups", json!({"displayName": "Oracle Child"})).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("subprojects"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post("/Groups", json!({"displayName": "Oracle Child"}))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["id"], child.as_str());
 
     let (status, body) = app.patch(&format!("/Groups/{child}"), ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}, {"value": gene}]}]))).await;
     assert_eq!(status, 204, "{body}");
     // W21: child 13 + 60, parent 60 with the same dateCreated/seq, 14 to the child only.
-    assert_eq!(edge_dsts(&app, "project", &child, 13).await, sorted(vec![sam.clone(), gene.clone()]));
-    assert_eq!(phorge_members(&app, &child).await, sorted(vec![sam.clone(), gene.clone()]));
-    assert_eq!(phorge_members(&app, &parent).await, sorted(vec![sam.clone(), gene.clone()]));
+    assert_eq!(
+        edge_dsts(&app, "project", &child, 13).await,
+        sorted(vec![sam.clone(), gene.clone()])
+    );
+    assert_eq!(
+        phorge_members(&app, &child).await,
+        sorted(vec![sam.clone(), gene.clone()])
+    );
+    assert_eq!(
+        phorge_members(&app, &parent).await,
+        sorted(vec![sam.clone(), gene.clone()])
+    );
     let c = app.rows(&format!("SELECT dateCreated, seq FROM {{project}}.edge WHERE src = '{child}' AND type = 13 AND dst = '{sam}'")).await;
     let p = app.rows(&format!("SELECT dateCreated, seq FROM {{project}}.edge WHERE src = '{parent}' AND type = 60 AND dst = '{sam}'")).await;
     assert_eq!(c, p);
-    assert_eq!(edge_dsts(&app, "project", &parent, 13).await, Vec::<String>::new());
+    assert_eq!(
+        edge_dsts(&app, "project", &parent, 13).await,
+        Vec::<String>::new()
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.edge WHERE src = '{sam}' AND type = 14 AND dst = '{parent}'")).await, 0);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.project_transaction WHERE objectPHID = '{parent}'")).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{project}}.project_transaction WHERE objectPHID = '{parent}'"
+        ))
+        .await,
+        0
+    );
 
     // Removing both: sam leaves the parent, gene stays there through the sibling.
-    let (status, _) = app.patch(&format!("/Groups/{child}"), ops(json!([{"op": "remove", "path": "members"}]))).await;
+    let (status, _) = app
+        .patch(
+            &format!("/Groups/{child}"),
+            ops(json!([{"op": "remove", "path": "members"}])),
+        )
+        .await;
     assert_eq!(status, 204);
     assert_eq!(phorge_members(&app, &child).await, Vec::<String>::new());
     assert_eq!(phorge_members(&app, &parent).await, vec![gene.clone()]);
@@ -440,7 +763,12 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
     let sam = create_user(&app, "sam").await;
     let gene = create_user(&app, "gene").await;
     let alex = create_user(&app, "alex").await;
-    let (status, body) = app.post("/Groups", json!({"displayName": "Oracle Lab", "members": [{"value": sam}, {"value": gene}]})).await;
+    let (status, body) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Oracle Lab", "members": [{"value": sam}, {"value": gene}]}),
+        )
+        .await;
     assert_eq!(status, 201);
     let id = body["id"].as_str().unwrap().to_owned();
 
@@ -450,40 +778,99 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
     assert_eq!(member_ids(&body), sorted(vec![gene.clone(), alex.clone()]));
     assert_eq!(body["meta"]["version"], "W/\"2\"");
     // W15: new primary slug, old slug kept; tokens lag one save (old slug, new words).
-    assert_eq!(slugs(&app, &id).await, vec!["oracle_lab", "oracle_lab_renamed"]);
+    assert_eq!(
+        slugs(&app, &id).await,
+        vec!["oracle_lab", "oracle_lab_renamed"]
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.project WHERE phid = '{id}' AND name = 'Oracle Lab Renamed' AND primarySlug = 'oracle_lab_renamed'")).await, 1);
-    assert_eq!(tokens(&app, &id).await, vec!["lab", "oracle", "oracle_lab", "renamed"]);
+    assert_eq!(
+        tokens(&app, &id).await,
+        vec!["lab", "oracle", "oracle_lab", "renamed"]
+    );
     let xs = xactions(&app, &id).await;
     let last: Vec<(&str, &str, &str)> = xs[xs.len() - 2..]
         .iter()
-        .map(|x| (x["transactionType"].as_str().unwrap(), x["oldValue"].as_str().unwrap(), x["newValue"].as_str().unwrap()))
+        .map(|x| {
+            (
+                x["transactionType"].as_str().unwrap(),
+                x["oldValue"].as_str().unwrap(),
+                x["newValue"].as_str().unwrap(),
+            )
+        })
         .collect();
     let removed = json!([sam]).to_string();
     let added = json!([alex]).to_string();
-    assert_eq!(last, vec![("project:name", "\"Oracle Lab\"", "\"Oracle Lab Renamed\""), ("core:edge", removed.as_str(), added.as_str())]);
+    assert_eq!(
+        last,
+        vec![
+            ("project:name", "\"Oracle Lab\"", "\"Oracle Lab Renamed\""),
+            ("core:edge", removed.as_str(), added.as_str())
+        ]
+    );
     // One edit, one group id, one publish task.
-    let meta: Vec<Value> = xs[xs.len() - 2..].iter().map(|x| serde_json::from_str(x["metadata"].as_str().unwrap()).unwrap()).collect();
+    let meta: Vec<Value> = xs[xs.len() - 2..]
+        .iter()
+        .map(|x| serde_json::from_str(x["metadata"].as_str().unwrap()).unwrap())
+        .collect();
     assert_eq!(meta[0]["core.groupID"], meta[1]["core.groupID"]);
     assert_eq!(publish_tasks(&app, &id).await.len(), 2);
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![gene.clone(), alex.clone()]));
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![gene.clone(), alex.clone()])
+    );
 
     // A rename onto another project's hashtag is a conflict.
     sql_project(&app, "Taken", "taken", None).await;
-    let (status, body) = app.put(&format!("/Groups/{id}"), json!({"displayName": "Taken"})).await;
-    assert_eq!((status.as_u16(), body["scimType"].as_str()), (409, Some("uniqueness")), "{body}");
+    let (status, body) = app
+        .put(&format!("/Groups/{id}"), json!({"displayName": "Taken"}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{body}"
+    );
 
     let (status, body) = app.delete(&format!("/Groups/{id}")).await;
     assert_eq!(status, 204, "{body}");
-    let p = &app.rows(&format!("SELECT status FROM {{project}}.project WHERE phid = '{id}'")).await[0];
+    let p = &app
+        .rows(&format!(
+            "SELECT status FROM {{project}}.project WHERE phid = '{id}'"
+        ))
+        .await[0];
     assert_eq!(p["status"], "100");
     let x = xactions(&app, &id).await.pop().unwrap();
-    assert_eq!((x["transactionType"].as_str(), x["oldValue"].as_str(), x["newValue"].as_str()), (Some("project:status"), Some("\"0\""), Some("100")));
+    assert_eq!(
+        (
+            x["transactionType"].as_str(),
+            x["oldValue"].as_str(),
+            x["newValue"].as_str()
+        ),
+        (Some("project:status"), Some("\"0\""), Some("100"))
+    );
     assert_eq!(publish_tasks(&app, &id).await.len(), 3);
     // W16: the archive save catches the tokens up with the new slug.
-    assert_eq!(tokens(&app, &id).await, vec!["lab", "oracle", "oracle_lab", "oracle_lab_renamed", "renamed"]);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{scim}}.scim_group WHERE projectPHID = '{id}'")).await, 0);
+    assert_eq!(
+        tokens(&app, &id).await,
+        vec![
+            "lab",
+            "oracle",
+            "oracle_lab",
+            "oracle_lab_renamed",
+            "renamed"
+        ]
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{scim}}.scim_group WHERE projectPHID = '{id}'"
+        ))
+        .await,
+        0
+    );
     // Members and hashtags stay with the archived project (internals §7.6).
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![gene.clone(), alex.clone()]));
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![gene.clone(), alex.clone()])
+    );
     let (status, _) = app.get(&format!("/Groups/{id}")).await;
     assert_eq!(status, 404);
     let (status, _) = app.delete(&format!("/Groups/{id}")).await;
@@ -502,8 +889,13 @@ async fn entra_group_sequence() {
     let u3 = create_user(&app, "u3").await;
 
     // 1. Match.
-    let (status, list) = app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName%22").await;
-    assert_eq!((status.as_u16(), list["totalResults"].as_u64()), (200, Some(0)));
+    let (status, list) = app
+        .get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName%22")
+        .await;
+    assert_eq!(
+        (status.as_u16(), list["totalResults"].as_u64()),
+        (200, Some(0))
+    );
     // 2. Create, without members.
     let (status, created) = app
         .post(
@@ -515,10 +907,14 @@ async fn entra_group_sequence() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     // 3. Read.
-    let (status, got) = app.get(&format!("/Groups/{id}?excludedAttributes=members")).await;
+    let (status, got) = app
+        .get(&format!("/Groups/{id}?excludedAttributes=members"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(got["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
-    let (_, list) = app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName%22").await;
+    let (_, list) = app
+        .get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName%22")
+        .await;
     assert_eq!(list["Resources"][0]["id"], id.as_str());
     // 4. Add members, several values and several operations.
     let (status, body) = app
@@ -529,25 +925,51 @@ async fn entra_group_sequence() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![u1.clone(), u2.clone(), u3.clone()]));
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![u1.clone(), u2.clone(), u3.clone()])
+    );
     // 5. Remove, default dialect (value list), then the flag dialect (filter).
-    let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "Remove", "path": "members", "value": [{"value": u1}]}]))).await;
+    let (status, _) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "Remove", "path": "members", "value": [{"value": u1}]}])),
+        )
+        .await;
     assert_eq!(status, 204);
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![u2.clone(), u3.clone()]));
-    let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "remove", "path": format!("members[value eq \"{u2}\"]")}]))).await;
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![u2.clone(), u3.clone()])
+    );
+    let (status, _) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "remove", "path": format!("members[value eq \"{u2}\"]")}])),
+        )
+        .await;
     assert_eq!(status, 204);
     assert_eq!(phorge_members(&app, &id).await, vec![u3.clone()]);
     assert_eq!(inverse_srcs(&app, &id).await, vec![u3.clone()]);
     // Entra retries removes: no-op success.
-    let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "Remove", "path": "members", "value": [{"value": u1}]}]))).await;
+    let (status, _) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "Remove", "path": "members", "value": [{"value": u1}]}])),
+        )
+        .await;
     assert_eq!(status, 204);
     // 6. Rename.
     let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "Replace", "path": "displayName", "value": "displayName updatedDisplayName"}]))).await;
     assert_eq!(status, 204);
-    let (_, got) = app.get(&format!("/Groups/{id}?excludedAttributes=members")).await;
+    let (_, got) = app
+        .get(&format!("/Groups/{id}?excludedAttributes=members"))
+        .await;
     assert_eq!(got["displayName"], "displayName updatedDisplayName");
     assert_eq!(got.get("members"), None);
-    assert_eq!(slugs(&app, &id).await, vec!["displayname", "displayname_updateddisplayname"]);
+    assert_eq!(
+        slugs(&app, &id).await,
+        vec!["displayname", "displayname_updateddisplayname"]
+    );
     let (_, list) = app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayname+UPDATEDdisplayname%22").await;
     assert_eq!(list["totalResults"], 1);
     // 7. Delete.
@@ -557,8 +979,23 @@ async fn entra_group_sequence() {
     assert_eq!(status, 404);
     let (_, list) = app.get("/Groups?excludedAttributes=members&filter=displayName+eq+%22displayName+updatedDisplayName%22").await;
     assert_eq!(list["totalResults"], 0);
-    let types: Vec<String> = xactions(&app, &id).await.iter().map(|x| x["transactionType"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(types, vec!["core:create", "project:name", "core:edge", "core:edge", "core:edge", "project:name", "project:status"]);
+    let types: Vec<String> = xactions(&app, &id)
+        .await
+        .iter()
+        .map(|x| x["transactionType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "core:create",
+            "project:name",
+            "core:edge",
+            "core:edge",
+            "core:edge",
+            "project:name",
+            "project:status"
+        ]
+    );
     app.cleanup().await;
 }
 
@@ -571,7 +1008,12 @@ async fn okta_group_sequence() {
     let c = create_user(&app, "c").await;
 
     // 1. Create (empty members).
-    let (status, created) = app.post("/Groups", json!({"schemas": [GROUP], "displayName": "Test SCIMv2", "members": []})).await;
+    let (status, created) = app
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Test SCIMv2", "members": []}),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     // 2. Read and import.
@@ -600,12 +1042,27 @@ async fn okta_group_sequence() {
     assert_eq!(status, 204, "{body}");
     assert_eq!(phorge_members(&app, &id).await, vec![b.clone()]);
     let x = xactions(&app, &id).await.pop().unwrap();
-    assert_eq!((x["oldValue"].as_str().unwrap(), x["newValue"].as_str().unwrap()), (json!([a]).to_string().as_str(), json!([b]).to_string().as_str()));
+    assert_eq!(
+        (
+            x["oldValue"].as_str().unwrap(),
+            x["newValue"].as_str().unwrap()
+        ),
+        (
+            json!([a]).to_string().as_str(),
+            json!([b]).to_string().as_str()
+        )
+    );
     // 5. Full membership push.
     let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "replace", "path": "members", "value": [{"value": a}, {"value": c}]}]))).await;
     assert_eq!(status, 204);
-    assert_eq!(phorge_members(&app, &id).await, sorted(vec![a.clone(), c.clone()]));
-    assert_eq!(inverse_srcs(&app, &id).await, sorted(vec![a.clone(), c.clone()]));
+    assert_eq!(
+        phorge_members(&app, &id).await,
+        sorted(vec![a.clone(), c.clone()])
+    );
+    assert_eq!(
+        inverse_srcs(&app, &id).await,
+        sorted(vec![a.clone(), c.clone()])
+    );
     let (_, got) = app.get(&format!("/Groups/{id}")).await;
     assert_eq!(member_ids(&got), sorted(vec![a.clone(), c.clone()]));
     // 6. Delete.
@@ -637,7 +1094,9 @@ pub async fn bulk_users(app: &TestApp, n: u32, prefix: &str) -> Vec<String> {
         ),
     )
     .await;
-    (1..=n).map(|i| format!("PHID-USER-{prefix}{i:012}")).collect()
+    (1..=n)
+        .map(|i| format!("PHID-USER-{prefix}{i:012}"))
+        .collect()
 }
 
 #[tokio::test]
@@ -646,25 +1105,58 @@ async fn large_membership_changes_cross_chunks() {
     let users = bulk_users(&app, 1200, "bulk").await;
     let id = create_group(&app, "Everyone").await;
     let value: Vec<Value> = users.iter().map(|u| json!({"value": u})).collect();
-    let (status, body) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "add", "path": "members", "value": value}]))).await;
+    let (status, body) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "add", "path": "members", "value": value}])),
+        )
+        .await;
     assert_eq!(status, 204, "{body}");
     // seq runs 0..n over the one source across chunks of 500.
     let seqs = app.rows(&format!("SELECT MIN(seq) AS lo, MAX(seq) AS hi, COUNT(DISTINCT seq) AS n FROM {{project}}.edge WHERE src = '{id}' AND type = 13")).await;
     assert_eq!(seqs[0], json!({"lo": 0, "hi": 1199, "n": 1200}));
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}' AND type = 60")).await, 1200);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.edge WHERE dst = '{id}' AND type = 14 AND seq = 0")).await, 1200);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{id}' AND type = 60"
+        ))
+        .await,
+        1200
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{user}}.edge WHERE dst = '{id}' AND type = 14 AND seq = 0"
+        ))
+        .await,
+        1200
+    );
     let x = xactions(&app, &id).await.pop().unwrap();
-    assert_eq!(serde_json::from_str::<Value>(x["newValue"].as_str().unwrap()).unwrap().as_array().unwrap().len(), 1200);
+    assert_eq!(
+        serde_json::from_str::<Value>(x["newValue"].as_str().unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1200
+    );
 
-    let (_, got) = app.get(&format!("/Groups/{id}?attributes=members,members.display")).await;
+    let (_, got) = app
+        .get(&format!("/Groups/{id}?attributes=members,members.display"))
+        .await;
     assert_eq!(got["members"].as_array().unwrap().len(), 1200);
     assert_eq!(got["members"][0]["value"], users[0].as_str());
     assert_eq!(got["members"][0]["display"], "bulk1@example.com");
-    let (_, got) = app.get(&format!("/Groups/{id}?excludedAttributes=members")).await;
+    let (_, got) = app
+        .get(&format!("/Groups/{id}?excludedAttributes=members"))
+        .await;
     assert_eq!(got.get("members"), None);
 
     let value: Vec<Value> = users[..700].iter().map(|u| json!({"value": u})).collect();
-    let (status, _) = app.patch(&format!("/Groups/{id}"), ops(json!([{"op": "Remove", "path": "members", "value": value}]))).await;
+    let (status, _) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "Remove", "path": "members", "value": value}])),
+        )
+        .await;
     assert_eq!(status, 204);
     assert_eq!(phorge_members(&app, &id).await.len(), 500);
     assert_eq!(inverse_srcs(&app, &id).await.len(), 500);
@@ -683,9 +1175,17 @@ async fn concurrent_identical_posts_make_one_group() {
     );
     let mut statuses: Vec<u16> = [&a, &b, &c, &d].iter().map(|(s, _)| s.as_u16()).collect();
     statuses.sort();
-    assert_eq!(statuses, vec![201, 409, 409, 409], "{a:?} {b:?} {c:?} {d:?}");
+    assert_eq!(
+        statuses,
+        vec![201, 409, 409, 409],
+        "{a:?} {b:?} {c:?} {d:?}"
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project_slug").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {project}.project_slug")
+            .await,
+        1
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM {worker}.worker_activetask WHERE taskClass = 'PhabricatorApplicationTransactionPublishWorker'").await, 1);
     app.cleanup().await;
@@ -697,13 +1197,41 @@ async fn etags_guard_group_writes() {
     let sam = create_user(&app, "sam").await;
     let id = create_group(&app, "Versioned").await;
     let add = ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}]));
-    let (status, _, _) = app.send_with(Method::PATCH, &format!("/Groups/{id}"), Some(add.clone()), &[("if-match", "W/\"1\"")]).await;
+    let (status, _, _) = app
+        .send_with(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            Some(add.clone()),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _, _) = app.send_with(Method::PATCH, &format!("/Groups/{id}"), Some(add), &[("if-match", "W/\"1\"")]).await;
+    let (status, _, _) = app
+        .send_with(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            Some(add),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(status, 412);
-    let (status, _, _) = app.send_with(Method::GET, &format!("/Groups/{id}"), None, &[("if-none-match", "W/\"2\"")]).await;
+    let (status, _, _) = app
+        .send_with(
+            Method::GET,
+            &format!("/Groups/{id}"),
+            None,
+            &[("if-none-match", "W/\"2\"")],
+        )
+        .await;
     assert_eq!(status, 304);
-    let (status, _, _) = app.send_with(Method::DELETE, &format!("/Groups/{id}"), None, &[("if-match", "W/\"1\"")]).await;
+    let (status, _, _) = app
+        .send_with(
+            Method::DELETE,
+            &format!("/Groups/{id}"),
+            None,
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(status, 412);
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 1);
     app.cleanup().await;

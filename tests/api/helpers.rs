@@ -16,7 +16,8 @@ use tokio::sync::{OnceCell, oneshot};
 
 /// The server the tests use.
 pub fn database_url() -> String {
-    std::env::var("PHAB_SCIM_TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    std::env::var("PHAB_SCIM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
 static SWEPT: OnceCell<()> = OnceCell::const_new();
@@ -24,26 +25,42 @@ static SWEPT: OnceCell<()> = OnceCell::const_new();
 /// Drops namespaces of test runs that died more than an hour ago.
 async fn sweep_stale() {
     let url = Secret::new(database_url());
-    let Ok(opts) = phab_scim::db::connect_options(&url) else { return };
-    let Ok(mut conn) = MySqlConnection::connect_with(&opts).await else { return };
-    let names: Vec<String> = sqlx::query_scalar("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 't\\_%'")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap_or_default();
+    let Ok(opts) = phab_scim::db::connect_options(&url) else {
+        return;
+    };
+    let Ok(mut conn) = MySqlConnection::connect_with(&opts).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 't\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
     let now = phab_scim::db::now();
     for name in names {
         let mut parts = name.split('_');
-        let (Some("t"), Some(epoch)) = (parts.next(), parts.next()) else { continue };
-        let Ok(epoch) = u32::from_str_radix(epoch, 16) else { continue };
+        let (Some("t"), Some(epoch)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(epoch) = u32::from_str_radix(epoch, 16) else {
+            continue;
+        };
         if now.saturating_sub(epoch) > 3600 {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
+                .execute(&mut conn)
+                .await;
         }
     }
 }
 
 /// A fresh namespace name.
 pub fn new_namespace() -> Namespace {
-    let ns = format!("t_{:08x}_{}", phab_scim::db::now(), phab_scim::db::phabricator::random_chars(10));
+    let ns = format!(
+        "t_{:08x}_{}",
+        phab_scim::db::now(),
+        phab_scim::db::phabricator::random_chars(10)
+    );
     Namespace::parse(&ns).expect("valid namespace")
 }
 
@@ -75,8 +92,13 @@ impl TestApp {
         SWEPT.get_or_init(sweep_stale).await;
         let ns = new_namespace();
         let url = Secret::new(database_url());
-        let mut conn = MySqlConnection::connect_with(&phab_scim::db::connect_options(&url).unwrap()).await.expect("connect");
-        migrate::install_phabricator_fixture(&mut conn, &ns).await.expect("fixture");
+        let mut conn =
+            MySqlConnection::connect_with(&phab_scim::db::connect_options(&url).unwrap())
+                .await
+                .expect("connect");
+        migrate::install_phabricator_fixture(&mut conn, &ns)
+            .await
+            .expect("fixture");
         conn.close().await.ok();
         let mut cfg = Config {
             database_url: url,
@@ -90,20 +112,29 @@ impl TestApp {
         let app = Application::build(cfg.clone(), None).await.expect("build");
         let addr = app.addr();
         let db = app.state().prov.db.clone();
-        let prov = Provisioner { db: db.clone(), cfg: Arc::new(cfg.clone()) };
+        let prov = Provisioner {
+            db: db.clone(),
+            cfg: Arc::new(cfg.clone()),
+        };
         let bot_phid = prov.ensure_bot("scim-bot").await.expect("bot");
-        let (_, token) = phab_scim::token::issue(&db, &bot_phid, "test", None).await.expect("token");
+        let (_, token) = phab_scim::token::issue(&db, &bot_phid, "test", None)
+            .await
+            .expect("token");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let _ = app.run_with_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
+            let _ = app
+                .run_with_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
         });
         let pool = db.pool.clone();
         Self {
             base: format!("http://{addr}/scim/v2"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             token,
             bot_phid,
             db,
@@ -121,25 +152,46 @@ impl TestApp {
     }
 
     /// Sends a request with the token; returns status, headers and JSON body (Null if empty).
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         self.send_with(method, path, body, &[]).await
     }
 
     /// Same with extra headers.
-    pub async fn send_with(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        };
         let mut req = self.client.request(method, url).bearer_auth(&self.token);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/scim+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
         }
         let resp = req.send().await.expect("request");
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, headers, json)
     }
 
@@ -168,7 +220,18 @@ impl TestApp {
     /// namespace's database names.
     pub fn sql(&self, template: &str) -> String {
         let mut s = template.to_owned();
-        for app in ["user", "project", "worker", "scim", "auth", "conduit", "system", "meta_data", "cache", "metamta"] {
+        for app in [
+            "user",
+            "project",
+            "worker",
+            "scim",
+            "auth",
+            "conduit",
+            "system",
+            "meta_data",
+            "cache",
+            "metamta",
+        ] {
             s = s.replace(&format!("{{{app}}}"), &self.ns.db(app));
         }
         s
@@ -177,7 +240,10 @@ impl TestApp {
     /// One integer.
     pub async fn count(&self, template: &str) -> i64 {
         let rows = self.rows(template).await;
-        let v = rows.first().and_then(|r| r.as_object()).and_then(|o| o.values().next().cloned());
+        let v = rows
+            .first()
+            .and_then(|r| r.as_object())
+            .and_then(|o| o.values().next().cloned());
         match v {
             Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
             Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -188,7 +254,10 @@ impl TestApp {
     /// Rows as JSON objects (every column as text or null), for readable assertions.
     pub async fn rows(&self, template: &str) -> Vec<Value> {
         use sqlx::{Column, Row, TypeInfo, ValueRef};
-        let rows = sqlx::query(AssertSqlSafe(self.sql(template))).fetch_all(&self.pool).await.expect(template);
+        let rows = sqlx::query(AssertSqlSafe(self.sql(template)))
+            .fetch_all(&self.pool)
+            .await
+            .expect(template);
         rows.iter()
             .map(|r| {
                 let mut m = serde_json::Map::new();
@@ -199,13 +268,22 @@ impl TestApp {
                     } else {
                         let ty = raw.type_info().name().to_ascii_uppercase();
                         if ty.contains("INT") {
-                            r.try_get::<i64, _>(i).map(Value::from).or_else(|_| r.try_get::<u64, _>(i).map(Value::from)).unwrap_or(Value::Null)
+                            r.try_get::<i64, _>(i)
+                                .map(Value::from)
+                                .or_else(|_| r.try_get::<u64, _>(i).map(Value::from))
+                                .unwrap_or(Value::Null)
                         } else if ty.contains("BOOL") {
-                            r.try_get::<bool, _>(i).map(|b| Value::from(i64::from(b))).unwrap_or(Value::Null)
+                            r.try_get::<bool, _>(i)
+                                .map(|b| Value::from(i64::from(b)))
+                                .unwrap_or(Value::Null)
                         } else {
                             r.try_get::<String, _>(i)
                                 .map(Value::from)
-                                .or_else(|_| r.try_get::<Vec<u8>, _>(i).map(|b| Value::from(String::from_utf8_lossy(&b).into_owned())))
+                                .or_else(|_| {
+                                    r.try_get::<Vec<u8>, _>(i).map(|b| {
+                                        Value::from(String::from_utf8_lossy(&b).into_owned())
+                                    })
+                                })
                                 .unwrap_or(Value::Null)
                         }
                     };
@@ -218,7 +296,9 @@ impl TestApp {
 
     /// Issues another token for the bot.
     pub async fn issue_token(&self) -> (u32, String) {
-        phab_scim::token::issue(&self.db, &self.bot_phid, "extra", None).await.expect("token")
+        phab_scim::token::issue(&self.db, &self.bot_phid, "extra", None)
+            .await
+            .expect("token")
     }
 
     /// Stops the server and drops the namespace.
@@ -230,7 +310,9 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
         self.pool.close().await;
-        migrate::drop_namespace(&Secret::new(database_url()), &self.ns).await.expect("drop namespace");
+        migrate::drop_namespace(&Secret::new(database_url()), &self.ns)
+            .await
+            .expect("drop namespace");
     }
 }
 

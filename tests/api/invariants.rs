@@ -53,7 +53,12 @@ pub async fn check(pool: &MySqlPool, t: &Tables) -> Result<Vec<String>, sqlx::Er
     )))
     .fetch_all(pool)
     .await?;
-    let tokens = sqlx::query(AssertSqlSafe(format!("SELECT userID, token FROM {}", t.user_nametoken))).fetch_all(pool).await?;
+    let tokens = sqlx::query(AssertSqlSafe(format!(
+        "SELECT userID, token FROM {}",
+        t.user_nametoken
+    )))
+    .fetch_all(pool)
+    .await?;
     let mut by_user: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     for r in &tokens {
         let id: u32 = r.try_get(0)?;
@@ -68,7 +73,10 @@ pub async fn check(pool: &MySqlPool, t: &Tables) -> Result<Vec<String>, sqlx::Er
         let want: BTreeSet<String> = name_tokens(&name, &real).into_iter().collect();
         let have = by_user.get(&id).cloned().unwrap_or_default();
         if want != have {
-            v.push(format!("{} (@{name}) has name tokens {have:?}, wants {want:?}", String::from_utf8_lossy(&phid.0)));
+            v.push(format!(
+                "{} (@{name}) has name tokens {have:?}, wants {want:?}",
+                String::from_utf8_lossy(&phid.0)
+            ));
         }
     }
 
@@ -190,7 +198,9 @@ pub async fn check(pool: &MySqlPool, t: &Tables) -> Result<Vec<String>, sqlx::Er
     .await?;
     let (max_task, counter): (u64, u64) = (row.try_get(0)?, row.try_get(1)?);
     if counter < max_task {
-        v.push(format!("lisk_counter {counter} is below the highest task id {max_task}"));
+        v.push(format!(
+            "lisk_counter {counter} is below the highest task id {max_task}"
+        ));
     }
     Ok(v)
 }

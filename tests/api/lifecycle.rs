@@ -8,11 +8,20 @@ use crate::helpers::{TestApp, user_body};
 async fn derived_usernames_never_merge_people() {
     let app = TestApp::spawn().await;
     let mut names = Vec::new();
-    for (u, e) in [("jane@a.com", "jane@a.com"), ("jane@b.com", "jane@b.com"), ("JANE@c.com", "jane@c.com"), ("José Ruiz@d.com", "jose@d.com")] {
+    for (u, e) in [
+        ("jane@a.com", "jane@a.com"),
+        ("jane@b.com", "jane@b.com"),
+        ("JANE@c.com", "jane@c.com"),
+        ("José Ruiz@d.com", "jose@d.com"),
+    ] {
         let (s, r) = app.post("/Users", user_body(u, e, "Jane")).await;
         assert_eq!(s, 201, "{r}");
         let id = r["id"].as_str().unwrap().to_owned();
-        let row = app.rows(&format!("SELECT userName FROM {{user}}.user WHERE phid = '{id}'")).await;
+        let row = app
+            .rows(&format!(
+                "SELECT userName FROM {{user}}.user WHERE phid = '{id}'"
+            ))
+            .await;
         names.push(row[0]["userName"].as_str().unwrap().to_owned());
     }
     assert_eq!(names, vec!["jane", "jane2", "JANE3", "Jos_Ruiz"]);
@@ -47,35 +56,88 @@ async fn adoption_by_verified_primary_email() {
     let app = TestApp::spawn().await;
     let existing = insert_unmanaged(&app, "mary", "mary@corp.com", true).await;
     let unverified = insert_unmanaged(&app, "fred", "fred@corp.com", false).await;
-    let (s, r) = app.post("/Users", user_body("mary.smith@corp.com", "Mary@corp.com", "Mary Smith")).await;
+    let (s, r) = app
+        .post(
+            "/Users",
+            user_body("mary.smith@corp.com", "Mary@corp.com", "Mary Smith"),
+        )
+        .await;
     assert_eq!(s, 201, "{r}");
     assert_eq!(r["id"], existing.as_str(), "adopted, not duplicated");
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE userName LIKE 'mary%'").await, 1);
-    let row = app.rows(&format!("SELECT userName, realName FROM {{user}}.user WHERE phid = '{existing}'")).await;
-    assert_eq!(row[0], json!({"userName": "mary", "realName": "Mary Smith"}));
-    let (s, e) = app.post("/Users", user_body("fred@corp.com", "fred@corp.com", "Fred")).await;
-    assert_eq!((s.as_u16(), e["scimType"].clone()), (409, json!("uniqueness")), "an unverified address is not proof: {e}");
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{scim}}.scim_user WHERE userPHID = '{unverified}'")).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE userName LIKE 'mary%'")
+            .await,
+        1
+    );
+    let row = app
+        .rows(&format!(
+            "SELECT userName, realName FROM {{user}}.user WHERE phid = '{existing}'"
+        ))
+        .await;
+    assert_eq!(
+        row[0],
+        json!({"userName": "mary", "realName": "Mary Smith"})
+    );
+    let (s, e) = app
+        .post(
+            "/Users",
+            user_body("fred@corp.com", "fred@corp.com", "Fred"),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["scimType"].clone()),
+        (409, json!("uniqueness")),
+        "an unverified address is not proof: {e}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{scim}}.scim_user WHERE userPHID = '{unverified}'"
+        ))
+        .await,
+        0
+    );
     app.cleanup().await;
 
     let app = TestApp::spawn_with(|c| c.adoption = phab_scim::config::AdoptionPolicy::Never).await;
     insert_unmanaged(&app, "mary", "mary@corp.com", true).await;
-    let (s, e) = app.post("/Users", user_body("mary@corp.com", "mary@corp.com", "Mary")).await;
-    assert_eq!((s.as_u16(), e["scimType"].clone()), (409, json!("uniqueness")));
+    let (s, e) = app
+        .post(
+            "/Users",
+            user_body("mary@corp.com", "mary@corp.com", "Mary"),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["scimType"].clone()),
+        (409, json!("uniqueness"))
+    );
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn rehire_reactivates_the_same_account() {
     let app = TestApp::spawn().await;
-    let (_, r) = app.post("/Users", user_body("leaver@x.com", "leaver@x.com", "Leaver")).await;
+    let (_, r) = app
+        .post(
+            "/Users",
+            user_body("leaver@x.com", "leaver@x.com", "Leaver"),
+        )
+        .await;
     let id = r["id"].as_str().unwrap().to_owned();
     assert_eq!(app.delete(&format!("/Users/{id}")).await.0, 204);
-    let (s, back) = app.post("/Users", user_body("leaver@x.com", "leaver@x.com", "Leaver Again")).await;
+    let (s, back) = app
+        .post(
+            "/Users",
+            user_body("leaver@x.com", "leaver@x.com", "Leaver Again"),
+        )
+        .await;
     assert_eq!(s, 201, "{back}");
     assert_eq!(back["id"], id.as_str());
     assert_eq!(back["active"], true);
-    let row = app.rows(&format!("SELECT isDisabled, realName FROM {{user}}.user WHERE phid = '{id}'")).await;
+    let row = app
+        .rows(&format!(
+            "SELECT isDisabled, realName FROM {{user}}.user WHERE phid = '{id}'"
+        ))
+        .await;
     assert_eq!(row[0], json!({"isDisabled": 0, "realName": "Leaver Again"}));
     assert_eq!(app.get(&format!("/Users/{id}")).await.0, 200);
     app.cleanup().await;
@@ -89,9 +151,26 @@ async fn bot_user_types_make_bots() {
     let (s, r) = app.post("/Users", b).await;
     assert_eq!(s, 201);
     let id = r["id"].as_str().unwrap();
-    assert_eq!(app.count(&format!("SELECT isSystemAgent FROM {{user}}.user WHERE phid = '{id}'")).await, 1);
-    let (_, _) = app.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "replace", "path": "userType", "value": "Employee"}]})).await;
-    assert_eq!(app.count(&format!("SELECT isSystemAgent FROM {{user}}.user WHERE phid = '{id}'")).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT isSystemAgent FROM {{user}}.user WHERE phid = '{id}'"
+        ))
+        .await,
+        1
+    );
+    let (_, _) = app
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"Operations": [{"op": "replace", "path": "userType", "value": "Employee"}]}),
+        )
+        .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT isSystemAgent FROM {{user}}.user WHERE phid = '{id}'"
+        ))
+        .await,
+        0
+    );
     app.cleanup().await;
 }
 
@@ -111,7 +190,9 @@ async fn login_provider_linking() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let (s, r) = app.post("/Users", user_body("fox@x.com", "fox@x.com", "Fox Mulder")).await;
+    let (s, r) = app
+        .post("/Users", user_body("fox@x.com", "fox@x.com", "Fox Mulder"))
+        .await;
     assert_eq!(s, 201, "{r}");
     let id = r["id"].as_str().unwrap();
     let acct = app.rows(&format!("SELECT phid, userPHID, accountType, accountDomain, accountID, properties, providerConfigPHID, emailVerified FROM {{user}}.user_externalaccount WHERE userPHID = '{id}'")).await;
@@ -122,7 +203,12 @@ async fn login_provider_linking() {
     assert_eq!(acct[0]["properties"], "[]");
     assert_eq!(acct[0]["providerConfigPHID"], provider);
     let ident = app.rows(&format!("SELECT identifierRaw, identifierHash, providerConfigPHID FROM {{user}}.user_externalaccountidentifier WHERE externalAccountPHID = '{}'", acct[0]["phid"].as_str().unwrap())).await;
-    assert_eq!(ident, vec![json!({"identifierRaw": "fox", "identifierHash": phab_scim::db::phabricator::digest_for_index("fox"), "providerConfigPHID": provider})]);
+    assert_eq!(
+        ident,
+        vec![
+            json!({"identifierRaw": "fox", "identifierHash": phab_scim::db::phabricator::digest_for_index("fox"), "providerConfigPHID": provider})
+        ]
+    );
     // A pending account that already owns an identifier is relinked, never duplicated.
     let pending = "PHID-XUSR-bbbbbbbbbbbbbbbbbbbb";
     sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
@@ -138,9 +224,18 @@ async fn login_provider_linking() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let (s, r) = app.post("/Users", user_body("dana@x.com", "dana@x.com", "Dana Scully")).await;
+    let (s, r) = app
+        .post(
+            "/Users",
+            user_body("dana@x.com", "dana@x.com", "Dana Scully"),
+        )
+        .await;
     assert_eq!(s, 201);
-    let owner = app.rows(&format!("SELECT userPHID FROM {{user}}.user_externalaccount WHERE phid = '{pending}'")).await;
+    let owner = app
+        .rows(&format!(
+            "SELECT userPHID FROM {{user}}.user_externalaccount WHERE phid = '{pending}'"
+        ))
+        .await;
     assert_eq!(owner[0]["userPHID"], r["id"]);
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user_externalaccountidentifier WHERE identifierRaw = 'dana'").await, 1);
     app.cleanup().await;
@@ -159,7 +254,13 @@ async fn concurrent_creators_never_fail_and_duplicates_lose_cleanly() {
             let mut statuses = Vec::new();
             for i in 0..10 {
                 let u = format!("w{w}u{i}@x.com");
-                let r = client.post(format!("{base}/Users")).bearer_auth(&token).json(&user_body(&u, &u, "Worker")).send().await.unwrap();
+                let r = client
+                    .post(format!("{base}/Users"))
+                    .bearer_auth(&token)
+                    .json(&user_body(&u, &u, "Worker"))
+                    .send()
+                    .await
+                    .unwrap();
                 statuses.push(r.status().as_u16());
             }
             statuses
@@ -172,13 +273,26 @@ async fn concurrent_creators_never_fail_and_duplicates_lose_cleanly() {
     // Pairs of identical POSTs: exactly one account each, the loser gets 409.
     for round in 0..10 {
         let u = format!("twin{round}@x.com");
-        let (a, b) = tokio::join!(app.post("/Users", user_body(&u, &u, "Twin")), app.post("/Users", user_body(&u, &u, "Twin")));
+        let (a, b) = tokio::join!(
+            app.post("/Users", user_body(&u, &u, "Twin")),
+            app.post("/Users", user_body(&u, &u, "Twin"))
+        );
         let mut statuses = [a.0.as_u16(), b.0.as_u16()];
         statuses.sort();
         assert_eq!(statuses, [201, 409], "{a:?} {b:?}");
-        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.user_email WHERE address = '{u}'")).await, 1);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM {{user}}.user_email WHERE address = '{u}'"
+            ))
+            .await,
+            1
+        );
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE userName LIKE 'twin%'").await, 10);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE userName LIKE 'twin%'")
+            .await,
+        10
+    );
     // Every user has exactly one primary address and its name tokens.
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user u WHERE (SELECT COUNT(*) FROM {user}.user_email e WHERE e.userPHID = u.phid AND e.isPrimary = 1) <> 1").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user u WHERE NOT EXISTS (SELECT 1 FROM {user}.user_nametoken t WHERE t.userID = u.id)").await, 0);

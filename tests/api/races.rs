@@ -28,7 +28,9 @@ struct Replica {
 
 impl Replica {
     async fn start(app: &TestApp) -> Self {
-        let built = Application::build(app.cfg.clone(), None).await.expect("second replica");
+        let built = Application::build(app.cfg.clone(), None)
+            .await
+            .expect("second replica");
         let base = format!("http://{}/scim/v2", built.addr());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -38,7 +40,11 @@ impl Replica {
                 })
                 .await;
         });
-        Self { base, stop: Some(tx), server }
+        Self {
+            base,
+            stop: Some(tx),
+            server,
+        }
     }
 
     async fn stop(mut self) {
@@ -50,18 +56,32 @@ impl Replica {
 }
 
 /// Sends to `base` (either replica) with the app's token.
-async fn send(app: &TestApp, base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn send(
+    app: &TestApp,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let (s, _, b) = app.send(method, &format!("{base}{path}"), body).await;
     (s.as_u16(), b)
 }
 
 fn pairs() -> usize {
-    std::env::var("PHAB_SCIM_RACE_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
+    std::env::var("PHAB_SCIM_RACE_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
 }
 
 async fn assert_invariants(app: &TestApp) {
     let v = invariants::check(&app.pool, app.t()).await.unwrap();
-    assert!(v.is_empty(), "{} violations: {:?}", v.len(), &v[..v.len().min(20)]);
+    assert!(
+        v.is_empty(),
+        "{} violations: {:?}",
+        v.len(),
+        &v[..v.len().min(20)]
+    );
 }
 
 /// Pairs of identical POSTs (users, then groups), each pair split across two replicas and
@@ -111,24 +131,41 @@ async fn identical_posts_in_parallel_make_one_resource_each() {
     }
     let n = n as i64;
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_user").await, n);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE isSystemAgent = 0").await, n);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user_email").await, n + 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE isSystemAgent = 0")
+            .await,
+        n
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user_email").await,
+        n + 1
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, n);
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project").await, n);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project_slug").await, n);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {project}.project_slug")
+            .await,
+        n
+    );
     // Each winner logged once; each loser wrote nothing but its error row.
-    assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_event WHERE outcome = 'ok'").await, 2 * n);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {scim}.scim_event WHERE outcome = 'ok'")
+            .await,
+        2 * n
+    );
     assert_invariants(&app).await;
     other.stop().await;
     app.cleanup().await;
 }
 
 async fn members(app: &TestApp, group: &str) -> BTreeSet<String> {
-    app.rows(&format!("SELECT CAST(dst AS CHAR) AS d FROM {{project}}.edge WHERE src = '{group}' AND type = 13"))
-        .await
-        .into_iter()
-        .map(|r| r["d"].as_str().unwrap().to_owned())
-        .collect()
+    app.rows(&format!(
+        "SELECT CAST(dst AS CHAR) AS d FROM {{project}}.edge WHERE src = '{group}' AND type = 13"
+    ))
+    .await
+    .into_iter()
+    .map(|r| r["d"].as_str().unwrap().to_owned())
+    .collect()
 }
 
 /// 8 clients (4 per replica) PATCH one group at once, each adding and removing its own
@@ -146,7 +183,12 @@ async fn eight_clients_patching_one_group_converge() {
         users.push(r["id"].as_str().unwrap().to_owned());
     }
     let initial: Vec<Value> = users[..40].iter().map(|u| json!({"value": u})).collect();
-    let (s, g) = app.post("/Groups", json!({"displayName": "Contended", "members": initial})).await;
+    let (s, g) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Contended", "members": initial}),
+        )
+        .await;
     assert_eq!(s, 201);
     let group = g["id"].as_str().unwrap().to_owned();
     // Client k removes users[5k..5k+5] and adds users[40+5k..40+5k+5]; every client also adds
@@ -180,10 +222,27 @@ async fn eight_clients_patching_one_group_converge() {
     assert_eq!(members(&app, &group).await, want);
     let (s, body) = app.get(&format!("/Groups/{group}")).await;
     assert_eq!(s, StatusCode::OK);
-    let listed: BTreeSet<String> = body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect();
+    let listed: BTreeSet<String> = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(listed, want);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{group}' AND type = 60")).await, 45);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.edge WHERE dst = '{group}' AND type = 14")).await, 45);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{project}}.edge WHERE src = '{group}' AND type = 60"
+        ))
+        .await,
+        45
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{user}}.edge WHERE dst = '{group}' AND type = 14"
+        ))
+        .await,
+        45
+    );
     assert_invariants(&app).await;
     other.stop().await;
     app.cleanup().await;
@@ -207,17 +266,44 @@ async fn duplicate_deprovisions_both_succeed() {
     let off = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
     let path = format!("/Users/{}", ids[0]);
     let (a, b) = tokio::join!(
-        send(&app, &app.base, reqwest::Method::PATCH, &path, Some(off.clone())),
-        send(&app, &other.base, reqwest::Method::PATCH, &path, Some(off.clone())),
+        send(
+            &app,
+            &app.base,
+            reqwest::Method::PATCH,
+            &path,
+            Some(off.clone())
+        ),
+        send(
+            &app,
+            &other.base,
+            reqwest::Method::PATCH,
+            &path,
+            Some(off.clone())
+        ),
     );
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
-    assert_eq!((a.1["active"].clone(), b.1["active"].clone()), (json!(false), json!(false)));
+    assert_eq!(
+        (a.1["active"].clone(), b.1["active"].clone()),
+        (json!(false), json!(false))
+    );
     let mut put = user_body("d1@corp.com", "d1@corp.com", "D");
     put["active"] = json!(false);
     let path = format!("/Users/{}", ids[1]);
     let (a, b) = tokio::join!(
-        send(&app, &app.base, reqwest::Method::PUT, &path, Some(put.clone())),
-        send(&app, &other.base, reqwest::Method::PUT, &path, Some(put.clone())),
+        send(
+            &app,
+            &app.base,
+            reqwest::Method::PUT,
+            &path,
+            Some(put.clone())
+        ),
+        send(
+            &app,
+            &other.base,
+            reqwest::Method::PUT,
+            &path,
+            Some(put.clone())
+        ),
     );
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
     let path = format!("/Users/{}", ids[2]);
@@ -229,7 +315,13 @@ async fn duplicate_deprovisions_both_succeed() {
     s.sort();
     assert!(s == [204, 204] || s == [204, 404], "{a:?} {b:?}");
     for id in &ids {
-        assert_eq!(app.count(&format!("SELECT isDisabled FROM {{user}}.user WHERE phid = '{id}'")).await, 1);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT isDisabled FROM {{user}}.user WHERE phid = '{id}'"
+            ))
+            .await,
+            1
+        );
         assert_eq!(
             app.count(&format!("SELECT COUNT(*) FROM {{user}}.user_transaction WHERE objectPHID = '{id}' AND transactionType = 'user.disable'")).await,
             1,

@@ -22,12 +22,19 @@ const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// test, so the enumeration cannot silently miss one.
 fn declared_routes() -> Vec<(String, bool)> {
     let src = include_str!("../../src/http/mod.rs");
-    let split = src.find("pub fn router(").expect("src/http/mod.rs has `pub fn router(`");
+    let split = src
+        .find("pub fn router(")
+        .expect("src/http/mod.rs has `pub fn router(`");
     let mut routes = Vec::new();
     for (part, nested) in [(&src[..split], true), (&src[split..], false)] {
         for (i, _) in part.match_indices(".route(") {
             let rest = part[i + ".route(".len()..].trim_start();
-            let lit = rest.strip_prefix('"').unwrap_or_else(|| panic!("a route path is not a string literal: {}", &rest[..rest.len().min(60)]));
+            let lit = rest.strip_prefix('"').unwrap_or_else(|| {
+                panic!(
+                    "a route path is not a string literal: {}",
+                    &rest[..rest.len().min(60)]
+                )
+            });
             let end = lit.find('"').expect("closing quote");
             routes.push((lit[..end].to_owned(), nested));
         }
@@ -61,8 +68,19 @@ fn routes_are_declared_in_one_place() {
         if !text.contains("Router") {
             continue; // `.merge(` and friends of other APIs (figment)
         }
-        for needle in [".route(", ".nest(", ".merge(", ".route_service(", ".nest_service(", ".fallback_service("] {
-            assert!(!text.contains(needle), "{} declares routes ({needle}); declare them in src/http/mod.rs", f.display());
+        for needle in [
+            ".route(",
+            ".nest(",
+            ".merge(",
+            ".route_service(",
+            ".nest_service(",
+            ".fallback_service(",
+        ] {
+            assert!(
+                !text.contains(needle),
+                "{} declares routes ({needle}); declare them in src/http/mod.rs",
+                f.display()
+            );
         }
     }
     let routes = declared_routes();
@@ -81,14 +99,31 @@ async fn every_declared_route_and_method_needs_a_token() {
     let mut paths: Vec<String> = declared_routes()
         .into_iter()
         .map(|(p, nested)| {
-            let p = p.replace("{id}", "PHID-USER-aaaaaaaaaaaaaaaaaaaa").replace("{name}", "User");
-            assert!(!p.contains('{'), "a path parameter this test does not know: {p}");
-            if nested { format!("{}{p}", app.base) } else { format!("{root}{p}") }
+            let p = p
+                .replace("{id}", "PHID-USER-aaaaaaaaaaaaaaaaaaaa")
+                .replace("{name}", "User");
+            assert!(
+                !p.contains('{'),
+                "a path parameter this test does not know: {p}"
+            );
+            if nested {
+                format!("{}{p}", app.base)
+            } else {
+                format!("{root}{p}")
+            }
         })
         .collect();
     // The SCIM fallback (unknown paths under /scim/v2) is behind the token too.
     paths.push(format!("{}/NoSuchEndpoint", app.base));
-    let methods = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+    let methods = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
     let bad_tokens: [Option<String>; 4] = [
         None,
         Some("phscim-1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()),
@@ -100,7 +135,11 @@ async fn every_declared_route_and_method_needs_a_token() {
         let open = url.ends_with("/healthz") || url.ends_with("/readyz");
         for m in &methods {
             for tok in &bad_tokens {
-                let mut req = app.client.request(m.clone(), url).header("content-type", "application/scim+json").body("{}");
+                let mut req = app
+                    .client
+                    .request(m.clone(), url)
+                    .header("content-type", "application/scim+json")
+                    .body("{}");
                 if let Some(t) = tok {
                     req = req.bearer_auth(t);
                 }
@@ -108,7 +147,10 @@ async fn every_declared_route_and_method_needs_a_token() {
                 let status = r.status().as_u16();
                 if open {
                     assert_ne!(status, 401, "{m} {url}");
-                    assert!(status != 200 || *m == Method::GET || *m == Method::HEAD, "{m} {url}: {status}");
+                    assert!(
+                        status != 200 || *m == Method::GET || *m == Method::HEAD,
+                        "{m} {url}: {status}"
+                    );
                 } else {
                     assert_eq!(status, 401, "{m} {url} with {tok:?}");
                     assert!(r.headers().contains_key("www-authenticate"), "{m} {url}");
@@ -129,11 +171,28 @@ async fn rotation_grace_keeps_the_old_token_until_it_expires() {
     let get = |t: String| {
         let c = app.client.clone();
         let url = format!("{}/Users?count=1", app.base);
-        async move { c.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+        async move {
+            c.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     let expires = phab_scim::db::now() + 3;
-    let (_, old) = phab_scim::token::issue(&app.db, &app.bot_phid, "old (rotating)", Some(expires)).await.unwrap();
-    let (_, new) = phab_scim::token::issue(&app.db, &app.bot_phid, "new", Some(phab_scim::db::now() + 86_400)).await.unwrap();
+    let (_, old) = phab_scim::token::issue(&app.db, &app.bot_phid, "old (rotating)", Some(expires))
+        .await
+        .unwrap();
+    let (_, new) = phab_scim::token::issue(
+        &app.db,
+        &app.bot_phid,
+        "new",
+        Some(phab_scim::db::now() + 86_400),
+    )
+    .await
+    .unwrap();
     assert_eq!(get(old.clone()).await, 200, "in its grace period");
     assert_eq!(get(new.clone()).await, 200);
     // Past dateExpires plus the recheck interval (1 s here), the cached old token is refused.
@@ -157,22 +216,50 @@ async fn unknown_ids_cost_one_verification_like_known_ones() {
     let client = "127.0.0.9".parse().unwrap();
     let secret = "a".repeat(phab_scim::token::SECRET_LEN);
     assert_eq!(v.verifications(), 0);
-    assert!(v.verify(&format!("phscim-999999-{secret}"), client).await.is_err());
-    assert_eq!(v.verifications(), 1, "an unknown id is verified against a dummy hash");
+    assert!(
+        v.verify(&format!("phscim-999999-{secret}"), client)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        v.verifications(),
+        1,
+        "an unknown id is verified against a dummy hash"
+    );
     let (id, token) = app.issue_token().await;
     let mut conn = app.pool.acquire().await.unwrap();
     let (rid, revoked) = app.issue_token().await;
-    assert!(phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), rid).await.unwrap());
+    assert!(
+        phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), rid)
+            .await
+            .unwrap()
+    );
     drop(conn);
     assert!(v.verify(&revoked, client).await.is_err());
-    assert_eq!(v.verifications(), 2, "a revoked token is verified against the dummy hash");
-    assert!(v.verify(&format!("phscim-{id}-{secret}"), client).await.is_err());
+    assert_eq!(
+        v.verifications(),
+        2,
+        "a revoked token is verified against the dummy hash"
+    );
+    assert!(
+        v.verify(&format!("phscim-{id}-{secret}"), client)
+            .await
+            .is_err()
+    );
     assert_eq!(v.verifications(), 3, "a wrong secret for a real id");
     assert!(v.verify("phscim-1-short", client).await.is_err());
-    assert_eq!(v.verifications(), 3, "a malformed token never reaches the database");
+    assert_eq!(
+        v.verifications(),
+        3,
+        "a malformed token never reaches the database"
+    );
     assert_eq!(v.verify(&token, client).await.unwrap().token_id, id);
     assert!(v.verify(&token, client).await.is_ok());
-    assert_eq!(v.verifications(), 4, "a valid token is verified once, then cached");
+    assert_eq!(
+        v.verifications(),
+        4,
+        "a valid token is verified once, then cached"
+    );
     app.cleanup().await;
 }
 
@@ -180,7 +267,10 @@ async fn unknown_ids_cost_one_verification_like_known_ones() {
 // Point 6: blast radius.
 
 async fn exec(app: &TestApp, template: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(template))).execute(&app.pool).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(app.sql(template)))
+        .execute(&app.pool)
+        .await
+        .unwrap();
 }
 
 /// Every row of a user that SCIM could touch, for before/after comparisons.
@@ -225,17 +315,28 @@ async fn unmanaged_accounts_and_projects_are_out_of_reach() {
     let app = TestApp::spawn().await;
     let person = insert_unmanaged_user(&app, "handmade", false).await;
     let admin = insert_unmanaged_user(&app, "root", true).await;
-    let (s, managed) = app.post("/Users", user_body("m@corp.com", "m@corp.com", "M")).await;
+    let (s, managed) = app
+        .post("/Users", user_body("m@corp.com", "m@corp.com", "M"))
+        .await;
     assert_eq!(s, 201);
     let managed = managed["id"].as_str().unwrap().to_owned();
     let (s, g) = app.post("/Groups", json!({"displayName": "Managed"})).await;
     assert_eq!(s, 201);
     let group = g["id"].as_str().unwrap().to_owned();
     // An unmanaged project, as Phorge would have it, with the unmanaged person as member.
-    let (s, other) = app.post("/Groups", json!({"displayName": "Will Be Unmanaged", "members": [{"value": managed}]})).await;
+    let (s, other) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Will Be Unmanaged", "members": [{"value": managed}]}),
+        )
+        .await;
     assert_eq!(s, 201);
     let project = other["id"].as_str().unwrap().to_owned();
-    exec(&app, &format!("DELETE FROM {{scim}}.scim_group WHERE projectPHID = '{project}'")).await;
+    exec(
+        &app,
+        &format!("DELETE FROM {{scim}}.scim_group WHERE projectPHID = '{project}'"),
+    )
+    .await;
 
     let targets = [person.clone(), admin.clone(), app.bot_phid.clone()];
     let mut before = Vec::new();
@@ -249,7 +350,9 @@ async fn unmanaged_accounts_and_projects_are_out_of_reach() {
         assert_eq!(s, 404);
         let (s, e) = app.patch(&path, json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": false, "displayName": "Taken"}}]})).await;
         assert_eq!(s, 404, "{e}");
-        let (s, _) = app.put(&path, user_body("x@corp.com", "x@corp.com", "Taken")).await;
+        let (s, _) = app
+            .put(&path, user_body("x@corp.com", "x@corp.com", "Taken"))
+            .await;
         assert_eq!(s, 404);
         let (s, _) = app.delete(&path).await;
         assert_eq!(s, 404);
@@ -257,7 +360,9 @@ async fn unmanaged_accounts_and_projects_are_out_of_reach() {
     let path = format!("/Groups/{project}");
     let (s, _) = app.patch(&path, json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "Taken"}, {"op": "remove", "path": "members"}]})).await;
     assert_eq!(s, 404);
-    let (s, _) = app.put(&path, json!({"displayName": "Taken", "members": []})).await;
+    let (s, _) = app
+        .put(&path, json!({"displayName": "Taken", "members": []}))
+        .await;
     assert_eq!(s, 404);
     let (s, _) = app.delete(&path).await;
     assert_eq!(s, 404);
@@ -296,10 +401,19 @@ async fn scim_never_grants_or_removes_admin_rights() {
         }
     }
     assert!(!ids.is_empty());
-    let (s, r) = app.post("/Users", user_body("boss@corp.com", "boss@corp.com", "Boss")).await;
+    let (s, r) = app
+        .post(
+            "/Users",
+            user_body("boss@corp.com", "boss@corp.com", "Boss"),
+        )
+        .await;
     assert_eq!(s, 201);
     let boss = r["id"].as_str().unwrap().to_owned();
-    exec(&app, &format!("UPDATE {{user}}.user SET isAdmin = 1 WHERE phid = '{boss}'")).await;
+    exec(
+        &app,
+        &format!("UPDATE {{user}}.user SET isAdmin = 1 WHERE phid = '{boss}'"),
+    )
+    .await;
     for id in &ids {
         for body in admin_bodies("new0@corp.com") {
             let mut body = body;
@@ -313,15 +427,38 @@ async fn scim_never_grants_or_removes_admin_rights() {
             json!([{"op": "replace", "path": "isAdmin", "value": true}]),
             json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:isAdmin", "value": true}]),
         ] {
-            let _ = app.patch(&format!("/Users/{id}"), json!({"schemas": [PATCH], "Operations": ops})).await;
+            let _ = app
+                .patch(
+                    &format!("/Users/{id}"),
+                    json!({"schemas": [PATCH], "Operations": ops}),
+                )
+                .await;
         }
     }
-    for ops in [json!([{"op": "remove", "path": "roles"}]), json!([{"op": "replace", "value": {"roles": [], "isAdmin": false}}])] {
-        let _ = app.patch(&format!("/Users/{boss}"), json!({"schemas": [PATCH], "Operations": ops})).await;
+    for ops in [
+        json!([{"op": "remove", "path": "roles"}]),
+        json!([{"op": "replace", "value": {"roles": [], "isAdmin": false}}]),
+    ] {
+        let _ = app
+            .patch(
+                &format!("/Users/{boss}"),
+                json!({"schemas": [PATCH], "Operations": ops}),
+            )
+            .await;
     }
     let _ = app.put(&format!("/Users/{boss}"), json!({"schemas": [USER], "userName": "boss@corp.com", "emails": [{"value": "boss@corp.com"}], "roles": [], "active": true})).await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE isAdmin = 1").await, 1);
-    assert_eq!(app.count(&format!("SELECT isAdmin FROM {{user}}.user WHERE phid = '{boss}'")).await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE isAdmin = 1")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT isAdmin FROM {{user}}.user WHERE phid = '{boss}'"
+        ))
+        .await,
+        1
+    );
     app.cleanup().await;
 }
 
@@ -331,15 +468,31 @@ async fn scim_never_grants_or_removes_admin_rights() {
 #[tokio::test]
 async fn administrators_and_the_own_bot_are_never_disabled() {
     let app = TestApp::spawn().await;
-    let (s, r) = app.post("/Users", user_body("chief@corp.com", "chief@corp.com", "Chief")).await;
+    let (s, r) = app
+        .post(
+            "/Users",
+            user_body("chief@corp.com", "chief@corp.com", "Chief"),
+        )
+        .await;
     assert_eq!(s, 201);
     let chief = r["id"].as_str().unwrap().to_owned();
-    exec(&app, &format!("UPDATE {{user}}.user SET isAdmin = 1 WHERE phid = '{chief}'")).await;
+    exec(
+        &app,
+        &format!("UPDATE {{user}}.user SET isAdmin = 1 WHERE phid = '{chief}'"),
+    )
+    .await;
     let before = user_snapshot(&app, &chief).await;
     let path = format!("/Users/{chief}");
     let (s, e) = app.patch(&path, json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]})).await;
-    assert_eq!((s.as_u16(), e["status"].clone()), (403, json!("403")), "{e}");
-    assert!(e["detail"].as_str().unwrap().contains("administrator"), "{e}");
+    assert_eq!(
+        (s.as_u16(), e["status"].clone()),
+        (403, json!("403")),
+        "{e}"
+    );
+    assert!(
+        e["detail"].as_str().unwrap().contains("administrator"),
+        "{e}"
+    );
     let mut put = user_body("chief@corp.com", "chief@corp.com", "Chief");
     put["active"] = json!(false);
     let (s, _) = app.put(&path, put).await;
@@ -354,8 +507,12 @@ async fn administrators_and_the_own_bot_are_never_disabled() {
     // The bot's own address, posted as a user: it must not become a managed (and so
     // disable-able, renamable) SCIM user.
     let address: String = sqlx::query_scalar(sqlx::AssertSqlSafe(app.sql(&format!(
-        "SELECT address FROM {{user}}.user_email WHERE userPHID = '{}'", app.bot_phid))))
-        .fetch_one(&app.pool).await.unwrap();
+        "SELECT address FROM {{user}}.user_email WHERE userPHID = '{}'",
+        app.bot_phid
+    ))))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     let bot_before = user_snapshot(&app, &app.bot_phid).await;
     let mut body = user_body(&address, &address, "Not A Bot");
     body["active"] = json!(false);
@@ -372,7 +529,9 @@ async fn administrators_and_the_own_bot_are_never_disabled() {
 /// Waits (bounded) until `n` error rows with `status` are in the sync log; they are written
 /// off the response path.
 async fn wait_for_events(app: &TestApp, status: &str, n: i64) -> Vec<Value> {
-    let q = format!("SELECT status, outcome, summary, method FROM {{scim}}.scim_event WHERE status = {status} ORDER BY id");
+    let q = format!(
+        "SELECT status, outcome, summary, method FROM {{scim}}.scim_event WHERE status = {status} ORDER BY id"
+    );
     for _ in 0..50 {
         let rows = app.rows(&q).await;
         if rows.len() as i64 >= n {
@@ -380,7 +539,10 @@ async fn wait_for_events(app: &TestApp, status: &str, n: i64) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("fewer than {n} sync-log rows with status {status}: {:?}", app.rows(&q).await);
+    panic!(
+        "fewer than {n} sync-log rows with status {status}: {:?}",
+        app.rows(&q).await
+    );
 }
 
 fn deactivate() -> Value {
@@ -391,7 +553,9 @@ async fn managed_users(app: &TestApp, n: usize, prefix: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let name = format!("{prefix}{i}@corp.com");
-        let (s, r) = app.post("/Users", user_body(&name, &name, &format!("User {i}"))).await;
+        let (s, r) = app
+            .post("/Users", user_body(&name, &name, &format!("User {i}")))
+            .await;
         assert_eq!(s, 201, "{r}");
         ids.push(r["id"].as_str().unwrap().to_owned());
     }
@@ -422,20 +586,40 @@ async fn deprovision_guard_counts_every_verb_once_per_user() {
     let (s, e) = app.delete(&format!("/Users/{}", ids[2])).await;
     assert_eq!(s, 204, "{e}");
     // Three users deprovisioned (four requests): every verb is now refused.
-    let (s, h, e) = app.send(Method::PATCH, &format!("/Users/{}", ids[3]), Some(deactivate())).await;
+    let (s, h, e) = app
+        .send(
+            Method::PATCH,
+            &format!("/Users/{}", ids[3]),
+            Some(deactivate()),
+        )
+        .await;
     assert_eq!(s, 429, "{e}");
     assert!(h.contains_key("retry-after"));
     let detail = e["detail"].as_str().unwrap();
-    assert!(detail.contains("refusing to deprovision") && detail.contains("deprovision_guard_share"), "{detail}");
+    assert!(
+        detail.contains("refusing to deprovision") && detail.contains("deprovision_guard_share"),
+        "{detail}"
+    );
     let mut put = user_body("g4@corp.com", "g4@corp.com", "User 4");
     put["active"] = json!(false);
     let (s, _) = app.put(&format!("/Users/{}", ids[4]), put).await;
     assert_eq!(s, 429);
     let (s, _) = app.delete(&format!("/Users/{}", ids[5])).await;
     assert_eq!(s, 429);
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1").await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1")
+            .await,
+        3
+    );
     let rows = wait_for_events(&app, "429", 3).await;
-    assert!(rows.iter().all(|r| r["outcome"] == "error" && r["summary"].as_str().unwrap().starts_with("refusing to deprovision")), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["outcome"] == "error"
+            && r["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("refusing to deprovision")),
+        "{rows:?}"
+    );
     // Other writes still go through.
     let (s, _) = app.patch(&format!("/Users/{}", ids[3]), json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}]})).await;
     assert_eq!(s, 200);
@@ -455,11 +639,20 @@ async fn deprovision_guard_holds_under_parallel_requests() {
     let ids = managed_users(&app, 12, "p").await;
     let futures = ids.iter().map(|id| {
         let app = &app;
-        async move { app.patch(&format!("/Users/{id}"), deactivate()).await.0.as_u16() }
+        async move {
+            app.patch(&format!("/Users/{id}"), deactivate())
+                .await
+                .0
+                .as_u16()
+        }
     });
     let mut statuses = futures_util::future::join_all(futures).await;
     statuses.sort();
     assert_eq!(statuses, [vec![200; 3], vec![429; 9]].concat());
-    assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1").await, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1")
+            .await,
+        3
+    );
     app.cleanup().await;
 }

@@ -8,18 +8,27 @@ use crate::helpers::{TestApp, user_body};
 async fn create_user_writes_what_phorge_writes() {
     let app = TestApp::spawn().await;
     let (status, headers, body) = app
-        .send(reqwest::Method::POST, "/Users", Some(user_body("sam@example.com", "sam@example.com", "Sam Tyler")))
+        .send(
+            reqwest::Method::POST,
+            "/Users",
+            Some(user_body("sam@example.com", "sam@example.com", "Sam Tyler")),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("PHID-USER-"));
-    assert_eq!(headers["location"], format!("{}/Users/{id}", app.base).as_str());
+    assert_eq!(
+        headers["location"],
+        format!("{}/Users/{id}", app.base).as_str()
+    );
     assert_eq!(headers["etag"], "W/\"1\"");
     assert_eq!(body["userName"], "sam@example.com");
     assert_eq!(body["active"], true);
     assert_eq!(body["meta"]["resourceType"], "User");
 
-    let user = app.rows(&format!("SELECT * FROM {{user}}.user WHERE phid = '{id}'")).await;
+    let user = app
+        .rows(&format!("SELECT * FROM {{user}}.user WHERE phid = '{id}'"))
+        .await;
     assert_eq!(user.len(), 1);
     let u = &user[0];
     assert_eq!(u["userName"], "sam");
@@ -35,16 +44,33 @@ async fn create_user_writes_what_phorge_writes() {
     assert_eq!(u["accountSecret"].as_str().unwrap().len(), 64);
     assert_eq!(u["profileImagePHID"], json!(null));
 
-    let emails = app.rows(&format!("SELECT * FROM {{user}}.user_email WHERE userPHID = '{id}'")).await;
+    let emails = app
+        .rows(&format!(
+            "SELECT * FROM {{user}}.user_email WHERE userPHID = '{id}'"
+        ))
+        .await;
     assert_eq!(emails.len(), 1);
     assert_eq!(emails[0]["address"], "sam@example.com");
     assert_eq!(emails[0]["isPrimary"], 1);
     assert_eq!(emails[0]["isVerified"], 1);
     assert_eq!(emails[0]["verificationCode"].as_str().unwrap().len(), 24);
-    assert!(emails[0]["phid"].as_str().unwrap().starts_with("PHID-EADR-"));
+    assert!(
+        emails[0]["phid"]
+            .as_str()
+            .unwrap()
+            .starts_with("PHID-EADR-")
+    );
 
-    let tokens = app.rows(&format!("SELECT token FROM {{user}}.user_nametoken WHERE userID = {} ORDER BY token", u["id"])).await;
-    assert_eq!(tokens, vec![json!({"token": "sam"}), json!({"token": "tyler"})]);
+    let tokens = app
+        .rows(&format!(
+            "SELECT token FROM {{user}}.user_nametoken WHERE userID = {} ORDER BY token",
+            u["id"]
+        ))
+        .await;
+    assert_eq!(
+        tokens,
+        vec![json!({"token": "sam"}), json!({"token": "tyler"})]
+    );
 
     let tasks = app
         .rows(&format!(
@@ -63,15 +89,39 @@ async fn create_user_writes_what_phorge_writes() {
     );
     // Task ids come from the counter, which the bot's creation started.
     let counter = app.count("SELECT counterValue FROM {worker}.lisk_counter WHERE counterName = 'worker_activetask'").await;
-    assert_eq!(counter, app.count("SELECT MAX(id) FROM {worker}.worker_activetask").await);
+    assert_eq!(
+        counter,
+        app.count("SELECT MAX(id) FROM {worker}.worker_activetask")
+            .await
+    );
     // Creation writes no log, transaction, session or profile rows (write log W1).
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.user_log WHERE userPHID = '{id}'")).await, 0);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.user_transaction WHERE objectPHID = '{id}'")).await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{user}}.user_log WHERE userPHID = '{id}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{user}}.user_transaction WHERE objectPHID = '{id}'"
+        ))
+        .await,
+        0
+    );
 
     let scim = app.rows(&format!("SELECT userName, externalID, version, isDeprovisioned FROM {{scim}}.scim_user WHERE userPHID = '{id}'")).await;
-    assert_eq!(scim, vec![json!({"userName": "sam@example.com", "externalID": null, "version": 1, "isDeprovisioned": 0})]);
+    assert_eq!(
+        scim,
+        vec![
+            json!({"userName": "sam@example.com", "externalID": null, "version": 1, "isDeprovisioned": 0})
+        ]
+    );
     let events = app.rows(&format!("SELECT method, status, outcome, resourceType FROM {{scim}}.scim_event WHERE objectPHID = '{id}'")).await;
-    assert_eq!(events, vec![json!({"method": "POST", "status": 201, "outcome": "ok", "resourceType": "User"})]);
+    assert_eq!(
+        events,
+        vec![json!({"method": "POST", "status": 201, "outcome": "ok", "resourceType": "User"})]
+    );
 
     let (status, got) = app.get(&format!("/Users/{id}")).await;
     assert_eq!(status, 200);
@@ -82,7 +132,9 @@ async fn create_user_writes_what_phorge_writes() {
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 async fn user_row(app: &TestApp, id: &str) -> serde_json::Value {
-    app.rows(&format!("SELECT * FROM {{user}}.user WHERE phid = '{id}'")).await.remove(0)
+    app.rows(&format!("SELECT * FROM {{user}}.user WHERE phid = '{id}'"))
+        .await
+        .remove(0)
 }
 
 /// The whole Entra ID user lifecycle (scim-conformance §2.3), default dialect.
@@ -90,7 +142,9 @@ async fn user_row(app: &TestApp, id: &str) -> serde_json::Value {
 async fn entra_user_lifecycle() {
     let app = TestApp::spawn().await;
     // 1. Match: nothing yet.
-    let (s, list) = app.get("/Users?filter=userName+eq+%22adele.vance%40example.com%22").await;
+    let (s, list) = app
+        .get("/Users?filter=userName+eq+%22adele.vance%40example.com%22")
+        .await;
     assert_eq!(s, 200);
     assert_eq!(list["totalResults"], 0);
     assert_eq!(list["Resources"], json!([]));
@@ -120,7 +174,9 @@ async fn entra_user_lifecycle() {
     let (s, got) = app.get(&format!("/Users/{id}")).await;
     assert_eq!(s, 200);
     assert_eq!(got["externalId"], "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef");
-    let (_, list) = app.get("/Users?filter=userName%20eq%20%22ADELE.VANCE%40EXAMPLE.COM%22").await;
+    let (_, list) = app
+        .get("/Users?filter=userName%20eq%20%22ADELE.VANCE%40EXAMPLE.COM%22")
+        .await;
     assert_eq!(list["totalResults"], 1);
     assert_eq!(list["Resources"][0]["id"], id.as_str());
     // A session, an API token and a reset link, to see deprovisioning end them.
@@ -170,7 +226,10 @@ async fn entra_user_lifecycle() {
     assert_eq!(patched["meta"]["version"], "W/\"2\"");
     let u = user_row(&app, &id).await;
     assert_eq!(u["realName"], "Pvlo");
-    assert_eq!(u["userName"], "adele.vance", "the Phabricator username never changes");
+    assert_eq!(
+        u["userName"], "adele.vance",
+        "the Phabricator username never changes"
+    );
     // The real-name change is a `core:customfield` transaction by the bot, with its tasks.
     let x = app.rows(&format!("SELECT transactionType, oldValue, newValue, metadata, authorPHID FROM {{user}}.user_transaction WHERE objectPHID = '{id}'")).await;
     assert_eq!(x.len(), 1);
@@ -178,12 +237,32 @@ async fn entra_user_lifecycle() {
     assert_eq!(x[0]["oldValue"], "\"Adele Vance\"");
     assert_eq!(x[0]["newValue"], "\"Pvlo\"");
     assert_eq!(x[0]["authorPHID"], app.bot_phid.as_str());
-    assert!(x[0]["metadata"].as_str().unwrap().starts_with(r#"{"customfield:key":"user:realname","core.groupID":""#));
-    let toks = app.rows(&format!("SELECT token FROM {{user}}.user_nametoken WHERE userID = {} ORDER BY token", u["id"])).await;
-    assert_eq!(toks, vec![json!({"token": "adele.vance"}), json!({"token": "pvlo"})]);
+    assert!(
+        x[0]["metadata"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{"customfield:key":"user:realname","core.groupID":""#)
+    );
+    let toks = app
+        .rows(&format!(
+            "SELECT token FROM {{user}}.user_nametoken WHERE userID = {} ORDER BY token",
+            u["id"]
+        ))
+        .await;
+    assert_eq!(
+        toks,
+        vec![json!({"token": "adele.vance"}), json!({"token": "pvlo"})]
+    );
     // The address moved the way Phorge's editor moves it: add, make primary, remove.
-    let emails = app.rows(&format!("SELECT address, isPrimary, isVerified FROM {{user}}.user_email WHERE userPHID = '{id}'")).await;
-    assert_eq!(emails, vec![json!({"address": "TestBcwqnm@test.microsoft.com", "isPrimary": 1, "isVerified": 1})]);
+    let emails = app
+        .rows(&format!(
+            "SELECT address, isPrimary, isVerified FROM {{user}}.user_email WHERE userPHID = '{id}'"
+        ))
+        .await;
+    assert_eq!(
+        emails,
+        vec![json!({"address": "TestBcwqnm@test.microsoft.com", "isPrimary": 1, "isVerified": 1})]
+    );
     let logs = app.rows(&format!("SELECT action, oldValue, newValue, actorPHID FROM {{user}}.user_log WHERE userPHID = '{id}' ORDER BY id")).await;
     let actions: Vec<&str> = logs.iter().map(|l| l["action"].as_str().unwrap()).collect();
     assert_eq!(actions, vec!["email-add", "email-primary", "email-remove"]);
@@ -192,7 +271,11 @@ async fn entra_user_lifecycle() {
     assert_eq!(app.count("SELECT COUNT(*) FROM {system}.system_destructionlog WHERE objectClass = 'PhabricatorUserEmail'").await, 1);
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{auth}}.auth_temporarytoken WHERE tokenResource = '{id}' AND tokenExpires > {}", now + 10)).await, 0, "reset links revoked");
     let identity = app.rows("SELECT d.data FROM {worker}.worker_activetask a JOIN {worker}.worker_taskdata d ON d.id = a.dataID WHERE a.taskClass = 'PhabricatorRepositoryIdentityChangeWorker' AND d.data LIKE '%adele.vance@%' OR d.data LIKE '%TestBcwqnm%'").await;
-    assert_eq!(identity.len(), 3, "identity tasks: created, added, removed: {identity:?}");
+    assert_eq!(
+        identity.len(),
+        3,
+        "identity tasks: created, added, removed: {identity:?}"
+    );
     // 6. Disable: Entra's string boolean.
     let (s, disabled) = app
         .patch(&format!("/Users/{id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}))
@@ -202,7 +285,14 @@ async fn entra_user_lifecycle() {
     assert_eq!(user_row(&app, &id).await["isDisabled"], 1);
     let x = app.rows(&format!("SELECT oldValue, newValue FROM {{user}}.user_transaction WHERE objectPHID = '{id}' AND transactionType = 'user.disable'")).await;
     assert_eq!(x, vec![json!({"oldValue": "false", "newValue": "true"})]);
-    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.phabricator_session WHERE userPHID = '{id}'")).await, 0, "sessions ended");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM {{user}}.phabricator_session WHERE userPHID = '{id}'"
+        ))
+        .await,
+        0,
+        "sessions ended"
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{conduit}}.conduit_token WHERE objectPHID = '{id}' AND expires IS NULL")).await, 0, "API token revoked");
     let publish = app.count(&format!("SELECT COUNT(*) FROM {{worker}}.worker_activetask WHERE objectPHID = '{id}' AND taskClass = 'PhabricatorApplicationTransactionPublishWorker'")).await;
     assert_eq!(publish, 2, "one publish task per edit with transactions");
@@ -219,12 +309,26 @@ async fn entra_user_lifecycle() {
     let (s, _) = app.delete(&format!("/Users/{id}")).await;
     assert_eq!(s, 204);
     assert_eq!(app.get(&format!("/Users/{id}")).await.0, 404);
-    assert_eq!(app.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "replace", "path": "active", "value": true}]})).await.0, 404);
+    assert_eq!(
+        app.patch(
+            &format!("/Users/{id}"),
+            json!({"Operations": [{"op": "replace", "path": "active", "value": true}]})
+        )
+        .await
+        .0,
+        404
+    );
     assert_eq!(app.delete(&format!("/Users/{id}")).await.0, 404);
-    let (_, list) = app.get("/Users?filter=userName%20eq%20%22adele.vance%40example.com%22").await;
+    let (_, list) = app
+        .get("/Users?filter=userName%20eq%20%22adele.vance%40example.com%22")
+        .await;
     assert_eq!(list["totalResults"], 0);
     assert_eq!(user_row(&app, &id).await["isDisabled"], 1);
-    let events = app.count(&format!("SELECT COUNT(*) FROM {{scim}}.scim_event WHERE objectPHID = '{id}' AND outcome = 'ok'")).await;
+    let events = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM {{scim}}.scim_event WHERE objectPHID = '{id}' AND outcome = 'ok'"
+        ))
+        .await;
     assert_eq!(events, 5);
     app.cleanup().await;
 }
@@ -234,13 +338,29 @@ async fn entra_user_lifecycle() {
 #[tokio::test]
 async fn okta_user_lifecycle() {
     let app = TestApp::spawn().await;
-    let (s, list) = app.get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100").await;
+    let (s, list) = app
+        .get("/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100")
+        .await;
     assert_eq!(s, 200);
-    assert_eq!((list["totalResults"].clone(), list["startIndex"].clone(), list["itemsPerPage"].clone()), (json!(0), json!(1), json!(0)));
+    assert_eq!(
+        (
+            list["totalResults"].clone(),
+            list["startIndex"].clone(),
+            list["itemsPerPage"].clone()
+        ),
+        (json!(0), json!(1), json!(0))
+    );
     let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "test.user@okta.local",
         "name": {"givenName": "Test", "familyName": "User"}, "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
         "displayName": "Test User", "locale": "en-US", "externalId": "00ujl29u0le5T6Aj10h7", "groups": [], "password": "1mz050nq", "active": true});
-    let resp = app.client.post(format!("{}/Users", app.base)).bearer_auth(&app.token).body(body.to_string()).send().await.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/Users", app.base))
+        .bearer_auth(&app.token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
     let created: serde_json::Value = resp.json().await.unwrap();
     assert!(created.get("password").is_none());
@@ -272,7 +392,12 @@ async fn okta_user_lifecycle() {
     assert_eq!(kept["active"], true);
     // Duplicate deprovision requests both succeed.
     for _ in 0..2 {
-        let (s, _) = app.patch(&format!("/Users/{id}"), json!({"Operations": [{"op": "replace", "value": {"active": false}}]})).await;
+        let (s, _) = app
+            .patch(
+                &format!("/Users/{id}"),
+                json!({"Operations": [{"op": "replace", "value": {"active": false}}]}),
+            )
+            .await;
         assert_eq!(s, 200);
     }
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM {{user}}.user_transaction WHERE objectPHID = '{id}' AND transactionType = 'user.disable'")).await, 3);
@@ -283,77 +408,189 @@ async fn okta_user_lifecycle() {
 #[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
     let app = TestApp::spawn().await;
-    let (_, ok) = app.post("/Users", user_body("a@x.com", "a@x.com", "A")).await;
+    let (_, ok) = app
+        .post("/Users", user_body("a@x.com", "a@x.com", "A"))
+        .await;
     let id = ok["id"].as_str().unwrap().to_owned();
     let snapshot = || async {
         (
             app.count("SELECT COUNT(*) FROM {user}.user").await,
             app.count("SELECT COUNT(*) FROM {user}.user_email").await,
-            app.count("SELECT COUNT(*) FROM {worker}.worker_activetask").await,
+            app.count("SELECT COUNT(*) FROM {worker}.worker_activetask")
+                .await,
             app.count("SELECT COUNT(*) FROM {scim}.scim_user").await,
-            app.count("SELECT CAST(SUM(version) AS SIGNED) FROM {scim}.scim_user").await,
-            app.count("SELECT COUNT(*) FROM {user}.user_transaction").await,
+            app.count("SELECT CAST(SUM(version) AS SIGNED) FROM {scim}.scim_user")
+                .await,
+            app.count("SELECT COUNT(*) FROM {user}.user_transaction")
+                .await,
         )
     };
     let before = snapshot().await;
     let raw = |body: &'static str| {
         let app = &app;
         async move {
-            let r = app.client.post(format!("{}/Users", app.base)).bearer_auth(&app.token).header("content-type", "application/json").body(body).send().await.unwrap();
+            let r = app
+                .client
+                .post(format!("{}/Users", app.base))
+                .bearer_auth(&app.token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let s = r.status();
             (s, r.json::<serde_json::Value>().await.unwrap())
         }
     };
     let (s, e) = raw("{\"userName\": ").await;
-    assert_eq!((s.as_u16(), e["scimType"].clone()), (400, json!("invalidSyntax")), "{e}");
-    assert_eq!(e["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]));
+    assert_eq!(
+        (s.as_u16(), e["scimType"].clone()),
+        (400, json!("invalidSyntax")),
+        "{e}"
+    );
+    assert_eq!(
+        e["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+    );
     let cases = [
-        ("/Users", json!({"displayName": "no userName"}), 400, "invalidValue"),
-        ("/Users", json!({"userName": "b@x.com", "emails": [{"value": "not an email", "primary": true}]}), 400, "invalidValue"),
-        ("/Users", json!({"userName": "no-email-and-not-an-address"}), 400, "invalidValue"),
-        ("/Users", json!({"userName": "c@x.com", "active": "sometimes"}), 400, "invalidValue"),
-        ("/Users", user_body("A@X.COM", "other@x.com", "dup userName"), 409, "uniqueness"),
-        ("/Users", user_body("d@x.com", "A@x.com", "dup email"), 409, "uniqueness"),
+        (
+            "/Users",
+            json!({"displayName": "no userName"}),
+            400,
+            "invalidValue",
+        ),
+        (
+            "/Users",
+            json!({"userName": "b@x.com", "emails": [{"value": "not an email", "primary": true}]}),
+            400,
+            "invalidValue",
+        ),
+        (
+            "/Users",
+            json!({"userName": "no-email-and-not-an-address"}),
+            400,
+            "invalidValue",
+        ),
+        (
+            "/Users",
+            json!({"userName": "c@x.com", "active": "sometimes"}),
+            400,
+            "invalidValue",
+        ),
+        (
+            "/Users",
+            user_body("A@X.COM", "other@x.com", "dup userName"),
+            409,
+            "uniqueness",
+        ),
+        (
+            "/Users",
+            user_body("d@x.com", "A@x.com", "dup email"),
+            409,
+            "uniqueness",
+        ),
     ];
     for (path, body, status, kind) in cases {
         let (s, e) = app.post(path, body.clone()).await;
-        assert_eq!((s.as_u16(), e["scimType"].clone()), (status, json!(kind)), "{body} -> {e}");
+        assert_eq!(
+            (s.as_u16(), e["scimType"].clone()),
+            (status, json!(kind)),
+            "{body} -> {e}"
+        );
         assert!(!e["detail"].as_str().unwrap_or("").is_empty());
     }
     let patches = [
-        (json!({"Operations": [{"op": "replace", "path": "nosuch", "value": 1}]}), 400, "invalidPath"),
-        (json!({"Operations": [{"op": "replace", "path": "emails[type eq", "value": 1}]}), 400, "invalidPath"),
-        (json!({"Operations": [{"op": "replace", "path": "displayName", "value": "ok"}, {"op": "replace", "path": "id", "value": "x"}]}), 400, "mutability"),
+        (
+            json!({"Operations": [{"op": "replace", "path": "nosuch", "value": 1}]}),
+            400,
+            "invalidPath",
+        ),
+        (
+            json!({"Operations": [{"op": "replace", "path": "emails[type eq", "value": 1}]}),
+            400,
+            "invalidPath",
+        ),
+        (
+            json!({"Operations": [{"op": "replace", "path": "displayName", "value": "ok"}, {"op": "replace", "path": "id", "value": "x"}]}),
+            400,
+            "mutability",
+        ),
         (json!({"Operations": [{"op": "remove"}]}), 400, "noTarget"),
         (json!({"Operations": "nope"}), 400, "invalidSyntax"),
-        (json!({"Operations": [{"op": "replace", "path": "emails", "value": [{"value": "b@x.com", "primary": true}]}]}), 200, ""),
+        (
+            json!({"Operations": [{"op": "replace", "path": "emails", "value": [{"value": "b@x.com", "primary": true}]}]}),
+            200,
+            "",
+        ),
     ];
     // A second user whose address the last patch tries to take.
-    let (_, _b) = app.post("/Users", user_body("b@x.com", "b@x.com", "B")).await;
-    let before = (before.0 + 1, before.1 + 1, before.2 + 2, before.3 + 1, before.4 + 1, before.5);
+    let (_, _b) = app
+        .post("/Users", user_body("b@x.com", "b@x.com", "B"))
+        .await;
+    let before = (
+        before.0 + 1,
+        before.1 + 1,
+        before.2 + 2,
+        before.3 + 1,
+        before.4 + 1,
+        before.5,
+    );
     for (body, status, kind) in patches {
         let (s, e) = app.patch(&format!("/Users/{id}"), body.clone()).await;
         if status == 200 {
-            assert_eq!((s.as_u16(), e["scimType"].clone()), (409, json!("uniqueness")), "{body} -> {e}");
+            assert_eq!(
+                (s.as_u16(), e["scimType"].clone()),
+                (409, json!("uniqueness")),
+                "{body} -> {e}"
+            );
         } else {
-            assert_eq!((s.as_u16(), e["scimType"].clone()), (status, json!(kind)), "{body} -> {e}");
+            assert_eq!(
+                (s.as_u16(), e["scimType"].clone()),
+                (status, json!(kind)),
+                "{body} -> {e}"
+            );
         }
     }
-    let (s, _) = app.patch("/Users/PHID-USER-doesnotexist00000000", json!({"Operations": [{"op": "replace", "path": "displayName", "value": "x"}]})).await;
+    let (s, _) = app
+        .patch(
+            "/Users/PHID-USER-doesnotexist00000000",
+            json!({"Operations": [{"op": "replace", "path": "displayName", "value": "x"}]}),
+        )
+        .await;
     assert_eq!(s, 404);
-    for f in ["nickName2 eq \"x\"", "userName eq", "userName zz \"x\"", "(userName eq \"x\"", "active gt true"] {
+    for f in [
+        "nickName2 eq \"x\"",
+        "userName eq",
+        "userName zz \"x\"",
+        "(userName eq \"x\"",
+        "active gt true",
+    ] {
         let (s, e) = app.get(&format!("/Users?filter={}", urlencode(f))).await;
-        assert_eq!((s.as_u16(), e["scimType"].clone()), (400, json!("invalidFilter")), "{f} -> {e}");
+        assert_eq!(
+            (s.as_u16(), e["scimType"].clone()),
+            (400, json!("invalidFilter")),
+            "{f} -> {e}"
+        );
     }
     assert_eq!(snapshot().await, before, "refused requests changed rows");
     // Rejected writes are in the sync log.
-    assert!(app.count("SELECT COUNT(*) FROM {scim}.scim_event WHERE outcome = 'error'").await >= 10);
+    assert!(
+        app.count("SELECT COUNT(*) FROM {scim}.scim_event WHERE outcome = 'error'")
+            .await
+            >= 10
+    );
     app.cleanup().await;
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -363,7 +600,13 @@ async fn filters_compile_to_the_right_rows() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
     for (n, ext, display, work, other) in [
-        ("ann@x.com", Some("e1"), "Ann Lee", "ann@x.com", Some("ann@home.org")),
+        (
+            "ann@x.com",
+            Some("e1"),
+            "Ann Lee",
+            "ann@x.com",
+            Some("ann@home.org"),
+        ),
         ("bob@x.com", Some("e2"), "Bob Stone", "bob@x.com", None),
         ("cy@y.org", None, "Cy Twombly", "cy@y.org", None),
     ] {
@@ -372,13 +615,20 @@ async fn filters_compile_to_the_right_rows() {
             b["externalId"] = json!(e);
         }
         if let Some(o) = other {
-            b["emails"].as_array_mut().unwrap().push(json!({"type": "home", "value": o}));
+            b["emails"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "home", "value": o}));
         }
         let (s, r) = app.post("/Users", b).await;
         assert_eq!(s, 201, "{r}");
         ids.push(r["id"].as_str().unwrap().to_owned());
     }
-    app.patch(&format!("/Users/{}", ids[2]), json!({"Operations": [{"op": "replace", "path": "active", "value": false}]})).await;
+    app.patch(
+        &format!("/Users/{}", ids[2]),
+        json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    )
+    .await;
     let cases: Vec<(&str, Vec<usize>)> = vec![
         (r#"userName eq "BOB@x.com""#, vec![1]),
         (r#"externalId eq "e1""#, vec![0]),
@@ -390,18 +640,32 @@ async fn filters_compile_to_the_right_rows() {
         (r#"active eq false or userName sw "ann""#, vec![0, 2]),
         (r#"emails.value eq "ann@home.org""#, vec![0]),
         (r#"emails[type eq "work"].value eq "bob@x.com""#, vec![1]),
-        (r#"emails[type eq "work" and value ew "@x.com"]"#, vec![0, 1]),
+        (
+            r#"emails[type eq "work" and value ew "@x.com"]"#,
+            vec![0, 1],
+        ),
         (r#"emails[type eq "home"]"#, vec![0]),
-        (r#"userName eq "ann@x.com" and not (active eq false)"#, vec![0]),
+        (
+            r#"userName eq "ann@x.com" and not (active eq false)"#,
+            vec![0],
+        ),
         (r#"id eq "ID1""#, vec![1]),
         (r#"meta.created gt "2000-01-01T00:00:00Z""#, vec![0, 1, 2]),
-        (r#"userName ne "ann@x.com" and userName ne "bob@x.com""#, vec![2]),
+        (
+            r#"userName ne "ann@x.com" and userName ne "bob@x.com""#,
+            vec![2],
+        ),
     ];
     for (f, want) in cases {
         let f = f.replace("ID1", &ids[1]);
         let (s, list) = app.get(&format!("/Users?filter={}", urlencode(&f))).await;
         assert_eq!(s, 200, "{f}: {list}");
-        let mut got: Vec<String> = list["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        let mut got: Vec<String> = list["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
         got.sort();
         let mut want: Vec<String> = want.iter().map(|i| ids[*i].clone()).collect();
         want.sort();
@@ -410,16 +674,36 @@ async fn filters_compile_to_the_right_rows() {
     }
     // Paging: stable order, count and startIndex, count=0.
     let (_, page) = app.get("/Users?startIndex=2&count=1").await;
-    assert_eq!((page["totalResults"].clone(), page["startIndex"].clone(), page["itemsPerPage"].clone()), (json!(3), json!(2), json!(1)));
+    assert_eq!(
+        (
+            page["totalResults"].clone(),
+            page["startIndex"].clone(),
+            page["itemsPerPage"].clone()
+        ),
+        (json!(3), json!(2), json!(1))
+    );
     assert_eq!(page["Resources"][0]["id"], ids[1].as_str());
     let (_, none) = app.get("/Users?count=0").await;
-    assert_eq!((none["totalResults"].clone(), none["Resources"].clone()), (json!(3), json!([])));
+    assert_eq!(
+        (none["totalResults"].clone(), none["Resources"].clone()),
+        (json!(3), json!([]))
+    );
     let (_, beyond) = app.get("/Users?startIndex=10").await;
     assert_eq!(beyond["Resources"], json!([]));
-    let (_, sorted) = app.get("/Users?sortBy=displayName&sortOrder=descending&attributes=displayName").await;
-    let names: Vec<&str> = sorted["Resources"].as_array().unwrap().iter().map(|r| r["displayName"].as_str().unwrap()).collect();
+    let (_, sorted) = app
+        .get("/Users?sortBy=displayName&sortOrder=descending&attributes=displayName")
+        .await;
+    let names: Vec<&str> = sorted["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["displayName"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["Cy Twombly", "Bob Stone", "Ann Lee"]);
-    assert!(sorted["Resources"][0].get("userName").is_none() && sorted["Resources"][0].get("id").is_some());
+    assert!(
+        sorted["Resources"][0].get("userName").is_none()
+            && sorted["Resources"][0].get("id").is_some()
+    );
     // POST .search speaks the same language.
     let (s, found) = app.post("/Users/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName eq \"cy@y.org\"", "count": 5})).await;
     assert_eq!((s.as_u16(), found["totalResults"].clone()), (200, json!(1)));

@@ -31,7 +31,12 @@ async fn create(app: &TestApp, user_name: &str, extra: Value) -> String {
 async fn filtered(app: &TestApp, filter: &str) -> Vec<String> {
     let (s, b) = app.get(&format!("/Users?filter={}", enc(filter))).await;
     assert_eq!(s, 200, "{filter} -> {b}");
-    let mut names: Vec<String> = b["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap().to_owned()).collect();
+    let mut names: Vec<String> = b["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap().to_owned())
+        .collect();
     names.sort();
     names
 }
@@ -92,14 +97,32 @@ async fn value_filters_match_one_value_per_filter() {
     let (a, b, c, d) = ("ann@x.test", "ben@x.test", "cat@x.test", "dan@x.test");
     let cases: Vec<(&str, Vec<&str>)> = vec![
         // One value must satisfy the whole value filter; `.sub` terms may use different values.
-        (r#"phoneNumbers[type eq "work" and value co "555"]"#, vec![a]),
-        (r#"phoneNumbers.type eq "work" and phoneNumbers.value co "555""#, vec![a, b]),
-        (r#"phoneNumbers[type eq "WORK" and value co "888"]"#, vec![b]),
+        (
+            r#"phoneNumbers[type eq "work" and value co "555"]"#,
+            vec![a],
+        ),
+        (
+            r#"phoneNumbers.type eq "work" and phoneNumbers.value co "555""#,
+            vec![a, b],
+        ),
+        (
+            r#"phoneNumbers[type eq "WORK" and value co "888"]"#,
+            vec![b],
+        ),
         (r#"PHONENUMBERS[TYPE eq "work"]"#, vec![a, b]),
         // Entra's trailing sub-attribute form.
-        (r#"phoneNumbers[type eq "work"].value eq "+1 555 0100""#, vec![a]),
-        (r#"phoneNumbers[type eq "home"].value eq "+1 555 0100""#, vec![]),
-        (r#"addresses[type eq "work"].postalCode eq "98052""#, vec![a]),
+        (
+            r#"phoneNumbers[type eq "work"].value eq "+1 555 0100""#,
+            vec![a],
+        ),
+        (
+            r#"phoneNumbers[type eq "home"].value eq "+1 555 0100""#,
+            vec![],
+        ),
+        (
+            r#"addresses[type eq "work"].postalCode eq "98052""#,
+            vec![a],
+        ),
         (r#"addresses.postalCode eq "98052""#, vec![a, b]),
         (r#"addresses[locality co "REDMOND"]"#, vec![a]),
         // Every operator on a string sub-attribute.
@@ -124,8 +147,14 @@ async fn value_filters_match_one_value_per_filter() {
         // primary: eq/ne; an unassigned primary is false.
         (r#"phoneNumbers[primary eq true]"#, vec![a]),
         (r#"phoneNumbers[primary eq false]"#, vec![a, b]),
-        (r#"phoneNumbers[primary eq true and type eq "mobile"]"#, vec![]),
-        (r#"phoneNumbers[primary ne true and value sw "+1 777"]"#, vec![a]),
+        (
+            r#"phoneNumbers[primary eq true and type eq "mobile"]"#,
+            vec![],
+        ),
+        (
+            r#"phoneNumbers[primary ne true and value sw "+1 777"]"#,
+            vec![a],
+        ),
         (r#"roles[value eq "dev" and primary eq "true"]"#, vec![b]),
         (r#"roles.primary eq true"#, vec![b]),
         // Case rules: caseExact=false sub-attributes compare case-insensitively.
@@ -141,14 +170,23 @@ async fn value_filters_match_one_value_per_filter() {
         (r#"x509Certificates pr"#, vec![c]),
         // not, or and and across value filters and core attributes.
         (r#"not (roles[value eq "admin"])"#, vec![b, c, d]),
-        (r#"not (phoneNumbers[value eq "+1 555 0100"])"#, vec![b, c, d]),
+        (
+            r#"not (phoneNumbers[value eq "+1 555 0100"])"#,
+            vec![b, c, d],
+        ),
         (r#"roles[not (value eq "admin")]"#, vec![b, c]),
-        (r#"roles[value eq "admin"] or ims[type eq "XMPP"]"#, vec![a, c]),
+        (
+            r#"roles[value eq "admin"] or ims[type eq "XMPP"]"#,
+            vec![a, c],
+        ),
         (r#"roles[value eq "admin"] and ims[type eq "XMPP"]"#, vec![]),
         (r#"roles[value eq "admin" or value eq "dev"]"#, vec![a, b]),
         (r#"userName sw "a" and roles pr"#, vec![a]),
         (r#"emails[type eq "work"] and entitlements pr"#, vec![c]),
-        (r#"urn:ietf:params:scim:schemas:core:2.0:User:roles.value eq "dev""#, vec![b]),
+        (
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:roles.value eq "dev""#,
+            vec![b],
+        ),
         // SQL and LIKE metacharacters are stored and matched literally.
         (r#"roles.value eq "50%_off!""#, vec![c]),
         (r#"roles.value eq "50%xoff!""#, vec![]),
@@ -165,7 +203,12 @@ async fn value_filters_match_one_value_per_filter() {
     }
 
     // The same through POST .search.
-    let (s, body) = app.post("/Users/.search", json!({"schemas": [SEARCH], "filter": r#"roles[value eq "dev"]"#})).await;
+    let (s, body) = app
+        .post(
+            "/Users/.search",
+            json!({"schemas": [SEARCH], "filter": r#"roles[value eq "dev"]"#}),
+        )
+        .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["totalResults"], 1, "{body}");
     app.cleanup().await;
@@ -184,10 +227,22 @@ async fn value_filters_follow_patches() {
     });
     let (s, b) = app.patch(&format!("/Users/{ann}"), patch).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(filtered(&app, r#"roles.value eq "ops""#).await, vec!["ann@x.test"]);
-    assert_eq!(filtered(&app, r#"roles[value eq "admin"] and roles[value eq "ops"]"#).await, vec!["ann@x.test"]);
-    assert_eq!(filtered(&app, r#"phoneNumbers[type eq "work" and value co "555"]"#).await, Vec::<String>::new());
-    assert_eq!(filtered(&app, r#"phoneNumbers[type eq "work"].value sw "+1 999""#).await, vec!["ann@x.test"]);
+    assert_eq!(
+        filtered(&app, r#"roles.value eq "ops""#).await,
+        vec!["ann@x.test"]
+    );
+    assert_eq!(
+        filtered(&app, r#"roles[value eq "admin"] and roles[value eq "ops"]"#).await,
+        vec!["ann@x.test"]
+    );
+    assert_eq!(
+        filtered(&app, r#"phoneNumbers[type eq "work" and value co "555"]"#).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        filtered(&app, r#"phoneNumbers[type eq "work"].value sw "+1 999""#).await,
+        vec!["ann@x.test"]
+    );
     app.cleanup().await;
 }
 

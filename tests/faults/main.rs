@@ -48,7 +48,10 @@ struct Maybe<T: Clone + PartialEq> {
 
 impl<T: Clone + PartialEq + std::fmt::Debug> Maybe<T> {
     fn new(v: T) -> Self {
-        Self { acked: v, unanswered: Vec::new() }
+        Self {
+            acked: v,
+            unanswered: Vec::new(),
+        }
     }
     fn allows(&self, v: &T) -> bool {
         &self.acked == v || self.unanswered.contains(v)
@@ -125,7 +128,9 @@ impl Driver {
             503 => {
                 self.stats.unavailable_503.fetch_add(1, Ordering::Relaxed);
                 if !retry_after {
-                    self.stats.retry_after_missing.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .retry_after_missing
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Outcome::Unknown
             }
@@ -153,19 +158,36 @@ fn user_body(name: &str, real: &str) -> Value {
 }
 
 /// One client's load: one request at a time until `stop`.
-async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, stop: Arc<AtomicBool>) {
+async fn run_client(
+    k: usize,
+    d: Arc<Driver>,
+    state: Arc<Mutex<ClientState>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let mut st = state.lock().await;
         let roll: u32 = rand::thread_rng().gen_range(0..100);
         let outcome_unknown = if st.users.len() < 3 || roll < 25 {
-            let name = format!("c{k}-u{n}-{}@kill.example", rand::thread_rng().gen_range(0..1_000_000));
+            let name = format!(
+                "c{k}-u{n}-{}@kill.example",
+                rand::thread_rng().gen_range(0..1_000_000)
+            );
             let real = format!("Kill {k} {n}");
-            match d.send(reqwest::Method::POST, "/Users", user_body(&name, &real)).await {
+            match d
+                .send(reqwest::Method::POST, "/Users", user_body(&name, &real))
+                .await
+            {
                 Outcome::Acked(v) => {
                     let id = v["id"].as_str().expect("201 has an id").to_owned();
-                    st.users.push(User { id, name, real: Maybe::new(real), active: Maybe::new(true), member: Maybe::new(false) });
+                    st.users.push(User {
+                        id,
+                        name,
+                        real: Maybe::new(real),
+                        active: Maybe::new(true),
+                        member: Maybe::new(false),
+                    });
                     false
                 }
                 Outcome::Refused => false,
@@ -183,7 +205,10 @@ async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, st
                 let real = format!("Renamed {k} {n}");
                 u.real.unanswered.push(real.clone());
                 let body = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": real}]});
-                settle(&mut u.real, d.send(reqwest::Method::PATCH, &path, body).await)
+                settle(
+                    &mut u.real,
+                    d.send(reqwest::Method::PATCH, &path, body).await,
+                )
             } else if roll < 78 {
                 let want = !u.member.acked;
                 u.member.unanswered.push(want);
@@ -193,12 +218,19 @@ async fn run_client(k: usize, d: Arc<Driver>, state: Arc<Mutex<ClientState>>, st
                     json!({"op": "remove", "path": format!("members[value eq \"{}\"]", u.id)})
                 };
                 let body = json!({"schemas": [PATCH], "Operations": [op]});
-                settle(&mut u.member, d.send(reqwest::Method::PATCH, &format!("/Groups/{group}"), body).await)
+                settle(
+                    &mut u.member,
+                    d.send(reqwest::Method::PATCH, &format!("/Groups/{group}"), body)
+                        .await,
+                )
             } else {
                 let want = !u.active.acked;
                 u.active.unanswered.push(want);
                 let body = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": want}]});
-                settle(&mut u.active, d.send(reqwest::Method::PATCH, &path, body).await)
+                settle(
+                    &mut u.active,
+                    d.send(reqwest::Method::PATCH, &path, body).await,
+                )
             }
         };
         drop(st);
@@ -230,11 +262,19 @@ fn settle<T: Clone + PartialEq>(m: &mut Maybe<T>, outcome: Outcome) -> bool {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_service(bin: &str, url: &str, ns: &Namespace, port: u16, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     Command::new(bin)
         .arg("serve")
         .env("PHAB_SCIM_DATABASE_URL", url)
@@ -254,7 +294,10 @@ fn start_service(bin: &str, url: &str, ns: &Namespace, port: u16, log: &std::pat
 async fn wait_healthy(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
             && r.status() == 200
         {
             return;
@@ -265,17 +308,30 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
 }
 
 async fn readyz(client: &reqwest::Client, port: u16) -> Option<(u16, bool)> {
-    let r = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .ok()?;
     Some((r.status().as_u16(), r.headers().contains_key("retry-after")))
 }
 
 fn shell(cmd: &str) {
-    let ok = Command::new("bash").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "command failed: {cmd}");
 }
 
 /// Checks acknowledged writes against the rows.
-async fn check_acknowledged(pool: &sqlx::MySqlPool, ns: &Namespace, states: &[Arc<Mutex<ClientState>>]) -> Vec<String> {
+async fn check_acknowledged(
+    pool: &sqlx::MySqlPool,
+    ns: &Namespace,
+    states: &[Arc<Mutex<ClientState>>],
+) -> Vec<String> {
     let db = |app: &str| ns.db(app);
     let mut v = Vec::new();
     let mut checked = 0u64;
@@ -297,7 +353,10 @@ async fn check_acknowledged(pool: &sqlx::MySqlPool, ns: &Namespace, states: &[Ar
             .unwrap();
             checked += 1;
             let Some(row) = row else {
-                v.push(format!("acknowledged user {} ({}) is missing", u.id, u.name));
+                v.push(format!(
+                    "acknowledged user {} ({}) is missing",
+                    u.id, u.name
+                ));
                 continue;
             };
             let real: String = row.get(0);
@@ -305,16 +364,30 @@ async fn check_acknowledged(pool: &sqlx::MySqlPool, ns: &Namespace, states: &[Ar
             let name: String = row.get(2);
             let member: i64 = row.get(3);
             if name != u.name {
-                v.push(format!("{}: userName {name:?}, acknowledged {:?}", u.id, u.name));
+                v.push(format!(
+                    "{}: userName {name:?}, acknowledged {:?}",
+                    u.id, u.name
+                ));
             }
             if !u.real.allows(&real) {
-                v.push(format!("{}: realName {real:?}, acknowledged {:?}", u.id, u.real));
+                v.push(format!(
+                    "{}: realName {real:?}, acknowledged {:?}",
+                    u.id, u.real
+                ));
             }
             if !u.active.allows(&!disabled) {
-                v.push(format!("{}: active {}, acknowledged {:?}", u.id, !disabled, u.active));
+                v.push(format!(
+                    "{}: active {}, acknowledged {:?}",
+                    u.id, !disabled, u.active
+                ));
             }
             if !u.member.allows(&(member == 1)) {
-                v.push(format!("{}: member {}, acknowledged {:?}", u.id, member == 1, u.member));
+                v.push(format!(
+                    "{}: member {}, acknowledged {:?}",
+                    u.id,
+                    member == 1,
+                    u.member
+                ));
             }
         }
     }
@@ -325,39 +398,81 @@ async fn check_acknowledged(pool: &sqlx::MySqlPool, ns: &Namespace, states: &[Ar
 #[tokio::main]
 async fn main() {
     let mode = std::env::var("PHAB_SCIM_FAULT_MODE").unwrap_or_else(|_| "kill".into());
-    let rounds: u32 = std::env::var("PHAB_SCIM_FAULT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    let bin = std::env::var("PHAB_SCIM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_phab-scim").to_owned());
-    let url = std::env::var("PHAB_SCIM_TEST_DATABASE_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let (db_stop, db_start) = (std::env::var("PHAB_SCIM_FAULT_DB_STOP").ok(), std::env::var("PHAB_SCIM_FAULT_DB_START").ok());
+    let rounds: u32 = std::env::var("PHAB_SCIM_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let bin = std::env::var("PHAB_SCIM_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_phab-scim").to_owned());
+    let url = std::env::var("PHAB_SCIM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let (db_stop, db_start) = (
+        std::env::var("PHAB_SCIM_FAULT_DB_STOP").ok(),
+        std::env::var("PHAB_SCIM_FAULT_DB_START").ok(),
+    );
     if mode == "outage" && (db_stop.is_none() || db_start.is_none()) {
-        eprintln!("outage mode needs PHAB_SCIM_FAULT_DB_STOP and PHAB_SCIM_FAULT_DB_START (scripts/outage-test sets them)");
+        eprintln!(
+            "outage mode needs PHAB_SCIM_FAULT_DB_STOP and PHAB_SCIM_FAULT_DB_START (scripts/outage-test sets them)"
+        );
         std::process::exit(2);
     }
 
-    let ns = Namespace::parse(&format!("t_{:08x}_{}", phab_scim::db::now(), phab_scim::db::phabricator::random_chars(10))).unwrap();
+    let ns = Namespace::parse(&format!(
+        "t_{:08x}_{}",
+        phab_scim::db::now(),
+        phab_scim::db::phabricator::random_chars(10)
+    ))
+    .unwrap();
     let secret_url = Secret::new(url.clone());
-    let mut conn = MySqlConnection::connect_with(&phab_scim::db::connect_options(&secret_url).unwrap()).await.expect("database");
-    migrate::install_phabricator_fixture(&mut conn, &ns).await.expect("fixture");
+    let mut conn =
+        MySqlConnection::connect_with(&phab_scim::db::connect_options(&secret_url).unwrap())
+            .await
+            .expect("database");
+    migrate::install_phabricator_fixture(&mut conn, &ns)
+        .await
+        .expect("fixture");
     conn.close().await.ok();
-    let cfg = Config { database_url: secret_url.clone(), namespace: ns.clone(), ..Config::default() };
+    let cfg = Config {
+        database_url: secret_url.clone(),
+        namespace: ns.clone(),
+        ..Config::default()
+    };
     let db = Db::connect(&secret_url, ns.clone(), 4).await.unwrap();
     migrate::migrate(&db).await.expect("migrate");
-    let prov = Provisioner { db: db.clone(), cfg: Arc::new(cfg) };
+    let prov = Provisioner {
+        db: db.clone(),
+        cfg: Arc::new(cfg),
+    };
     let bot = prov.ensure_bot("scim-bot").await.expect("bot");
-    let (_, token) = phab_scim::token::issue(&db, &bot, "faults", None).await.expect("token");
+    let (_, token) = phab_scim::token::issue(&db, &bot, "faults", None)
+        .await
+        .expect("token");
 
     let port = free_port();
     let log = std::env::temp_dir().join(format!("phab-scim-faults-{}.log", ns.as_str()));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().unwrap();
-    let driver = Arc::new(Driver { client: client.clone(), base: format!("http://127.0.0.1:{port}/scim/v2"), token, stats: Stats::default() });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let driver = Arc::new(Driver {
+        client: client.clone(),
+        base: format!("http://127.0.0.1:{port}/scim/v2"),
+        token,
+        stats: Stats::default(),
+    });
 
     let mut service = start_service(&bin, &url, &ns, port, &log);
     wait_healthy(&client, port).await;
     let mut states = Vec::new();
     for k in 0..CLIENTS {
         let body = json!({"displayName": format!("Kill Group {k}")});
-        let Outcome::Acked(g) = driver.send(reqwest::Method::POST, "/Groups", body).await else { panic!("group {k}") };
-        states.push(Arc::new(Mutex::new(ClientState { group: g["id"].as_str().unwrap().to_owned(), ..ClientState::default() })));
+        let Outcome::Acked(g) = driver.send(reqwest::Method::POST, "/Groups", body).await else {
+            panic!("group {k}")
+        };
+        states.push(Arc::new(Mutex::new(ClientState {
+            group: g["id"].as_str().unwrap().to_owned(),
+            ..ClientState::default()
+        })));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = states
@@ -378,25 +493,41 @@ async fn main() {
                 outages += 1;
                 // While the database is down: the service answers (503 with Retry-After), and
                 // /readyz is red.
-                tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(500..2500))).await;
+                tokio::time::sleep(Duration::from_millis(
+                    rand::thread_rng().gen_range(500..2500),
+                ))
+                .await;
                 let ready = readyz(&client, port).await;
-                assert_eq!(ready, Some((503, true)), "/readyz while the database is down (round {round})");
+                assert_eq!(
+                    ready,
+                    Some((503, true)),
+                    "/readyz while the database is down (round {round})"
+                );
                 readyz_red += 1;
                 shell(db_start.as_deref().unwrap_or_default());
                 // Recovery by itself: no restart of the service.
                 wait_healthy(&client, port).await;
-                assert!(service.try_wait().unwrap().is_none(), "the service exited during the outage");
+                assert!(
+                    service.try_wait().unwrap().is_none(),
+                    "the service exited during the outage"
+                );
             }
             _ => {
                 service.kill().expect("SIGKILL");
                 service.wait().ok();
                 kills += 1;
-                tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..300))).await;
+                tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..300)))
+                    .await;
                 service = start_service(&bin, &url, &ns, port, &log);
                 wait_healthy(&client, port).await;
             }
         }
-        eprintln!("round {}: sent {} acked {}", round + 1, driver.stats.sent.load(Ordering::Relaxed), driver.stats.acked.load(Ordering::Relaxed));
+        eprintln!(
+            "round {}: sent {} acked {}",
+            round + 1,
+            driver.stats.sent.load(Ordering::Relaxed),
+            driver.stats.acked.load(Ordering::Relaxed)
+        );
     }
     // A little load on the recovered service, then stop the clients.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -407,10 +538,15 @@ async fn main() {
     service.kill().ok();
     service.wait().ok();
 
-    let mut violations = invariants::check(&db.pool, &db.t).await.expect("invariants");
+    let mut violations = invariants::check(&db.pool, &db.t)
+        .await
+        .expect("invariants");
     violations.extend(check_acknowledged(&db.pool, &ns, &states).await);
     let s = &driver.stats;
-    let (sent, acked) = (s.sent.load(Ordering::Relaxed), s.acked.load(Ordering::Relaxed));
+    let (sent, acked) = (
+        s.sent.load(Ordering::Relaxed),
+        s.acked.load(Ordering::Relaxed),
+    );
     let other_5xx = s.other_5xx.load(Ordering::Relaxed);
     let no_retry_after = s.retry_after_missing.load(Ordering::Relaxed);
     if other_5xx > 0 {
@@ -439,7 +575,11 @@ async fn main() {
         let _ = std::fs::remove_file(&log);
         println!("{mode}: 1 passed, 0 failed");
     } else {
-        println!("namespace {} and log {} kept for inspection", ns.as_str(), log.display());
+        println!(
+            "namespace {} and log {} kept for inspection",
+            ns.as_str(),
+            log.display()
+        );
         println!("{mode}: 0 passed, 1 failed");
         std::process::exit(1);
     }

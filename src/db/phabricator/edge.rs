@@ -28,7 +28,12 @@ pub const MATERIALIZED_MEMBER: u32 = 60;
 pub const CHUNK: usize = 500;
 
 /// Which of `users` are direct members (type 13) of the project.
-pub async fn members_among(conn: &mut Conn, t: &Tables, project_phid: &str, users: &[String]) -> DbResult<HashSet<String>> {
+pub async fn members_among(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    users: &[String],
+) -> DbResult<HashSet<String>> {
     let mut out = HashSet::new();
     for chunk in users.chunks(CHUNK) {
         let sql = format!(
@@ -48,10 +53,19 @@ pub async fn members_among(conn: &mut Conn, t: &Tables, project_phid: &str, user
 }
 
 /// Every direct member of the project (what a whole-set replace diffs against).
-pub async fn all_members(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<HashSet<String>> {
-    let sql = format!("SELECT dst FROM {} WHERE src = ? AND type = {PROJECT_HAS_MEMBER}", t.project_edge);
+pub async fn all_members(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+) -> DbResult<HashSet<String>> {
+    let sql = format!(
+        "SELECT dst FROM {} WHERE src = ? AND type = {PROJECT_HAS_MEMBER}",
+        t.project_edge
+    );
     let mut out = HashSet::new();
-    let mut rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(project_phid).fetch(&mut *conn);
+    let mut rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(project_phid)
+        .fetch(&mut *conn);
     while let Some(row) = rows.try_next().await? {
         out.insert(bin_text(&row, 0)?);
     }
@@ -62,7 +76,12 @@ pub async fn all_members(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbR
 /// `src(src, type, dateCreated, seq)` index), calling `f(userPHID, display)` per row so the
 /// caller can render each one without collecting the membership first. `display` is the
 /// SCIM userName, else the Phabricator username. Returns the number of members.
-pub async fn for_each_member<F>(conn: &mut Conn, t: &Tables, project_phid: &str, mut f: F) -> DbResult<u64>
+pub async fn for_each_member<F>(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    mut f: F,
+) -> DbResult<u64>
 where
     F: FnMut(&str, &str),
 {
@@ -73,7 +92,9 @@ where
         t.project_edge, t.user, t.scim_user
     );
     let mut n = 0;
-    let mut rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(project_phid).fetch(&mut *conn);
+    let mut rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(project_phid)
+        .fetch(&mut *conn);
     while let Some(row) = rows.try_next().await? {
         let id = bin_text(&row, 0)?;
         let scim: Option<String> = sqlx::Row::try_get(&row, 1)?;
@@ -90,12 +111,25 @@ where
 /// 14-edges (each user is its own source: `seq` 0), and one `INSERT IGNORE ... SELECT` of
 /// 60-edges per materializing project (the project and each ancestor) copying `dateCreated`
 /// and `seq` from the 13-edge.
-pub async fn add_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancestors: &[ProjectRow], users: &[String]) -> DbResult<()> {
+pub async fn add_members(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    ancestors: &[ProjectRow],
+    users: &[String],
+) -> DbResult<()> {
     let ts = now();
     for (c, chunk) in users.chunks(CHUNK).enumerate() {
-        let mut sql = format!("INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ", t.project_edge);
+        let mut sql = format!(
+            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ",
+            t.project_edge
+        );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, 13, ?, ?, ?, NULL)" } else { ", (?, 13, ?, ?, ?, NULL)" });
+            sql.push_str(if i == 0 {
+                "(?, 13, ?, ?, ?, NULL)"
+            } else {
+                ", (?, 13, ?, ?, ?, NULL)"
+            });
         }
         // Existing edges keep their dateCreated and seq (internals §8.2).
         sql.push_str(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
@@ -106,9 +140,16 @@ pub async fn add_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancest
         }
         q.execute(&mut *conn).await?;
 
-        let mut sql = format!("INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ", t.user_edge);
+        let mut sql = format!(
+            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ",
+            t.user_edge
+        );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?, 14, ?, ?, 0, NULL)" } else { ", (?, 14, ?, ?, 0, NULL)" });
+            sql.push_str(if i == 0 {
+                "(?, 14, ?, ?, 0, NULL)"
+            } else {
+                ", (?, 14, ?, ?, 0, NULL)"
+            });
         }
         sql.push_str(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
@@ -117,7 +158,8 @@ pub async fn add_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancest
         }
         q.execute(&mut *conn).await?;
 
-        let targets = std::iter::once(project_phid).chain(ancestors.iter().map(|a| a.phid.as_str()));
+        let targets =
+            std::iter::once(project_phid).chain(ancestors.iter().map(|a| a.phid.as_str()));
         for target in targets {
             let sql = format!(
                 "INSERT IGNORE INTO {0} (src, type, dst, dateCreated, seq, dataID) \
@@ -126,7 +168,9 @@ pub async fn add_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancest
                 t.project_edge,
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(target).bind(project_phid);
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(target)
+                .bind(project_phid);
             for u in chunk {
                 q = q.bind(u);
             }
@@ -140,7 +184,13 @@ pub async fn add_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancest
 /// 14-edges and the project's 60-edges by `dst IN (...)`, then each ancestor's 60-edges for
 /// the users no other leaf descendant still has as a member (internals §8.4: an ancestor's
 /// desired set is the 13-edges of its non-milestone descendants without subprojects).
-pub async fn remove_members(conn: &mut Conn, t: &Tables, project_phid: &str, ancestors: &[ProjectRow], users: &[String]) -> DbResult<()> {
+pub async fn remove_members(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    ancestors: &[ProjectRow],
+    users: &[String],
+) -> DbResult<()> {
     for chunk in users.chunks(CHUNK) {
         let list = placeholders(chunk.len());
         for (table, by, ty, of) in [
@@ -148,7 +198,8 @@ pub async fn remove_members(conn: &mut Conn, t: &Tables, project_phid: &str, anc
             (&t.user_edge, "dst", MEMBER_OF_PROJECT, "src"),
             (&t.project_edge, "src", MATERIALIZED_MEMBER, "dst"),
         ] {
-            let sql = format!("DELETE FROM {table} WHERE {by} = ? AND type = {ty} AND {of} IN {list}");
+            let sql =
+                format!("DELETE FROM {table} WHERE {by} = ? AND type = {ty} AND {of} IN {list}");
             let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(project_phid);
             for u in chunk {
                 q = q.bind(u);
@@ -173,7 +224,10 @@ pub async fn remove_members(conn: &mut Conn, t: &Tables, project_phid: &str, anc
                 .bind(ancestor.project_depth)
                 .fetch_all(&mut *conn)
                 .await?;
-            let still: HashSet<String> = rows.iter().map(|r| bin_text(r, 0)).collect::<Result<_, _>>()?;
+            let still: HashSet<String> = rows
+                .iter()
+                .map(|r| bin_text(r, 0))
+                .collect::<Result<_, _>>()?;
             let gone: Vec<&String> = chunk.iter().filter(|u| !still.contains(*u)).collect();
             if gone.is_empty() {
                 continue;

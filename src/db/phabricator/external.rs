@@ -24,13 +24,20 @@ pub struct ProviderRow {
 }
 
 /// Finds the provider by PHID (`PHID-AUTH-...`) or by `type:domain` (e.g. `ldap:self`).
-pub async fn find_provider(conn: &mut Conn, t: &Tables, spec: &str) -> DbResult<Option<ProviderRow>> {
+pub async fn find_provider(
+    conn: &mut Conn,
+    t: &Tables,
+    spec: &str,
+) -> DbResult<Option<ProviderRow>> {
     let cols = "phid, providerType, providerDomain, isEnabled, shouldAllowLogin, properties";
     if spec.starts_with("PHID-") {
-        return Ok(sqlx::query_as(AssertSqlSafe(format!("SELECT {cols} FROM {} WHERE phid = ?", t.auth_providerconfig)))
-            .bind(spec)
-            .fetch_optional(&mut *conn)
-            .await?);
+        return Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {cols} FROM {} WHERE phid = ?",
+            t.auth_providerconfig
+        )))
+        .bind(spec)
+        .fetch_optional(&mut *conn)
+        .await?);
     }
     let (ty, domain) = spec.split_once(':').unwrap_or((spec, "self"));
     Ok(sqlx::query_as(AssertSqlSafe(format!(
@@ -83,7 +90,11 @@ pub async fn link(
     let ts = now();
     if let Some(row) = owner {
         let account_phid = crate::db::bin_text(&row, 0)?;
-        let owner_phid: Option<String> = row.try_get::<Option<crate::db::Bin>, _>(1)?.map(String::try_from).transpose().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let owner_phid: Option<String> = row
+            .try_get::<Option<crate::db::Bin>, _>(1)?
+            .map(String::try_from)
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         return Ok(match owner_phid {
             Some(p) if p == user_phid => LinkOutcome::Unchanged,
             Some(p) => LinkOutcome::OwnedByOther { user_phid: p },

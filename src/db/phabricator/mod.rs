@@ -38,7 +38,11 @@ pub fn new_xaction_phid(object_kind: &str) -> String {
 pub fn digest_for_index(input: &str) -> String {
     const MAP: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._";
     let digest = Sha1::digest(input.as_bytes());
-    digest.iter().take(12).map(|b| char::from(MAP[usize::from(b & 0x3F)])).collect()
+    digest
+        .iter()
+        .take(12)
+        .map(|b| char::from(MAP[usize::from(b & 0x3F)]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -48,7 +52,10 @@ mod tests {
     #[test]
     fn digest_matches_phabricator() {
         // The reference rows: this PHID's identifier hash is `5A9oCy_YFMc9`.
-        assert_eq!(digest_for_index("PHID-USER-af4fgdh6y6lyuy744ofh"), "5A9oCy_YFMc9");
+        assert_eq!(
+            digest_for_index("PHID-USER-af4fgdh6y6lyuy744ofh"),
+            "5A9oCy_YFMc9"
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub fn normalize_slug(name: &str) -> String {
             || "`~!@$^*,:;(|)".contains(c)
     }
     // `phutil_utf8_strtolower` maps each character on its own (no final-sigma context).
-    let lower: String = name.replace('/', " ").chars().flat_map(char::to_lowercase).collect();
+    let lower: String = name
+        .replace('/', " ")
+        .chars()
+        .flat_map(char::to_lowercase)
+        .collect();
     let mut slug = String::with_capacity(lower.len());
     for c in lower.chars() {
         let c = if banned(c) { '_' } else { c };
@@ -132,16 +136,21 @@ pub struct NewProject<'a> {
 pub async fn new_project_phid(conn: &mut Conn, t: &Tables) -> DbResult<String> {
     for _ in 0..16 {
         let phid = super::new_phid("PROJ");
-        let taken = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} WHERE projectPathKey = ?", t.project)))
-            .bind(path_key(&phid))
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some();
+        let taken = sqlx::query(AssertSqlSafe(format!(
+            "SELECT 1 FROM {} WHERE projectPathKey = ?",
+            t.project
+        )))
+        .bind(path_key(&phid))
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
         if !taken {
             return Ok(phid);
         }
     }
-    Err(DbError::Inconsistent("no free projectPathKey after 16 draws".into()))
+    Err(DbError::Inconsistent(
+        "no free projectPathKey after 16 draws".into(),
+    ))
 }
 
 /// Inserts a root project row; returns its id.
@@ -172,7 +181,8 @@ pub async fn insert_project(conn: &mut Conn, t: &Tables, p: &NewProject<'_>) -> 
     .bind(&key)
     .execute(&mut *conn)
     .await?;
-    u32::try_from(res.last_insert_id()).map_err(|_| DbError::Inconsistent("project id out of range".into()))
+    u32::try_from(res.last_insert_id())
+        .map_err(|_| DbError::Inconsistent("project id out of range".into()))
 }
 
 /// Loads a project by PHID and locks the row (the editor reloads with `FOR UPDATE`, W15).
@@ -187,7 +197,11 @@ pub async fn lock_project(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<O
 }
 
 /// The project owning a slug (any of its hashtags, not only the primary one), locked.
-pub async fn lock_project_by_slug(conn: &mut Conn, t: &Tables, slug: &str) -> DbResult<Option<ProjectRow>> {
+pub async fn lock_project_by_slug(
+    conn: &mut Conn,
+    t: &Tables,
+    slug: &str,
+) -> DbResult<Option<ProjectRow>> {
     Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM {} s JOIN {} p ON p.phid = s.projectPHID WHERE s.slug = ? FOR UPDATE",
         t.project_slug, t.project
@@ -200,7 +214,11 @@ pub async fn lock_project_by_slug(conn: &mut Conn, t: &Tables, slug: &str) -> Db
 /// The ancestors of a project, locked, nearest last: the projects whose `projectPath` is a
 /// proper prefix of this one's (4 characters per level), as rematerialization reads them
 /// (`SELECT … WHERE projectPath IN (…) FOR UPDATE`, W21).
-pub async fn lock_ancestors(conn: &mut Conn, t: &Tables, project: &ProjectRow) -> DbResult<Vec<ProjectRow>> {
+pub async fn lock_ancestors(
+    conn: &mut Conn,
+    t: &Tables,
+    project: &ProjectRow,
+) -> DbResult<Vec<ProjectRow>> {
     let prefixes: Vec<String> = (1..=project.project_depth as usize)
         .filter_map(|level| project.project_path.get(..level * 4).map(str::to_owned))
         .collect();
@@ -248,7 +266,12 @@ pub struct ProjectChanges {
 }
 
 /// Re-saves the project row: the changed columns and `dateModified`.
-pub async fn update_project(conn: &mut Conn, t: &Tables, id: u32, c: &ProjectChanges) -> DbResult<()> {
+pub async fn update_project(
+    conn: &mut Conn,
+    t: &Tables,
+    id: u32,
+    c: &ProjectChanges,
+) -> DbResult<()> {
     let mut sets = vec!["dateModified = ?"];
     if c.name.is_some() {
         sets.push("name = ?");
@@ -287,15 +310,25 @@ pub async fn lock_slugs(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbRe
 
 /// The project owning `slug`, if any (locked).
 pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResult<Option<String>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT projectPHID FROM {} WHERE slug = ? FOR UPDATE", t.project_slug)))
-        .bind(slug)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|r| crate::db::bin_text(&r, 0)).transpose().map_err(Into::into)
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT projectPHID FROM {} WHERE slug = ? FOR UPDATE",
+        t.project_slug
+    )))
+    .bind(slug)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| crate::db::bin_text(&r, 0))
+        .transpose()
+        .map_err(Into::into)
 }
 
 /// Inserts a slug row (the primary slug of a new or renamed project, W14, W15).
-pub async fn insert_slug(conn: &mut Conn, t: &Tables, project_phid: &str, slug: &str) -> DbResult<()> {
+pub async fn insert_slug(
+    conn: &mut Conn,
+    t: &Tables,
+    project_phid: &str,
+    slug: &str,
+) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (projectPHID, slug, dateCreated, dateModified) VALUES (?, ?, ?, ?)",
@@ -322,15 +355,21 @@ pub async fn write_datasource_tokens(
     replace_existing: bool,
 ) -> DbResult<()> {
     if replace_existing {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE projectID = ?", t.project_datasourcetoken)))
-            .bind(project_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE projectID = ?",
+            t.project_datasourcetoken
+        )))
+        .bind(project_id)
+        .execute(&mut *conn)
+        .await?;
     }
     if tokens.is_empty() {
         return Ok(());
     }
-    let mut sql = format!("INSERT INTO {} (projectID, token) VALUES ", t.project_datasourcetoken);
+    let mut sql = format!(
+        "INSERT INTO {} (projectID, token) VALUES ",
+        t.project_datasourcetoken
+    );
     for i in 0..tokens.len() {
         sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
     }

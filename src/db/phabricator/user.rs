@@ -104,11 +104,14 @@ pub async fn load_users(conn: &mut Conn, t: &Tables, phids: &[String]) -> DbResu
 
 /// Is this username taken (case-insensitively, by the column's collation)?
 pub async fn username_taken(conn: &mut Conn, t: &Tables, name: &str) -> DbResult<bool> {
-    Ok(sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} WHERE userName = ?", t.user)))
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some())
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "SELECT 1 FROM {} WHERE userName = ?",
+        t.user
+    )))
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
 }
 
 /// Which of these usernames are taken.
@@ -120,13 +123,20 @@ pub async fn usernames_taken(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("SELECT userName FROM {} WHERE userName IN {}", t.user, placeholders(names.len()));
+    let sql = format!(
+        "SELECT userName FROM {} WHERE userName IN {}",
+        t.user,
+        placeholders(names.len())
+    );
     let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
     for n in names {
         q = q.bind(n);
     }
     let rows = q.fetch_all(&mut *conn).await?;
-    Ok(rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).collect())
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .collect())
 }
 
 /// The fields of `user` an update may change.
@@ -207,10 +217,13 @@ pub async fn write_name_tokens(
     replace_existing: bool,
 ) -> DbResult<()> {
     if replace_existing {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE userID = ?", t.user_nametoken)))
-            .bind(user_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE userID = ?",
+            t.user_nametoken
+        )))
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
     }
     if tokens.is_empty() {
         return Ok(());
@@ -288,7 +301,11 @@ pub async fn lock_email(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<
 /// Phabricator's application addresses (which no user may own). One round trip for both
 /// checks of a creation. No lock: under READ COMMITTED a missing row cannot be locked anyway;
 /// the unique key on `user_email.address` settles a race (the loser gets 409).
-pub async fn email_owner(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<(Option<EmailRow>, bool)> {
+pub async fn email_owner(
+    conn: &mut Conn,
+    t: &Tables,
+    address: &str,
+) -> DbResult<(Option<EmailRow>, bool)> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT CAST(id AS SIGNED), phid, userPHID, address, CAST(isVerified AS SIGNED), CAST(isPrimary AS SIGNED), \
          CAST(0 AS SIGNED) AS app FROM {} WHERE address = ? \
@@ -363,10 +380,13 @@ pub async fn destroy_email(conn: &mut Conn, t: &Tables, email: &EmailRow) -> DbR
     .bind(now())
     .execute(&mut *conn)
     .await?;
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE id = ?", t.user_email)))
-        .bind(email.id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE id = ?",
+        t.user_email
+    )))
+    .bind(email.id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -435,11 +455,14 @@ pub struct Revoked {
 /// Ends every session of the user (`PhabricatorAuthSessionEngine::terminateLoginSessions`
 /// deletes rows the same way; Phabricator's own disable does not, design §3).
 pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<u64> {
-    Ok(sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE userPHID = ?", t.session)))
-        .bind(user_phid)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE userPHID = ?",
+        t.session
+    )))
+    .bind(user_phid)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 /// Expires the user's Conduit API tokens the way the token "terminate" action does.
@@ -475,7 +498,11 @@ pub async fn expire_temporary_tokens(
     if let Some(types) = types {
         sql.push_str(&format!(" AND tokenType IN {}", placeholders(types.len())));
     }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(ts.saturating_sub(1)).bind(user_phid).bind(user_phid).bind(ts);
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(ts.saturating_sub(1))
+        .bind(user_phid)
+        .bind(user_phid)
+        .bind(ts);
     if let Some(types) = types {
         for ty in types {
             q = q.bind(*ty);
@@ -487,10 +514,13 @@ pub async fn expire_temporary_tokens(
 /// Deletes the SSH authorized-keys cache after a rename (internals §4.2).
 pub async fn clear_ssh_auth_cache(conn: &mut Conn, t: &Tables, cache_ns: &str) -> DbResult<()> {
     let key = format!("{cache_ns}:ssh.authstruct");
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE cacheKeyHash = ?", t.cache_general)))
-        .bind(super::digest_for_index(&key))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE cacheKeyHash = ?",
+        t.cache_general
+    )))
+    .bind(super::digest_for_index(&key))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -501,7 +531,10 @@ mod tests {
     #[test]
     fn tokenizer_matches_phabricator() {
         assert_eq!(name_tokens("sam", "Sam Tyler"), vec!["sam", "tyler"]);
-        assert_eq!(name_tokens("john.doe", "John Doe"), vec!["doe", "john", "john.doe"]);
+        assert_eq!(
+            name_tokens("john.doe", "John Doe"),
+            vec!["doe", "john", "john.doe"]
+        );
         assert_eq!(
             name_tokens("sam.tyler", "Samuel Tyler-Rose"),
             vec!["rose", "sam.tyler", "samuel", "tyler"]

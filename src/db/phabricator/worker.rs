@@ -4,8 +4,8 @@
 //! transaction: a rolled-back request leaves no task, and the one hot row, the
 //! `worker_activetask` counter, is locked as briefly as possible (internals §14).
 
-use sqlx::AssertSqlSafe;
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 
 use crate::db::{Conn, DbResult, Tables, now};
 
@@ -36,7 +36,11 @@ impl Task {
     /// `PhabricatorSearchWorker` for a document; `force` reindexes when no transaction row
     /// changes the index version.
     pub fn search(phid: &str, force: bool) -> Self {
-        let parameters = if force { json!({"force": true}) } else { json!([]) };
+        let parameters = if force {
+            json!({"force": true})
+        } else {
+            json!([])
+        };
         Self {
             class: "PhabricatorSearchWorker",
             data: json!({"documentPHID": phid, "parameters": parameters, "strict": false}),
@@ -90,7 +94,10 @@ pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> 
     let mut data_ids = Vec::with_capacity(tasks.len());
     let sql = format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata);
     for task in tasks {
-        let res = sqlx::query(AssertSqlSafe(sql.as_str())).bind(task.data.to_string()).execute(&mut *conn).await?;
+        let res = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(task.data.to_string())
+            .execute(&mut *conn)
+            .await?;
         data_ids.push(res.last_insert_id());
     }
     let n = tasks.len() as u64;

@@ -1,8 +1,8 @@
 //! Transaction rows (`user_transaction`, `project_transaction`) in the format of
 //! `PhabricatorApplicationTransactionEditor` (internals §4.1, write log W0).
 
-use sqlx::AssertSqlSafe;
 use serde_json::{Value, json};
+use sqlx::AssertSqlSafe;
 
 use super::{new_xaction_phid, random_chars};
 use crate::db::{Conn, DbResult, now};
