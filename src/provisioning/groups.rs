@@ -155,7 +155,7 @@ impl Provisioner {
             Some(f) => {
                 let parsed = parse_filter(f)
                     .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
-                query::resolve_group(&parsed)?
+                query::resolve_group(&parsed).map_err(|e| query::locate(e, f))?
             }
             None => GroupFilter::All,
         };

@@ -138,7 +138,7 @@ impl Provisioner {
             Some(f) => {
                 let parsed = parse_filter(f)
                     .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
-                query::resolve_user(&parsed)?
+                query::resolve_user(&parsed).map_err(|e| query::locate(e, f))?
             }
             None => UserFilter::All,
         };

@@ -211,6 +211,29 @@ pub enum EmailCond {
     Not(Box<EmailCond>),
 }
 
+/// Adds the position of the offending attribute to a resolution error ("attribute X cannot be
+/// filtered"), as the parser does for syntax errors: the client sees where in its filter.
+pub fn locate(err: ScimError, filter: &str) -> ScimError {
+    let Some(rest) = err.detail.strip_prefix("attribute ") else {
+        return err;
+    };
+    let Some(end) = rest.find(" cannot be filtered") else {
+        return err;
+    };
+    let name = &rest[..end];
+    let lower = filter.to_lowercase();
+    match lower.find(&name.to_lowercase()) {
+        Some(byte) => {
+            let position = filter[..byte].chars().count();
+            ScimError {
+                detail: format!("{} at position {position}", err.detail),
+                ..err
+            }
+        }
+        None => err,
+    }
+}
+
 fn bad(msg: impl Into<String>) -> ScimError {
     ScimError::invalid_filter(msg)
 }
@@ -839,6 +862,14 @@ mod tests {
 
     fn sub(m: MultiAttr, name: &str) -> SubField {
         m.sub_field(name).unwrap()
+    }
+
+    #[test]
+    fn unknown_attributes_are_located() {
+        let f = r#"userName eq "a" and nickname2 eq "b""#;
+        let e = resolve_user(&crate::scim::filter::parse_filter(f).unwrap()).unwrap_err();
+        let e = locate(e, f);
+        assert!(e.detail.ends_with("at position 20"), "{}", e.detail);
     }
 
     #[test]
