@@ -126,18 +126,6 @@ pub async fn lock_scim_user_by_name(
     .await?)
 }
 
-/// Is this user managed by SCIM (deprovisioned or not)?
-pub async fn is_managed_user(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<bool> {
-    Ok(sqlx::query(AssertSqlSafe(format!(
-        "SELECT 1 FROM {} WHERE userPHID = ?",
-        t.scim_user
-    )))
-    .bind(user_phid)
-    .fetch_optional(&mut *conn)
-    .await?
-    .is_some())
-}
-
 /// Inserts the SCIM record of a user (version 1). A duplicate userName fails with 1062 on
 /// `key_username`: that unique key decides races between identical POSTs.
 pub async fn insert_scim_user(

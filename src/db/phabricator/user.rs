@@ -85,35 +85,6 @@ pub async fn lock_user(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Opti
     .await?)
 }
 
-/// Loads users by PHID (no lock).
-pub async fn load_users(conn: &mut Conn, t: &Tables, phids: &[String]) -> DbResult<Vec<UserRow>> {
-    if phids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM {} WHERE phid IN {}",
-        t.user,
-        placeholders(phids.len())
-    );
-    let mut q = sqlx::query_as::<_, UserRow>(AssertSqlSafe(sql.as_str()));
-    for p in phids {
-        q = q.bind(p);
-    }
-    Ok(q.fetch_all(&mut *conn).await?)
-}
-
-/// Is this username taken (case-insensitively, by the column's collation)?
-pub async fn username_taken(conn: &mut Conn, t: &Tables, name: &str) -> DbResult<bool> {
-    Ok(sqlx::query(AssertSqlSafe(format!(
-        "SELECT 1 FROM {} WHERE userName = ?",
-        t.user
-    )))
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?
-    .is_some())
-}
-
 /// Which of these usernames are taken.
 pub async fn usernames_taken(
     conn: &mut Conn,
@@ -509,19 +480,6 @@ pub async fn expire_temporary_tokens(
         }
     }
     Ok(q.execute(&mut *conn).await?.rows_affected())
-}
-
-/// Deletes the SSH authorized-keys cache after a rename (internals §4.2).
-pub async fn clear_ssh_auth_cache(conn: &mut Conn, t: &Tables, cache_ns: &str) -> DbResult<()> {
-    let key = format!("{cache_ns}:ssh.authstruct");
-    sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {} WHERE cacheKeyHash = ?",
-        t.cache_general
-    )))
-    .bind(super::digest_for_index(&key))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
