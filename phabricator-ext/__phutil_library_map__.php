@@ -11,6 +11,7 @@ phutil_register_library_map(array(
   'class' => array(
     'PhabricatorScimApplication' => 'src/application/PhabricatorScimApplication.php',
     'PhabricatorScimConfigOptions' => 'src/config/PhabricatorScimConfigOptions.php',
+    'PhabricatorScimContentSource' => 'src/contentsource/PhabricatorScimContentSource.php',
     'PhabricatorScimController' => 'src/controller/PhabricatorScimController.php',
     'PhabricatorScimDAO' => 'src/storage/PhabricatorScimDAO.php',
     'PhabricatorScimDrift' => 'src/storage/PhabricatorScimDrift.php',
@@ -42,6 +43,7 @@ phutil_register_library_map(array(
   'xmap' => array(
     'PhabricatorScimApplication' => 'PhabricatorApplication',
     'PhabricatorScimConfigOptions' => 'PhabricatorApplicationConfigOptions',
+    'PhabricatorScimContentSource' => 'PhabricatorContentSource',
     'PhabricatorScimController' => 'PhabricatorController',
     'PhabricatorScimDAO' => array(
       'PhabricatorLiskDAO',
