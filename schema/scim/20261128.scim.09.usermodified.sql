@@ -1,0 +1,2 @@
+ALTER TABLE {$NAMESPACE}_scim.scim_user
+  ADD KEY key_modified (dateModified);
