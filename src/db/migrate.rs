@@ -50,10 +50,6 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261128.scim.08.userlist.sql",
         include_str!("../../schema/scim/20261128.scim.08.userlist.sql"),
     ),
-    (
-        "20261128.scim.09.usermodified.sql",
-        include_str!("../../schema/scim/20261128.scim.09.usermodified.sql"),
-    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

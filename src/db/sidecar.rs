@@ -418,17 +418,13 @@ pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<
     .rows_affected())
 }
 
-/// Users deprovisioned since `since` (for the blast-radius guard): managed users changed in the
-/// window whose state is deprovisioned (DELETE) or inactive as the IdP asked (the stored
-/// document keeps its `active`). A user counts once however many requests deprovisioned it (an
-/// IdP deactivates and later DELETEs the same user). Read through `key_modified`, so the cost
-/// follows the users changed in the window, not the sync log's volume (an initial sync writes
-/// one event per user).
+/// Users deprovisioned since `since`, per the sync log (for the blast-radius guard). A user
+/// counts once: IdPs deactivate and later DELETE the same user (a PATCH then a DELETE), and
+/// counting both would halve the configured share.
 pub async fn count_deprovisions_since(conn: &mut Conn, t: &Tables, since: u32) -> DbResult<u64> {
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {} WHERE dateModified >= ? \
-         AND (isDeprovisioned = 1 OR JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false')",
-        t.scim_user
+        "SELECT COUNT(DISTINCT objectPHID) FROM {} WHERE dateCreated >= ? AND outcome = 'ok' AND summary LIKE 'deprovision%'",
+        t.scim_event
     )))
     .bind(since)
     .fetch_one(&mut *conn)

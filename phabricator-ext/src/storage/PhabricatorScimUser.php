@@ -36,9 +36,6 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
         'key_deprovisioned' => array(
           'columns' => array('isDeprovisioned', 'id'),
         ),
-        'key_modified' => array(
-          'columns' => array('dateModified'),
-        ),
       ),
     ) + parent::getConfiguration();
   }

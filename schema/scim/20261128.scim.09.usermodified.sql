@@ -1,2 +1,0 @@
-ALTER TABLE {$NAMESPACE}_scim.scim_user
-  ADD KEY key_modified (dateModified);
