@@ -72,58 +72,52 @@ pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.extern
      u.userName AS phabUserName, u.realName, u.isAdmin, u.isSystemAgent, u.isMailingList, u.dateCreated AS userCreated, \
      u.dateModified AS userModified";
 
-/// The managed user with this PHID and its groups, locked with its Phabricator row (editors
-/// reload the edited object `FOR UPDATE`, internals §0).
+/// One managed user with its Phabricator row and groups, found by a `scim_user` column.
+/// `lock` takes both rows `FOR UPDATE` (editors reload the edited object locked, internals §0).
+async fn one_user_view(
+    conn: &mut Conn,
+    t: &Tables,
+    column: &'static str,
+    value: &str,
+    lock: bool,
+) -> DbResult<Option<ScimUserView>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.{column} = ?{}",
+        user_groups_column(t),
+        t.scim_user,
+        t.user,
+        if lock { " FOR UPDATE" } else { "" },
+    )))
+    .bind(value)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// The managed user with this PHID, locked.
 pub async fn lock_scim_user(
     conn: &mut Conn,
     t: &Tables,
     user_phid: &str,
 ) -> DbResult<Option<ScimUserView>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
-         WHERE s.userPHID = ? FOR UPDATE",
-        user_groups_column(t),
-        t.scim_user,
-        t.user
-    )))
-    .bind(user_phid)
-    .fetch_optional(&mut *conn)
-    .await?)
+    one_user_view(conn, t, "userPHID", user_phid, true).await
 }
 
-/// The managed user with this PHID (no lock), with its groups.
+/// The managed user with this PHID (no lock).
 pub async fn get_scim_user(
     conn: &mut Conn,
     t: &Tables,
     user_phid: &str,
 ) -> DbResult<Option<ScimUserView>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.userPHID = ?",
-        user_groups_column(t),
-        t.scim_user,
-        t.user
-    )))
-    .bind(user_phid)
-    .fetch_optional(&mut *conn)
-    .await?)
+    one_user_view(conn, t, "userPHID", user_phid, false).await
 }
 
-/// The managed user holding this SCIM userName (case-insensitive), locked.
+/// The managed user holding this SCIM userName (case-insensitive, by the column), locked.
 pub async fn lock_scim_user_by_name(
     conn: &mut Conn,
     t: &Tables,
     user_name: &str,
 ) -> DbResult<Option<ScimUserView>> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID \
-         WHERE s.userName = ? FOR UPDATE",
-        user_groups_column(t),
-        t.scim_user,
-        t.user
-    )))
-    .bind(user_name)
-    .fetch_optional(&mut *conn)
-    .await?)
+    one_user_view(conn, t, "userName", user_name, true).await
 }
 
 /// Inserts the SCIM record of a user (version 1). A duplicate userName fails with 1062 on

@@ -22,7 +22,6 @@ use crate::db::sidecar::{self, Event, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::ScimError;
-use crate::scim::filter::parse_filter;
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
 };
@@ -146,19 +145,8 @@ impl Provisioner {
     /// GET /Groups and POST /Groups/.search (members are streamed by the caller, if wanted).
     #[instrument(skip_all)]
     pub async fn list_groups(&self, params: &ListParams) -> Result<(u64, u64, Vec<StoredGroup>)> {
-        let filter = match params
-            .filter
-            .as_deref()
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-        {
-            Some(f) => {
-                let parsed = parse_filter(f)
-                    .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
-                query::resolve_group(&parsed).map_err(|e| query::locate(e, f))?
-            }
-            None => GroupFilter::All,
-        };
+        let filter = query::list_filter(params.filter.as_deref(), query::resolve_group)?
+            .unwrap_or(GroupFilter::All);
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params
             .sort_by

@@ -20,7 +20,6 @@ use crate::db::sidecar::{self, Event, ScimEmail, ScimUserView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::ScimError;
-use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, UserFilter, UserSort};
@@ -129,19 +128,8 @@ impl Provisioner {
         params: &ListParams,
         want_groups: bool,
     ) -> Result<(u64, u64, Vec<StoredUser>)> {
-        let filter = match params
-            .filter
-            .as_deref()
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-        {
-            Some(f) => {
-                let parsed = parse_filter(f)
-                    .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
-                query::resolve_user(&parsed).map_err(|e| query::locate(e, f))?
-            }
-            None => UserFilter::All,
-        };
+        let filter = query::list_filter(params.filter.as_deref(), query::resolve_user)?
+            .unwrap_or(UserFilter::All);
         let page = params.page(100, u64::from(self.cfg.max_results))?;
         let sort = params
             .sort_by

@@ -211,6 +211,20 @@ pub enum EmailCond {
     Not(Box<EmailCond>),
 }
 
+/// Parses and resolves a list request's `filter` (None when absent or blank): syntax errors
+/// and unknown attributes become `400 invalidFilter` with their position.
+pub fn list_filter<F>(
+    raw: Option<&str>,
+    resolve: impl Fn(&Filter) -> Result<F, ScimError>,
+) -> Result<Option<F>, ScimError> {
+    let Some(f) = raw.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = crate::scim::filter::parse_filter(f)
+        .map_err(|e| ScimError::invalid_filter(format!("filter: {e}")))?;
+    resolve(&parsed).map(Some).map_err(|e| locate(e, f))
+}
+
 /// Adds the position of the offending attribute to a resolution error ("attribute X cannot be
 /// filtered"), as the parser does for syntax errors: the client sees where in its filter.
 pub fn locate(err: ScimError, filter: &str) -> ScimError {
