@@ -17,9 +17,20 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
         .map(|(_, sql)| render_patch(sql, &placeholder_ns()));
     for sql in sources {
         let mut current: Option<(String, String)> = None;
+        let mut alter = false;
         for line in sql.lines() {
             let l = line.trim();
-            if let Some(rest) = l.strip_prefix("CREATE TABLE ") {
+            // Later patches add columns with `ALTER TABLE <db>.<table>` and `ADD <column> ...`
+            // lines, read like the lines of a CREATE TABLE until the statement's `;`.
+            let (rest, altering) = match (
+                l.strip_prefix("CREATE TABLE "),
+                l.strip_prefix("ALTER TABLE "),
+            ) {
+                (Some(rest), _) => (Some(rest), false),
+                (None, Some(rest)) => (Some(rest), true),
+                (None, None) => (None, false),
+            };
+            if let Some(rest) = rest {
                 let rest = rest.trim_start_matches("IF NOT EXISTS ");
                 let name = rest
                     .split_whitespace()
@@ -34,6 +45,7 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
                     .to_owned();
                 let table = parts.next().unwrap_or("").trim_end_matches('(').to_owned();
                 current = Some((db, table));
+                alter = altering;
                 out.entry(current.clone().unwrap_or_default())
                     .or_insert_with(Vec::new);
                 continue;
@@ -42,7 +54,18 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
                 current = None;
                 continue;
             }
-            let Some(key) = &current else { continue };
+            let Some(key) = current.clone() else { continue };
+            let l = if alter {
+                if l.ends_with(';') {
+                    current = None;
+                }
+                match l.strip_prefix("ADD ") {
+                    Some(added) => added.trim_end_matches(';'),
+                    None => continue,
+                }
+            } else {
+                l
+            };
             let upper = l.to_ascii_uppercase();
             if upper.starts_with("PRIMARY")
                 || upper.starts_with("UNIQUE")
@@ -71,7 +94,7 @@ pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
                 }
                 ty.push(w.trim_end_matches(',').to_ascii_lowercase());
             }
-            if let Some(cols) = out.get_mut(key) {
+            if let Some(cols) = out.get_mut(&key) {
                 cols.push((col, normalise_type(&ty.join(" "))));
             }
         }
@@ -205,5 +228,9 @@ mod tests {
             e[&("scim".to_owned(), "scim_user".to_owned())][0],
             ("id".to_owned(), "int unsigned".to_owned())
         );
+        // A column added by a later patch's ALTER TABLE, and not its keys.
+        let scim_user = &e[&("scim".to_owned(), "scim_user".to_owned())];
+        assert!(scim_user.contains(&("dateDeprovisioned".to_owned(), "int unsigned".to_owned())));
+        assert!(!scim_user.iter().any(|(c, _)| c == "KEY"));
     }
 }

@@ -50,6 +50,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261128.scim.08.userlist.sql",
         include_str!("../../schema/scim/20261128.scim.08.userlist.sql"),
     ),
+    (
+        "20261128.scim.09.deprovisionedat.sql",
+        include_str!("../../schema/scim/20261128.scim.09.deprovisionedat.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

@@ -147,7 +147,9 @@ pub async fn insert_scim_user(
     Ok(())
 }
 
-/// Rewrites the SCIM record and bumps its version.
+/// Rewrites the SCIM record and bumps its version. `disabled_at` stamps `dateDeprovisioned`
+/// when this write disables the account: the deprovision guard counts those stamps.
+#[allow(clippy::too_many_arguments)]
 pub async fn update_scim_user(
     conn: &mut Conn,
     t: &Tables,
@@ -156,10 +158,12 @@ pub async fn update_scim_user(
     external_id: Option<&str>,
     attributes: &Value,
     deprovisioned: bool,
+    disabled_at: Option<u32>,
 ) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET userName = ?, externalID = ?, attributes = ?, isDeprovisioned = ?, \
-         version = version + 1, dateModified = ? WHERE id = ?",
+         version = version + 1, dateModified = ?, dateDeprovisioned = COALESCE(?, dateDeprovisioned) \
+         WHERE id = ?",
         t.scim_user
     )))
     .bind(user_name)
@@ -167,6 +171,7 @@ pub async fn update_scim_user(
     .bind(attributes.to_string())
     .bind(deprovisioned)
     .bind(now())
+    .bind(disabled_at)
     .bind(id)
     .execute(&mut *conn)
     .await?;
@@ -412,15 +417,23 @@ pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<
     .rows_affected())
 }
 
-/// Users deprovisioned since `since`, per the sync log (for the blast-radius guard). A user
-/// counts once: IdPs deactivate and later DELETE the same user (a PATCH then a DELETE), and
-/// counting both would halve the configured share.
-pub async fn count_deprovisions_since(conn: &mut Conn, t: &Tables, since: u32) -> DbResult<u64> {
+/// Users other than `except_id` disabled by SCIM since `since` (for the blast-radius guard),
+/// by their `dateDeprovisioned` stamp. A user counts once: IdPs deactivate and later DELETE
+/// the same user (a PATCH then a DELETE), and only the write that disables stamps it.
+pub async fn count_deprovisions_since(
+    conn: &mut Conn,
+    t: &Tables,
+    since: u32,
+    except_id: u32,
+) -> DbResult<u64> {
+    // A range of `key_deprovisionedat`, covering (InnoDB keys carry the primary key): one
+    // index entry per user disabled in the window, however many other writes the window saw.
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(DISTINCT objectPHID) FROM {} WHERE dateCreated >= ? AND outcome = 'ok' AND summary LIKE 'deprovision%'",
-        t.scim_event
+        "SELECT COUNT(*) FROM {} WHERE dateDeprovisioned >= ? AND id <> ?",
+        t.scim_user
     )))
     .bind(since)
+    .bind(except_id)
     .fetch_one(&mut *conn)
     .await?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -428,9 +441,10 @@ pub async fn count_deprovisions_since(conn: &mut Conn, t: &Tables, since: u32) -
 
 /// Serializes deprovisions: locks the `worker_activetask` row of `lisk_counter` until the
 /// transaction ends. Every write takes that row anyway when it queues its tasks just before
-/// COMMIT (internals §14), so taking it before the guard's count only makes concurrent
-/// deprovisions count one after the other; without it, N parallel requests all see the same
-/// count and all pass. Deprovisions are rare, so holding the hot row a little longer is cheap.
+/// COMMIT (internals §14); the guard takes it there too, after the deprovision's own writes,
+/// so that concurrent deprovisions count one after the other (without it, N parallel
+/// requests all see the same count and all pass) while holding the hot row no longer than
+/// any other write does.
 pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', 0) \

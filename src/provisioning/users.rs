@@ -530,9 +530,13 @@ impl Provisioner {
             Mode::Adopt => spec.active.unwrap_or(current_active),
             Mode::Update => spec.active.unwrap_or(current_active),
         };
+        // Set when this write disables the account: stamped on `scim_user` and checked by the
+        // burst guard just before COMMIT.
+        let mut disabled_at = None;
         if desired_active != current_active {
             if !desired_active {
-                self.guard_deprovision(conn, ctx, &user).await?;
+                self.refuse_protected(ctx, &user)?;
+                disabled_at = Some(now());
             }
             xactions.push(Xaction {
                 kind: "user.disable",
@@ -643,6 +647,7 @@ impl Provisioner {
                 spec.external_id.as_deref(),
                 &Value::Object(new_attrs),
                 deprovisioned,
+                disabled_at,
             )
             .await
             {
@@ -682,6 +687,9 @@ impl Provisioner {
         )
         .await?;
         let groups = parse_groups(view.groups_json.as_deref())?;
+        if disabled_at.is_some() {
+            self.guard_burst(conn, view.id).await?;
+        }
         // Task ids last: the counter row is the one hot row (internals §14).
         worker::queue(conn, t, &tasks).await?;
         Ok(StoredUser {
@@ -879,9 +887,8 @@ impl Provisioner {
         })
     }
 
-    /// Blast radius (issue 6): never disable an administrator or the caller's own bot, and
-    /// refuse a burst of deprovisions larger than the configured share of managed users.
-    async fn guard_deprovision(&self, conn: &mut Conn, ctx: &Ctx, user: &UserRow) -> Result<()> {
+    /// Blast radius (issue 6): never disable an administrator or the caller's own bot.
+    fn refuse_protected(&self, ctx: &Ctx, user: &UserRow) -> Result<()> {
         if user.is_admin {
             return Err(ScimError::forbidden(format!(
                 "@{} is a Phabricator administrator; SCIM never disables administrators",
@@ -894,20 +901,34 @@ impl Provisioner {
                 ScimError::forbidden("a token cannot deprovision its own bot account").into(),
             );
         }
+        Ok(())
+    }
+
+    /// Blast radius (issue 6): refuse a burst of deprovisions larger than the configured share
+    /// of managed users. Runs after the deprovision's own writes, just before its tasks take
+    /// the counter row: the lock that serializes the count is then held only as long as any
+    /// write holds that row, and a refusal rolls the whole write back.
+    async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32) -> Result<()> {
         let cfg = &self.cfg;
         if cfg.deprovision_guard_share >= 1.0 {
             return Ok(());
         }
         let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
         sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
-        let recent =
-            sidecar::count_deprovisions_since(conn, &self.db.t, now().saturating_sub(window))
-                .await?;
+        let recent = sidecar::count_deprovisions_since(
+            conn,
+            &self.db.t,
+            now().saturating_sub(window),
+            scim_user_id,
+        )
+        .await?;
         if recent < u64::from(cfg.deprovision_guard_min) {
             return Ok(());
         }
+        // This user is already disabled in this transaction, so not among `active`: the
+        // managed population is the active ones, those disabled in the window, and this one.
         let active = self.managed_users_estimate(conn).await?;
-        let managed = active + recent;
+        let managed = active + recent + 1;
         let limit = (cfg.deprovision_guard_share * managed as f64).floor() as u64;
         if recent + 1 > limit.max(u64::from(cfg.deprovision_guard_min)) {
             return Err(ScimError::status(

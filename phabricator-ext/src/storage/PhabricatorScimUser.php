@@ -11,6 +11,7 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
   protected $attributes;
   protected $version;
   protected $isDeprovisioned;
+  protected $dateDeprovisioned;
 
   protected function getConfiguration() {
     return array(
@@ -20,6 +21,7 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
         'attributes' => 'text',
         'version' => 'uint32',
         'isDeprovisioned' => 'bool',
+        'dateDeprovisioned' => 'epoch?',
       ),
       self::CONFIG_KEY_SCHEMA => array(
         'key_user' => array(
@@ -35,6 +37,10 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
         ),
         'key_deprovisioned' => array(
           'columns' => array('isDeprovisioned', 'id'),
+        ),
+        // The deprovision guard counts users disabled within its window.
+        'key_deprovisionedat' => array(
+          'columns' => array('dateDeprovisioned'),
         ),
       ),
     ) + parent::getConfiguration();
