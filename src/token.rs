@@ -41,10 +41,22 @@ pub fn format(id: u32, secret: &str) -> String {
     format!("{PREFIX}-{id}-{secret}")
 }
 
-/// argon2id with PHP's defaults (m=65536 KiB, t=4, p=1): PHP's `password_needs_rehash`
-/// accepts the hashes we write, and libsodium-built PHP supports only one lane.
+/// Memory cost of new hashes, in KiB (19 MiB), the same as the PHP side's `memory_cost`.
+const HASH_M_COST: u32 = 19456;
+/// Passes over memory of new hashes, the same as the PHP side's `time_cost`.
+const HASH_T_COST: u32 = 2;
+/// Lanes of new hashes: libsodium-built PHP supports only one (`threads`).
+const HASH_P_COST: u32 = 1;
+
+/// argon2id at OWASP's floor (m=19456 KiB, t=2, p=1), not PHP's defaults (m=65536, t=4): the
+/// secret is 40 random characters (200 bits), which no guessing reaches however cheap a guess
+/// is, so memory-hardness buys nothing here, while the service pays the cost: each
+/// verification allocates `m` (at most two run at once), and with PHP's 64 MiB one cold token
+/// check was the service's peak memory. PhabricatorScimTokenEngine::hashSecret() writes the
+/// same parameters; verification reads them from the PHC string, so hashes written with other
+/// parameters (PHP's defaults, by earlier versions) keep verifying.
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(65536, 4, 1, None).unwrap_or_default();
+    let params = Params::new(HASH_M_COST, HASH_T_COST, HASH_P_COST, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -67,8 +79,9 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
 }
 
 /// A PHC hash nobody's secret matches, verified for unknown ids so that timing does not tell
-/// which ids exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=65536,t=4,p=1$c29tZXNhbHRzb21lc2FsdA$9oBrbFsF2JvhmUYrvO+9I8YNfN8m5+cJ3Vr1Q8Ajx0w";
+/// which ids exist. Written by `hash_secret` (so with the parameters of new tokens) for a random
+/// secret that was thrown away.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ysXheisBtk+MEkbHQqjusg$i9uiH77Z1sukPCZmu4SLOJDPhhx3YT91BODilSU8TXY";
 
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +122,8 @@ pub struct TokenVerifier {
     /// argon2 verifications run, real or dummy (tests check unknown ids cost one too).
     verifications: AtomicU64,
     /// One verification per token at a time: an IdP's first burst of parallel requests waits
-    /// for the first verification instead of running argon2 (64 MiB each) once per request.
+    /// for the first verification instead of running argon2 (19 MiB each, 64 MiB for a hash at
+    /// PHP's defaults) once per request.
     inflight: Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// At most two argon2 runs at once, whatever the tokens: bounds memory and CPU.
     slots: tokio::sync::Semaphore,
@@ -335,11 +349,34 @@ mod tests {
     #[test]
     fn hash_verifies_and_matches_php_parameters() {
         let h = hash_secret("s3cret").unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=65536,t=4,p=1$"));
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify_secret("s3cret", &h));
         assert!(!verify_secret("other", &h));
         assert!(!verify_secret("s3cret", DUMMY_HASH));
         assert!(!verify_secret("s3cret", "garbage"));
+    }
+
+    /// The dummy hash costs what a real token's check costs: same algorithm and parameters.
+    #[test]
+    fn dummy_hash_has_the_parameters_of_new_hashes() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let h = hash_secret("s3cret").unwrap();
+        let real = PasswordHash::new(&h).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|o| o.len()), real.hash.map(|o| o.len()));
+    }
+
+    /// Tokens hashed before the switch to m=19456,t=2 (PHP's defaults, m=65536,t=4) keep
+    /// verifying: the parameters come from the PHC string. This one was written by PHP's
+    /// `password_hash($secret, PASSWORD_ARGON2ID, ['memory_cost' => 65536, 'time_cost' => 4,
+    /// 'threads' => 1])`.
+    #[test]
+    fn hashes_at_phps_default_parameters_keep_verifying() {
+        let legacy = "$argon2id$v=19$m=65536,t=4,p=1$OXoubWtVM3prU2hoY3hTUQ$5vePbveeKtH/o4F5eySW8kI3xrMcrUkgh3dHIWwNC60";
+        assert!(verify_secret("legacy-secret-hashed-by-php", legacy));
+        assert!(!verify_secret("legacy-secret-hashed-by-phq", legacy));
     }
 }
 
