@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 
 use crate::db::{Db, DbError, now, sidecar};
@@ -70,12 +70,52 @@ pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error>
 
 /// Verifies a secret against a PHC string (any argon2 variant and parameters it names).
 pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(secret.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
+    verify_phc(secret, phc).unwrap_or(false)
+}
+
+/// What `PasswordVerifier::verify_password` does, but in memory from `argon2_memory`.
+fn verify_phc(secret: &str, phc: &str) -> Option<bool> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    // The output length comes from the hash, as in `verify_password`.
+    let params = Params::try_from(&hash).ok()?;
+    let (salt, expected) = (hash.salt?, hash.hash?);
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf).ok()?;
+    let mut memory = argon2_memory(params.block_count())?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2
+            .hash_password_into_with_memory(secret.as_bytes(), salt, out, &mut memory[..])
+            .map_err(password_hash::Error::from)
+    })
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(computed == expected)
+}
+
+/// Room reserved for argon2's memory: 33 MiB, above glibc's largest mmap threshold (32 MiB).
+const ARGON2_RESERVE_BLOCKS: usize = 33 * 1024;
+
+/// Argon2's working memory, `blocks` KiB, reserved so that glibc maps it on its own and unmaps
+/// it when the verification ends. glibc serves a request from mmap when it is above its mmap
+/// threshold, but that threshold rises to the size of each mapped chunk freed (up to 32 MiB): a
+/// plain 19 MiB buffer is mapped once, then taken from a malloc arena, and arenas (one per
+/// blocking thread) keep and fragment what is freed (measured in the service: about 100 failed
+/// tokens left 466 MiB resident, against 10 MiB this way). Reserving at least 33 MiB keeps it
+/// a mapping of its own, and only the `blocks` written become resident. `None` when the
+/// memory cannot be had (absurd parameters).
+fn argon2_memory(blocks: usize) -> Option<Vec<Block>> {
+    let mut memory = Vec::new();
+    memory
+        .try_reserve_exact(blocks.max(ARGON2_RESERVE_BLOCKS))
+        .ok()?;
+    memory.resize(blocks, Block::default());
+    Some(memory)
 }
 
 /// A PHC hash nobody's secret matches, verified for unknown ids so that timing does not tell
@@ -366,6 +406,25 @@ mod tests {
         assert_eq!(dummy.version, real.version);
         assert_eq!(dummy.params, real.params);
         assert_eq!(dummy.hash.map(|o| o.len()), real.hash.map(|o| o.len()));
+    }
+
+    /// Verification follows the PHC string: variant, version, parameters, output length.
+    #[test]
+    fn other_variants_versions_and_lengths_verify() {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        for (algorithm, version, out_len) in [
+            (Algorithm::Argon2i, Version::V0x10, 32),
+            (Algorithm::Argon2d, Version::V0x13, 32),
+            (Algorithm::Argon2id, Version::V0x13, 64),
+        ] {
+            let params = Params::new(1024, 1, 1, Some(out_len)).unwrap();
+            let h = Argon2::new(algorithm, version, params)
+                .hash_password(b"s3cret", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify_secret("s3cret", &h), "{h}");
+            assert!(!verify_secret("s3cres", &h), "{h}");
+        }
     }
 
     /// Tokens hashed before the switch to m=19456,t=2 (PHP's defaults, m=65536,t=4) keep
