@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 
 use crate::db::{Db, DbError, now, sidecar};
@@ -41,10 +41,22 @@ pub fn format(id: u32, secret: &str) -> String {
     format!("{PREFIX}-{id}-{secret}")
 }
 
-/// argon2id with PHP's defaults (m=65536 KiB, t=4, p=1): PHP's `password_needs_rehash`
-/// accepts the hashes we write, and libsodium-built PHP supports only one lane.
+/// Memory cost of new hashes, in KiB (19 MiB), the same as the PHP side's `memory_cost`.
+const HASH_M_COST: u32 = 19456;
+/// Passes over memory of new hashes, the same as the PHP side's `time_cost`.
+const HASH_T_COST: u32 = 2;
+/// Lanes of new hashes: libsodium-built PHP supports only one (`threads`).
+const HASH_P_COST: u32 = 1;
+
+/// argon2id at OWASP's floor (m=19456 KiB, t=2, p=1), not PHP's defaults (m=65536, t=4): the
+/// secret is 40 random characters (200 bits), which no guessing reaches however cheap a guess
+/// is, so memory-hardness buys nothing here, while the service pays the cost: each
+/// verification allocates `m` (at most two run at once), and with PHP's 64 MiB one cold token
+/// check was the service's peak memory. PhabricatorScimTokenEngine::hashSecret() writes the
+/// same parameters; verification reads them from the PHC string, so hashes written with other
+/// parameters (PHP's defaults, by earlier versions) keep verifying.
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(65536, 4, 1, None).unwrap_or_default();
+    let params = Params::new(HASH_M_COST, HASH_T_COST, HASH_P_COST, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -58,17 +70,58 @@ pub fn hash_secret(secret: &str) -> Result<String, argon2::password_hash::Error>
 
 /// Verifies a secret against a PHC string (any argon2 variant and parameters it names).
 pub fn verify_secret(secret: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(secret.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
+    verify_phc(secret, phc).unwrap_or(false)
+}
+
+/// What `PasswordVerifier::verify_password` does, but in memory from `argon2_memory`.
+fn verify_phc(secret: &str, phc: &str) -> Option<bool> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    // The output length comes from the hash, as in `verify_password`.
+    let params = Params::try_from(&hash).ok()?;
+    let (salt, expected) = (hash.salt?, hash.hash?);
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf).ok()?;
+    let mut memory = argon2_memory(params.block_count())?;
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2
+            .hash_password_into_with_memory(secret.as_bytes(), salt, out, &mut memory[..])
+            .map_err(password_hash::Error::from)
+    })
+    .ok()?;
+    // `Output`'s equality is constant-time.
+    Some(computed == expected)
+}
+
+/// Room reserved for argon2's memory: 33 MiB, above glibc's largest mmap threshold (32 MiB).
+const ARGON2_RESERVE_BLOCKS: usize = 33 * 1024;
+
+/// Argon2's working memory, `blocks` KiB, reserved so that glibc maps it on its own and unmaps
+/// it when the verification ends. glibc serves a request from mmap when it is above its mmap
+/// threshold, but that threshold rises to the size of each mapped chunk freed (up to 32 MiB): a
+/// plain 19 MiB buffer is mapped once, then taken from a malloc arena, and arenas (one per
+/// blocking thread) keep and fragment what is freed (measured in the service: about 100 failed
+/// tokens left 466 MiB resident, against 10 MiB this way). Reserving at least 33 MiB keeps it
+/// a mapping of its own, and only the `blocks` written become resident. `None` when the
+/// memory cannot be had (absurd parameters).
+fn argon2_memory(blocks: usize) -> Option<Vec<Block>> {
+    let mut memory = Vec::new();
+    memory
+        .try_reserve_exact(blocks.max(ARGON2_RESERVE_BLOCKS))
+        .ok()?;
+    memory.resize(blocks, Block::default());
+    Some(memory)
 }
 
 /// A PHC hash nobody's secret matches, verified for unknown ids so that timing does not tell
-/// which ids exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=65536,t=4,p=1$c29tZXNhbHRzb21lc2FsdA$9oBrbFsF2JvhmUYrvO+9I8YNfN8m5+cJ3Vr1Q8Ajx0w";
+/// which ids exist. Written by `hash_secret` (so with the parameters of new tokens) for a random
+/// secret that was thrown away.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ysXheisBtk+MEkbHQqjusg$i9uiH77Z1sukPCZmu4SLOJDPhhx3YT91BODilSU8TXY";
 
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +162,8 @@ pub struct TokenVerifier {
     /// argon2 verifications run, real or dummy (tests check unknown ids cost one too).
     verifications: AtomicU64,
     /// One verification per token at a time: an IdP's first burst of parallel requests waits
-    /// for the first verification instead of running argon2 (64 MiB each) once per request.
+    /// for the first verification instead of running argon2 (19 MiB each, 64 MiB for a hash at
+    /// PHP's defaults) once per request.
     inflight: Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// At most two argon2 runs at once, whatever the tokens: bounds memory and CPU.
     slots: tokio::sync::Semaphore,
@@ -335,11 +389,53 @@ mod tests {
     #[test]
     fn hash_verifies_and_matches_php_parameters() {
         let h = hash_secret("s3cret").unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=65536,t=4,p=1$"));
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify_secret("s3cret", &h));
         assert!(!verify_secret("other", &h));
         assert!(!verify_secret("s3cret", DUMMY_HASH));
         assert!(!verify_secret("s3cret", "garbage"));
+    }
+
+    /// The dummy hash costs what a real token's check costs: same algorithm and parameters.
+    #[test]
+    fn dummy_hash_has_the_parameters_of_new_hashes() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let h = hash_secret("s3cret").unwrap();
+        let real = PasswordHash::new(&h).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|o| o.len()), real.hash.map(|o| o.len()));
+    }
+
+    /// Verification follows the PHC string: variant, version, parameters, output length.
+    #[test]
+    fn other_variants_versions_and_lengths_verify() {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        for (algorithm, version, out_len) in [
+            (Algorithm::Argon2i, Version::V0x10, 32),
+            (Algorithm::Argon2d, Version::V0x13, 32),
+            (Algorithm::Argon2id, Version::V0x13, 64),
+        ] {
+            let params = Params::new(1024, 1, 1, Some(out_len)).unwrap();
+            let h = Argon2::new(algorithm, version, params)
+                .hash_password(b"s3cret", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify_secret("s3cret", &h), "{h}");
+            assert!(!verify_secret("s3cres", &h), "{h}");
+        }
+    }
+
+    /// Tokens hashed before the switch to m=19456,t=2 (PHP's defaults, m=65536,t=4) keep
+    /// verifying: the parameters come from the PHC string. This one was written by PHP's
+    /// `password_hash($secret, PASSWORD_ARGON2ID, ['memory_cost' => 65536, 'time_cost' => 4,
+    /// 'threads' => 1])`.
+    #[test]
+    fn hashes_at_phps_default_parameters_keep_verifying() {
+        let legacy = "$argon2id$v=19$m=65536,t=4,p=1$OXoubWtVM3prU2hoY3hTUQ$5vePbveeKtH/o4F5eySW8kI3xrMcrUkgh3dHIWwNC60";
+        assert!(verify_secret("legacy-secret-hashed-by-php", legacy));
+        assert!(!verify_secret("legacy-secret-hashed-by-phq", legacy));
     }
 }
 

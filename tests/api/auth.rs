@@ -166,7 +166,8 @@ async fn secrets_never_reach_the_sync_log() {
 }
 
 /// A PHP `password_hash(..., PASSWORD_ARGON2ID)` verifies in Rust and a Rust hash verifies
-/// with PHP's `password_verify` (when PHP is installed; CI installs php-cli).
+/// with PHP's `password_verify` (when PHP is installed; CI installs php-cli), and both sides
+/// write the same parameters.
 #[test]
 fn token_hashes_interoperate_with_php() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php/token_interop.php");
@@ -189,6 +190,13 @@ fn token_hashes_interoperate_with_php() {
     assert!(phab_scim::token::verify_secret("s3cretFromPhp", &php_hash));
     assert!(!phab_scim::token::verify_secret("wrong", &php_hash));
     let rust_hash = phab_scim::token::hash_secret("s3cretFromRust").unwrap();
+    // `$argon2id$v=19$m=...,t=...,p=...`: all but the salt and the output.
+    let params = |h: &str| h.rsplitn(3, '$').nth(2).map(str::to_owned);
+    assert_eq!(params(&php_hash), params(&rust_hash));
+    assert_eq!(
+        params(&rust_hash).as_deref(),
+        Some("$argon2id$v=19$m=19456,t=2,p=1")
+    );
     let ok = std::process::Command::new("php")
         .arg(script)
         .args(["verify", "s3cretFromRust", &rust_hash])

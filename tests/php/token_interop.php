@@ -10,8 +10,8 @@
 //
 // Exit 2 on usage errors or when this PHP has no Argon2 support.
 //
-// The options are those of PhabricatorScimTokenEngine::hashSecret() (PHP's
-// defaults, spelled out).
+// The options are those of PhabricatorScimTokenEngine::hashSecret() and of
+// the Rust service's hash_secret (m=19456 KiB, t=2, p=1).
 
 function usage() {
   fwrite(
@@ -37,8 +37,8 @@ switch ($action) {
       $argv[2],
       PASSWORD_ARGON2ID,
       array(
-        'memory_cost' => 65536,
-        'time_cost' => 4,
+        'memory_cost' => 19456,
+        'time_cost' => 2,
         'threads' => 1,
       ));
     if (!is_string($hash)) {
