@@ -153,14 +153,26 @@ pub async fn create_user(db: &Db, p: &Person) -> R<String> {
     Ok(phid)
 }
 
-/// What the service needs to answer a `userName eq` lookup: the account and its primary
-/// address, by the address (the IdP's userName is the address here).
+/// The groups of a SCIM User (`returned: default`, RFC 7643 §4.1.2), from Phabricator's rows:
+/// the user's member-of edges (type 14) and the projects' names, one JSON array per user.
+fn groups_column(t: &Tables) -> String {
+    format!(
+        "(SELECT JSON_ARRAYAGG(JSON_ARRAY(CAST(p.phid AS CHAR), p.name)) FROM {} ge \
+         JOIN {} p ON p.phid = ge.dst WHERE ge.src = u.phid AND ge.type = 14) AS groupsJson",
+        t.user_edge, t.project
+    )
+}
+
+/// What a server needs to answer a `userName eq` lookup with a whole SCIM User: the account,
+/// its primary address (the IdP's userName is the address here) and its groups.
 pub async fn lookup_user(db: &Db, user_name: &str) -> R<()> {
     let t = &*db.t;
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT u.id, u.phid, u.userName, u.realName, u.isDisabled, u.dateCreated, u.dateModified, e.address \
+        "SELECT u.id, u.phid, u.userName, u.realName, u.isDisabled, u.dateCreated, u.dateModified, e.address, {} \
          FROM {} e JOIN {} u ON u.phid = e.userPHID WHERE e.address = ?",
-        t.user_email, t.user
+        groups_column(t),
+        t.user_email,
+        t.user
     )))
     .bind(user_name)
     .fetch_optional(&db.pool)
@@ -172,14 +184,20 @@ pub async fn lookup_user(db: &Db, user_name: &str) -> R<()> {
     Ok(())
 }
 
-/// A page of 100 users with their primary addresses, by id. `STRAIGHT_JOIN` keeps MariaDB
-/// walking `user` by primary key: left to itself it scans `user_email` and filesorts.
+/// A page of 100 users with their primary addresses and groups, by id. The page's ids come
+/// first from `user`'s primary key (the skipped rows cost an index entry each, not a join and a
+/// groups subquery each), then the rows for those ids. `STRAIGHT_JOIN` keeps MariaDB walking
+/// the page by id: left to itself it scans `user_email` and filesorts.
 pub async fn list_page(db: &Db, offset: u64, count: u64) -> R<usize> {
     let t = &*db.t;
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT u.id, u.phid, u.userName, u.realName, u.isDisabled, u.dateCreated, u.dateModified, e.address \
-         FROM {} u STRAIGHT_JOIN {} e ON e.userPHID = u.phid AND e.isPrimary = 1 ORDER BY u.id LIMIT ? OFFSET ?",
-        t.user, t.user_email
+        "SELECT u.id, u.phid, u.userName, u.realName, u.isDisabled, u.dateCreated, u.dateModified, e.address, {} \
+         FROM (SELECT id FROM {} ORDER BY id LIMIT ? OFFSET ?) page STRAIGHT_JOIN {} u ON u.id = page.id \
+         STRAIGHT_JOIN {} e ON e.userPHID = u.phid AND e.isPrimary = 1 ORDER BY u.id",
+        groups_column(t),
+        t.user,
+        t.user,
+        t.user_email
     )))
     .bind(count)
     .bind(offset)

@@ -109,7 +109,10 @@ impl IntoResponse for ScimResponse {
         match self.body {
             Some(body) => {
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
-                (self.status, headers, body.to_string()).into_response()
+                // `to_vec` writes bytes straight into the buffer; `to_string` goes through
+                // `fmt::Write` piece by piece, at about twice the instructions.
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                (self.status, headers, bytes).into_response()
             }
             None => (self.status, headers).into_response(),
         }

@@ -16,7 +16,7 @@ use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::sidecar::{self, Event, ScimEmail, ScimUserView};
+use crate::db::sidecar::{self, Event, ScimEmail, ScimUserRead, ScimUserView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::ScimError;
@@ -43,7 +43,7 @@ pub struct StoredUser {
 }
 
 impl StoredUser {
-    fn from_view(v: ScimUserView) -> Result<Self> {
+    fn from_read(v: ScimUserRead) -> Result<Self> {
         let attributes = parse_attributes(&v.attributes)?;
         let groups = parse_groups(v.groups_json.as_deref())?;
         Ok(Self {
@@ -118,7 +118,7 @@ impl Provisioner {
             .await?
             .filter(|v| !v.is_deprovisioned)
             .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
-        StoredUser::from_view(view)
+        StoredUser::from_read(view)
     }
 
     /// GET /Users and POST /Users/.search.
@@ -178,7 +178,7 @@ impl Provisioner {
         .await?;
         let users = rows
             .into_iter()
-            .map(StoredUser::from_view)
+            .map(StoredUser::from_read)
             .collect::<Result<Vec<_>>>()?;
         Ok((total, users))
     }
@@ -687,11 +687,12 @@ impl Provisioner {
         )
         .await?;
         let groups = parse_groups(view.groups_json.as_deref())?;
-        if disabled_at.is_some() {
-            self.guard_burst(conn, view.id).await?;
-        }
         // Task ids last: the counter row is the one hot row (internals §14).
         worker::queue(conn, t, &tasks).await?;
+        if disabled_at.is_some() {
+            // After the tasks: their counter allocation has locked the row the guard needs.
+            self.guard_burst(conn, view.id, tasks.is_empty()).await?;
+        }
         Ok(StoredUser {
             phid: user.phid,
             user_name: spec.user_name.clone(),
@@ -905,16 +906,18 @@ impl Provisioner {
     }
 
     /// Blast radius (issue 6): refuse a burst of deprovisions larger than the configured share
-    /// of managed users. Runs after the deprovision's own writes, just before its tasks take
-    /// the counter row: the lock that serializes the count is then held only as long as any
-    /// write holds that row, and a refusal rolls the whole write back.
-    async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32) -> Result<()> {
+    /// of managed users. Runs last, after the write's tasks took the counter row (or after
+    /// locking it, when there were none): concurrent deprovisions count one after the other,
+    /// the hot row is held no longer than by any write, and a refusal rolls it all back.
+    async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32, lock: bool) -> Result<()> {
         let cfg = &self.cfg;
         if cfg.deprovision_guard_share >= 1.0 {
             return Ok(());
         }
         let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
-        sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
+        if lock {
+            sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
+        }
         let recent = sidecar::count_deprovisions_since(
             conn,
             &self.db.t,

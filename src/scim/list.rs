@@ -104,15 +104,16 @@ impl ListParams {
     }
 }
 
-/// A ListResponse body.
+/// A ListResponse body. The resources are moved in: `json!` would serialize them into a
+/// copy, which cost a page of 100 users a fifth of its instructions.
 pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> Value {
-    json!({
-        "schemas": [urn::LIST_RESPONSE],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+    let mut body = serde_json::Map::with_capacity(5);
+    body.insert("schemas".into(), json!([urn::LIST_RESPONSE]));
+    body.insert("totalResults".into(), json!(total));
+    body.insert("startIndex".into(), json!(start_index));
+    body.insert("itemsPerPage".into(), json!(resources.len()));
+    body.insert("Resources".into(), Value::Array(resources));
+    Value::Object(body)
 }
 
 #[cfg(test)]

@@ -201,10 +201,29 @@ pub struct UserParts<'a> {
 
 /// Renders a User in schema order.
 pub fn render_user(p: &UserParts<'_>) -> Value {
-    let mut out = Map::new();
+    // One pass over the stored document (a handful of keys) puts its attributes in schema
+    // order; a lookup per schema attribute hashed each name (SipHash, in serde_json's
+    // IndexMap), and that was a tenth of a list page's instructions.
+    let mut ordered: Vec<(usize, &String, &Value)> = Vec::with_capacity(p.attributes.len());
+    let mut enterprise = None;
+    let mut active_unassigned = false;
+    for (name, value) in p.attributes {
+        match name.as_str() {
+            "userName" | "active" | "groups" | "password" => {}
+            urn::ENTERPRISE_USER => enterprise = Some(value),
+            ACTIVE_UNASSIGNED => active_unassigned = true,
+            other => {
+                if let Some(i) = schema::USER.iter().position(|d| d.name == other) {
+                    ordered.push((i, name, value));
+                }
+            }
+        }
+    }
+    ordered.sort_unstable_by_key(|(i, _, _)| *i);
+
+    let mut out = Map::with_capacity(ordered.len() + 8);
     let mut schemas = vec![Value::String(urn::USER.into())];
-    let has_ext = p.attributes.contains_key(urn::ENTERPRISE_USER);
-    if has_ext {
+    if enterprise.is_some() {
         schemas.push(Value::String(urn::ENTERPRISE_USER.into()));
     }
     out.insert("schemas".into(), Value::Array(schemas));
@@ -213,17 +232,10 @@ pub fn render_user(p: &UserParts<'_>) -> Value {
         out.insert("externalId".into(), Value::String(e.into()));
     }
     out.insert("userName".into(), Value::String(p.user_name.into()));
-    for def in schema::USER {
-        match def.name {
-            "userName" | "active" | "groups" | "password" => {}
-            name => {
-                if let Some(v) = p.attributes.get(name) {
-                    out.insert(name.into(), v.clone());
-                }
-            }
-        }
+    for (_, name, value) in ordered {
+        out.insert(name.clone(), value.clone());
     }
-    if !p.attributes.contains_key(ACTIVE_UNASSIGNED) {
+    if !active_unassigned {
         out.insert("active".into(), Value::Bool(p.active));
     }
     if !p.groups.is_empty() {
@@ -236,7 +248,7 @@ pub fn render_user(p: &UserParts<'_>) -> Value {
             .collect();
         out.insert("groups".into(), Value::Array(groups));
     }
-    if let Some(ext) = p.attributes.get(urn::ENTERPRISE_USER) {
+    if let Some(ext) = enterprise {
         out.insert(urn::ENTERPRISE_USER.into(), ext.clone());
     }
     let location = format!("{}/Users/{}", p.base_url, p.id);
