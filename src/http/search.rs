@@ -50,7 +50,7 @@ async fn root_query(state: &AppState, params: ListParams) -> Result<Response, Ap
     buf.pop();
     buf.extend_from_slice(b",\"Resources\":[");
     let mut first = true;
-    for u in &page.users {
+    for u in page.users {
         if !first {
             buf.push(b',');
         }

@@ -23,13 +23,13 @@ pub struct ProjectionParams {
     pub excluded_attributes: Option<String>,
 }
 
-pub(crate) fn render(state: &AppState, u: &StoredUser) -> Value {
-    render_user(&UserParts {
+pub(crate) fn render(state: &AppState, u: StoredUser) -> Value {
+    render_user(UserParts {
         id: &u.phid,
         user_name: &u.user_name,
         external_id: u.external_id.as_deref(),
         active: u.active,
-        attributes: &u.attributes,
+        attributes: u.attributes,
         groups: &u.groups,
         base_url: &state.base_url,
         created: u.created,
@@ -38,12 +38,13 @@ pub(crate) fn render(state: &AppState, u: &StoredUser) -> Value {
     })
 }
 
-fn single(state: &AppState, u: &StoredUser, p: &Projection, status: StatusCode) -> ScimResponse {
+fn single(state: &AppState, u: StoredUser, p: &Projection, status: StatusCode) -> ScimResponse {
     let location = format!("{}/Users/{}", state.base_url, u.phid);
+    let etag = etag(u.version);
     ScimResponse {
         status,
         body: Some(p.apply(Resource::User, render(state, u))),
-        etag: Some(etag(u.version)),
+        etag: Some(etag),
         location: (status == StatusCode::CREATED).then_some(location),
     }
 }
@@ -82,7 +83,7 @@ async fn search_users(state: &AppState, params: ListParams) -> Result<ScimRespon
     )?;
     let (total, start, users) = state.prov.list_users(&params, p.wants("groups")).await?;
     let resources = users
-        .iter()
+        .into_iter()
         .map(|u| p.apply(Resource::User, render(state, u)))
         .collect();
     Ok(ScimResponse::ok(list_response(total, start, resources)))
@@ -109,7 +110,7 @@ pub async fn get(
             location: None,
         });
     }
-    Ok(single(&state, &user, &p, StatusCode::OK))
+    Ok(single(&state, user, &p, StatusCode::OK))
 }
 
 /// POST /Users
@@ -126,7 +127,7 @@ pub async fn create(
     )?;
     let (how, user) = state.prov.create_user(&ctx, &body).await?;
     tracing::info!(id = %user.phid, how = ?how, "user provisioned");
-    Ok(single(&state, &user, &p, StatusCode::CREATED))
+    Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 
 /// PUT /Users/{id}
@@ -147,7 +148,7 @@ pub async fn replace(
         .prov
         .replace_user(&ctx, &id, &body, preconditions(&headers))
         .await?;
-    Ok(single(&state, &user, &p, StatusCode::OK))
+    Ok(single(&state, user, &p, StatusCode::OK))
 }
 
 /// PATCH /Users/{id}
@@ -168,7 +169,7 @@ pub async fn patch(
         .prov
         .patch_user(&ctx, &id, &body, preconditions(&headers))
         .await?;
-    Ok(single(&state, &user, &p, StatusCode::OK))
+    Ok(single(&state, user, &p, StatusCode::OK))
 }
 
 /// DELETE /Users/{id}
