@@ -4,16 +4,15 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::ScimBody;
 use super::groups::{respond, write_group};
 use super::state::AppState;
-use super::users::render;
-use crate::scim::list::ListParams;
+use super::users::write_user;
+use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::Projection;
-use crate::scim::schema::{Resource, urn};
+use crate::scim::schema::Resource;
 
 /// POST /.search
 pub async fn search(
@@ -45,18 +44,15 @@ async fn root_query(state: &AppState, params: ListParams) -> Result<Response, Ap
     let items = page.users.len() + page.groups.len();
     // A ListResponse (RFC 7644 §3.4.2) with each group streamed in, as `/Groups` writes it.
     let mut buf = Vec::new();
-    let head = json!({"schemas": [urn::LIST_RESPONSE], "totalResults": page.total, "startIndex": page.start_index, "itemsPerPage": items});
-    serde_json::to_writer(&mut buf, &head).map_err(|_| ApiError::Internal)?;
-    buf.pop();
-    buf.extend_from_slice(b",\"Resources\":[");
+    write_list_head(&mut buf, page.total, page.start_index, items)
+        .map_err(|_| ApiError::Internal)?;
     let mut first = true;
     for u in page.users {
         if !first {
             buf.push(b',');
         }
         first = false;
-        serde_json::to_writer(&mut buf, &user_p.apply(Resource::User, render(state, u)))
-            .map_err(|_| ApiError::Internal)?;
+        write_user(state, u, &user_p, &mut buf)?;
     }
     for g in &page.groups {
         if !first {

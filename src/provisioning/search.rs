@@ -10,7 +10,7 @@
 use tracing::instrument;
 
 use super::groups::StoredGroup;
-use super::users::StoredUser;
+use super::users::ReadUser;
 use super::{Provisioner, Result};
 use crate::scim::ScimError;
 use crate::scim::filter::parse_filter;
@@ -25,7 +25,7 @@ pub struct RootPage {
     /// The 1-based index of the first result.
     pub start_index: u64,
     /// The users of the page (they come first).
-    pub users: Vec<StoredUser>,
+    pub users: Vec<ReadUser>,
     /// The groups of the page.
     pub groups: Vec<StoredGroup>,
 }

@@ -354,6 +354,11 @@ impl Projection {
                 .any(|(_, n, _)| n.eq_ignore_ascii_case(name))
     }
 
+    /// No `attributes` and no `excludedAttributes`: `apply` changes nothing.
+    pub fn is_default(&self) -> bool {
+        self.attributes.is_empty() && self.excluded.is_empty()
+    }
+
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, res: Resource, doc: Value) -> Value {
         let Value::Object(mut obj) = doc else {
