@@ -79,10 +79,19 @@ pub enum TokenAction {
 }
 
 /// Entry point of the binary.
-pub async fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(cli.json_logs);
-    match run(cli).await {
+    // The configuration comes first: it says how many threads the runtime gets.
+    let result = (|| -> anyhow::Result<ExitCode> {
+        let cfg = Config::load(cli.config.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.worker_threads())
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(cli, cfg))
+    })();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("phab-scim: {e:#}");
@@ -99,8 +108,7 @@ async fn provisioner(cfg: Config) -> anyhow::Result<Provisioner> {
     })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref())?;
+async fn run(cli: Cli, cfg: Config) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let metrics = crate::telemetry::init_metrics();
