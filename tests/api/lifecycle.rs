@@ -296,5 +296,49 @@ async fn concurrent_creators_never_fail_and_duplicates_lose_cleanly() {
     // Every user has exactly one primary address and its name tokens.
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user u WHERE (SELECT COUNT(*) FROM {user}.user_email e WHERE e.userPHID = u.phid AND e.isPrimary = 1) <> 1").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user u WHERE NOT EXISTS (SELECT 1 FROM {user}.user_nametoken t WHERE t.userID = u.id)").await, 0);
+    // Each creation's two task-data rows were written by one multi-row INSERT while the other
+    // creators wrote theirs: every task still points at its own data (the search task at its
+    // user, the identity task at that user's address), and no data row is shared or orphaned.
+    // (The token's bot account was created with its own two tasks.)
+    let tasks = app
+        .count("SELECT COUNT(*) FROM {worker}.worker_activetask")
+        .await;
+    assert!(tasks >= 180, "{tasks} tasks");
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT dataID) FROM {worker}.worker_activetask")
+            .await,
+        tasks
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {worker}.worker_taskdata")
+            .await,
+        tasks
+    );
+    let search = app
+        .count("SELECT COUNT(*) FROM {worker}.worker_activetask WHERE taskClass = 'PhabricatorSearchWorker'")
+        .await;
+    assert!(search >= 90, "{search} search tasks");
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM {worker}.worker_activetask a JOIN {worker}.worker_taskdata d ON d.id = a.dataID \
+             WHERE a.taskClass = 'PhabricatorSearchWorker' \
+             AND JSON_VALUE(d.data, '$.documentPHID') = CAST(a.objectPHID AS CHAR)"
+        )
+        .await,
+        search
+    );
+    let identity = app
+        .count("SELECT COUNT(*) FROM {worker}.worker_activetask WHERE taskClass = 'PhabricatorRepositoryIdentityChangeWorker'")
+        .await;
+    assert!(identity >= 90, "{identity} identity tasks");
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM {worker}.worker_activetask a JOIN {worker}.worker_taskdata d ON d.id = a.dataID \
+             JOIN {user}.user_email e ON e.address = JSON_VALUE(d.data, '$.emailAddresses[0]') \
+             WHERE a.taskClass = 'PhabricatorRepositoryIdentityChangeWorker'"
+        )
+        .await,
+        identity
+    );
     app.cleanup().await;
 }

@@ -85,20 +85,63 @@ impl Task {
     }
 }
 
-/// Writes `tasks`: their data rows, then one counter allocation for all of them, then the
-/// task rows in one statement.
+/// The step between the ids one multi-row INSERT into `worker_taskdata` gets, when InnoDB
+/// makes them consecutive: it does for an INSERT of a known number of rows unless
+/// `innodb_autoinc_lock_mode` is 2 (MySQL 8's default, and what Galera requires), and the step
+/// is `auto_increment_increment`. `None`: one INSERT per row, whose id is its own. Read once per
+/// process (both are server settings that need a restart to change).
+static TASKDATA_ID_STEP: tokio::sync::OnceCell<Option<u64>> = tokio::sync::OnceCell::const_new();
+
+async fn taskdata_id_step(conn: &mut Conn) -> Option<u64> {
+    *TASKDATA_ID_STEP
+        .get_or_init(|| async {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as(
+                    "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
+                )
+                    .fetch_one(&mut *conn)
+                    .await
+                    .ok();
+            match row {
+                Some((0 | 1, step)) => u64::try_from(step).ok().filter(|&s| s >= 1),
+                _ => None,
+            }
+        })
+        .await
+}
+
+/// Writes `tasks`: their data rows (one statement where the server gives a multi-row INSERT
+/// consecutive ids), then one counter allocation for all of them, then the task rows in one
+/// statement.
 pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> {
     if tasks.is_empty() {
         return Ok(());
     }
     let mut data_ids = Vec::with_capacity(tasks.len());
-    let sql = format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata);
-    for task in tasks {
-        let res = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(task.data.to_string())
-            .execute(&mut *conn)
-            .await?;
-        data_ids.push(res.last_insert_id());
+    let step = if tasks.len() > 1 {
+        taskdata_id_step(conn).await
+    } else {
+        None
+    };
+    if let Some(step) = step {
+        let mut sql = format!("INSERT INTO {} (data) VALUES ", t.worker_taskdata);
+        sql.push_str(&vec!["(?)"; tasks.len()].join(", "));
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for task in tasks {
+            q = q.bind(task.data.to_string());
+        }
+        // The id of a multi-row INSERT is its first row's; the others follow by `step`.
+        let first = q.execute(&mut *conn).await?.last_insert_id();
+        data_ids.extend((0..tasks.len() as u64).map(|i| first + i * step));
+    } else {
+        let sql = format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata);
+        for task in tasks {
+            let res = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(task.data.to_string())
+                .execute(&mut *conn)
+                .await?;
+            data_ids.push(res.last_insert_id());
+        }
     }
     let n = tasks.len() as u64;
     // LiskDAO::loadNextCounterValue, allocating n ids at once.
