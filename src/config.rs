@@ -8,6 +8,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::net::{IpNet, parse_net_list};
+
 /// A secret string (DSN password, token). Its `Debug` and `Display` never show the value.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -170,6 +172,11 @@ pub struct Config {
     pub token_recheck_secs: u64,
     /// Failed authentications allowed per client address per minute.
     pub auth_failures_per_minute: u32,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client.
+    /// Empty: the TCP peer is the client. A TOML list, or a comma-separated string (the
+    /// environment form, `PHAB_SCIM_TRUSTED_PROXIES=10.0.0.1,fd00::/8`).
+    #[serde(deserialize_with = "net_list")]
+    pub trusted_proxies: Vec<IpNet>,
     /// Seconds between drift checks (0 disables).
     pub drift_interval_secs: u64,
 }
@@ -210,9 +217,40 @@ impl Default for Config {
             deprovision_guard_window_secs: 3600,
             token_recheck_secs: 2,
             auth_failures_per_minute: 20,
+            trusted_proxies: Vec::new(),
             drift_interval_secs: 600,
         }
     }
+}
+
+/// `trusted_proxies`: a list of networks, or one comma-separated string. Errors name the
+/// setting, since serde's own would only name the type.
+fn net_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    struct Nets;
+    impl<'de> serde::de::Visitor<'de> for Nets {
+        type Value = Vec<IpNet>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of IP addresses or CIDR networks, or a comma-separated string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            parse_net_list(v).map_err(|e| E::custom(format!("trusted_proxies: {e}")))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut nets = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                let net = item
+                    .trim()
+                    .parse::<IpNet>()
+                    .map_err(|e| serde::de::Error::custom(format!("trusted_proxies: {e}")))?;
+                nets.push(net);
+            }
+            Ok(nets)
+        }
+    }
+    d.deserialize_any(Nets)
 }
 
 /// Configuration errors.
@@ -321,6 +359,61 @@ mod tests {
             jail.set_env("PHAB_SCIM_WORKER_THREADS", "0");
             let cfg = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(cfg.worker_threads(), (cores / 2).max(1));
+            Ok(())
+        });
+    }
+
+    #[test]
+    // figment's Jail API fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn trusted_proxies_load_from_toml_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(cfg.trusted_proxies.is_empty());
+            jail.create_file(
+                "c.toml",
+                "trusted_proxies = [\"10.0.0.0/8\", \"::1\", \"192.0.2.7\"]",
+            )?;
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            let shown: Vec<String> = cfg.trusted_proxies.iter().map(|n| n.to_string()).collect();
+            assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+            jail.set_env("PHAB_SCIM_TRUSTED_PROXIES", "127.0.0.1, fd00::/8");
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            let shown: Vec<String> = cfg.trusted_proxies.iter().map(|n| n.to_string()).collect();
+            assert_eq!(shown, ["127.0.0.1/32", "fd00::/8"]);
+            jail.set_env("PHAB_SCIM_TRUSTED_PROXIES", "10.0.0.1");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.trusted_proxies.len(), 1);
+            jail.set_env("PHAB_SCIM_TRUSTED_PROXIES", "");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(cfg.trusted_proxies.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    // figment's Jail API fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn invalid_trusted_proxies_fail_loading_and_name_the_setting() {
+        figment::Jail::expect_with(|jail| {
+            for bad in ["10.0.0.0/33", "10.0.0.1, proxy.local", "10.0.0.1/8", "1"] {
+                jail.set_env("PHAB_SCIM_TRUSTED_PROXIES", bad);
+                let e = Config::load(None).map(|_| ()).map_err(|e| e.to_string());
+                let Err(e) = e else {
+                    return Err(format!("{bad:?} was accepted").into());
+                };
+                // figment names the variable's key in capitals.
+                assert!(e.to_lowercase().contains("trusted_proxies"), "{bad:?}: {e}");
+            }
+            jail.clear_env();
+            jail.create_file("c.toml", "trusted_proxies = [\"10.0.0.0/8\", \"nope\"]")?;
+            let e = Config::load(Some(Path::new("c.toml")))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let Err(e) = e else {
+                return Err("a bad TOML entry was accepted".into());
+            };
+            assert!(e.contains("trusted_proxies") && e.contains("nope"), "{e}");
             Ok(())
         });
     }

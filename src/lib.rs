@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod net;
 pub mod provisioning;
 pub mod scim;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! Bearer authentication and the request context, as middleware so that no route under
 //! `/scim/v2` can be reached without a valid token.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::db::phabricator::random_chars;
 use crate::db::sidecar::{self, Event};
+use crate::net::{self, IpNet};
 use crate::provisioning::Ctx;
 use crate::token::Principal;
 
@@ -19,11 +20,28 @@ use crate::token::Principal;
 #[derive(Debug, Clone)]
 pub struct ErrorDetail(pub String);
 
-fn client_addr(req: &Request) -> IpAddr {
-    req.extensions()
+/// The client's address: the TCP peer, or, when the peer is one of `trusted_proxies`, the
+/// client named by its `X-Forwarded-For` (`net::client_addr` says how). Rate limiting, the
+/// request context (`user_log.remoteAddr`) and the logs all use this one address.
+///
+/// RFC 7239 `Forwarded` is not read: proxies that maintain `X-Forwarded-For` (nginx, Apache)
+/// pass a client's `Forwarded` through untouched, so reading it would let clients choose their
+/// address.
+fn client_addr(req: &Request, trusted: &[IpNet]) -> IpAddr {
+    let Some(peer) = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    else {
+        return net::UNKNOWN_CLIENT;
+    };
+    let forwarded_for = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        // A value that is not visible ASCII is an entry the walk cannot read.
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    net::client_addr(peer, forwarded_for, trusted)
 }
 
 /// Outermost SCIM middleware: assigns the request id and writes a sync-log row for every
@@ -49,7 +67,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         actor_phid: String::new(),
         method: method.clone(),
         path: path.clone(),
-        remote_addr: client_addr(&req).to_string(),
+        remote_addr: client_addr(&req, &state.prov.cfg.trusted_proxies).to_string(),
     };
     req.extensions_mut().insert(ctx);
     let mut resp = next.run(req).await;
@@ -103,7 +121,7 @@ pub async fn require_token(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let client = client_addr(&req);
+    let client = client_addr(&req, &state.prov.cfg.trusted_proxies);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -143,6 +143,97 @@ async fn failed_attempts_are_rate_limited() {
     app.cleanup().await;
 }
 
+/// Sends `GET /Users` with `token`, as if forwarded for `forwarded_for`; returns the status.
+async fn get_users_as(app: &TestApp, token: &str, forwarded_for: Option<&str>) -> u16 {
+    let mut req = app
+        .client
+        .get(format!("{}/Users?count=1", app.base))
+        .bearer_auth(token);
+    if let Some(xff) = forwarded_for {
+        req = req.header("x-forwarded-for", xff);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+const BAD_TOKEN: &str = "phscim-9-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_limited_separately() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth_failures_per_minute = 3;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let a = "203.0.113.10";
+    for i in 0..3 {
+        assert_eq!(
+            get_users_as(&app, BAD_TOKEN, Some(a)).await,
+            401,
+            "attempt {i}"
+        );
+    }
+    assert_eq!(get_users_as(&app, BAD_TOKEN, Some(a)).await, 429);
+    // A spoofed leftmost entry does not move client A to a fresh bucket: the proxy appended A.
+    let spoofed = format!("198.51.100.77, {a}");
+    assert_eq!(get_users_as(&app, BAD_TOKEN, Some(&spoofed)).await, 429);
+    // Client B, through the same proxy, has its own bucket; so has the IdP.
+    let b = "2001:db8::b";
+    assert_eq!(get_users_as(&app, BAD_TOKEN, Some(b)).await, 401);
+    assert_eq!(get_users_as(&app, &app.token, Some(b)).await, 200);
+    assert_eq!(get_users_as(&app, &app.token, Some("192.0.2.1")).await, 200);
+    // The client address reaches Phabricator's user log.
+    let (s, body) = app
+        .post(
+            "/Users",
+            crate::helpers::user_body("xff@x.com", "xff@x.com", "X F"),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let phid = body["id"].as_str().unwrap().to_owned();
+    let change_email = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "emails",
+                        "value": [{"value": "xff2@x.com", "primary": true}]}],
+    });
+    let (s, _, body) = app
+        .send_with(
+            reqwest::Method::PATCH,
+            &format!("/Users/{phid}"),
+            Some(change_email),
+            &[("x-forwarded-for", "192.0.2.44")],
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let addrs = app
+        .rows(&format!(
+            "SELECT DISTINCT remoteAddr FROM {{user}}.user_log WHERE userPHID = '{phid}'"
+        ))
+        .await;
+    assert_eq!(addrs, vec![json!({"remoteAddr": "192.0.2.44"})]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_pick_its_bucket_with_x_forwarded_for() {
+    // No proxy trusted, then only a network the test client is not in.
+    for trusted in [vec![], vec!["10.0.0.0/8".parse().unwrap()]] {
+        let app = TestApp::spawn_with(|c| {
+            c.auth_failures_per_minute = 3;
+            c.trusted_proxies = trusted;
+        })
+        .await;
+        for i in 0..3 {
+            let xff = format!("198.51.100.{i}");
+            assert_eq!(get_users_as(&app, BAD_TOKEN, Some(&xff)).await, 401);
+        }
+        for xff in ["198.51.100.200", "10.0.0.1", "2001:db8::1"] {
+            assert_eq!(get_users_as(&app, BAD_TOKEN, Some(xff)).await, 429, "{xff}");
+        }
+        assert_eq!(get_users_as(&app, BAD_TOKEN, None).await, 429);
+        app.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn secrets_never_reach_the_sync_log() {
     let app = TestApp::spawn().await;
