@@ -134,6 +134,21 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
+    // Where the database settings came from, first: it explains a failure to connect.
+    let sources = &cfg.database_sources;
+    println!(
+        "database_url: {} (from {})",
+        crate::config::phabricator::redacted_url(&cfg.database_url),
+        sources.database_url
+    );
+    println!(
+        "namespace setting: {} (from {})",
+        cfg.namespace.as_str(),
+        sources.namespace
+    );
+    if let Some(warning) = &sources.warning {
+        println!("warning: {warning}");
+    }
     let p = provisioner(cfg).await?;
     p.db.ping().await.context("connecting to MySQL")?;
     println!("database: reachable");

@@ -1,12 +1,18 @@
 //! Service configuration: defaults < TOML file (`--config`) < `PHAB_SCIM_*` environment.
+//! With `phabricator_root`, the database settings default to the checkout's own
+//! (`phabricator` module) instead of the built-in defaults.
+
+pub mod phabricator;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+pub use phabricator::{DatabaseSources, SettingSource};
 
 use crate::net::{IpNet, parse_net_list};
 
@@ -124,6 +130,12 @@ pub struct Config {
     pub database_url: Secret,
     /// Phabricator's storage namespace.
     pub namespace: Namespace,
+    /// A Phorge/Phabricator checkout: `database_url` and `namespace`, unless set explicitly,
+    /// come from its `conf/local/local.json`.
+    pub phabricator_root: Option<PathBuf>,
+    /// Where `database_url` and `namespace` came from (set by [`Config::load`]).
+    #[serde(skip)]
+    pub database_sources: DatabaseSources,
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
     /// Public base URL of the SCIM endpoint as the IdP sees it, e.g.
@@ -195,6 +207,8 @@ impl Default for Config {
         Self {
             database_url: Secret::new("mysql://root@127.0.0.1:3306"),
             namespace: Namespace("phabricator".into()),
+            phabricator_root: None,
+            database_sources: DatabaseSources::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             public_url: None,
             worker_threads: None,
@@ -262,14 +276,24 @@ pub enum ConfigError {
     /// The file or environment could not be read.
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
+    /// Phabricator's configuration (`phabricator_root`) could not be used.
+    #[error("Phabricator configuration {file}: {msg}")]
+    Phabricator {
+        /// The file (or checkout) at fault.
+        file: String,
+        /// What is wrong, naming the key; never a value of `mysql.pass`.
+        msg: String,
+    },
 }
 
 impl Config {
-    /// Loads defaults, then the TOML file if given, then `PHAB_SCIM_*` variables.
+    /// Loads defaults, then the TOML file if given, then `PHAB_SCIM_*` variables; then, with
+    /// `phabricator_root`, the database settings neither of them set.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // What the operator set, without the defaults: tells explicit settings apart.
+        let mut explicit = Figment::new();
         if let Some(path) = file {
-            fig = fig.merge(Toml::file(path));
+            explicit = explicit.merge(Toml::file(path));
         }
         // Only variables naming a setting: scripts set others (PHAB_SCIM_TEST_DATABASE_URL...)
         // and `deny_unknown_fields` would refuse them.
@@ -277,13 +301,79 @@ impl Config {
             Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
             _ => Vec::new(),
         };
-        fig = fig.merge(Env::prefixed("PHAB_SCIM_").split("__").filter(move |k| {
+        explicit = explicit.merge(Env::prefixed("PHAB_SCIM_").split("__").filter(move |k| {
             let top = k.as_str().split('.').next().unwrap_or("");
             known.iter().any(|n| n.eq_ignore_ascii_case(top))
         }));
-        let cfg: Config = fig.extract().map_err(Box::new)?;
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(explicit.clone());
+        let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.apply_phabricator_root(
+            explicit.contains("database_url"),
+            explicit.contains("namespace"),
+        )?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Fills `database_url` and `namespace` from `phabricator_root` where they were not set
+    /// explicitly (in the TOML file or the environment), and records where each came from.
+    fn apply_phabricator_root(
+        &mut self,
+        explicit_url: bool,
+        explicit_namespace: bool,
+    ) -> Result<(), ConfigError> {
+        let source = |explicit| {
+            if explicit {
+                SettingSource::Explicit
+            } else {
+                SettingSource::Default
+            }
+        };
+        self.database_sources = DatabaseSources {
+            database_url: source(explicit_url),
+            namespace: source(explicit_namespace),
+            warning: None,
+        };
+        let Some(root) = self.phabricator_root.as_deref() else {
+            return Ok(());
+        };
+        if explicit_url && explicit_namespace {
+            // Nothing to read: an unusable checkout must not stop a fully explicit setup.
+            return Ok(());
+        }
+        let phab = phabricator::read(root, !explicit_url)?;
+        let from_file = SettingSource::PhabricatorFile(phab.file.clone());
+        if !explicit_url {
+            self.database_url = phab.database_url;
+            self.database_sources.database_url = from_file.clone();
+        }
+        if !explicit_namespace {
+            self.namespace = phab.namespace;
+            self.database_sources.namespace = from_file;
+        }
+        let mut warnings = Vec::new();
+        if !phab.file_exists {
+            warnings.push(format!(
+                "{} does not exist: using Phabricator's defaults (root@localhost, namespace \
+                 phabricator)",
+                phab.file.display()
+            ));
+        }
+        if let Some(env) = phab.environment {
+            warnings.push(format!(
+                "Phabricator environment {env:?} is selected (PHABRICATOR_ENV or \
+                 conf/local/ENVIRONMENT): settings in conf/{env}.conf.php are not read, only \
+                 {} and Phabricator's defaults; set database_url and namespace explicitly if \
+                 that file holds them",
+                phab.file.display()
+            ));
+        }
+        if !warnings.is_empty() {
+            let warning = warnings.join("; ");
+            tracing::warn!("{warning}");
+            self.database_sources.warning = Some(warning);
+        }
+        Ok(())
     }
 
     /// Checks cross-field rules that serde cannot.
@@ -427,5 +517,282 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+// figment's Jail API fixes the closures' error type.
+#[allow(clippy::result_large_err)]
+mod phabricator_root_tests {
+    use super::*;
+
+    const LOCAL_JSON: &str = "phab/conf/local/local.json";
+
+    /// A checkout `phab/` in the jail's directory with this local.json, selected by the
+    /// environment; no environment variable of another test leaks in.
+    fn checkout(jail: &mut figment::Jail, local_json: Option<&str>) -> figment::error::Result<()> {
+        jail.clear_env();
+        jail.create_dir("phab/conf/local")?;
+        if let Some(text) = local_json {
+            jail.create_file(LOCAL_JSON, text)?;
+        }
+        jail.set_env("PHAB_SCIM_PHABRICATOR_ROOT", "phab");
+        Ok(())
+    }
+
+    fn from_file() -> SettingSource {
+        SettingSource::PhabricatorFile(PathBuf::from(LOCAL_JSON))
+    }
+
+    #[test]
+    fn a_full_local_json_gives_url_and_namespace() {
+        figment::Jail::expect_with(|jail| {
+            checkout(
+                jail,
+                Some(
+                    r#"{"mysql.host": "db.internal", "mysql.port": "3307", "mysql.user": "phab",
+                        "mysql.pass": "s3cret", "storage.default-namespace": "acme",
+                        "cluster.databases": [], "phabricator.base-uri": "https://p.example"}"#,
+                ),
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                cfg.database_url.expose(),
+                "mysql://phab:s3cret@db.internal:3307"
+            );
+            assert_eq!(cfg.namespace.as_str(), "acme");
+            assert_eq!(cfg.database_sources.database_url, from_file());
+            assert_eq!(cfg.database_sources.namespace, from_file());
+            assert_eq!(cfg.database_sources.warning, None);
+            let opts = crate::db::connect_options(&cfg.database_url).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (opts.get_host(), opts.get_port(), opts.get_username()),
+                ("db.internal", 3307, "phab")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_keys_take_phabricators_defaults_over_tcp() {
+        figment::Jail::expect_with(|jail| {
+            checkout(jail, Some("{}"))?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            // localhost without a port is a socket for PHP; this service goes to 127.0.0.1:3306.
+            assert_eq!(cfg.database_url.expose(), "mysql://root@127.0.0.1:3306");
+            assert_eq!(cfg.namespace.as_str(), "phabricator");
+            assert_eq!(cfg.database_sources.database_url, from_file());
+            assert_eq!(cfg.database_sources.warning, None);
+
+            // Port as a number, null keys, the deprecated host:port form.
+            jail.create_file(
+                LOCAL_JSON,
+                r#"{"mysql.host": "localhost", "mysql.port": 3310, "mysql.pass": null}"#,
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://root@127.0.0.1:3310");
+            jail.create_file(LOCAL_JSON, r#"{"mysql.host": "db:3311"}"#)?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://root@db:3311");
+
+            // No local.json at all: Phabricator reads it as empty; a warning says so.
+            std::fs::remove_file(LOCAL_JSON).map_err(|e| e.to_string())?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://root@127.0.0.1:3306");
+            assert!(
+                cfg.database_sources
+                    .warning
+                    .as_deref()
+                    .is_some_and(|w| w.contains("does not exist")),
+                "{:?}",
+                cfg.database_sources
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn explicit_settings_win_over_the_checkout() {
+        figment::Jail::expect_with(|jail| {
+            checkout(
+                jail,
+                Some(
+                    r#"{"mysql.host": "db", "mysql.user": "phab", "storage.default-namespace": "acme"}"#,
+                ),
+            )?;
+            jail.set_env("PHAB_SCIM_DATABASE_URL", "mysql://other@h:1");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://other@h:1");
+            assert_eq!(cfg.database_sources.database_url, SettingSource::Explicit);
+            assert_eq!(cfg.namespace.as_str(), "acme");
+            assert_eq!(cfg.database_sources.namespace, from_file());
+
+            // The same from the TOML file, and for the namespace; explicitly set to the
+            // built-in default value still counts as explicit.
+            jail.clear_env();
+            jail.create_file(
+                "c.toml",
+                "phabricator_root = \"phab\"\nnamespace = \"phabricator\"\n",
+            )?;
+            let cfg = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.namespace.as_str(), "phabricator");
+            assert_eq!(cfg.database_sources.namespace, SettingSource::Explicit);
+            assert_eq!(cfg.database_url.expose(), "mysql://phab@db:3306");
+            assert_eq!(cfg.database_sources.database_url, from_file());
+
+            // Without phabricator_root nothing changes.
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://root@127.0.0.1:3306");
+            assert_eq!(cfg.database_sources.database_url, SettingSource::Default);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cluster_databases_are_refused_unless_the_url_is_explicit() {
+        figment::Jail::expect_with(|jail| {
+            checkout(
+                jail,
+                Some(r#"{"cluster.databases": [{"host": "db1", "role": "master"}]}"#),
+            )?;
+            let e = Config::load(None)
+                .err()
+                .ok_or("cluster.databases accepted")?
+                .to_string();
+            for part in [
+                LOCAL_JSON,
+                "cluster.databases",
+                "not supported",
+                "database_url",
+            ] {
+                assert!(e.contains(part), "{part:?} not in {e}");
+            }
+            // With the URL set explicitly the namespace still comes from the checkout.
+            jail.set_env("PHAB_SCIM_DATABASE_URL", "mysql://root@db1:3306");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_url.expose(), "mysql://root@db1:3306");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unusable_files_are_errors_naming_file_and_key() {
+        figment::Jail::expect_with(|jail| {
+            checkout(jail, Some("{\"mysql.host\": \"db\",\n"))?;
+            let e = Config::load(None)
+                .err()
+                .ok_or("bad JSON accepted")?
+                .to_string();
+            assert!(
+                e.contains(LOCAL_JSON) && e.contains("not valid JSON"),
+                "{e}"
+            );
+
+            for (json, key) in [
+                (r#"{"mysql.port": "x"}"#, "mysql.port"),
+                (r#"{"mysql.port": 70000}"#, "mysql.port"),
+                (r#"{"mysql.user": 5}"#, "mysql.user"),
+                (
+                    r#"{"storage.default-namespace": "Bad-NS"}"#,
+                    "storage.default-namespace",
+                ),
+            ] {
+                jail.create_file(LOCAL_JSON, json)?;
+                let e = Config::load(None).err().ok_or(json)?.to_string();
+                assert!(e.contains(LOCAL_JSON) && e.contains(key), "{json}: {e}");
+            }
+            jail.create_file(LOCAL_JSON, "[]")?;
+            assert!(Config::load(None).is_err());
+
+            jail.set_env("PHAB_SCIM_PHABRICATOR_ROOT", "nowhere");
+            let e = Config::load(None)
+                .err()
+                .ok_or("no checkout accepted")?
+                .to_string();
+            assert!(e.contains("nowhere") && e.contains("conf/"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_selected_environment_is_warned_about() {
+        figment::Jail::expect_with(|jail| {
+            checkout(jail, Some(r#"{"mysql.host": "db"}"#))?;
+            jail.create_file("phab/conf/local/ENVIRONMENT", "production\n")?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let w = cfg.database_sources.warning.unwrap_or_default();
+            assert!(
+                w.contains("conf/production.conf.php") && w.contains("not read"),
+                "{w}"
+            );
+            // Local.json is still read.
+            assert_eq!(cfg.database_url.expose(), "mysql://root@db:3306");
+
+            std::fs::remove_file("phab/conf/local/ENVIRONMENT").map_err(|e| e.to_string())?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.database_sources.warning, None);
+            jail.set_env("PHABRICATOR_ENV", "staging");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let w = cfg.database_sources.warning.unwrap_or_default();
+            assert!(w.contains("conf/staging.conf.php"), "{w}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn passwords_round_trip_and_never_show() {
+        const PASS: &str = "p@ss:w/rd%25#?&é \"q\"+";
+        figment::Jail::expect_with(|jail| {
+            let json = serde_json::json!({
+                "mysql.user": "ph ab@x",
+                "mysql.pass": PASS,
+                "mysql.host": "db",
+            });
+            checkout(jail, Some(&json.to_string()))?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let url = cfg.database_url.expose();
+            // The user information is percent-encoded: what is between `:` and `@` decodes
+            // back to the password, and sqlx parses the whole.
+            let userinfo = url
+                .strip_prefix("mysql://")
+                .and_then(|r| r.strip_suffix("@db:3306"))
+                .ok_or(url)?;
+            let (user, pass) = userinfo.split_once(':').ok_or(userinfo)?;
+            assert_eq!(
+                urlencoding::decode(user).map_err(|e| e.to_string())?,
+                "ph ab@x"
+            );
+            assert_eq!(urlencoding::decode(pass).map_err(|e| e.to_string())?, PASS);
+            let opts = crate::db::connect_options(&cfg.database_url).map_err(|e| e.to_string())?;
+            assert_eq!((opts.get_username(), opts.get_host()), ("ph ab@x", "db"));
+
+            let encoded = urlencoding::encode(PASS).into_owned();
+            let shown = [
+                format!("{cfg:?}"),
+                format!("{:?}", cfg.database_sources),
+                phabricator::redacted_url(&cfg.database_url),
+            ];
+            for text in &shown {
+                assert!(!text.contains(PASS) && !text.contains(&encoded), "{text}");
+            }
+            assert_eq!(shown[2], "mysql://ph%20ab%40x:<redacted>@db:3306");
+
+            // A password of the wrong type is not quoted in the error.
+            jail.create_file(LOCAL_JSON, r#"{"mysql.pass": 123456789}"#)?;
+            let e = Config::load(None).err().ok_or("number accepted")?;
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(
+                    text.contains("mysql.pass") && !text.contains("123456789"),
+                    "{text}"
+                );
+            }
+            // Nor in a JSON syntax error after it.
+            jail.create_file(LOCAL_JSON, "{\"mysql.pass\": \"hunter2\" \"x\"}")?;
+            let e = Config::load(None).err().ok_or("bad JSON accepted")?;
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains("hunter2"), "{text}");
+            }
+            Ok(())
+        });
     }
 }

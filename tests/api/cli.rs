@@ -91,3 +91,97 @@ async fn token_commands_and_check() {
     assert_eq!(status["namespace"], app.ns.as_str());
     app.cleanup().await;
 }
+
+/// `check` with only `phabricator_root` set: the MySQL account and namespace come from the
+/// checkout's local.json, through a password that needs percent-encoding, and the output says
+/// where the settings came from without showing the password.
+#[tokio::test]
+async fn check_reads_the_database_settings_of_a_phabricator_checkout() {
+    const PASS: &str = "p@ss:w/rd%#?& \"x\"";
+    let app = TestApp::spawn().await;
+    let opts =
+        phab_scim::db::connect_options(&phab_scim::config::Secret::new(database_url())).unwrap();
+    let user = format!("{}_pw", app.ns.as_str());
+    for stmt in [
+        format!("DROP USER IF EXISTS '{user}'@'%'"),
+        format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{}'",
+            PASS.replace('\'', "''")
+        ),
+        format!("GRANT ALL ON *.* TO '{user}'@'%'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    let root = std::env::temp_dir().join(format!("phab-scim-root-{}", app.ns.as_str()));
+    std::fs::create_dir_all(root.join("conf/local")).unwrap();
+    let local_json = root.join("conf/local/local.json");
+    let host = match opts.get_host() {
+        "localhost" => "127.0.0.1",
+        h => h,
+    };
+    std::fs::write(
+        &local_json,
+        serde_json::json!({
+            "mysql.host": host,
+            "mysql.port": opts.get_port().to_string(),
+            "mysql.user": user,
+            "mysql.pass": PASS,
+            "storage.default-namespace": app.ns.as_str(),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = |namespace: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phab-scim"));
+        cmd.arg("check")
+            .env_remove("PHAB_SCIM_DATABASE_URL")
+            .env_remove("PHAB_SCIM_NAMESPACE")
+            .env_remove("PHAB_SCIM_CONFIG")
+            .env_remove("PHABRICATOR_ENV")
+            .env("PHAB_SCIM_PHABRICATOR_ROOT", &root);
+        if let Some(ns) = namespace {
+            cmd.env("PHAB_SCIM_NAMESPACE", ns);
+        }
+        let out = cmd.output().expect("run phab-scim");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, text) = run(None);
+    let from = format!("(from {})", local_json.display());
+    assert!(ok && text.contains("schema: compatible"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "database_url: mysql://{user}:<redacted>@{host}:{} {from}",
+            opts.get_port()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("namespace setting: {} {from}", app.ns.as_str())),
+        "{text}"
+    );
+    assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
+
+    // An explicit namespace wins over the checkout's (and this one has no tables).
+    let (ok, text) = run(Some("phabscim_nowhere"));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("namespace setting: phabscim_nowhere (from explicit setting)"),
+        "{text}"
+    );
+
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER '{user}'@'%'")))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    app.cleanup().await;
+}
