@@ -273,9 +273,10 @@ pub enum ConfigError {
     /// A value is out of its domain.
     #[error("invalid configuration: {0}")]
     Invalid(String),
-    /// The file or environment could not be read.
+    /// The file or environment could not be read. Not a `#[source]`: the message already
+    /// holds figment's, and `{:#}` would print it twice.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     /// Phabricator's configuration (`phabricator_root`) could not be used.
     #[error("Phabricator configuration {file}: {msg}")]
     Phabricator {
@@ -284,6 +285,12 @@ pub enum ConfigError {
         /// What is wrong, naming the key; never a value of `mysql.pass`.
         msg: String,
     },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        ConfigError::Load(e)
+    }
 }
 
 impl Config {
