@@ -93,15 +93,11 @@ impl Task {
 static TASKDATA_ID_STEP: tokio::sync::OnceCell<Option<u64>> = tokio::sync::OnceCell::const_new();
 
 async fn taskdata_id_step(conn: &mut Conn) -> Option<u64> {
+    const SQL: &str = "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), \
+                       CAST(@@auto_increment_increment AS SIGNED)";
     *TASKDATA_ID_STEP
         .get_or_init(|| async {
-            let row: Option<(i64, i64)> =
-                sqlx::query_as(
-                    "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
-                )
-                    .fetch_one(&mut *conn)
-                    .await
-                    .ok();
+            let row: Option<(i64, i64)> = sqlx::query_as(SQL).fetch_one(&mut *conn).await.ok();
             match row {
                 Some((0 | 1, step)) => u64::try_from(step).ok().filter(|&s| s >= 1),
                 _ => None,
