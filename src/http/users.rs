@@ -56,7 +56,7 @@ pub(crate) fn write_user(
                 user_name: &u.user_name,
                 external_id: u.external_id.as_deref(),
                 active: u.active,
-                attributes_json: &u.attributes_json,
+                attributes: &u.attributes_json,
                 groups: &u.groups,
                 base_url: &state.base_url,
                 created: u.created,

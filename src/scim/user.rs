@@ -183,15 +183,16 @@ pub fn truncate_bytes(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// What a rendered user is made of. The stored attributes are moved into the rendering: a
-/// copy of each value cost a page of 100 users a tenth of its instructions.
+/// What a rendered user is made of. `A` is the stored document: its values, moved into the
+/// rendering (a copy of each value cost a page of 100 users a tenth of its instructions), or
+/// its JSON text as stored ([`RawUserParts`], for [`write_user`]).
 #[derive(Debug, Clone)]
-pub struct UserParts<'a> {
+pub struct UserParts<'a, A = Map<String, Value>> {
     pub id: &'a str,
     pub user_name: &'a str,
     pub external_id: Option<&'a str>,
     pub active: bool,
-    pub attributes: Map<String, Value>,
+    pub attributes: A,
     /// (group id, displayName)
     pub groups: &'a [(String, String)],
     pub base_url: &'a str,
@@ -279,22 +280,9 @@ pub fn render_user(p: UserParts<'_>) -> Value {
     Value::Object(out)
 }
 
-/// [`UserParts`] with the stored document as the JSON text it is stored as.
-#[derive(Debug, Clone)]
-pub struct RawUserParts<'a> {
-    pub id: &'a str,
-    pub user_name: &'a str,
-    pub external_id: Option<&'a str>,
-    pub active: bool,
-    /// `scim_user.attributes`.
-    pub attributes_json: &'a str,
-    /// (group id, displayName)
-    pub groups: &'a [(String, String)],
-    pub base_url: &'a str,
-    pub created: u32,
-    pub modified: u32,
-    pub version: u32,
-}
+/// [`UserParts`] with the stored document (`scim_user.attributes`) as the JSON text it is
+/// stored as.
+pub type RawUserParts<'a> = UserParts<'a, &'a str>;
 
 /// Writes what [`render_user`] renders, as JSON, into `out`, copying the stored document's
 /// values as they are stored: no `Value`s built, copied and written back (a page of 100 users
@@ -302,7 +290,7 @@ pub struct RawUserParts<'a> {
 /// document is not an object with plain keys: the caller renders through `render_user`.
 pub fn write_user(out: &mut Vec<u8>, p: &RawUserParts<'_>) -> Result<(), serde_json::Error> {
     let doc: std::collections::BTreeMap<&str, &serde_json::value::RawValue> =
-        serde_json::from_str(p.attributes_json)?;
+        serde_json::from_str(p.attributes)?;
     let ordered = schema_order(doc);
     let start = out.len();
     let written = (|| {
@@ -423,7 +411,7 @@ mod tests {
                 user_name: "u@corp.example",
                 external_id,
                 active: false,
-                attributes_json: doc,
+                attributes: doc,
                 groups,
                 base_url: "https://p.example/scim/v2",
                 created: 1,
@@ -487,7 +475,7 @@ mod tests {
                 user_name: "u",
                 external_id: None,
                 active: true,
-                attributes_json: doc,
+                attributes: doc,
                 groups: &[],
                 base_url: "b",
                 created: 0,
