@@ -40,8 +40,15 @@ impl fmt::Debug for Secret {
 
 /// Phabricator's storage namespace (`storage.default-namespace`): the prefix of every database.
 /// It is rendered into SQL as an identifier, so it is checked against `[a-z0-9_]{1,40}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Namespace(String);
+/// Shared, not copied: the state every request clones holds one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace(std::sync::Arc<str>);
+
+impl Serialize for Namespace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Namespace {
     /// Checks and wraps a namespace name.
@@ -52,7 +59,7 @@ impl Namespace {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if ok {
-            Ok(Self(name.to_owned()))
+            Ok(Self(name.into()))
         } else {
             Err(ConfigError::Invalid(format!(
                 "namespace {name:?} must match [a-z0-9_]{{1,40}}"
@@ -61,7 +68,7 @@ impl Namespace {
     }
     /// Wraps a literal known to be valid (crate-internal constants only).
     pub(crate) fn from_checked(name: &'static str) -> Self {
-        Self(name.to_owned())
+        Self(name.into())
     }
     /// The bare name.
     pub fn as_str(&self) -> &str {
@@ -206,7 +213,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: Secret::new("mysql://root@127.0.0.1:3306"),
-            namespace: Namespace("phabricator".into()),
+            namespace: Namespace::from_checked("phabricator"),
             phabricator_root: None,
             database_sources: DatabaseSources::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
