@@ -49,7 +49,7 @@ pub(crate) async fn write_group(
     let doc = p.apply(Resource::Group, doc);
     let start = buf.len();
     serde_json::to_writer(&mut *buf, &doc).map_err(|_| ApiError::Internal)?;
-    if !p.wants("members") {
+    if !p.wants("members") || g.no_members {
         return Ok(());
     }
     // Reopen the object: `{...}` becomes `{...,"members":[...]}`; an empty membership is

@@ -54,6 +54,9 @@ pub struct StoredGroup {
     pub created: u32,
     /// `meta.lastModified`, epoch seconds.
     pub modified: u32,
+    /// The group has no member for certain (a project this request created without any), so
+    /// its response needs no read of the membership.
+    pub no_members: bool,
 }
 
 impl StoredGroup {
@@ -66,6 +69,7 @@ impl StoredGroup {
             version: v.version,
             created: v.date_created,
             modified: v.date_modified,
+            no_members: false,
         })
     }
 }
@@ -325,6 +329,7 @@ impl Provisioner {
                 version: 1,
                 created: ts,
                 modified: ts,
+                no_members: members.is_empty(),
             },
         ))
     }
@@ -688,6 +693,7 @@ impl Provisioner {
             version,
             created: view.date_created,
             modified,
+            no_members: false,
         })
     }
 
