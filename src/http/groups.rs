@@ -17,9 +17,9 @@ use super::users::{ProjectionParams, preconditions};
 use crate::provisioning::Ctx;
 use crate::provisioning::groups::StoredGroup;
 use crate::scim::group::{GroupParts, MemberFields, render_group};
-use crate::scim::list::ListParams;
+use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
-use crate::scim::schema::{Resource, urn};
+use crate::scim::schema::Resource;
 
 fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
     Ok(Projection::parse(
@@ -129,13 +129,9 @@ async fn search_groups(state: &AppState, params: ListParams) -> Result<Response,
         params.excluded_attributes.as_deref(),
     )?;
     let (total, start, groups) = state.prov.list_groups(&params).await?;
-    // A ListResponse (RFC 7644 §3.4.2), written like `scim::list::list_response` but with
-    // each group streamed in.
+    // A ListResponse (RFC 7644 §3.4.2) with each group streamed in.
     let mut buf = Vec::new();
-    let head = serde_json::json!({"schemas": [urn::LIST_RESPONSE], "totalResults": total, "startIndex": start, "itemsPerPage": groups.len()});
-    serde_json::to_writer(&mut buf, &head).map_err(|_| ApiError::Internal)?;
-    buf.pop();
-    buf.extend_from_slice(b",\"Resources\":[");
+    write_list_head(&mut buf, total, start, groups.len()).map_err(|_| ApiError::Internal)?;
     for (i, g) in groups.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
