@@ -780,7 +780,7 @@ async fn baseline_phases(
         }
     }
 
-    log(format!("baseline: create {n} users (W1)"));
+    log(format!("baseline: create {n} users"));
     let (m, phids) = measured(status, (0..n).collect(), c, |i| async move {
         let p = person("c", i);
         baseline::retrying(|| baseline::create_user(db, &p)).await
@@ -801,7 +801,7 @@ async fn baseline_phases(
     fail_on_errors("baseline lookups", &m)?;
     put(report, "lookup", m);
 
-    log("baseline: create groups (W14)");
+    log("baseline: create groups");
     let (m, projects) = measured(status, (0..args.groups).collect(), c, |g| async move {
         let name = format!("Bench Group {g:02}");
         baseline::retrying(|| baseline::create_project(db, actor, &name)).await
@@ -814,7 +814,7 @@ async fn baseline_phases(
         .map(Option::unwrap_or_default)
         .collect();
 
-    log("baseline: add members (W18)");
+    log("baseline: add members");
     let (projects, phids_ref) = (&projects, &phids);
     let (m, _) = measured(
         status,
@@ -842,7 +842,7 @@ async fn baseline_phases(
     fail_on_errors("baseline list", &m)?;
     put(report, "list", m);
 
-    log("baseline: deactivate (W12)");
+    log("baseline: deactivate");
     let (m, _) = measured(status, deactivate_indices(n), c, |i| async move {
         baseline::retrying(|| baseline::deactivate(db, actor, &phids_ref[i])).await
     })

@@ -1,7 +1,8 @@
 //! The plain-SQL baseline: for each phase, the rows Phorge itself writes for the operation
-//! (phabricator-write-log.md W1, W12, W14, W18), sent straight to MariaDB with sqlx, one
-//! transaction per operation, one statement per row group, as Phorge sends them. No HTTP, no
-//! SCIM, no sidecar rows: the limit this machine and this database allow.
+//! (docs/write-paths.md: create a user, disable, create a group, add members), sent straight
+//! to MariaDB with sqlx, one transaction per operation, one statement per row group, as Phorge
+//! sends them. No HTTP, no SCIM, no sidecar rows: the limit this machine and this database
+//! allow.
 
 use phab_scim::db::phabricator::user::name_tokens;
 use phab_scim::db::phabricator::xaction::{project_publish_state, user_publish_state};
@@ -37,7 +38,8 @@ fn e(what: &str) -> impl Fn(sqlx::Error) -> String + '_ {
     move |err| format!("{what}: {err}")
 }
 
-/// `queue-task` (internals §4.5): data row, counter allocation, task row.
+/// `PhabricatorWorker::scheduleTask`: data row, counter allocation, task row
+/// (docs/phabricator-tables.md#daemon-queue).
 async fn queue_task(
     conn: &mut MySqlConnection,
     t: &Tables,
@@ -83,8 +85,9 @@ async fn queue_task(
     Ok(())
 }
 
-/// W1: user, name tokens, email, search task, identity task. The tasks come last so the
-/// counter row is locked only until COMMIT (internals §14).
+/// Create a user (docs/write-paths.md#create-a-user): user, name tokens, email, search task,
+/// identity task. The tasks come last so the counter row is locked only until COMMIT
+/// (docs/phabricator-tables.md#locking-and-isolation).
 pub async fn create_user(db: &Db, p: &Person) -> R<String> {
     let t = &*db.t;
     let mut tx = db.pool.begin().await.map_err(e("begin"))?;
@@ -207,7 +210,8 @@ pub async fn list_page(db: &Db, offset: u64, count: u64) -> R<usize> {
     Ok(rows.len())
 }
 
-/// W12: lock, `isDisabled = 1`, `user.disable` transaction, search and publish tasks.
+/// Disable (docs/write-paths.md#disable-and-enable-a-user): lock, `isDisabled = 1`,
+/// `user.disable` transaction, search and publish tasks.
 pub async fn deactivate(db: &Db, actor: &str, phid: &str) -> R<()> {
     let t = &*db.t;
     let mut tx = db.pool.begin().await.map_err(e("begin"))?;
@@ -276,7 +280,8 @@ fn project_tokens(name: &str) -> Vec<String> {
     name_tokens("", name)
 }
 
-/// W14: project, datasource tokens, two transactions, slug, publish task.
+/// Create a group (docs/write-paths.md#create-a-group): project, datasource tokens, two
+/// transactions, slug, publish task.
 pub async fn create_project(db: &Db, actor: &str, name: &str) -> R<(String, u64)> {
     let t = &*db.t;
     let mut tx = db.pool.begin().await.map_err(e("begin"))?;
@@ -418,8 +423,9 @@ async fn insert_project_xaction(
     Ok(())
 }
 
-/// W18 for a batch of members: lock and re-save the project, rewrite its datasource tokens,
-/// one `core:edge` transaction, edges 13 and 14 (upsert) and 60 (insert ignore), publish task.
+/// Add members (docs/write-paths.md#add-members) for a batch: lock and re-save the project,
+/// rewrite its datasource tokens, one `core:edge` transaction, edges 13 and 14 (upsert) and 60
+/// (insert ignore), publish task.
 pub async fn add_members(
     db: &Db,
     actor: &str,
@@ -490,7 +496,7 @@ pub async fn add_members(
             } else {
                 (m.as_str(), phid.as_str())
             };
-            // seq numbers edges per source within one edit (internals §8.2).
+            // seq numbers edges per source within one edit (docs/phabricator-tables.md#edges).
             let seq = if project_is_src { seq as u32 } else { 0 };
             q = q.bind(src).bind(ty).bind(dst).bind(ts).bind(seq);
         }

@@ -122,7 +122,7 @@ fn cap(s: &str) -> String {
     }
 }
 
-/// The body Entra sends on create (scim-conformance §2.3, with the default mappings of §2.2).
+/// The body Entra sends on create, with its default mappings (docs/scim-clients.md#entra-id-users).
 pub fn entra_user_body(p: &Person) -> Value {
     json!({
         "schemas": [
@@ -145,7 +145,8 @@ pub fn entra_user_body(p: &Person) -> Value {
     })
 }
 
-/// Entra's group create body (§2.4): members always empty, added by PATCH.
+/// Entra's group create body (docs/scim-clients.md#entra-id-groups): members always empty,
+/// added by PATCH.
 pub fn entra_group_body(name: &str, i: usize) -> Value {
     json!({
         "schemas": [
@@ -158,7 +159,7 @@ pub fn entra_group_body(name: &str, i: usize) -> Value {
     })
 }
 
-/// Entra's member add (§2.4): one op, many values.
+/// Entra's member add (docs/scim-clients.md#entra-id-groups): one op, many values.
 pub fn add_members_body(ids: &[&str]) -> Value {
     let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
     json!({
@@ -167,7 +168,7 @@ pub fn add_members_body(ids: &[&str]) -> Value {
     })
 }
 
-/// Entra's default-dialect disable (§2.3 step 6).
+/// Entra's default-dialect disable (docs/scim-clients.md#entra-id-users, step 5).
 pub fn deactivate_body() -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
