@@ -1,9 +1,11 @@
-//! Drift: where Phabricator no longer matches what the IdP pushed (design §6). Computed on a
-//! schedule by the service and stored in `scim_drift`; the extension's Drift page lists it.
+//! Drift: where Phabricator no longer matches what the IdP pushed (docs/design.md#drift).
+//! Computed on a schedule by the service and stored in `scim_drift`; the extension's Drift page
+//! lists it.
 //!
 //! - `project-renamed`: a SCIM-managed project whose name differs from the group's displayName.
 //! - `project-members`: membership of a SCIM-managed project changed by someone other than a
-//!   SCIM bot (a `core:edge` type-13 transaction authored by a person, W18).
+//!   SCIM bot (a `core:edge` type-13 transaction authored by a person,
+//!   docs/write-paths.md#add-members).
 //! - `user-reenabled`: the IdP says inactive (or deleted the user), yet the account is enabled.
 //! - `phantom-account`: an enabled person's account SCIM does not manage.
 

@@ -288,7 +288,7 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
             ));
         }
         GroupFilter::Member(id) => {
-            // Type 13: project has member (internals §8.1).
+            // Type 13: project has member (docs/phabricator-tables.md#edges).
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = 13 AND me.dst = ?)",
                 t.project_edge

@@ -1,9 +1,10 @@
 //! `<ns>_scim` migrations and the demo/test fixture of Phabricator's own tables.
 //!
-//! The service's tables are Phabricator storage patches (`schema/scim/`, design §2). They are
-//! applied here and by `bin/storage upgrade` through the extension's patch list; both record
-//! them in `<ns>_meta_data.patch_status` under `phabscim:<file>`, so whichever runs first, the
-//! other sees them applied.
+//! The service's tables are Phabricator storage patches (`schema/scim/`,
+//! docs/design.md#own-tables-and-two-patch-appliers). They are applied here and by
+//! `bin/storage upgrade` through the extension's patch list; both record them in
+//! `<ns>_meta_data.patch_status` under `phabscim:<file>`, so whichever runs first, the other
+//! sees them applied.
 
 use sqlx::AssertSqlSafe;
 use sqlx::{Connection, MySqlConnection, Row};
@@ -87,7 +88,8 @@ pub const PHABRICATOR_FIXTURE: &[(&str, &str)] = &[
     ),
 ];
 
-/// Substitutes Phabricator's patch placeholders (internals §11.5) for a utf8mb4 server.
+/// Substitutes Phabricator's patch placeholders (docs/phabricator-tables.md#storage-patches)
+/// for a utf8mb4 server.
 pub fn render_patch(sql: &str, ns: &Namespace) -> String {
     sql.replace("{$NAMESPACE}", ns.as_str())
         .replace("{$CHARSET_SORT}", "utf8mb4")

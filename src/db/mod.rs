@@ -194,7 +194,7 @@ pub fn connect_options(url: &Secret) -> DbResult<MySqlConnectOptions> {
 
 impl Db {
     /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
-    /// user creation deadlocks on next-key locks (internals §14).
+    /// user creation deadlocks on next-key locks (docs/phabricator-tables.md#locking-and-isolation).
     pub async fn connect(url: &Secret, ns: Namespace, pool_size: u32) -> DbResult<Self> {
         let opts = connect_options(url)?;
         let pool = MySqlPoolOptions::new()

@@ -1,5 +1,5 @@
-//! The service's own tables in `<ns>_scim` (design §2): what SCIM manages, the sync log,
-//! token hashes and replica heartbeats.
+//! The service's own tables in `<ns>_scim` (docs/design.md#own-tables-and-two-patch-appliers):
+//! what SCIM manages, the sync log, token hashes and replica heartbeats.
 
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -104,7 +104,8 @@ pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.extern
      u.dateModified AS userModified";
 
 /// One managed user with its Phabricator row and groups, found by a `scim_user` column.
-/// `lock` takes both rows `FOR UPDATE` (editors reload the edited object locked, internals §0).
+/// `lock` takes both rows `FOR UPDATE` (editors reload the edited object locked,
+/// docs/design.md#transactions-and-locking).
 async fn one_user_view(
     conn: &mut Conn,
     t: &Tables,
@@ -481,8 +482,8 @@ pub async fn count_deprovisions_since(
 /// Serializes deprovisions: locks the `worker_activetask` row of `lisk_counter` until the
 /// transaction ends, so that concurrent deprovisions count one after the other (without it,
 /// N parallel requests all see the same count and all pass). Every write that queues tasks
-/// takes that row anyway just before COMMIT (internals §14), and the guard counts after that;
-/// this explicit lock is for a deprovision that queued none.
+/// takes that row anyway just before COMMIT (docs/design.md#tasks-inside-the-transaction), and
+/// the guard counts after that; this explicit lock is for a deprovision that queued none.
 pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', 0) \

@@ -1,4 +1,5 @@
-//! Project membership edges (internals §8; measured in write log W18, W19, W21).
+//! Project membership edges (docs/phabricator-tables.md#edges; the rows per operation:
+//! docs/write-paths.md#add-members and #remove-members).
 //!
 //! `PhabricatorEdgeEditor` writes both directions of an edge: `(PROJ, 13, USER)` in
 //! `<ns>_project.edge` and the inverse `(USER, 14, PROJ)` in `<ns>_user.edge`. Phorge's
@@ -106,11 +107,11 @@ where
 }
 
 /// Adds `users` (none of them a member yet) to the project, the way `PhabricatorEdgeEditor`
-/// and the membership index extension do (W18, W21): per chunk, one upsert of 13-edges
-/// (`seq` 0, 1, 2... for the one source, continuing across chunks), one upsert of the inverse
-/// 14-edges (each user is its own source: `seq` 0), and one `INSERT IGNORE ... SELECT` of
-/// 60-edges per materializing project (the project and each ancestor) copying `dateCreated`
-/// and `seq` from the 13-edge.
+/// and `PhabricatorProjectsMembershipIndexEngineExtension` do
+/// (docs/write-paths.md#add-members): per chunk, one upsert of 13-edges (`seq` 0, 1, 2... for
+/// the one source, continuing across chunks), one upsert of the inverse 14-edges (each user is
+/// its own source: `seq` 0), and one `INSERT IGNORE ... SELECT` of 60-edges per materializing
+/// project (the project and each ancestor) copying `dateCreated` and `seq` from the 13-edge.
 pub async fn add_members(
     conn: &mut Conn,
     t: &Tables,
@@ -131,7 +132,7 @@ pub async fn add_members(
                 ", (?, 13, ?, ?, ?, NULL)"
             });
         }
-        // Existing edges keep their dateCreated and seq (internals §8.2).
+        // Existing edges keep their dateCreated and seq (docs/phabricator-tables.md#edges).
         sql.push_str(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (i, u) in chunk.iter().enumerate() {
@@ -180,10 +181,11 @@ pub async fn add_members(
     Ok(())
 }
 
-/// Removes `users` from the project (W19): per chunk, deletes the 13-edges, the inverse
-/// 14-edges and the project's 60-edges by `dst IN (...)`, then each ancestor's 60-edges for
-/// the users no other leaf descendant still has as a member (internals §8.4: an ancestor's
-/// desired set is the 13-edges of its non-milestone descendants without subprojects).
+/// Removes `users` from the project (docs/write-paths.md#remove-members): per chunk, deletes
+/// the 13-edges, the inverse 14-edges and the project's 60-edges by `dst IN (...)`, then each
+/// ancestor's 60-edges for the users no other leaf descendant still has as a member (an
+/// ancestor's desired set is the 13-edges of its non-milestone descendants without
+/// subprojects: docs/phabricator-tables.md#materialized-members).
 pub async fn remove_members(
     conn: &mut Conn,
     t: &Tables,

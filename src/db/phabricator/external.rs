@@ -1,5 +1,6 @@
 //! External accounts (`PhabricatorExternalAccount`, `...Identifier`, `PhabricatorAuthProviderConfig`):
-//! the link that lets a provisioned person log in through the company's provider (internals §6).
+//! the link that lets a provisioned person log in through the company's provider
+//! (docs/phabricator-tables.md#external-accounts).
 
 use sqlx::AssertSqlSafe;
 use sqlx::{FromRow, Row};
@@ -64,8 +65,9 @@ pub enum LinkOutcome {
     OwnedByOther { user_phid: String },
 }
 
-/// Links `user_phid` to `provider` with `identifier` (internals §6.4): reuse an account that
-/// owns the identifier hash (relinking a pending one), else insert account + identifier.
+/// Links `user_phid` to `provider` with `identifier`
+/// (docs/write-paths.md#link-the-login-account): reuse an account that owns the identifier
+/// hash (relinking a pending one), else insert account + identifier.
 #[allow(clippy::too_many_arguments)]
 pub async fn link(
     conn: &mut Conn,

@@ -12,7 +12,7 @@ use rand::Rng;
 use sha1::{Digest, Sha1};
 
 /// Phabricator's random alphabet for PHIDs and secrets: `a-z` and `2-7` (lower-case base32),
-/// `Filesystem::readRandomCharacters` (internals §2).
+/// `Filesystem::readRandomCharacters` (docs/phabricator-tables.md#phids-and-random-strings).
 const RANDOM_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// `len` random characters of Phabricator's alphabet.
@@ -34,7 +34,7 @@ pub fn new_xaction_phid(object_kind: &str) -> String {
 }
 
 /// `PhabricatorHash::digestForIndex`: SHA-1 of the bytes; the low 6 bits of each of the first
-/// 12 digest bytes index `0-9a-zA-Z._` (internals §6.1).
+/// 12 digest bytes index `0-9a-zA-Z._` (docs/phabricator-tables.md#digestforindex).
 pub fn digest_for_index(input: &str) -> String {
     const MAP: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._";
     let digest = Sha1::digest(input.as_bytes());

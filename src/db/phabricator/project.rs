@@ -1,5 +1,5 @@
 //! `PhabricatorProject`, `PhabricatorProjectSlug` and `PhabricatorProjectDatasourceToken`
-//! (internals §7; measured rows in write log W14 to W17, W20).
+//! (docs/phabricator-tables.md#projects; the rows per operation: docs/write-paths.md).
 
 use sqlx::{AssertSqlSafe, FromRow};
 
@@ -11,9 +11,9 @@ pub const STATUS_ACTIVE: &str = "0";
 /// `PhabricatorProjectStatus::STATUS_ARCHIVED`.
 pub const STATUS_ARCHIVED: &str = "100";
 
-/// `PhabricatorSlug::normalizeProjectSlug` (internals §7.2): `/` becomes a space; lower-case;
-/// runs of banned characters become one `_`; leading and trailing `_` are trimmed unless the
-/// whole slug is `_`; a slug of `.` or `..` becomes `dot` or `dotdot`.
+/// `PhabricatorSlug::normalizeProjectSlug` (docs/phabricator-tables.md#hashtags): `/` becomes
+/// a space; lower-case; runs of banned characters become one `_`; leading and trailing `_` are
+/// trimmed unless the whole slug is `_`; a slug of `.` or `..` becomes `dot` or `dotdot`.
 pub fn normalize_slug(name: &str) -> String {
     // The PHP regex works on bytes without the `u` flag; every banned character is ASCII, so
     // testing chars is the same. Control characters are only `\x00-\x19` (not up to `\x1f`).
@@ -52,16 +52,16 @@ pub fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty() && slug != "_"
 }
 
-/// `projectPathKey`: the first 4 characters of `digestForIndex(phid)` (internals §7.1,
-/// checked against W14's `<pathkey(self)>`).
+/// `projectPathKey`: the first 4 characters of `digestForIndex(phid)`
+/// (docs/phabricator-tables.md#projects, checked against rows Phorge wrote).
 pub fn path_key(phid: &str) -> String {
     digest_for_index(phid).chars().take(4).collect()
 }
 
 /// Datasource tokens of a project: the typeahead tokenizer over `join(' ', slugs) + ' ' +
-/// name` (internals §7.3). Callers pass the slugs that exist *before* this save's new slug
-/// row, so the tokens lag one save exactly as Phorge's do (W14: `oracle`, `lab`; W15 adds the
-/// old slug, not the new one).
+/// name` (docs/phabricator-tables.md#datasource-tokens). Callers pass the slugs that exist
+/// *before* this save's new slug row, so the tokens lag one save exactly as Phorge's do (a new
+/// project's come from its name alone; a rename adds the old slug, not the new one).
 pub fn datasource_tokens(slugs: &[String], name: &str) -> Vec<String> {
     super::user::name_tokens(&slugs.join(" "), name)
 }
@@ -84,7 +84,7 @@ pub struct ProjectRow {
     /// Set for milestones only.
     #[sqlx(rename = "milestoneNumber")]
     pub milestone_number: Option<u32>,
-    /// Maintained by materialization (internals §8.4).
+    /// Maintained by materialization (docs/phabricator-tables.md#materialized-members).
     #[sqlx(rename = "hasSubprojects")]
     pub has_subprojects: bool,
     /// Path keys of the ancestors and the project, 4 characters each.
@@ -112,7 +112,8 @@ const PROJECT_COLUMNS: &str = "p.id, p.phid, p.name, p.status, p.primarySlug, \
      p.milestoneNumber, p.hasSubprojects, p.projectPath, p.projectDepth, p.dateCreated, p.dateModified";
 
 /// A new root project, as `PhabricatorProject::initializeNewProject` + the EditEngine write it
-/// (W14): icon `project`, color `blue`, no workboard, `properties []`, subtype `default`.
+/// (docs/write-paths.md#create-a-group): icon `project`, color `blue`, no workboard,
+/// `properties []`, subtype `default`.
 #[derive(Debug, Clone)]
 pub struct NewProject<'a> {
     /// A PHID from `new_project_phid`.
@@ -185,7 +186,8 @@ pub async fn insert_project(conn: &mut Conn, t: &Tables, p: &NewProject<'_>) -> 
         .map_err(|_| DbError::Inconsistent("project id out of range".into()))
 }
 
-/// Loads a project by PHID and locks the row (the editor reloads with `FOR UPDATE`, W15).
+/// Loads a project by PHID and locks the row (`PhabricatorProjectTransactionEditor` reloads
+/// it with `FOR UPDATE`).
 pub async fn lock_project(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Option<ProjectRow>> {
     Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM {} p WHERE p.phid = ? FOR UPDATE",
@@ -213,7 +215,7 @@ pub async fn lock_project_by_slug(
 
 /// The ancestors of a project, locked, nearest last: the projects whose `projectPath` is a
 /// proper prefix of this one's (4 characters per level), as rematerialization reads them
-/// (`SELECT … WHERE projectPath IN (…) FOR UPDATE`, W21).
+/// (`SELECT … WHERE projectPath IN (…) FOR UPDATE`, docs/write-paths.md#add-members).
 pub async fn lock_ancestors(
     conn: &mut Conn,
     t: &Tables,
@@ -238,7 +240,7 @@ pub async fn lock_ancestors(
 }
 
 /// Does the project have a subproject (a child that is not a milestone)? Members of such a
-/// parent cannot be edited (internals §7.7).
+/// parent cannot be edited (docs/phabricator-tables.md#subprojects-and-milestones).
 pub async fn has_subprojects(conn: &mut Conn, t: &Tables, project: &ProjectRow) -> DbResult<bool> {
     if project.has_subprojects {
         return Ok(true);
@@ -254,7 +256,7 @@ pub async fn has_subprojects(conn: &mut Conn, t: &Tables, project: &ProjectRow) 
 }
 
 /// What a re-save of the project row changes. `PhabricatorProject::save()` always writes
-/// `dateModified`, also for membership edits (W18, W19).
+/// `dateModified`, also for membership edits (docs/write-paths.md#add-members).
 #[derive(Debug, Clone, Default)]
 pub struct ProjectChanges {
     /// A new name.
@@ -297,7 +299,8 @@ pub async fn update_project(
     Ok(())
 }
 
-/// Every slug of a project, oldest first (locked, as the name transaction reads them, W15).
+/// Every slug of a project, oldest first (locked, as `PhabricatorProjectNameTransaction`
+/// reads them).
 pub async fn lock_slugs(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Vec<String>> {
     Ok(sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
         "SELECT slug FROM {} WHERE projectPHID = ? ORDER BY id FOR UPDATE",
@@ -322,7 +325,8 @@ pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResul
         .map_err(Into::into)
 }
 
-/// Inserts a slug row (the primary slug of a new or renamed project, W14, W15).
+/// Inserts a slug row (the primary slug of a new or renamed project,
+/// docs/write-paths.md#rename-a-group).
 pub async fn insert_slug(
     conn: &mut Conn,
     t: &Tables,
@@ -344,9 +348,9 @@ pub async fn insert_slug(
 }
 
 /// Rewrites `project_datasourcetoken` for a project: delete, then one multi-row insert
-/// (`PhabricatorProject::save()` does this on every save, W16 to W19). A brand-new project
-/// has no rows, so nothing is deleted (the same next-key reasoning as user name tokens,
-/// internals §14).
+/// (`PhabricatorProject::save()` does this on every save). A brand-new project has no rows,
+/// so nothing is deleted (the same next-key reasoning as user name tokens,
+/// docs/phabricator-tables.md#locking-and-isolation).
 pub async fn write_datasource_tokens(
     conn: &mut Conn,
     t: &Tables,
@@ -412,9 +416,9 @@ mod tests {
 
     #[test]
     fn tokens_lag_like_phorge() {
-        // W14: creation tokens come from the name only.
+        // Creation: tokens come from the name only (docs/write-paths.md#create-a-group).
         assert_eq!(datasource_tokens(&[], "Oracle Lab"), vec!["lab", "oracle"]);
-        // W15: the old slug and the new name's words.
+        // Rename: the old slug and the new name's words (docs/write-paths.md#rename-a-group).
         assert_eq!(
             datasource_tokens(&["oracle_lab".into()], "Oracle Lab Renamed"),
             vec!["lab", "oracle", "oracle_lab", "renamed"]

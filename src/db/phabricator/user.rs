@@ -1,5 +1,5 @@
 //! `PhabricatorUser`, `PhabricatorUserEmail`, name tokens, sessions, credentials and the user
-//! log (internals §3 to §5, write log W1 to W13).
+//! log (docs/phabricator-tables.md#users; the rows per operation: docs/write-paths.md).
 
 use sqlx::AssertSqlSafe;
 use std::collections::BTreeSet;
@@ -47,8 +47,8 @@ pub struct NewUser<'a> {
     pub is_email_verified: bool,
 }
 
-/// Inserts the `user` row (W1: approved, not admin, random certificate and secret); returns
-/// its id.
+/// Inserts the `user` row (approved, not admin, random certificate and secret:
+/// docs/write-paths.md#create-a-user); returns its id.
 pub async fn insert_user(conn: &mut Conn, t: &Tables, u: &NewUser<'_>) -> DbResult<u32> {
     let ts = now();
     let res = sqlx::query(AssertSqlSafe(format!(
@@ -74,7 +74,8 @@ pub async fn insert_user(conn: &mut Conn, t: &Tables, u: &NewUser<'_>) -> DbResu
         .map_err(|_| crate::db::DbError::Inconsistent("user id out of range".into()))
 }
 
-/// Loads a user by PHID and locks the row (editors reload with `FOR UPDATE`, internals §0).
+/// Loads a user by PHID and locks the row (editors reload with `FOR UPDATE`,
+/// `PhabricatorApplicationTransactionEditor`).
 pub async fn lock_user(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Option<UserRow>> {
     Ok(sqlx::query_as::<_, UserRow>(AssertSqlSafe(format!(
         "SELECT {USER_COLUMNS} FROM {} WHERE phid = ? FOR UPDATE",
@@ -179,7 +180,8 @@ pub fn name_tokens(user_name: &str, real_name: &str) -> Vec<String> {
 }
 
 /// Writes `user_nametoken` rows. A brand-new user has none, so nothing is deleted: Phorge's
-/// DELETE of a new id's tokens is what deadlocks concurrent creators (internals §14).
+/// DELETE of a new id's tokens is what deadlocks concurrent creators
+/// (docs/phabricator-tables.md#locking-and-isolation).
 pub async fn write_name_tokens(
     conn: &mut Conn,
     t: &Tables,
@@ -339,8 +341,9 @@ pub async fn set_email_flags(
     Ok(())
 }
 
-/// Removes an address the way `PhabricatorUserEditor::removeEmail` does (W11): a
-/// `system_destructionlog` row, then the delete.
+/// Removes an address the way `PhabricatorUserEditor::removeEmail` does
+/// (docs/write-paths.md#change-the-primary-email-address): a `system_destructionlog` row, then
+/// the delete.
 pub async fn destroy_email(conn: &mut Conn, t: &Tables, email: &EmailRow) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (objectClass, rootLogID, objectPHID, objectMonogram, epoch) \
@@ -373,7 +376,8 @@ pub async fn is_application_email(conn: &mut Conn, t: &Tables, address: &str) ->
     .is_some())
 }
 
-/// A `user_log` row (internals §9): actor, action, old/new JSON, details with the host.
+/// A `user_log` row (`PhabricatorUserLog`, docs/phabricator-tables.md#user-log): actor,
+/// action, old/new JSON, details with the host.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_log(
     conn: &mut Conn,
@@ -424,7 +428,7 @@ pub struct Revoked {
 }
 
 /// Ends every session of the user (`PhabricatorAuthSessionEngine::terminateLoginSessions`
-/// deletes rows the same way; Phabricator's own disable does not, design §3).
+/// deletes rows the same way; Phabricator's own disable does not, docs/design.md#deprovisioning).
 pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<u64> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE userPHID = ?",
@@ -453,7 +457,8 @@ pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &str) -> 
     .rows_affected())
 }
 
-/// Expires unexpired temporary tokens of the user (`tokenExpires = now - 1`, internals §4.4).
+/// Expires unexpired temporary tokens of the user (`tokenExpires = now - 1`,
+/// docs/phabricator-tables.md#sessions-and-credentials).
 /// With `types`, only those token types (reset links on an email change).
 pub async fn expire_temporary_tokens(
     conn: &mut Conn,

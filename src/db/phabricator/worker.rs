@@ -1,8 +1,10 @@
-//! The daemon queue: `worker_taskdata`, `worker_activetask`, `lisk_counter` (internals §4.5).
+//! The daemon queue: `worker_taskdata`, `worker_activetask`, `lisk_counter`
+//! (docs/phabricator-tables.md#daemon-queue).
 //!
 //! Tasks are collected while a request runs and written just before COMMIT, inside the same
 //! transaction: a rolled-back request leaves no task, and the one hot row, the
-//! `worker_activetask` counter, is locked as briefly as possible (internals §14).
+//! `worker_activetask` counter, is locked as briefly as possible
+//! (docs/design.md#tasks-inside-the-transaction).
 
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
@@ -59,7 +61,8 @@ impl Task {
         }
     }
 
-    /// The same after an address is removed (key order as Phorge writes it, W11).
+    /// The same after an address is removed (key order as `PhabricatorUserEditor::removeEmail`
+/// writes it).
     pub fn identity_removed(address: &str) -> Self {
         Self {
             class: "PhabricatorRepositoryIdentityChangeWorker",

@@ -1,5 +1,5 @@
 //! Transaction rows (`user_transaction`, `project_transaction`) in the format of
-//! `PhabricatorApplicationTransactionEditor` (internals §4.1, write log W0).
+//! `PhabricatorApplicationTransactionEditor` (docs/phabricator-tables.md#transactions).
 
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
@@ -81,8 +81,8 @@ pub async fn insert_group(
     Ok(phids)
 }
 
-/// The publish-worker state `PhabricatorUserEditor`-driven edits queue (write log W0): no
-/// mail, a feed story related to the user and the actor.
+/// The publish-worker state `PhabricatorUserTransactionEditor` queues (the same keys in the
+/// same order): no mail, a feed story related to the user and the actor.
 pub fn user_publish_state(user_phid: &str, actor_phid: &str) -> Value {
     json!({
         "parentMessageID": null,
@@ -108,8 +108,9 @@ pub fn user_publish_state(user_phid: &str, actor_phid: &str) -> Value {
     })
 }
 
-/// The publish-worker state of `PhabricatorProjectTransactionEditor` (write log W0). Mail is
-/// off: the actor is the provisioning bot, and bots receive no mail.
+/// The publish-worker state of `PhabricatorProjectTransactionEditor`. Mail is off: the actor
+/// is the provisioning bot, and bots receive no mail
+/// (docs/write-paths.md#differences-from-phorges-own-writes).
 pub fn project_publish_state(project_phid: &str, actor_phid: &str, is_new: bool) -> Value {
     json!({
         "parentMessageID": null,
