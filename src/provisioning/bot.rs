@@ -1,5 +1,6 @@
-//! The provisioning bot: the Phabricator account a token speaks for (design §6). It is
-//! written the way the admin "Create New Bot" form writes one (write log W3): a system agent,
+//! The provisioning bot: the Phabricator account a token speaks for
+//! (docs/design.md#authentication-and-tokens). It is written the way the admin "Create New
+//! Bot" form writes one (docs/write-paths.md#create-the-provisioning-bot): a system agent,
 //! approved, with a verified address, its name tokens and its search and identity tasks.
 
 use super::{Provisioner, Result};

@@ -1,10 +1,11 @@
 //! Groups: create (or adopt), read, list, replace, patch, delete (archive).
 //!
-//! A group is a Phabricator project (design §3). Every write runs in one transaction
-//! (`in_transaction!`) that locks the `scim_group` row and the project row `FOR UPDATE`, writes
-//! what Phorge's project editor writes (write log W14 to W21: the project row re-save, slugs,
-//! datasource tokens, `project_transaction` rows, edges 13/14/60), records its `scim_event`
-//! row and queues the publish worker last (W24.1: project edits queue no search task).
+//! A group is a Phabricator project (docs/design.md#groups-are-projects). Every write runs in
+//! one transaction (`in_transaction!`) that locks the `scim_group` row and the project row
+//! `FOR UPDATE`, writes what `PhabricatorProjectTransactionEditor` writes (docs/write-paths.md,
+//! Create a group to Replace the membership: the project row re-save, slugs, datasource tokens,
+//! `project_transaction` rows, edges 13/14/60), records its `scim_event` row and queues the
+//! publish worker last (project edits queue no search task: docs/write-paths.md#daemon-tasks).
 //! Memberships change as deltas (`db::phabricator::edge`), never as a rewrite of the set.
 
 use std::collections::HashSet;
@@ -32,7 +33,7 @@ use crate::scim::resource::{Preconditions, normalize};
 use crate::scim::schema::Resource;
 
 /// Phabricator's default view and edit policy of new projects when the Projects application
-/// has no configured defaults (internals §7.1; W14).
+/// has no configured defaults (docs/phabricator-tables.md#projects).
 const DEFAULT_POLICY: &str = "users";
 /// How many member ids the sync log lists per direction (the counts are always complete).
 const LOGGED_IDS: usize = 50;
@@ -261,7 +262,8 @@ impl Provisioner {
             },
         )
         .await?;
-        // The save writes tokens before the slug row exists: they come from the name (W14).
+        // The save writes tokens before the slug row exists: they come from the name
+        // (docs/phabricator-tables.md#datasource-tokens).
         pp::write_datasource_tokens(
             conn,
             t,
@@ -357,7 +359,7 @@ impl Provisioner {
     }
 
     /// PUT /Groups/{id}: the name and the whole membership (absent `members` empties it, RFC
-    /// 7644 §3.5.1; scim-conformance §1.8).
+    /// 7644 §3.5.1; docs/scim-clients.md#put-and-patch-semantics).
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn replace_group(
         &self,
@@ -418,9 +420,10 @@ impl Provisioner {
         .await)
     }
 
-    /// DELETE /Groups/{id}: archives the project the way the archive controller does (W16)
-    /// and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as an
-    /// archive keeps them, internals §7.6). Afterwards the group is 404.
+    /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`
+    /// does and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as
+    /// an archive keeps them: docs/write-paths.md#archive-a-group-delete). Afterwards the group
+    /// is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
@@ -523,8 +526,9 @@ impl Provisioner {
     }
 
     /// Brings a managed group to `spec` and `plan`: the engine behind PUT, PATCH and adoption.
-    /// Writes only what changed, in the editor's order (W15, W18): the project row re-save,
-    /// tokens, the transactions, the new slug, the edges.
+    /// Writes only what changed, in the editor's order (docs/write-paths.md#rename-a-group and
+    /// #add-members): the project row re-save, tokens, the transactions, the new slug, the
+    /// edges.
     #[allow(clippy::too_many_arguments)]
     async fn apply_group(
         &self,
@@ -567,7 +571,8 @@ impl Provisioner {
             diff.set("name", project.name.clone(), spec.display_name.clone());
         }
         if mode == Mode::Adopt && project.status == pp::STATUS_ARCHIVED {
-            // The IdP creates a live group: an adopted archived project is activated (W17).
+            // The IdP creates a live group: an adopted archived project is activated
+            // (docs/write-paths.md#adopt-a-project).
             changes.status = Some(pp::STATUS_ACTIVE);
             xactions.push(status_xaction(&project.status, pp::STATUS_ACTIVE));
             diff.set("status", project.status.clone(), pp::STATUS_ACTIVE);
@@ -589,7 +594,8 @@ impl Provisioner {
         if !xactions.is_empty() {
             pp::update_project(conn, t, project.id, &changes).await?;
             let final_name = changes.name.as_deref().unwrap_or(&project.name);
-            // Tokens from the slugs that exist before this save (the one-save lag of W15).
+            // Tokens from the slugs that exist before this save (the one-save lag of
+            // docs/phabricator-tables.md#datasource-tokens).
             pp::write_datasource_tokens(
                 conn,
                 t,
@@ -764,7 +770,8 @@ impl Provisioner {
     }
 }
 
-/// The project hashtag of a name, or 400 when Phabricator would refuse it (internals §7.2).
+/// The project hashtag of a name, or 400 when Phabricator would refuse it
+/// (docs/phabricator-tables.md#hashtags).
 fn valid_slug(name: &str) -> std::result::Result<String, ScimError> {
     let slug = pp::normalize_slug(name);
     if pp::is_valid_slug(&slug) {
@@ -777,7 +784,7 @@ fn valid_slug(name: &str) -> std::result::Result<String, ScimError> {
 }
 
 /// Milestones have no members of their own and parents with subprojects cannot have members
-/// edited (internals §7.7, §8.3): SCIM cannot manage either.
+/// edited (docs/phabricator-tables.md#subprojects-and-milestones): SCIM cannot manage either.
 async fn refuse_unmanageable(
     conn: &mut Conn,
     t: &crate::db::Tables,
@@ -801,7 +808,8 @@ async fn refuse_unmanageable(
 }
 
 /// `core:edge` for edge type 13 with the slim old/new lists of `PhabricatorEdgeChangeRecord`
-/// (W18: old = removed, new = added; `edge:type` first in the metadata).
+/// (old = removed, new = added; `edge:type` first in the metadata,
+/// docs/write-paths.md#add-members).
 fn edge_xaction(removed: &[String], added: &[String]) -> Xaction {
     Xaction {
         kind: "core:edge",
@@ -811,7 +819,8 @@ fn edge_xaction(removed: &[String], added: &[String]) -> Xaction {
     }
 }
 
-/// `project:status`: old as a JSON string, new as a JSON number, as Phorge stores it (W16).
+/// `project:status`: old as a JSON string, new as a JSON number, as Phorge stores it
+/// (docs/phabricator-tables.md#transactions).
 fn status_xaction(old: &str, new: &str) -> Xaction {
     let new_num: u32 = new.parse().unwrap_or(0);
     Xaction {

@@ -1,5 +1,5 @@
 //! Domain operations: one database transaction each, writing every row Phabricator's own
-//! editors write for the same change (phabricator-write-log.md), plus its sync-log row.
+//! editors write for the same change (docs/write-paths.md), plus its sync-log row.
 
 pub mod bot;
 pub mod error;
@@ -37,7 +37,8 @@ pub struct Provisioner {
     pub cfg: Arc<Config>,
 }
 
-/// Deadlocks and lock-wait timeouts are retried this many times (design §4).
+/// Deadlocks and lock-wait timeouts are retried this many times
+/// (docs/design.md#transactions-and-locking).
 pub const MAX_ATTEMPTS: u32 = 6;
 
 /// Runs `$body` (an expression using `$tx: &mut Tx`) in a transaction, committing on `Ok`

@@ -1,4 +1,5 @@
-//! Deriving a Phabricator username from a SCIM userName (design §3, internals §3.2).
+//! Deriving a Phabricator username from a SCIM userName (docs/design.md#usernames,
+//! `PhabricatorUser::validateUsername`).
 //!
 //! Phabricator usernames match `^[a-zA-Z0-9._-]*[a-zA-Z0-9_-]$`, at most 64 bytes, unique
 //! case-insensitively. IdPs send email-shaped userNames; the derived name is computed once, at

@@ -2,7 +2,7 @@
 //!
 //! Every write runs in one transaction (`in_transaction!`) that takes the rows it changes with
 //! `FOR UPDATE`, writes what `PhabricatorUserEditor` and the user transaction editor write
-//! (write log W1, W3, W5 to W13, W22), queues the daemon tasks last, and records its
+//! (docs/write-paths.md, the user sections), queues the daemon tasks last, and records its
 //! `scim_event` row, so a request commits all of it or none of it.
 
 use serde_json::{Map, Value, json};
@@ -541,7 +541,7 @@ impl Provisioner {
 
         if user.real_name != spec.real_name {
             diff.set("realName", user.real_name.clone(), spec.real_name.clone());
-            // The profile edit writes `core:customfield` for `user:realname` (W5).
+            // `core:customfield` for `user:realname` (docs/write-paths.md#change-the-real-name).
             xactions.push(Xaction {
                 kind: "core:customfield",
                 old: Value::String(user.real_name.clone()),
@@ -644,7 +644,7 @@ impl Provisioner {
             ));
         }
         if row_changed {
-            // With a transaction row the index version moves; without one, force (internals §4.5).
+            // Without a transaction row, force the reindex (docs/write-paths.md#daemon-tasks).
             tasks.insert(0, Task::search(&user.phid, xactions.is_empty()));
         }
 
@@ -720,7 +720,7 @@ impl Provisioner {
         )
         .await?;
         let groups = parse_groups(view.groups_json.as_deref())?;
-        // Task ids last: the counter row is the one hot row (internals §14).
+        // Task ids last: the counter row is hot (docs/design.md#tasks-inside-the-transaction).
         worker::queue(conn, t, &tasks).await?;
         if disabled_at.is_some() {
             // After the tasks: their counter allocation has locked the row the guard needs.
@@ -787,7 +787,7 @@ impl Provisioner {
     }
 
     /// Makes `address` the user's one primary address, the way `PhabricatorUserEditor` does it
-    /// (W6, W9 to W11): add it (verified), make it primary, remove the old one, each with its
+    /// (docs/write-paths.md): add it (verified), make it primary, remove the old one, each with its
     /// `user_log` row; reset links are revoked and identity tasks queued.
     #[allow(clippy::too_many_arguments)]
     async fn sync_email(
@@ -898,7 +898,7 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Ends sessions and revokes credentials, per configuration (design §3).
+    /// Ends sessions and revokes credentials, per configuration (docs/design.md#deprovisioning).
     async fn revoke(&self, conn: &mut Conn, user_phid: &str) -> Result<Revoked> {
         let t = &*self.db.t;
         let r = &self.cfg.revoke;
@@ -1145,7 +1145,7 @@ fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {
         .collect()
 }
 
-/// Expands the login identifier template (design §5).
+/// Expands the login identifier template (docs/design.md#login-linking).
 pub fn login_identifier(template: &str, spec: &UserSpec, address: &str) -> String {
     let local = spec.user_name.split('@').next().unwrap_or(&spec.user_name);
     template
