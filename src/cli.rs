@@ -1,4 +1,5 @@
-//! The command line (design §5): serve, migrate, check, token, status, demo.
+//! The command line (docs/design.md#configuration-and-commands): serve, migrate, check, token,
+//! status, demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -91,7 +91,7 @@ impl<'de> Deserialize<'de> for Namespace {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AdoptionPolicy {
-    /// Adopt the account when the address is its verified primary address (design §3).
+    /// Adopt an account when the address is its verified primary one (docs/design.md#adoption).
     VerifiedEmail,
     /// Never adopt: answer 409 uniqueness.
     Never,

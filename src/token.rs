@@ -1,5 +1,6 @@
 //! SCIM bearer tokens: `phscim-<id>-<secret>`, the secret stored only as an argon2id PHC hash
-//! (the same format PHP's `password_hash(..., PASSWORD_ARGON2ID)` writes, design §6).
+//! (the same format PHP's `password_hash(..., PASSWORD_ARGON2ID)` writes,
+//! docs/design.md#authentication-and-tokens).
 //!
 //! The id in the token selects one row, so one hash is verified. argon2 runs off the async
 //! runtime and only on a cache miss; a cached token's row is re-read every few seconds, so

@@ -1,5 +1,6 @@
 //! The database settings of a Phabricator checkout (`phabricator_root`): its MySQL server and
-//! storage namespace, read from `<root>/conf/local/local.json` (internals §1.2, §1.3).
+//! storage namespace, read from `<root>/conf/local/local.json`
+//! (docs/phabricator-tables.md#reading-the-mysql-settings-of-a-checkout).
 //!
 //! Only local.json is read. The settings used here are locked (`mysql.*`,
 //! `storage.default-namespace`) or hidden (`mysql.pass`, `cluster.databases`), so they never

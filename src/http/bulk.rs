@@ -1,6 +1,6 @@
 //! `POST /Bulk` (RFC 7644 §3.7): runs the operations of a BulkRequest, each as its own
-//! provisioning call and so in its own transaction (design §4), in an order that lets every
-//! `bulkId:` reference resolve.
+//! provisioning call and so in its own transaction (docs/design.md#transactions-and-locking),
+//! in an order that lets every `bulkId:` reference resolve.
 //!
 //! Operations run in request order, except that one referring to a bulkId whose POST comes
 //! later waits for it. Operations still waiting when nothing else can run refer to each other

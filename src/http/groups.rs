@@ -191,7 +191,7 @@ pub async fn replace(
     single(&state, &group, &p, StatusCode::OK).await
 }
 
-/// PATCH /Groups/{id}: 204 (Entra's preference for groups, scim-conformance §1.9), or 200
+/// PATCH /Groups/{id}: 204 (Entra's preference, docs/scim-clients.md#entra-id-groups), or 200
 /// with the resource when the request asks for attributes.
 pub async fn patch(
     State(state): State<AppState>,

@@ -114,9 +114,9 @@ fn canonical_path(path: &str) -> Option<String> {
 }
 
 /// Endpoint names are matched case-insensitively: GitHub's SCIM API is case-sensitive, and
-/// clients written against others send `/users` (scim-conformance §4). Rewrites the path before
-/// routing, so it wraps the router (`app.rs`) instead of being one of its layers; ids keep
-/// their case.
+/// clients written against others send `/users` (docs/scim-clients.md#other-clients).
+/// Rewrites the path before routing, so it wraps the router (`app.rs`) instead of being one of
+/// its layers; ids keep their case.
 pub async fn canonical_endpoints(
     mut req: axum::extract::Request,
     next: middleware::Next,

@@ -322,7 +322,7 @@ fn parse_target(path: &str) -> Option<Target> {
         None => (rest, None),
     };
     // Endpoint names are matched case-insensitively, as on the HTTP routes' clients expect
-    // (scim-conformance §4: be more lenient than GitHub).
+    // (docs/scim-clients.md#other-clients: be more lenient than GitHub).
     let res = if collection.eq_ignore_ascii_case("Users") {
         Resource::User
     } else if collection.eq_ignore_ascii_case("Groups") {

@@ -4,7 +4,7 @@
 //! character position (it ends up in the `detail` of a 400 `invalidFilter`/`invalidPath`),
 //! we accept the non-RFC forms that identity providers really send (Entra's
 //! `emails[type eq "work"].value eq "x"` and the unquoted values of Entra's older docs,
-//! scim-conformance.md §1.6), and `Display` prints a canonical form that parses back to the
+//! docs/scim-clients.md), and `Display` prints a canonical form that parses back to the
 //! same tree.
 //!
 //! This module is syntax only. Attribute names are kept exactly as written; resolving them
@@ -487,8 +487,8 @@ impl Parser {
             return Ok(Filter::ValuePath(path, Box::new(inner)));
         }
         // Entra's uniqueness lookup `emails[type eq "work"].value eq "a@x.com"` is not RFC
-        // syntax; it means `emails[type eq "work" and value eq "a@x.com"]` (scim-conformance.md
-        // §1.6, the same rewrite SCIM-SDK ships).
+        // syntax; it means `emails[type eq "work" and value eq "a@x.com"]` (docs/scim-clients.md,
+        // the same rewrite SCIM-SDK ships).
         self.pos += 1;
         let sub_start = self.pos;
         let sub = self.sub_attr()?;
@@ -691,7 +691,7 @@ impl Parser {
 
     /// `compValue = false / null / true / number / string` (RFC 7644 §3.4.2.2), literals in
     /// any case, plus an unquoted bare word read as a string: Entra's older docs show
-    /// `externalId eq jyoung` and unquoted GUIDs (scim-conformance.md §1.6, §2.3).
+    /// `externalId eq jyoung` and unquoted GUIDs (docs/scim-clients.md).
     fn comp_value(&mut self) -> Result<CompValue, ParseError> {
         let start = self.pos;
         if self.peek() == Some('"') {

@@ -22,7 +22,7 @@ pub const MAX_DISPLAY_NAME_BYTES: usize = 128;
 /// What a Group document asks of Phabricator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
-    /// The project name (trimmed, as Phorge trims it, internals §13).
+    /// The project name (trimmed, as Phorge trims it, docs/phabricator-tables.md#projects).
     pub display_name: String,
     /// SCIM `externalId`.
     pub external_id: Option<String>,
@@ -102,7 +102,7 @@ impl GroupSpec {
 /// Reads the member ids of a `members` value: an array (or one value) of `{"value": id, ...}`
 /// objects (keys case-insensitive; `$ref: null` and `display` are ignored) or bare id
 /// strings. Members of `type` `Group`, and project ids, are refused: Phabricator projects have
-/// no nested membership (scim-conformance §2.4).
+/// no nested membership (docs/scim-clients.md#entra-id-groups).
 pub fn member_ids(value: &Value) -> Result<Vec<String>, ScimError> {
     let items: Vec<&Value> = match value {
         Value::Array(a) => a.iter().collect(),
@@ -258,11 +258,12 @@ fn filter_ids(f: &Filter) -> Result<Vec<String>, ScimError> {
 }
 
 /// Splits PATCH operations (RFC 7644 §3.5.2) into attribute operations and a member plan,
-/// accepting every dialect of scim-conformance §0 item 7: `add` of a members array; `remove`
-/// with `members[value eq "id"]`; Entra's `Remove` with `path: members` and a value list;
-/// `remove` of `members` without value (empties the group); `replace` of the whole list; and
-/// no-path `add`/`replace` maps that carry `members` next to `displayName` (Okta's
-/// `{id, displayName}` carries none and goes to the attribute engine, which ignores `id`).
+/// accepting every dialect of docs/scim-clients.md (item 7 of its first list): `add` of a
+/// members array; `remove` with `members[value eq "id"]`; Entra's `Remove` with
+/// `path: members` and a value list; `remove` of `members` without value (empties the group);
+/// `replace` of the whole list; and no-path `add`/`replace` maps that carry `members` next to
+/// `displayName` (Okta's `{id, displayName}` carries none and goes to the attribute engine,
+/// which ignores `id`).
 pub fn split_patch(ops: &[PatchOp]) -> Result<GroupPatch, ScimError> {
     let mut out = GroupPatch::default();
     for op in ops {

@@ -1,5 +1,5 @@
 //! The PATCH engine (RFC 7644 §3.5.2): applies operations, in order, to a canonical resource
-//! document. Every dialect in scim-conformance §0 is accepted: capitalised ops, no-path value
+//! document. Every dialect of docs/scim-clients.md is accepted: capitalised ops, no-path value
 //! maps with dotted and URN-qualified keys, value-filter paths with a sub-attribute, Entra's
 //! `remove` with a value list.
 
@@ -445,7 +445,8 @@ fn apply_multi(
             )?;
             if matched.is_empty() {
                 // Entra sets `emails[type eq "work"].value` on a user without a work email:
-                // create the value from the filter's equalities (scim-conformance §1.9).
+                // create the value from the filter's equalities
+                // (docs/scim-clients.md#put-and-patch-semantics).
                 let mut m = filter.map(seed_from_filter).unwrap_or_default();
                 if let Some(v) = v {
                     m.insert(s.name.to_owned(), v);

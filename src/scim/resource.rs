@@ -2,7 +2,7 @@
 //!
 //! A request body is normalised once into a canonical document: attribute names in their
 //! schema spelling (names are case-insensitive, RFC 7643 §2.1), `"True"`/`"False"` strings
-//! read as booleans (Entra, scim-conformance §0.2), nulls dropped (§2.5: unassigned),
+//! read as booleans (Entra, docs/scim-clients.md), nulls dropped (RFC 7643 §2.5: unassigned),
 //! read-only attributes ignored, `password` discarded, extension attributes under their URN.
 
 use serde_json::{Map, Value};

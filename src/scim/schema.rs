@@ -17,7 +17,8 @@ pub mod urn {
         "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
     pub const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
     pub const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
-    /// OneLogin's non-standard spellings, read as the real ones (scim-conformance §4).
+    /// OneLogin's non-standard spellings, read as the real ones
+    /// (docs/scim-clients.md#other-clients).
     pub const ONELOGIN_ENTERPRISE: &str = "urn:scim:schemas:extension:enterprise:2.0";
 }
 

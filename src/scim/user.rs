@@ -134,8 +134,8 @@ impl UserSpec {
         })
     }
 
-    /// The address Phabricator gets (design §3): the primary email, else the first work
-    /// email, else the first email, else an email-shaped userName.
+    /// The address Phabricator gets (docs/design.md#email-addresses): the primary email, else
+    /// the first work email, else the first email, else an email-shaped userName.
     pub fn phabricator_email(&self) -> Option<String> {
         self.emails
             .iter()

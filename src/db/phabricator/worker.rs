@@ -62,7 +62,7 @@ impl Task {
     }
 
     /// The same after an address is removed (key order as `PhabricatorUserEditor::removeEmail`
-/// writes it).
+    /// writes it).
     pub fn identity_removed(address: &str) -> Self {
         Self {
             class: "PhabricatorRepositoryIdentityChangeWorker",
