@@ -70,7 +70,8 @@ async fn inverse_srcs(app: &TestApp, project: &str) -> Vec<String> {
         .collect()
 }
 
-/// Members as Phorge's `PhabricatorProjectQuery` sees them: type 60 only (internals §8.4).
+/// Members as Phorge's `PhabricatorProjectQuery` sees them: type 60 only
+/// (docs/phabricator-tables.md#materialized-members).
 async fn phorge_members(app: &TestApp, project: &str) -> Vec<String> {
     edge_dsts(app, "project", project, 60).await
 }
@@ -132,7 +133,8 @@ fn member_ids(group: &Value) -> Vec<String> {
     )
 }
 
-/// A project written by SQL the way Phorge's editor leaves it (W14, W20), not managed by SCIM.
+/// A project written by SQL the way `PhabricatorProjectTransactionEditor` leaves it (a root
+/// project or a subproject, docs/write-paths.md#create-a-group), not managed by SCIM.
 async fn sql_project(
     app: &TestApp,
     name: &str,
@@ -187,7 +189,7 @@ async fn create_group_writes_what_phorge_writes() {
     assert_eq!(body["meta"]["resourceType"], "Group");
     assert_eq!(body.get("members"), None);
 
-    // W14, with join policy no-one (design §3) and the bot as author.
+    // docs/write-paths.md#create-a-group: join policy no-one and the bot as author.
     let p = &app
         .rows(&format!(
             "SELECT * FROM {{project}}.project WHERE phid = '{id}'"
@@ -207,7 +209,7 @@ async fn create_group_writes_what_phorge_writes() {
     assert_eq!(p["mailKey"].as_str().unwrap().len(), 20);
     assert_eq!(p["dateCreated"], p["dateModified"]);
     assert_eq!(slugs(&app, &id).await, vec!["oracle_lab"]);
-    // The one-save lag of W14: tokens from the name only.
+    // The one-save lag of docs/phabricator-tables.md#datasource-tokens: tokens from the name only.
     assert_eq!(tokens(&app, &id).await, vec!["lab", "oracle"]);
 
     let xs = xactions(&app, &id).await;
@@ -243,7 +245,7 @@ async fn create_group_writes_what_phorge_writes() {
             .starts_with("{\"core.create\":true,\"core.groupID\"")
     );
 
-    // W24.1: the publish worker only, no search task.
+    // The publish worker only, no search task (docs/write-paths.md#daemon-tasks).
     let tasks = publish_tasks(&app, &id).await;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(
@@ -428,7 +430,8 @@ async fn members_add_and_remove_as_deltas() {
         .await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(headers["etag"], "W/\"2\"");
-    // W18: 13 with seq 0, 1 for the one source; 60 copies it; 14 has seq 0 per user.
+    // docs/write-paths.md#add-members: 13 with seq 0, 1 for the one source; 60 copies it; 14
+    // has seq 0 per user.
     let e13 = app.rows(&format!("SELECT dst, seq, dataID, dateCreated FROM {{project}}.edge WHERE src = '{id}' AND type = 13 ORDER BY seq")).await;
     assert_eq!(
         e13.iter()
@@ -457,7 +460,7 @@ async fn members_add_and_remove_as_deltas() {
         .await,
         0
     );
-    // The project row is re-saved and the tokens rewritten (W18, W24.3).
+    // The project row is re-saved and the tokens rewritten (docs/write-paths.md#add-members).
     assert!(
         app.count(&format!(
             "SELECT dateModified FROM {{project}}.project WHERE phid = '{id}'"
@@ -694,7 +697,8 @@ async fn subprojects_materialize_to_ancestors() {
         Some((&parent, &ppath)),
     )
     .await;
-    // gene is also a member through the sibling (W20's copied edges).
+    // gene is also a member through the sibling (the edges a new subproject copies from its
+    // parent, docs/phabricator-tables.md#subprojects-and-milestones).
     exec(&app, &format!("INSERT INTO {{project}}.edge VALUES ('{sibling}', 13, '{gene}', 1, 0, NULL), ('{sibling}', 60, '{gene}', 1, 0, NULL), ('{parent}', 60, '{gene}', 1, 0, NULL)")).await;
 
     // A parent with subprojects cannot be managed; the child can (adoption).
@@ -714,7 +718,8 @@ async fn subprojects_materialize_to_ancestors() {
 
     let (status, body) = app.patch(&format!("/Groups/{child}"), ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}, {"value": gene}]}]))).await;
     assert_eq!(status, 204, "{body}");
-    // W21: child 13 + 60, parent 60 with the same dateCreated/seq, 14 to the child only.
+    // docs/write-paths.md#add-members: child 13 + 60, parent 60 with the same dateCreated/seq,
+    // 14 to the child only.
     assert_eq!(
         edge_dsts(&app, "project", &child, 13).await,
         sorted(vec![sam.clone(), gene.clone()])
@@ -777,7 +782,8 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
     assert_eq!(body["displayName"], "Oracle Lab Renamed");
     assert_eq!(member_ids(&body), sorted(vec![gene.clone(), alex.clone()]));
     assert_eq!(body["meta"]["version"], "W/\"2\"");
-    // W15: new primary slug, old slug kept; tokens lag one save (old slug, new words).
+    // docs/write-paths.md#rename-a-group: new primary slug, old slug kept; tokens lag one save
+    // (old slug, new words).
     assert_eq!(
         slugs(&app, &id).await,
         vec!["oracle_lab", "oracle_lab_renamed"]
@@ -848,7 +854,8 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
         (Some("project:status"), Some("\"0\""), Some("100"))
     );
     assert_eq!(publish_tasks(&app, &id).await.len(), 3);
-    // W16: the archive save catches the tokens up with the new slug.
+    // docs/write-paths.md#archive-a-group-delete: the archive save catches the tokens up with
+    // the new slug.
     assert_eq!(
         tokens(&app, &id).await,
         vec![
@@ -866,7 +873,8 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
         .await,
         0
     );
-    // Members and hashtags stay with the archived project (internals §7.6).
+    // Members and hashtags stay with the archived project (`PhabricatorProjectArchiveController`
+    // keeps them).
     assert_eq!(
         phorge_members(&app, &id).await,
         sorted(vec![gene.clone(), alex.clone()])
@@ -880,7 +888,7 @@ async fn put_renames_and_replaces_members_then_delete_archives() {
     app.cleanup().await;
 }
 
-/// scim-conformance §2.4, request by request.
+/// Entra ID's group lifecycle (docs/scim-clients.md#entra-id-groups), request by request.
 #[tokio::test]
 async fn entra_group_sequence() {
     let app = TestApp::spawn().await;
@@ -999,7 +1007,7 @@ async fn entra_group_sequence() {
     app.cleanup().await;
 }
 
-/// scim-conformance §3.3, request by request.
+/// Okta's group push (docs/scim-clients.md#okta-groups), request by request.
 #[tokio::test]
 async fn okta_group_sequence() {
     let app = TestApp::spawn().await;

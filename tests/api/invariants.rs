@@ -25,12 +25,13 @@ async fn strings(pool: &MySqlPool, sql: &str) -> Result<Vec<String>, sqlx::Error
 /// Every invariant; an empty list means the rows are consistent.
 ///
 /// - each SCIM-managed user has exactly one primary address, and its `user_nametoken` rows are
-///   exactly the tokens of `userName + ' ' + realName` (internals §12, create user);
+///   exactly the tokens of `userName + ' ' + realName` (docs/phabricator-tables.md#name-tokens);
 /// - every project member edge (type 13) has its inverse (14) in the user database and its
-///   materialized edge (60), and every 14 has its 13 (internals §8);
+///   materialized edge (60), and every 14 has its 13 (docs/phabricator-tables.md#edges);
 /// - every `scim_user`, `scim_useremail` and `scim_group` row points at an existing object;
 /// - every active task has its `worker_taskdata` row, and `lisk_counter` is at or above the
-///   highest task id (a lower counter would hand out a used id: internals §4.5).
+///   highest task id (a lower counter would hand out a used id:
+///   docs/phabricator-tables.md#daemon-queue).
 pub async fn check(pool: &MySqlPool, t: &Tables) -> Result<Vec<String>, sqlx::Error> {
     let mut v = Vec::new();
 

@@ -1,6 +1,6 @@
-//! The SCIM protocol beyond the resource lifecycles (scim-conformance §1): discovery, the filter
-//! grammar on Users and Groups, sorting, projection on reads and writes, paging, ETags, the
-//! root search, error bodies and bad input.
+//! The SCIM protocol beyond the resource lifecycles (RFC 7643, RFC 7644): discovery, the
+//! filter grammar on Users and Groups, sorting, projection on reads and writes, paging, ETags,
+//! the root search, error bodies and bad input.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -292,7 +292,7 @@ async fn discovery_describes_the_service() {
     }
     let (s, b) = app.get("/Nope").await;
     assert_error(s, &b, 404, None);
-    // Endpoint names are case-insensitive (scim-conformance §4).
+    // Endpoint names are case-insensitive (docs/scim-clients.md#other-clients).
     let (s, b) = app.get("/users?count=0").await;
     assert_eq!((s.as_u16(), b["totalResults"].clone()), (200, json!(0)));
     let (s, b) = app.get("/serviceproviderconfig").await;

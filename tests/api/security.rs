@@ -163,8 +163,8 @@ async fn every_declared_route_and_method_needs_a_token() {
     app.cleanup().await;
 }
 
-/// Rotation (design §6): the new token works at once; the old one keeps working until its
-/// `dateExpires`, then fails within the recheck interval.
+/// Rotation (README.md, Rotating a token): the new token works at once; the old one keeps
+/// working until its `dateExpires`, then fails within the recheck interval.
 #[tokio::test]
 async fn rotation_grace_keeps_the_old_token_until_it_expires() {
     let app = TestApp::spawn().await;

@@ -94,7 +94,8 @@ async fn create_user_writes_what_phorge_writes() {
         app.count("SELECT MAX(id) FROM {worker}.worker_activetask")
             .await
     );
-    // Creation writes no log, transaction, session or profile rows (write log W1).
+    // Creation writes no log, transaction, session or profile rows
+    // (docs/write-paths.md#create-a-user).
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM {{user}}.user_log WHERE userPHID = '{id}'"
@@ -137,7 +138,7 @@ async fn user_row(app: &TestApp, id: &str) -> serde_json::Value {
         .remove(0)
 }
 
-/// The whole Entra ID user lifecycle (scim-conformance §2.3), default dialect.
+/// The whole Entra ID user lifecycle (docs/scim-clients.md#entra-id-users), default dialect.
 #[tokio::test]
 async fn entra_user_lifecycle() {
     let app = TestApp::spawn().await;
@@ -333,8 +334,8 @@ async fn entra_user_lifecycle() {
     app.cleanup().await;
 }
 
-/// Okta's user flows (scim-conformance §3.2): paged exists check, POST without content type
-/// and with a password, PUT of the whole object, no-path deactivation.
+/// Okta's user flows (docs/scim-clients.md#okta-users): paged exists check, POST without
+/// content type and with a password, PUT of the whole object, no-path deactivation.
 #[tokio::test]
 async fn okta_user_lifecycle() {
     let app = TestApp::spawn().await;
