@@ -1,8 +1,8 @@
 //! phab-scim: a SCIM 2.0 service provider that provisions Phabricator and Phorge accounts and
 //! projects by writing Phabricator's own MySQL tables, the way Phabricator's PHP code would.
 //!
-//! Layers (style-anchors.md): `http -> scim -> provisioning -> db`. `scim/` is pure, SQL lives
-//! only in `db/`.
+//! Layers (docs/design.md#architecture): `http -> scim -> provisioning -> db`. `scim/` is pure,
+//! SQL lives only in `db/`.
 
 pub mod app;
 pub mod cli;

@@ -1,6 +1,7 @@
-//! Filters resolved against the schema into a closed vocabulary (style-anchors rule 2): only
-//! these attributes can be queried, and only `db::filter_sql` turns them into SQL. An unknown
-//! attribute or an operator that makes no sense for its type is `400 invalidFilter`.
+//! Filters resolved against the schema into a closed vocabulary
+//! (docs/design.md#filters-compile-to-sql): only these attributes can be queried, and only
+//! `db::filter_sql` turns them into SQL. An unknown attribute or an operator that makes no sense
+//! for its type is `400 invalidFilter`.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
