@@ -31,7 +31,7 @@ impl Application {
             .context("database")?;
         let report = migrate::migrate(&db)
             .await
-            .context("applying <ns>_scim patches")?;
+            .with_context(|| format!("applying {}_scim patches", cfg.namespace.as_str()))?;
         for key in &report.applied {
             tracing::info!(patch = %key, "applied");
         }

@@ -79,6 +79,19 @@ pub enum TokenAction {
     Revoke { id: u32 },
 }
 
+/// `println!` that returns the write error instead of panicking: `phab-scim check | head -2`
+/// closes the pipe early, which is the reader's choice, not a failure to report.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// The exit status of a program the shell saw killed by SIGPIPE (128 + 13), which is what
+/// `cat` or `grep` report when their reader goes away.
+const BROKEN_PIPE_STATUS: u8 = 141;
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -94,11 +107,21 @@ pub fn main() -> ExitCode {
     })();
     match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(BROKEN_PIPE_STATUS),
         Err(e) => {
             eprintln!("phab-scim: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reader of standard output went away (`| head`): nothing to say, nobody to say it to.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn provisioner(cfg: Config) -> anyhow::Result<Provisioner> {
@@ -121,9 +144,9 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let p = provisioner(cfg).await?;
             let report = migrate::migrate(&p.db).await?;
-            println!("applied {} patch(es)", report.applied.len());
+            outln!("applied {} patch(es)", report.applied.len())?;
             for k in report.applied {
-                println!("  {k}");
+                outln!("  {k}")?;
             }
         }
         Command::Check => return check_cmd(cfg).await,
@@ -137,28 +160,42 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<ExitCode> {
 async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     // Where the database settings came from, first: it explains a failure to connect.
     let sources = &cfg.database_sources;
-    println!(
+    outln!(
         "database_url: {} (from {})",
         crate::config::phabricator::redacted_url(&cfg.database_url),
         sources.database_url
-    );
-    println!(
+    )?;
+    outln!(
         "namespace setting: {} (from {})",
         cfg.namespace.as_str(),
         sources.namespace
-    );
+    )?;
     if let Some(warning) = &sources.warning {
-        println!("warning: {warning}");
+        outln!("warning: {warning}")?;
     }
     let p = provisioner(cfg).await?;
     p.db.ping().await.context("connecting to MySQL")?;
-    println!("database: reachable");
+    outln!("database: reachable")?;
+    let namespaces = check::namespaces(&p.db).await?;
+    if !namespaces.iter().any(|n| n == p.db.ns.as_str()) {
+        let known = if namespaces.is_empty() {
+            "none".to_owned()
+        } else {
+            namespaces.join(", ")
+        };
+        outln!(
+            "namespace: {ns} does not exist on this server (no database {ns}_meta_data); \
+             Phabricator namespaces here: {known}",
+            ns = p.db.ns.as_str(),
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
     let report = check::check(&p.db).await?;
-    println!(
+    outln!(
         "namespace: {} ({} schema)",
         p.db.ns.as_str(),
         report.flavour
-    );
+    )?;
     let mut ok = true;
     for (title, items) in [
         ("missing table", &report.missing_tables),
@@ -167,17 +204,37 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     ] {
         for i in items {
             ok = false;
-            println!("{title}: {i}");
+            outln!("{title}: {i}")?;
         }
     }
     if ok {
-        println!("schema: compatible");
+        outln!("schema: compatible")?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "schema: NOT compatible (run `bin/storage upgrade` in Phabricator, then `phab-scim migrate`)"
-        );
+        outln!(
+            "schema: NOT compatible ({})",
+            upgrade_advice(&report, &p.db.ns)
+        )?;
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// What to run for what is missing: Phabricator's own tables come from `bin/storage upgrade`;
+/// `<ns>_scim` alone from either `phab-scim migrate` or `bin/storage upgrade` with the
+/// extension loaded (both apply the same patches, phabricator-ext/README.md).
+fn upgrade_advice(report: &check::Report, ns: &Namespace) -> &'static str {
+    let scim = format!("{}_scim.", ns.as_str());
+    let only_scim = report
+        .missing_tables
+        .iter()
+        .chain(&report.missing_columns)
+        .chain(&report.different_types)
+        .all(|name| name.starts_with(&scim));
+    if only_scim {
+        "run `phab-scim migrate`, or `bin/storage upgrade` with the extension loaded"
+    } else {
+        "run `bin/storage upgrade` in Phabricator; with the extension loaded it also applies \
+         phab-scim's patches"
     }
 }
 
@@ -197,7 +254,7 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
             let expires = expires_days.map(|d| now().saturating_add(d.saturating_mul(86_400)));
             let (id, token) = crate::token::issue(&p.db, &bot_phid, &label, expires).await?;
             eprintln!("token {id} issued for @{bot} ({bot_phid}); it is shown once:");
-            println!("{token}");
+            outln!("{token}")?;
         }
         TokenAction::List => {
             let mut conn = p.db.pool.acquire().await?;
@@ -209,7 +266,7 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{state}\tcreated {}\tlast used {}",
                     t.id,
                     t.label,
@@ -218,13 +275,13 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
                     t.date_last_used
                         .map(crate::scim::resource::datetime)
                         .unwrap_or_else(|| "never".into())
-                );
+                )?;
             }
         }
         TokenAction::Revoke { id } => {
             let mut conn = p.db.pool.acquire().await?;
             if sidecar::revoke_token(&mut conn, &p.db.t, id).await? {
-                println!("token {id} revoked");
+                outln!("token {id} revoked")?;
             } else {
                 anyhow::bail!("no active token {id}");
             }
@@ -237,9 +294,9 @@ async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
     let p = provisioner(cfg).await?;
     let s = crate::db::status::load(&p.db).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        println!("{s}");
+        outln!("{s}")?;
     }
     Ok(())
 }
@@ -267,16 +324,16 @@ async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Resu
     let (_, token) = crate::token::issue(&p.db, &bot, "demo", None).await?;
     let app = Application::build(cfg, crate::telemetry::init_metrics()).await?;
     let base = format!("http://{}/scim/v2", app.addr());
-    println!("phab-scim demo on namespace {namespace}");
-    println!("SCIM URL: {base}");
-    println!("Token:    {token}");
-    println!();
-    println!("Try:");
-    println!(
+    outln!("phab-scim demo on namespace {namespace}")?;
+    outln!("SCIM URL: {base}")?;
+    outln!("Token:    {token}")?;
+    outln!()?;
+    outln!("Try:")?;
+    outln!(
         "  curl -s -X POST {base}/Users -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n    -d '{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"jane.doe@example.com\",\"displayName\":\"Jane Doe\",\"emails\":[{{\"value\":\"jane.doe@example.com\",\"primary\":true}}]}}'"
-    );
-    println!(
+    )?;
+    outln!(
         "  curl -s '{base}/Users?filter=userName%20eq%20%22jane.doe@example.com%22' -H 'Authorization: Bearer {token}'"
-    );
+    )?;
     app.run_until_stopped().await
 }

@@ -244,6 +244,44 @@ impl Default for Config {
     }
 }
 
+/// The top-level setting names, as `PHAB_SCIM_*` variables spell them in lowercase.
+fn setting_names() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Variables `PHAB_SCIM_<X>` whose `<X>` names no setting but is within two edits of one
+/// (`PHAB_SCIM_LISTN`), each as a warning naming the closest setting. Variables far from every
+/// setting are the scripts' own (`PHAB_SCIM_TEST_DATABASE_URL`) and pass without a word.
+pub fn misspelled_variables(vars: impl Iterator<Item = String>, known: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for var in vars {
+        let Some(rest) = var.strip_prefix("PHAB_SCIM_") else {
+            continue;
+        };
+        let top = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
+        if top.is_empty() || top == "config" || known.contains(&top) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|k| (strsim::levenshtein(k, &top), k))
+            .min();
+        if let Some((distance, name)) = closest
+            && distance <= 2
+        {
+            out.push(format!(
+                "{var} is not a setting and is ignored; did you mean PHAB_SCIM_{}?",
+                name.to_ascii_uppercase()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// `trusted_proxies`: a list of networks, or one comma-separated string. Errors name the
 /// setting, since serde's own would only name the type.
 fn net_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -280,6 +318,10 @@ pub enum ConfigError {
     /// A value is out of its domain.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The configuration file named by `--config` or `PHAB_SCIM_CONFIG` is not there: running
+    /// on defaults instead would serve the wrong database or address without a word.
+    #[error("configuration file {0} does not exist or is not a file")]
+    MissingFile(PathBuf),
     /// The file or environment could not be read. Not a `#[source]`: the message already
     /// holds figment's, and `{:#}` would print it twice.
     #[error("configuration: {0}")]
@@ -307,14 +349,19 @@ impl Config {
         // What the operator set, without the defaults: tells explicit settings apart.
         let mut explicit = Figment::new();
         if let Some(path) = file {
+            // figment reads a missing file as an empty one.
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
             explicit = explicit.merge(Toml::file(path));
         }
         // Only variables naming a setting: scripts set others (PHAB_SCIM_TEST_DATABASE_URL...)
-        // and `deny_unknown_fields` would refuse them.
-        let known: Vec<String> = match serde_json::to_value(Config::default()) {
-            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
+        // and `deny_unknown_fields` would refuse them. One close to a setting's name is a typo,
+        // said once at start, since it would otherwise be ignored without a word.
+        let known = setting_names();
+        for warning in misspelled_variables(std::env::vars().map(|(k, _)| k), &known) {
+            tracing::warn!("{warning}");
+        }
         explicit = explicit.merge(Env::prefixed("PHAB_SCIM_").split("__").filter(move |k| {
             let top = k.as_str().split('.').next().unwrap_or("");
             known.iter().any(|n| n.eq_ignore_ascii_case(top))
@@ -444,6 +491,44 @@ mod tests {
             assert!(!cfg.revoke.sessions);
             assert_eq!(cfg.max_results, 50);
             assert_eq!(cfg.listen.port(), 9999);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn misspelled_variables_name_the_closest_setting() {
+        let known = setting_names();
+        let vars = [
+            "PHAB_SCIM_LISTN",
+            "PHAB_SCIM_NAMESPCE",
+            "PHAB_SCIM_LISTEN",
+            "PHAB_SCIM_REVOKE__SESSIONS",
+            "PHAB_SCIM_TEST_DATABASE_URL",
+            "PHAB_SCIM_CONFIG",
+            "PHAB_SCIM_KEEP",
+            "HOME",
+        ]
+        .map(String::from);
+        let warnings = misspelled_variables(vars.into_iter(), &known);
+        assert_eq!(
+            warnings,
+            [
+                "PHAB_SCIM_LISTN is not a setting and is ignored; did you mean PHAB_SCIM_LISTEN?",
+                "PHAB_SCIM_NAMESPCE is not a setting and is ignored; did you mean \
+                 PHAB_SCIM_NAMESPACE?",
+            ]
+        );
+    }
+
+    #[test]
+    // figment's Jail API fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn a_missing_configuration_file_is_an_error() {
+        figment::Jail::expect_with(|_jail| {
+            match Config::load(Some(Path::new("no-such.toml"))) {
+                Err(ConfigError::MissingFile(p)) => assert_eq!(p, Path::new("no-such.toml")),
+                other => panic!("expected MissingFile, got {other:?}"),
+            }
             Ok(())
         });
     }

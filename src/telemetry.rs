@@ -1,5 +1,6 @@
 //! Logging and metrics.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -11,8 +12,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_env("PHAB_SCIM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // Colour codes only where a person reads them: in a file or journald they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()

@@ -192,6 +192,21 @@ pub async fn check(db: &Db) -> DbResult<Report> {
     Ok(report)
 }
 
+/// The Phabricator namespaces on the server: every `<ns>_meta_data` database, where
+/// `bin/storage` keeps its patch list, is one.
+pub async fn namespaces(db: &Db) -> DbResult<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+         WHERE SCHEMA_NAME LIKE '%\\_meta\\_data' ORDER BY SCHEMA_NAME",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(s,)| s.strip_suffix("_meta_data").map(str::to_owned))
+        .collect())
+}
+
 /// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`).
 pub async fn missing_tables(db: &Db) -> DbResult<Vec<String>> {
     let rows: Vec<(String, String)> = sqlx::query_as(

@@ -6,6 +6,7 @@ pub mod drift;
 pub mod filter_sql;
 pub mod migrate;
 pub mod phabricator;
+pub mod reach;
 pub mod sidecar;
 pub mod status;
 
@@ -24,15 +25,30 @@ pub type Tx = sqlx::Transaction<'static, sqlx::MySql>;
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// A driver or server error.
+    /// A driver or server error. Not a `#[source]`: the message already holds the driver's,
+    /// and an error chain printed with `{:#}` would say it twice.
     #[error("database error [DB0001]: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(sqlx::Error),
     /// The DSN could not be parsed.
     #[error("invalid database URL [DB0002]: {0}")]
     Url(String),
+    /// The server could not be connected to at all (see [`reach::reach`]).
+    #[error("MySQL at {addr} cannot be reached [DB0004]: {cause}")]
+    Unreachable {
+        /// `host:port` of the server.
+        addr: String,
+        /// Why, in an operator's words.
+        cause: String,
+    },
     /// A row holds data phab-scim cannot read (corrupt JSON, missing row of a pair).
     #[error("inconsistent data [DB0003]: {0}")]
     Inconsistent(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Sqlx(e)
+    }
 }
 
 /// MySQL error numbers we act on.
@@ -76,16 +92,17 @@ impl DbError {
     }
     /// The database cannot be reached (the request should be retried later: 503).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            DbError::Sqlx(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
+        matches!(self, DbError::Unreachable { .. })
+            || matches!(
+                self,
+                DbError::Sqlx(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::WorkerCrashed
+                )
             )
-        )
     }
 }
 
@@ -197,6 +214,7 @@ impl Db {
     /// user creation deadlocks on next-key locks (docs/phabricator-tables.md#locking-and-isolation).
     pub async fn connect(url: &Secret, ns: Namespace, pool_size: u32) -> DbResult<Self> {
         let opts = connect_options(url)?;
+        reach::reach(&opts).await?;
         let pool = MySqlPoolOptions::new()
             .max_connections(pool_size.max(1))
             .min_connections(0)

@@ -185,3 +185,132 @@ async fn check_reads_the_database_settings_of_a_phabricator_checkout() {
     std::fs::remove_dir_all(&root).unwrap();
     app.cleanup().await;
 }
+
+/// Runs `phab-scim check` with `env` on top of the test database's settings; (status, stdout,
+/// stderr).
+fn check_with(app: &TestApp, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phab-scim"));
+    cmd.arg("check")
+        .env("PHAB_SCIM_DATABASE_URL", database_url())
+        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+        .env_remove("PHAB_SCIM_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run phab-scim");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A configuration file that is not there is an error, by flag or by variable: running on
+/// defaults would serve another database without a word.
+#[tokio::test]
+async fn a_missing_configuration_file_is_refused() {
+    let app = TestApp::spawn().await;
+    let missing = std::env::temp_dir().join(format!("{}-none.toml", app.ns.as_str()));
+    let missing = missing.to_string_lossy().into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+        .args(["--config", &missing, "check"])
+        .env("PHAB_SCIM_DATABASE_URL", database_url())
+        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+        .output()
+        .expect("run phab-scim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("configuration file {missing} does not exist")),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check_with(&app, &[("PHAB_SCIM_CONFIG", &missing)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    app.cleanup().await;
+}
+
+/// A misspelled variable is named with the setting it was probably meant to be; log lines
+/// written to a pipe carry no colour codes.
+#[tokio::test]
+async fn a_misspelled_variable_is_warned_about_in_plain_text() {
+    let app = TestApp::spawn().await;
+    let (code, stdout, stderr) = check_with(&app, &[("PHAB_SCIM_LISTN", "127.0.0.1:1")]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "PHAB_SCIM_LISTN is not a setting and is ignored; did you mean PHAB_SCIM_LISTEN?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escapes in a pipe: {stderr:?}"
+    );
+    app.cleanup().await;
+}
+
+/// A namespace with no Phabricator databases is said to be absent, with the ones that exist,
+/// not reported as a schema to upgrade.
+#[tokio::test]
+async fn check_names_an_absent_namespace_and_the_ones_present() {
+    let app = TestApp::spawn().await;
+    let absent = format!("{}_absent", app.ns.as_str());
+    let (code, stdout, stderr) = check_with(&app, &[("PHAB_SCIM_NAMESPACE", &absent)]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "namespace: {absent} does not exist on this server"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(app.ns.as_str()),
+        "lists what exists: {stdout}"
+    );
+    assert!(!stdout.contains("missing table"), "{stdout}");
+    app.cleanup().await;
+}
+
+/// A server that refuses connections is named with its cause, once, at once (not "pool timed
+/// out" after the pool's wait).
+#[tokio::test]
+async fn an_unreachable_database_is_named_with_its_cause_once() {
+    let app = TestApp::spawn().await;
+    // Port 1 (tcpmux) has no listener on a test machine: the connection is refused.
+    let (code, stdout, stderr) = check_with(
+        &app,
+        &[("PHAB_SCIM_DATABASE_URL", "mysql://root:pw@127.0.0.1:1")],
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("MySQL at 127.0.0.1:1 cannot be reached"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("connection refused").count(), 1, "{stderr}");
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(!stderr.contains("pw@"), "never the password: {stderr}");
+    app.cleanup().await;
+}
+
+/// `phab-scim check | head -1`: the reader leaving early ends the program quietly, as it ends
+/// `cat`, not with a panic.
+#[tokio::test]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let app = TestApp::spawn().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+        .arg("check")
+        .env("PHAB_SCIM_DATABASE_URL", database_url())
+        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run phab-scim");
+    // Closed before the program has connected to the database, so its first line meets it.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for phab-scim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    app.cleanup().await;
+}
