@@ -171,6 +171,8 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                     let cutoff =
                         now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
                     let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
+                    let gone = now().saturating_sub(crate::db::status::INSTANCE_RETENTION_SECS);
+                    let _ = sidecar::prune_instances(&mut conn, &db.t, gone).await;
                 }
             }
             let drift_every = (cfg.drift_interval_secs / 15).max(1);

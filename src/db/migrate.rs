@@ -55,6 +55,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261128.scim.09.deprovisionedat.sql",
         include_str!("../../schema/scim/20261128.scim.09.deprovisionedat.sql"),
     ),
+    (
+        "20261202.scim.10.instancestopped.sql",
+        include_str!("../../schema/scim/20261202.scim.10.instancestopped.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

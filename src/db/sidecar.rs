@@ -620,7 +620,8 @@ pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
     Ok(())
 }
 
-/// Upserts this replica's heartbeat.
+/// Upserts this replica's heartbeat; a heartbeat also clears a stop mark (a replica restarted
+/// under the same key is running again).
 pub async fn heartbeat(
     conn: &mut Conn,
     t: &Tables,
@@ -632,7 +633,8 @@ pub async fn heartbeat(
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (instanceKey, hostname, version, dateStarted, dateCreated, dateModified) \
-         VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE dateModified = VALUES(dateModified)",
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE dateModified = VALUES(dateModified), dateStopped = NULL",
         t.scim_instance
     )))
     .bind(key)
@@ -644,6 +646,33 @@ pub async fn heartbeat(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Marks this replica stopped, on a clean shutdown: the Status page shows it stopped at once
+/// instead of "running" until its heartbeat grows a minute old.
+pub async fn mark_stopped(conn: &mut Conn, t: &Tables, key: &str) -> DbResult<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET dateStopped = ? WHERE instanceKey = ?",
+        t.scim_instance
+    )))
+    .bind(now())
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the heartbeat rows of replicas not seen since `cutoff`: each restart makes a new
+/// key, and old rows would otherwise pile up on the Status page forever.
+pub async fn prune_instances(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<u64> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE dateModified < ?",
+        t.scim_instance
+    )))
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A managed group (`scim_group`).

@@ -19,6 +19,34 @@ pub struct Replica {
     pub started: u32,
     #[sqlx(rename = "dateModified")]
     pub last_seen: u32,
+    /// Set by a clean shutdown; cleared by the next heartbeat under the same key.
+    #[sqlx(rename = "dateStopped")]
+    pub stopped: Option<u32>,
+}
+
+/// A replica is running when its heartbeat is under a minute old (it beats every 15 s) and it
+/// has not said it stopped. The extension's `PhabricatorScimInstance::isLive` says the same.
+pub const LIVE_WINDOW_SECS: u32 = 60;
+
+/// Heartbeat rows of replicas not seen for this long are pruned.
+pub const INSTANCE_RETENTION_SECS: u32 = 86_400;
+
+impl Replica {
+    /// Whether the replica is running at `ts`.
+    pub fn is_live(&self, ts: u32) -> bool {
+        self.stopped.is_none() && ts.saturating_sub(self.last_seen) <= LIVE_WINDOW_SECS
+    }
+
+    /// "running", "stopped" (a clean shutdown) or "not seen" (no heartbeat for a minute).
+    pub fn state(&self, ts: u32) -> &'static str {
+        if self.stopped.is_some() {
+            "stopped"
+        } else if self.is_live(ts) {
+            "running"
+        } else {
+            "not seen"
+        }
+    }
 }
 
 /// Status summary.
@@ -27,8 +55,12 @@ pub struct Status {
     pub namespace: String,
     pub replicas: Vec<Replica>,
     pub live_replicas: usize,
-    pub managed_users: i64,
-    pub deprovisioned_users: i64,
+    /// Managed users whose Phabricator account is enabled.
+    pub active_users: i64,
+    /// Managed users whose account is disabled (`active: false`), still visible over SCIM.
+    pub disabled_users: i64,
+    /// Users DELETEd over SCIM: disabled in Phabricator and hidden from SCIM.
+    pub deleted_users: i64,
     pub managed_groups: i64,
     pub operations_last_hour: i64,
     pub errors_last_hour: i64,
@@ -45,15 +77,23 @@ pub async fn load(db: &Db) -> DbResult<Status> {
     let p = &db.pool;
     let ts = now();
     let replicas: Vec<Replica> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT instanceKey, hostname, version, dateStarted, dateModified FROM {} ORDER BY dateModified DESC LIMIT 50",
+        "SELECT instanceKey, hostname, version, dateStarted, dateModified, dateStopped FROM {} ORDER BY dateModified DESC LIMIT 50",
         t.scim_instance
     )))
     .fetch_all(p)
     .await?;
-    let live = replicas
-        .iter()
-        .filter(|r| ts.saturating_sub(r.last_seen) <= 60)
-        .count();
+    let live = replicas.iter().filter(|r| r.is_live(ts)).count();
+    // Counted as Phabricator shows them: a user set `active: false` is disabled, not active.
+    let (active_users, disabled_users, deleted_users): (i64, i64, i64) =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT CAST(COALESCE(SUM(s.isDeprovisioned = 0 AND u.isDisabled = 0), 0) AS SIGNED), \
+                    CAST(COALESCE(SUM(s.isDeprovisioned = 0 AND u.isDisabled = 1), 0) AS SIGNED), \
+                    CAST(COALESCE(SUM(s.isDeprovisioned = 1), 0) AS SIGNED) \
+             FROM {} s JOIN {} u ON u.phid = s.userPHID",
+            t.scim_user, t.user
+        )))
+        .fetch_one(p)
+        .await?;
     let count = |sql: String| async move {
         sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str()))
             .fetch_one(p)
@@ -65,8 +105,9 @@ pub async fn load(db: &Db) -> DbResult<Status> {
         namespace: db.ns.as_str().to_owned(),
         live_replicas: live,
         replicas,
-        managed_users: count(format!("SELECT COUNT(*) FROM {} WHERE isDeprovisioned = 0", t.scim_user)).await?,
-        deprovisioned_users: count(format!("SELECT COUNT(*) FROM {} WHERE isDeprovisioned = 1", t.scim_user)).await?,
+        active_users,
+        disabled_users,
+        deleted_users,
         managed_groups: count(format!("SELECT COUNT(*) FROM {}", t.scim_group)).await?,
         operations_last_hour: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {hour}", t.scim_event)).await?,
         errors_last_hour: count(format!("SELECT COUNT(*) FROM {} WHERE dateCreated >= {hour} AND outcome = 'error'", t.scim_event)).await?,
@@ -95,20 +136,22 @@ impl fmt::Display for Status {
         } else {
             writeln!(f, "replicas:         {} live", self.live_replicas)?;
         }
+        let ts = now();
         for r in &self.replicas {
             writeln!(
                 f,
-                "  {} {} v{} last seen {}",
+                "  {} {} v{} {}, last seen {}",
                 r.key,
                 r.hostname,
                 r.version,
+                r.state(ts),
                 crate::scim::resource::datetime(r.last_seen)
             )?;
         }
         writeln!(
             f,
-            "managed users:    {} ({} deprovisioned)",
-            self.managed_users, self.deprovisioned_users
+            "managed users:    {} active, {} disabled, {} deleted",
+            self.active_users, self.disabled_users, self.deleted_users
         )?;
         writeln!(f, "managed groups:   {}", self.managed_groups)?;
         writeln!(

@@ -1,0 +1,2 @@
+ALTER TABLE {$NAMESPACE}_scim.scim_instance
+  ADD dateStopped INT UNSIGNED;
