@@ -122,13 +122,24 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
     $user_table = new PhabricatorScimUser();
     $conn = $user_table->establishConnection('r');
 
+    // NOTE: Counted as Phabricator shows the accounts: a user the identity
+    // provider set "active: false" is disabled, not active. "phab-scim status"
+    // uses the same words and numbers.
     $users = queryfx_one(
       $conn,
       'SELECT
-          SUM(IF(isDeprovisioned = 0, 1, 0)) active,
-          SUM(IF(isDeprovisioned = 0, 0, 1)) deprovisioned
-        FROM %R',
-      $user_table);
+          SUM(IF(s.isDeprovisioned = 0 AND u.isDisabled = 0, 1, 0)) active,
+          SUM(IF(s.isDeprovisioned = 0 AND u.isDisabled = 1, 1, 0)) disabled,
+          SUM(IF(s.isDeprovisioned = 1, 1, 0)) deleted
+        FROM %R s JOIN %R u ON u.phid = s.userPHID',
+      $user_table,
+      new PhabricatorUser());
+
+    $drift_table = new PhabricatorScimDrift();
+    $drift = queryfx_one(
+      $drift_table->establishConnection('r'),
+      'SELECT COUNT(*) N FROM %R',
+      $drift_table);
 
     $group_table = new PhabricatorScimGroup();
     $groups = queryfx_one(
@@ -164,13 +175,28 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
     $properties->addProperty(
       pht('Managed Users'),
       pht(
-        '%s active, %s deprovisioned',
+        '%s active, %s disabled, %s deleted',
         new PhutilNumber((int)$users['active']),
-        new PhutilNumber((int)$users['deprovisioned'])));
+        new PhutilNumber((int)$users['disabled']),
+        new PhutilNumber((int)$users['deleted'])));
 
     $properties->addProperty(
       pht('Managed Projects'),
       pht('%s', new PhutilNumber((int)$groups['N'])));
+
+    $drift_count = (int)$drift['N'];
+    $drift_link = phutil_tag(
+      'a',
+      array('href' => $this->getApplicationURI('drift/')),
+      pht('%s finding(s)', new PhutilNumber($drift_count)));
+    if ($drift_count) {
+      $drift_link = array(
+        $this->renderCount($drift_count, PHUITagView::COLOR_ORANGE),
+        ' ',
+        $drift_link,
+      );
+    }
+    $properties->addProperty(pht('Drift'), $drift_link);
 
     $last_epoch = (int)$last_change['epoch'];
     if ($last_epoch) {
@@ -285,11 +311,17 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
           ->setColor(PHUITagView::COLOR_GREEN)
           ->setIcon('fa-heartbeat')
           ->setName(pht('Running'));
-      } else {
+      } else if ($instance->isStopped()) {
         $state = id(new PHUITagView())
           ->setType(PHUITagView::TYPE_SHADE)
           ->setColor(PHUITagView::COLOR_GREY)
-          ->setIcon('fa-power-off')
+          ->setIcon('fa-stop')
+          ->setName(pht('Stopped'));
+      } else {
+        $state = id(new PHUITagView())
+          ->setType(PHUITagView::TYPE_SHADE)
+          ->setColor(PHUITagView::COLOR_ORANGE)
+          ->setIcon('fa-question-circle')
           ->setName(pht('Not Seen'));
       }
 

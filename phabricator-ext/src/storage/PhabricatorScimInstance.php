@@ -13,6 +13,7 @@ final class PhabricatorScimInstance extends PhabricatorScimDAO {
   protected $hostname;
   protected $version;
   protected $dateStarted;
+  protected $dateStopped;
 
   protected function getConfiguration() {
     return array(
@@ -21,6 +22,7 @@ final class PhabricatorScimInstance extends PhabricatorScimDAO {
         'hostname' => 'text255',
         'version' => 'text64',
         'dateStarted' => 'epoch',
+        'dateStopped' => 'epoch?',
       ),
       self::CONFIG_KEY_SCHEMA => array(
         'key_instance' => array(
@@ -34,7 +36,16 @@ final class PhabricatorScimInstance extends PhabricatorScimDAO {
     ) + parent::getConfiguration();
   }
 
+  // A clean shutdown sets dateStopped; the next heartbeat under the same key
+  // clears it.
+  public function isStopped() {
+    return ($this->getDateStopped() !== null);
+  }
+
   public function isLive($now) {
+    if ($this->isStopped()) {
+      return false;
+    }
     return ($this->getDateModified() >= ($now - self::LIVE_WINDOW));
   }
 
