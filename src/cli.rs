@@ -170,6 +170,9 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         cfg.namespace.as_str(),
         sources.namespace
     )?;
+    if let Some(cluster) = &sources.cluster {
+        outln!("{cluster}")?;
+    }
     if let Some(warning) = &sources.warning {
         outln!("warning: {warning}")?;
     }

@@ -394,6 +394,7 @@ impl Config {
             database_url: source(explicit_url),
             namespace: source(explicit_namespace),
             warning: None,
+            cluster: None,
         };
         let Some(root) = self.phabricator_root.as_deref() else {
             return Ok(());
@@ -407,6 +408,7 @@ impl Config {
         if !explicit_url {
             self.database_url = phab.database_url;
             self.database_sources.database_url = from_file.clone();
+            self.database_sources.cluster = phab.cluster;
         }
         if !explicit_namespace {
             self.namespace = phab.namespace;
@@ -748,20 +750,55 @@ mod phabricator_root_tests {
     }
 
     #[test]
-    fn cluster_databases_are_refused_unless_the_url_is_explicit() {
+    fn one_master_with_replicas_is_where_the_service_writes() {
         figment::Jail::expect_with(|jail| {
             checkout(
                 jail,
-                Some(r#"{"cluster.databases": [{"host": "db1", "role": "master"}]}"#),
+                Some(
+                    r#"{"mysql.user": "phab", "mysql.pass": "default-pw", "mysql.port": "3307",
+                        "cluster.databases": [
+                          {"host": "db-replica", "role": "replica", "master": "db-master:3307"},
+                          {"host": "db-master", "role": "master", "user": "writer"}
+                        ]}"#,
+                ),
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            // The master's own keys win; the others fall back to mysql.* as in Phorge.
+            assert_eq!(
+                cfg.database_url.expose(),
+                "mysql://writer:default-pw@db-master:3307"
+            );
+            let cluster = cfg.database_sources.cluster.clone().unwrap_or_default();
+            assert!(cluster.contains("master db-master:3307"), "{cluster}");
+            assert!(
+                cluster.contains("db-replica:3307 are never written"),
+                "{cluster}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn partitioned_clusters_are_refused_unless_the_url_is_explicit() {
+        figment::Jail::expect_with(|jail| {
+            checkout(
+                jail,
+                Some(
+                    r#"{"cluster.databases": [
+                          {"host": "db1", "role": "master", "partition": ["default"]},
+                          {"host": "db2", "role": "master", "partition": ["project"]}
+                        ]}"#,
+                ),
             )?;
             let e = Config::load(None)
                 .err()
-                .ok_or("cluster.databases accepted")?
+                .ok_or("a partitioned cluster.databases accepted")?
                 .to_string();
             for part in [
                 LOCAL_JSON,
                 "cluster.databases",
-                "not supported",
+                "2 masters (db1:3306, db2:3306)",
+                "partitions",
                 "database_url",
             ] {
                 assert!(e.contains(part), "{part:?} not in {e}");
@@ -770,6 +807,33 @@ mod phabricator_root_tests {
             jail.set_env("PHAB_SCIM_DATABASE_URL", "mysql://root@db1:3306");
             let cfg = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(cfg.database_url.expose(), "mysql://root@db1:3306");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn clusters_without_a_usable_master_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            for (json, says) in [
+                (
+                    r#"[{"host": "r", "role": "replica"}]"#,
+                    "no server with the role",
+                ),
+                (
+                    r#"[{"host": "m", "role": "master", "disabled": true}]"#,
+                    "is disabled",
+                ),
+                (r#"[{"host": "m", "role": "boss"}]"#, "\"role\" must be"),
+                (r#"[{"role": "master"}]"#, "\"host\" is required"),
+                (
+                    r#"[{"host": "m", "role": "master", "pass": 5}]"#,
+                    "\"pass\" must be a string",
+                ),
+            ] {
+                checkout(jail, Some(&format!(r#"{{"cluster.databases": {json}}}"#)))?;
+                let e = Config::load(None).err().ok_or(json)?.to_string();
+                assert!(e.contains(says), "{says:?} not in {e}");
+            }
             Ok(())
         });
     }

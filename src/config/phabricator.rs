@@ -35,6 +35,8 @@ pub struct PhabricatorDatabase {
     /// The selected environment (`PHABRICATOR_ENV` or `conf/local/ENVIRONMENT`), whose PHP
     /// file is not read.
     pub environment: Option<String>,
+    /// With `cluster.databases`: which master is written and which replicas are not.
+    pub cluster: Option<String>,
 }
 
 /// Where a database setting came from.
@@ -68,6 +70,8 @@ pub struct DatabaseSources {
     pub namespace: SettingSource,
     /// A note about the Phabricator configuration (selected environment not read...).
     pub warning: Option<String>,
+    /// With `cluster.databases`: the master written to and the replicas never written.
+    pub cluster: Option<String>,
 }
 
 fn err(file: &Path, msg: impl Into<String>) -> ConfigError {
@@ -123,7 +127,7 @@ fn port_key(file: &Path, json: &Map<String, Value>) -> Result<Option<u16>, Confi
 }
 
 /// Reads `<root>/conf/local/local.json` and builds the database URL and namespace from it.
-/// `need_url`: the URL will be used (else `cluster.databases` does not matter).
+/// `need_url`: the URL will be used (else `cluster.databases` is not read).
 pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigError> {
     let conf = root.join("conf");
     if !conf.is_dir() {
@@ -145,21 +149,6 @@ pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigEr
         Err(e) => return Err(err(&file, format!("cannot be read: {e}"))),
     };
 
-    match json.get("cluster.databases") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(Value::Object(o)) if o.is_empty() => {}
-        Some(_) if !need_url => {}
-        Some(_) => {
-            return Err(err(
-                &file,
-                "key \"cluster.databases\" is set: partitioned or clustered databases are not \
-                 supported yet; set database_url (PHAB_SCIM_DATABASE_URL) to the master that \
-                 holds the user, project and worker databases, and namespace explicitly",
-            ));
-        }
-    }
-
     let mut host = string_key(&file, &json, "mysql.host")?
         .map(str::trim)
         .filter(|h| !h.is_empty())
@@ -180,19 +169,23 @@ pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigEr
         }
         host = h.to_owned();
     }
-    // Without a port, PHP reaches `localhost` through the Unix socket; this service connects
-    // over TCP, to 127.0.0.1 (which is where PHP goes too once a port is set).
-    if host.eq_ignore_ascii_case("localhost") {
-        host = "127.0.0.1".into();
-    }
-    if host.contains(':') && !host.starts_with('[') {
-        host = format!("[{host}]");
-    }
+    let host = host_for_tcp(&host);
     let port = port.unwrap_or(DEFAULT_PORT);
     let user = string_key(&file, &json, "mysql.user")?
         .filter(|u| !u.is_empty())
         .unwrap_or(DEFAULT_USER);
     let pass = string_key(&file, &json, "mysql.pass")?.unwrap_or("");
+    let mut endpoint = Endpoint {
+        host,
+        port,
+        user: user.to_owned(),
+        pass: pass.to_owned(),
+    };
+    let cluster = if need_url {
+        cluster_master(&file, &json, &mut endpoint)?
+    } else {
+        None
+    };
     let namespace = match string_key(&file, &json, "storage.default-namespace")? {
         None => Namespace::from_checked(DEFAULT_NAMESPACE),
         Some(ns) => Namespace::parse(ns).map_err(|e| {
@@ -207,20 +200,177 @@ pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigEr
         })?,
     };
 
-    let mut url = format!("mysql://{}", urlencoding::encode(user));
-    if !pass.is_empty() {
-        url.push(':');
-        url.push_str(&urlencoding::encode(pass));
-    }
-    url.push_str(&format!("@{host}:{port}"));
-
     Ok(PhabricatorDatabase {
-        database_url: Secret::new(url),
+        database_url: endpoint.url(),
         namespace,
         file,
         file_exists,
         environment: selected_environment(root),
+        cluster,
     })
+}
+
+/// One MySQL server as Phabricator's settings describe it.
+struct Endpoint {
+    /// Host name or address, IPv6 in brackets, `localhost` already made `127.0.0.1`.
+    host: String,
+    port: u16,
+    user: String,
+    pass: String,
+}
+
+impl Endpoint {
+    /// `mysql://user[:pass]@host:port`, user and password percent-encoded.
+    fn url(&self) -> Secret {
+        let mut url = format!("mysql://{}", urlencoding::encode(&self.user));
+        if !self.pass.is_empty() {
+            url.push(':');
+            url.push_str(&urlencoding::encode(&self.pass));
+        }
+        url.push_str(&format!("@{}:{}", self.host, self.port));
+        Secret::new(url)
+    }
+}
+
+/// `cluster.databases`, read as Phorge's `PhabricatorDatabaseRefParser::newRefs` reads it:
+/// with one master, that master is where every application database lives (replicas are only
+/// read from, and never by this service), so `endpoint` becomes the master, each of its keys
+/// falling back to the `mysql.*` value as in Phorge. Several masters partition the
+/// applications between them, which this service does not follow yet: refused, saying what to
+/// set. Returns what `check` should say about the cluster, `None` without one.
+fn cluster_master(
+    file: &Path,
+    json: &Map<String, Value>,
+    endpoint: &mut Endpoint,
+) -> Result<Option<String>, ConfigError> {
+    const KEY: &str = "cluster.databases";
+    let servers = match json.get(KEY) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+        Some(Value::Object(o)) if o.is_empty() => return Ok(None),
+        Some(Value::Array(a)) => a.iter().collect::<Vec<_>>(),
+        // PHP reads a JSON object as a list keyed by its names.
+        Some(Value::Object(o)) => o.values().collect(),
+        Some(_) => return Err(err(file, format!("key {KEY:?} must be a list of servers"))),
+    };
+    let mut masters = Vec::new();
+    let mut replicas = Vec::new();
+    for (index, server) in servers.iter().enumerate() {
+        let bad = |what: &str| err(file, format!("key {KEY:?}, server {index}: {what}"));
+        let Value::Object(server) = server else {
+            return Err(bad("must be an object"));
+        };
+        let field = |name: &str| -> Result<Option<&str>, ConfigError> {
+            match server.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                // Not quoted: it may be the password.
+                Some(_) => Err(bad(&format!("\"{name}\" must be a string"))),
+            }
+        };
+        let host = field("host")?
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("\"host\" is required"))?;
+        let port = match server.get("port") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| bad("\"port\" must be a port number (1-65535)"))?,
+            ),
+            Some(Value::String(s)) => Some(
+                s.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| bad("\"port\" must be a port number (1-65535)"))?,
+            ),
+            Some(_) => return Err(bad("\"port\" must be a port number (1-65535)")),
+        };
+        // Checked on every server, though only the master's are used: a typo is a typo.
+        field("user")?;
+        field("pass")?;
+        let disabled = matches!(server.get("disabled"), Some(Value::Bool(true)));
+        let shown = format!("{host}:{}", port.unwrap_or(endpoint.port));
+        match field("role")? {
+            Some("master") => masters.push((server, host, port, disabled, shown)),
+            Some("replica") => replicas.push(shown),
+            _ => return Err(bad("\"role\" must be \"master\" or \"replica\"")),
+        }
+    }
+    let (server, host, port, disabled, shown) = match masters.len() {
+        1 => masters.remove(0),
+        0 => {
+            return Err(err(
+                file,
+                format!("key {KEY:?} lists no server with the role \"master\""),
+            ));
+        }
+        n => {
+            let names: Vec<&str> = masters.iter().map(|m| m.4.as_str()).collect();
+            return Err(err(
+                file,
+                format!(
+                    "key {KEY:?} lists {n} masters ({}): Phabricator partitions its \
+                     databases between them, and phab-scim does not follow partitions yet. \
+                     It needs the user, project, worker, auth, conduit and scim databases of \
+                     the namespace on one server: if one master holds them all, set \
+                     database_url (PHAB_SCIM_DATABASE_URL) to it explicitly",
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    if disabled {
+        return Err(err(
+            file,
+            format!(
+                "key {KEY:?}: the master {shown} is disabled (Phabricator itself does not \
+                 write to it)"
+            ),
+        ));
+    }
+    endpoint.host = host_for_tcp(host);
+    if let Some(port) = port {
+        endpoint.port = port;
+    }
+    if let Some(user) = server
+        .get("user")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    {
+        endpoint.user = user.to_owned();
+    }
+    // Phorge takes the server's password when it is truthy in PHP ("" and "0" are not).
+    if let Some(pass) = server
+        .get("pass")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty() && *p != "0")
+    {
+        endpoint.pass = pass.to_owned();
+    }
+    let replicas = if replicas.is_empty() {
+        "no replicas".to_owned()
+    } else {
+        format!("replicas {} are never written", replicas.join(", "))
+    };
+    Ok(Some(format!(
+        "cluster.databases: writes go to the master {shown}; {replicas}"
+    )))
+}
+
+/// A host as this service connects to it. Without a port, PHP reaches `localhost` through the
+/// Unix socket; this service connects over TCP, to 127.0.0.1 (which is where PHP goes too once
+/// a port is set). IPv6 addresses are bracketed for the URL.
+fn host_for_tcp(host: &str) -> String {
+    if host.eq_ignore_ascii_case("localhost") {
+        "127.0.0.1".into()
+    } else if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
 }
 
 /// A database URL without its password, for messages: `mysql://user:<redacted>@host:port`.
