@@ -9,6 +9,9 @@
 //                               scim database has any
 //   create-user <name> [bot]    create an account as People > Create does
 //   session <name>              print a new web session key ("phsid")
+//   session-user <key>          print "<username> <phid> <partial 0|1>" of the web
+//                               session with this key (the phsid cookie), as
+//                               the host resolves it; nothing if none
 //   token-check <token>         verify a SCIM token against scim_token
 //   seed-service <user> <admin> write the rows the SCIM service would write
 //                               (heartbeat, scim_user, events, drift,
@@ -38,6 +41,14 @@ switch ($command) {
     exit(0);
   case 'session':
     echo scim_new_session($args[0]), "\n";
+    exit(0);
+  case 'session-user':
+    $session_user = id(new PhabricatorAuthSessionEngine())
+      ->loadUserForSession(PhabricatorAuthSession::TYPE_WEB, $args[0]);
+    if ($session_user) {
+      echo $session_user->getUsername(), ' ', $session_user->getPHID(), ' ',
+        ($session_user->getSession()->getIsPartial() ? 1 : 0), "\n";
+    }
     exit(0);
   case 'token-check':
     exit(scim_token_check($args[0]));
