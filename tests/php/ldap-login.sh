@@ -9,14 +9,16 @@
 #   1. starts a private OpenLDAP directory (slapd on 127.0.0.1, a free port,
 #      its config and database in a temporary directory) holding carol and
 #      dave;
-#   2. serves the host with `php -S` and, as an admin through the host's own
-#      form (Auth > Add Provider > LDAP), adds the LDAP provider;
+#   2. serves the host with `php -S` (tests/php/router.php) and, as an admin
+#      through the host's own form (Auth > Add Provider > LDAP), adds the
+#      LDAP provider; where that form fails under this PHP (the final
+#      Phabricator), says so and takes its steps through the same editor;
 #   3. provisions carol over SCIM with login_provider = ldap:self, and dave
 #      through a second replica without login_provider (the control);
 #   4. logs carol in through the LDAP form over HTTP: the session is hers
 #      (the host's own session lookup and the page say so), no registration
-#      form; the same login for dave lands on the registration form, so the
-#      check can tell a linked account from an unlinked one;
+#      form; the same login for dave lands on the registration workflow, so
+#      the check can tell a linked account from an unlinked one;
 #   5. deactivates carol over SCIM: her session is gone (row and page), and
 #      logging in again through LDAP, whose password still works, gets the
 #      host's "Account Disabled" roadblock instead of her account.
@@ -122,6 +124,7 @@ for _ in $(seq 50); do
   curl -s -o /dev/null "$base/" && break
   sleep 0.2
 done
+curl -s -o /dev/null "$base/" || { tail -20 "$tmp/web.log" >&2; die "php -S does not answer on $base"; }
 helper create-user admin >/dev/null
 "$root/bin/user" empower --user admin >/dev/null 2>&1 || die "bin/user empower failed"
 admin_session=$(helper session admin)
