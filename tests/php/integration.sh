@@ -26,109 +26,22 @@ if [ -z "${PHABRICATOR_ROOT:-}" ]; then
   exit 0
 fi
 
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-root=$(cd "$PHABRICATOR_ROOT" && pwd)
-export PHABRICATOR_ROOT="$root"
-ext="$repo/phabricator-ext"
+# shellcheck source=tests/php/host_lib.sh
+source "$(dirname "$0")/host_lib.sh"
+host_init phabscim_it
 
-if [ ! -f "$root/scripts/init/init-script.php" ] || [ ! -x "$root/bin/storage" ]; then
-  echo "PHABRICATOR_ROOT=$root is not a Phorge or Phabricator checkout" >&2
-  exit 1
-fi
-
-mysql_host=${PHAB_SCIM_TEST_MYSQL_HOST:-127.0.0.1}
-mysql_port=${PHAB_SCIM_TEST_MYSQL_PORT:-3306}
-mysql_user=${PHAB_SCIM_TEST_MYSQL_USER:-root}
-mysql_pass=${PHAB_SCIM_TEST_MYSQL_PASS:-}
-export mysql_host mysql_port mysql_user mysql_pass
-
-ns="phabscim_it_$(php -r 'echo bin2hex(random_bytes(4));')"
-tmp=$(mktemp -d)
-conf_name="custom/phabscim-$ns"
-conf_file="$root/conf/$conf_name.conf.php"
 web_pid=
-svc_pid=
-failures=0
-
-step() { printf '\n== %s\n' "$*"; }
-ok() { printf 'ok: %s\n' "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; failures=$((failures + 1)); }
-die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-
-# sql <query>: rows, tab-separated.
-sql() {
-  php -r '
-    $c = mysqli_connect(getenv("mysql_host"), getenv("mysql_user"),
-      getenv("mysql_pass"), "", (int)getenv("mysql_port"));
-    $r = mysqli_query($c, $argv[1]);
-    if ($r instanceof mysqli_result) {
-      while ($row = mysqli_fetch_row($r)) { echo implode("\t", $row), "\n"; }
-    }' "$1"
-}
-
-free_port() {
-  php -r '$s = stream_socket_server("tcp://127.0.0.1:0");
-    $n = stream_socket_get_name($s, false);
-    echo substr($n, strrpos($n, ":") + 1);'
-}
-
-cleanup() {
-  set +e
-  [ -n "$svc_pid" ] && kill "$svc_pid" 2>/dev/null && wait "$svc_pid" 2>/dev/null
-  [ -n "$web_pid" ] && kill "$web_pid" 2>/dev/null && wait "$web_pid" 2>/dev/null
-  if [ -f "$conf_file" ]; then
-    "$root/bin/storage" destroy --force --namespace "$ns" >"$tmp/destroy.log" 2>&1
-  fi
-  for db in $(sql "SHOW DATABASES LIKE '${ns}\\_%'"); do
-    sql "DROP DATABASE \`$db\`"
-  done
-  rm -f "$conf_file"
-  rmdir "$root/conf/custom" 2>/dev/null
-  left=$(sql "SHOW DATABASES LIKE '${ns}\\_%'" | wc -l)
-  echo "cleanup: dropped namespace $ns ($left database(s) left)"
-  rm -rf "$tmp"
-}
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 port=$(free_port)
 base="http://127.0.0.1:$port"
 
 step "config: namespace $ns, library $ext"
-mkdir -p "$root/conf/custom"
-cat >"$conf_file" <<PHP
-<?php
-// Written by phab-scim tests/php/integration.sh; removed when it ends.
-return array(
-  'mysql.host' => getenv('mysql_host') ?: '$mysql_host',
-  'mysql.port' => '$mysql_port',
-  'mysql.user' => '$mysql_user',
-  'mysql.pass' => '$mysql_pass',
-  'storage.default-namespace' => '$ns',
-  'load-libraries' => array('$ext'),
-  'phabricator.base-uri' => '$base/',
-  'security.require-https' => false,
-  'phabricator.show-prototypes' => true,
-);
-PHP
-export PHABRICATOR_ENV="$conf_name"
-helper() { php "$repo/tests/php/phorge_helper.php" "$@"; }
-
-read -r got_ns loaded < <(helper config)
-[ "$got_ns" = "$ns" ] || die "effective storage.default-namespace is '$got_ns', not '$ns' (does $root/conf/local/local.json override it?)"
-[ "$loaded" = "1" ] || die "the library was not loaded from $ext"
-ok "Phorge reads the test config and loads phabricator-scim"
+host_write_config "$base"
 
 # NOTE: --no-adjust, so the tables are exactly what schema/scim/ creates (as
 # `phab-scim migrate` would leave them); a plain upgrade would then ALTER
 # them to match the DAOs and hide any difference.
 step "bin/storage upgrade --force --no-adjust --namespace $ns"
-if ! "$root/bin/storage" upgrade --force --no-adjust --namespace "$ns" >"$tmp/upgrade.log" 2>&1; then
-  tail -40 "$tmp/upgrade.log" >&2
-  die "bin/storage upgrade failed"
-fi
-ok "storage upgraded ($(grep -c 'Applying patch' "$tmp/upgrade.log" || true) patches)"
+host_storage_upgrade --no-adjust
 
 expected=$( (echo "phabscim:db.scim"; for f in "$repo"/schema/scim/*; do echo "phabscim:$(basename "$f")"; done) | sort)
 actual=$(sql "SELECT patch FROM \`${ns}_meta_data\`.patch_status WHERE patch LIKE 'phabscim:%'" | sort)
@@ -213,8 +126,8 @@ if ($session !== 'none' && !isset($_COOKIE['phsid'])) {
 }
 return require getenv('PHABRICATOR_ROOT').'/webroot/index.php';
 PHP
-PHAB_SCIM_TEST_SESSION="$admin_session" php -S "127.0.0.1:$port" -t "$root/webroot" "$tmp/router.php" \
-  >"$tmp/web.log" 2>&1 &
+spawn "$tmp/web.log" env PHAB_SCIM_TEST_SESSION="$admin_session" \
+  php -S "127.0.0.1:$port" -t "$root/webroot" "$tmp/router.php"
 web_pid=$!
 for _ in $(seq 50); do
   curl -s -o /dev/null "$base/" && break
@@ -314,40 +227,11 @@ fi
 step "Rust service hook"
 if [ -n "${PHAB_SCIM_BIN:-}" ]; then
   svc_port=$(free_port)
-  # NOTE: The service refuses unknown PHAB_SCIM_* variables, and this test's
-  # own (PHAB_SCIM_BIN, PHAB_SCIM_KEEP, ...) share the prefix: unset them.
-  unset_vars=()
-  for var in $(compgen -e | grep '^PHAB_SCIM_' || true); do
-    unset_vars+=(-u "$var")
-  done
+  start_service "$svc_port" "$tmp/service.log"
   svc() {
-    env "${unset_vars[@]}" \
-      PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
-      PHAB_SCIM_NAMESPACE="$ns" \
-      PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
-      "$PHAB_SCIM_BIN" "$@"
+    service_env PHAB_SCIM_LISTEN="127.0.0.1:$svc_port"
+    "${service_cmd[@]}" "$@"
   }
-  # NOTE: exec, so $! is the service itself (a backgrounded function is a
-  # subshell) and cleanup's kill reaches it.
-  (exec env "${unset_vars[@]}" \
-    PHAB_SCIM_DATABASE_URL="mysql://${mysql_user}${mysql_pass:+:$mysql_pass}@${mysql_host}:${mysql_port}" \
-    PHAB_SCIM_NAMESPACE="$ns" \
-    PHAB_SCIM_LISTEN="127.0.0.1:$svc_port" \
-    "$PHAB_SCIM_BIN" serve) >"$tmp/service.log" 2>&1 &
-  svc_pid=$!
-  healthy=
-  for _ in $(seq 150); do
-    if curl -s -o /dev/null "http://127.0.0.1:$svc_port/healthz"; then
-      healthy=1
-      break
-    fi
-    kill -0 "$svc_pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if [ -z "$healthy" ]; then
-    tail -20 "$tmp/service.log" >&2
-    die "phab-scim serve did not answer /healthz"
-  fi
   ok "phab-scim serve is up on 127.0.0.1:$svc_port"
   code=$(curl -s -o "$tmp/scim.json" -w '%{http_code}' \
     -H "Authorization: Bearer $token" \

@@ -9,6 +9,13 @@
 //                               scim database has any
 //   create-user <name> [bot]    create an account as People > Create does
 //   session <name>              print a new web session key ("phsid")
+//   session-user <key>          print "<username> <phid> <partial 0|1>" of the web
+//                               session with this key (the phsid cookie), as
+//                               the host resolves it; nothing if none
+//   add-provider <admin> <class> <properties as JSON>
+//                               add a login provider as Auth > Add Provider
+//                               does (PhabricatorAuthEditController), for a
+//                               host whose form fails; print its PHID
 //   token-check <token>         verify a SCIM token against scim_token
 //   seed-service <user> <admin> write the rows the SCIM service would write
 //                               (heartbeat, scim_user, events, drift,
@@ -38,6 +45,18 @@ switch ($command) {
     exit(0);
   case 'session':
     echo scim_new_session($args[0]), "\n";
+    exit(0);
+  case 'session-user':
+    $session_user = id(new PhabricatorAuthSessionEngine())
+      ->loadUserForSession(PhabricatorAuthSession::TYPE_WEB, $args[0]);
+    if ($session_user) {
+      echo $session_user->getUsername(), ' ', $session_user->getPHID(), ' ',
+        ($session_user->getSession()->getIsPartial() ? 1 : 0), "\n";
+    }
+    exit(0);
+  case 'add-provider':
+    echo scim_add_provider($args[0], $args[1], json_decode($args[2], true)),
+      "\n";
     exit(0);
   case 'token-check':
     exit(scim_token_check($args[0]));
@@ -214,6 +233,72 @@ function scim_new_session($username) {
     PhabricatorAuthSession::TYPE_WEB,
     $user->getPHID(),
     $partial = false);
+}
+
+// The steps of PhabricatorAuthEditController for a new provider, with login,
+// registration, linking and unlinking allowed and emails not trusted: the
+// host's own config object, transactions and editor, acted by the admin.
+function scim_add_provider($admin_name, $class, array $properties) {
+  $admin = scim_load_user($admin_name);
+
+  $provider = null;
+  foreach (PhabricatorAuthProvider::getAllBaseProviders() as $candidate) {
+    if (get_class($candidate) === $class) {
+      $provider = $candidate;
+    }
+  }
+  if (!$provider) {
+    throw new Exception("no provider class {$class}");
+  }
+
+  $config = $provider->getDefaultProviderConfig();
+  $provider->attachProviderConfig($config);
+
+  // NOTE: getProviderType() builds the adapter from the config's properties,
+  // null on a new config; the final Phabricator's LDAP provider passes them
+  // to phutil_split_lines(), and its error handler turns PHP 8.1's
+  // deprecation of that into an exception. A copy with the properties
+  // answers instead; the transactions below still set them on the config.
+  $probe_config = clone $config;
+  foreach ($properties as $key => $value) {
+    $probe_config->setProperty($key, $value);
+  }
+  $probe = clone $provider;
+  $probe->attachProviderConfig($probe_config);
+  $config->setProviderType($probe->getProviderType());
+  $config->setProviderDomain($probe->getProviderDomain());
+
+  $types = array(
+    PhabricatorAuthProviderConfigTransaction::TYPE_LOGIN => 1,
+    PhabricatorAuthProviderConfigTransaction::TYPE_REGISTRATION => 1,
+    PhabricatorAuthProviderConfigTransaction::TYPE_LINK => 1,
+    PhabricatorAuthProviderConfigTransaction::TYPE_UNLINK => 1,
+    PhabricatorAuthProviderConfigTransaction::TYPE_TRUST_EMAILS => 0,
+  );
+  $xactions = array();
+  foreach ($types as $type => $value) {
+    $xactions[] = id(new PhabricatorAuthProviderConfigTransaction())
+      ->setTransactionType($type)
+      ->setNewValue($value);
+  }
+  foreach ($properties as $key => $value) {
+    $xactions[] = id(new PhabricatorAuthProviderConfigTransaction())
+      ->setTransactionType(
+        PhabricatorAuthProviderConfigTransaction::TYPE_PROPERTY)
+      ->setMetadataValue('auth:property', $key)
+      ->setNewValue($value);
+  }
+
+  $config->save();
+  id(new PhabricatorAuthProviderConfigEditor())
+    ->setActor($admin)
+    ->setContentSource(
+      PhabricatorContentSource::newForSource(
+        PhabricatorConsoleContentSource::SOURCECONST))
+    ->setContinueOnNoEffect(true)
+    ->applyTransactions($config, $xactions);
+
+  return $config->getPHID();
 }
 
 function scim_token_check($plaintext) {
