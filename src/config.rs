@@ -159,6 +159,10 @@ pub struct Config {
     pub username_policy: UsernamePolicy,
     /// Adoption of existing accounts on POST.
     pub adoption: AdoptionPolicy,
+    /// Let `adoption` take over Phabricator administrators too (off: 409). Whoever holds a
+    /// token can then rename an adopted administrator and add it to projects, never change its
+    /// addresses, bot flag, login links or userName (README.md, Security).
+    pub adopt_administrators: bool,
     /// Adoption of existing projects on Group POST (by name).
     pub group_adoption: bool,
     /// Mark IdP-provided addresses verified (the IdP owns them).
@@ -222,6 +226,7 @@ impl Default for Config {
             pool_size: 16,
             username_policy: UsernamePolicy::LocalPart,
             adoption: AdoptionPolicy::VerifiedEmail,
+            adopt_administrators: false,
             group_adoption: true,
             trust_idp_emails: true,
             placeholder_email_domain: None,
