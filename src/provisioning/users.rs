@@ -264,6 +264,21 @@ impl Provisioner {
                 ))
                 .into());
             }
+            // The account's own row, locked, decides whether it may be taken over.
+            let account = pu::lock_user(conn, t, &owner.user_phid)
+                .await?
+                .ok_or_else(|| DbError::Inconsistent("the owner of an address vanished".into()))?;
+            let service_bot = account.phid == ctx.actor_phid
+                || sidecar::is_token_bot(conn, t, &account.phid).await?;
+            self.refuse_protected(&account, service_bot, Change::Adopt)?;
+            if self.is_placeholder(spec, address) {
+                // The IdP named no address: the one the service made up proves nothing.
+                return Err(ScimError::uniqueness(format!(
+                    "the placeholder address {address} belongs to @{}, an account SCIM does not manage; SCIM adopts an account only by an address the IdP sends",
+                    account.user_name
+                ))
+                .into());
+            }
             return self.adopt(conn, ctx, &owner.user_phid, spec).await;
         }
         let phid = new_phid("USER");
@@ -533,13 +548,33 @@ impl Provisioner {
         mode: Mode,
     ) -> Result<StoredUser> {
         let t = &*self.db.t;
+        // Locked with the SCIM record: the live row, so protections follow Phabricator at once.
         let user = view.user_row();
+        let service_bot = view.is_token_bot || user.phid == ctx.actor_phid;
+        self.refuse_protected(&user, service_bot, Change::Write)?;
         let mut diff = Diff::default();
         let mut tasks: Vec<Task> = Vec::new();
         let mut xactions: Vec<Xaction> = Vec::new();
         let mut changes = UserChanges::default();
 
-        if user.real_name != spec.real_name {
+        let old_attrs = parse_attributes(&view.attributes)?;
+        // What the IdP asked for last time (for an adoption: nothing yet).
+        let previous = UserSpec::from_doc(stored_doc(
+            &view.user_name,
+            view.external_id.as_deref(),
+            true,
+            &old_attrs,
+        ))
+        .ok();
+        if view.user_name.to_lowercase() != spec.user_name.to_lowercase() {
+            self.refuse_protected(&user, service_bot, Change::UserName)?;
+        }
+
+        // A name the IdP never sent is never written: an adopted account keeps its own until
+        // the IdP sends one; a name the IdP sent and then removed is removed.
+        let name_sent = !spec.real_name.is_empty()
+            || previous.as_ref().is_some_and(|p| !p.real_name.is_empty());
+        if name_sent && user.real_name != spec.real_name {
             diff.set("realName", user.real_name.clone(), spec.real_name.clone());
             // The profile edit writes `core:customfield` for `user:realname` (W5).
             xactions.push(Xaction {
@@ -550,8 +585,16 @@ impl Provisioner {
             });
             changes.real_name = Some(spec.real_name.clone());
         }
+        // Set when this write ends the account's web access: stamped on `scim_user` and
+        // checked by the burst guard just before COMMIT.
+        let mut ends_access = false;
         let is_bot = self.is_bot(spec);
         if is_bot != user.is_system_agent && !user.is_mailing_list {
+            self.refuse_protected(&user, service_bot, Change::BotFlag)?;
+            // Phabricator refuses web sessions to bots and agents
+            // (`PhabricatorUser::canEstablishWebSessions`): making a person one locks them out
+            // as surely as `active: false`, so it is a deprovision for the guard.
+            ends_access = is_bot;
             diff.set("bot", user.is_system_agent, is_bot);
             changes.is_system_agent = Some(is_bot);
         }
@@ -563,13 +606,10 @@ impl Provisioner {
             Mode::Adopt => spec.active.unwrap_or(current_active),
             Mode::Update => spec.active.unwrap_or(current_active),
         };
-        // Set when this write disables the account: stamped on `scim_user` and checked by the
-        // burst guard just before COMMIT.
-        let mut disabled_at = None;
         if desired_active != current_active {
             if !desired_active {
-                self.refuse_protected(ctx, &user)?;
-                disabled_at = Some(now());
+                self.refuse_protected(&user, service_bot, Change::Disable)?;
+                ends_access = true;
             }
             xactions.push(Xaction {
                 kind: "user.disable",
@@ -588,18 +628,15 @@ impl Provisioner {
             );
         }
 
+        let deprovisioned_at = ends_access.then(now);
+
         let address = self.address_for(spec, Some(&user.user_name))?;
-        // What the IdP asked for last time: when it is unchanged there is nothing to move (and
-        // no query to make), unless this write takes the account over.
-        let previous = UserSpec::from_doc(stored_doc(
-            &view.user_name,
-            view.external_id.as_deref(),
-            true,
-            &parse_attributes(&view.attributes)?,
-        ))
-        .ok()
-        .and_then(|s| self.address_for(&s, Some(&user.user_name)).ok());
-        if mode != Mode::Update || previous.as_deref() != Some(address.as_str()) {
+        // When the address the IdP asked for is unchanged there is nothing to move (and no
+        // query to make), unless this write takes the account over.
+        let previous_address = previous
+            .as_ref()
+            .and_then(|s| self.address_for(s, Some(&user.user_name)).ok());
+        if mode != Mode::Update || previous_address.as_deref() != Some(address.as_str()) {
             self.sync_email(
                 conn,
                 ctx,
@@ -648,7 +685,6 @@ impl Provisioner {
             tasks.insert(0, Task::search(&user.phid, xactions.is_empty()));
         }
 
-        let old_attrs = parse_attributes(&view.attributes)?;
         let new_attrs = with_desired_active(&spec.attributes, desired_active);
         let deprovisioned = mode == Mode::Delete;
         let scim_changed = view.user_name != spec.user_name
@@ -665,7 +701,19 @@ impl Provisioner {
                 spec.external_id.clone(),
             );
         }
-        if let Some(link) = self
+        if user.is_admin && self.cfg.login_provider.is_some() {
+            // An administrator's login links never change over SCIM: a link lets whoever holds
+            // that directory identity in. A write that would move its identifier is refused;
+            // otherwise its links stay as they are (an adoption links none).
+            let identifier = login_identifier(&self.cfg.login_identifier, spec, &address);
+            let before = previous
+                .as_ref()
+                .zip(previous_address.as_deref())
+                .map(|(p, a)| login_identifier(&self.cfg.login_identifier, p, a));
+            if mode != Mode::Adopt && before.as_deref() != Some(identifier.as_str()) {
+                self.refuse_protected(&user, service_bot, Change::LoginLink)?;
+            }
+        } else if let Some(link) = self
             .link_login(conn, &user.phid, spec, &address, &user.user_name)
             .await?
         {
@@ -680,7 +728,7 @@ impl Provisioner {
                 spec.external_id.as_deref(),
                 &Value::Object(new_attrs),
                 deprovisioned,
-                disabled_at,
+                deprovisioned_at,
             )
             .await
             {
@@ -707,6 +755,7 @@ impl Provisioner {
             Mode::Rehire => (201, "rehire"),
             Mode::Update if changes.is_disabled == Some(true) => (200, "deprovision"),
             Mode::Update if changes.is_disabled == Some(false) => (200, "reactivate"),
+            Mode::Update if changes.is_system_agent == Some(true) => (200, "deprovision (bot)"),
             Mode::Update if scim_changed || row_changed => (200, "update"),
             Mode::Update => (200, "no change to"),
         };
@@ -722,7 +771,7 @@ impl Provisioner {
         let groups = parse_groups(view.groups_json.as_deref())?;
         // Task ids last: the counter row is the one hot row (internals §14).
         worker::queue(conn, t, &tasks).await?;
-        if disabled_at.is_some() {
+        if deprovisioned_at.is_some() {
             // After the tasks: their counter allocation has locked the row the guard needs.
             self.guard_burst(conn, view.id, tasks.is_empty()).await?;
         }
@@ -810,6 +859,8 @@ impl Provisioner {
         {
             return Ok(());
         }
+        // `apply` refused the service's own bot before anything else.
+        self.refuse_protected(user, false, Change::Emails)?;
         let actor = ctx.actor_phid.as_str();
         let remote = ctx.remote_addr.as_str();
         let mine = emails
@@ -921,21 +972,59 @@ impl Provisioner {
         })
     }
 
-    /// Blast radius (issue 6): never disable an administrator or the caller's own bot.
-    fn refuse_protected(&self, ctx: &Ctx, user: &UserRow) -> Result<()> {
-        if user.is_admin {
-            return Err(ScimError::forbidden(format!(
-                "@{} is a Phabricator administrator; SCIM never disables administrators",
-                user.user_name
-            ))
-            .into());
+    /// Blast radius (issues 6 and 11): what SCIM never does, whatever a token asks. `user` is
+    /// the row locked in this transaction, never a cached flag, so an account made an
+    /// administrator a moment ago is protected from the next request on.
+    ///
+    /// - The service's own bot (`service_bot`: a SCIM token speaks for it) is never adopted nor
+    ///   written: every token would break with it (`ensure_bot` refuses a bot that is no longer
+    ///   one).
+    /// - Mailing lists are never adopted: they are nobody's account to take over.
+    /// - Administrators are adopted only with `adopt_administrators`, never disabled, and their
+    ///   addresses (where a password reset goes), bot flag (bots get no web session), login
+    ///   links (which let an outside identity in) and userName never change.
+    ///
+    /// Refusing an adoption is 409 `uniqueness`: the POST conflicts with an existing resource
+    /// (RFC 7644 §3.3), which IdPs report as "already exists" and do not retry blindly. A write
+    /// to a managed account is 403: the resource exists, the change is not allowed.
+    fn refuse_protected(&self, user: &UserRow, service_bot: bool, change: Change) -> Result<()> {
+        let who = &user.user_name;
+        let refuse = |why: String| -> Result<()> {
+            Err(if change == Change::Adopt {
+                ScimError::uniqueness(why)
+            } else {
+                ScimError::forbidden(why)
+            }
+            .into())
+        };
+        if service_bot {
+            return refuse(format!(
+                "@{who} is the bot account phab-scim's tokens speak for; SCIM never adopts or changes it"
+            ));
         }
-        if user.phid == ctx.actor_phid {
-            return Err(
-                ScimError::forbidden("a token cannot deprovision its own bot account").into(),
-            );
+        if change == Change::Adopt && user.is_mailing_list {
+            return refuse(format!("@{who} is a mailing list, which SCIM never adopts"));
         }
-        Ok(())
+        if !user.is_admin {
+            return Ok(());
+        }
+        let never = match change {
+            Change::Write => return Ok(()),
+            Change::Adopt if self.cfg.adopt_administrators => return Ok(()),
+            Change::Adopt => {
+                return refuse(format!(
+                    "@{who} is a Phabricator administrator; SCIM does not adopt administrators unless adopt_administrators is set"
+                ));
+            }
+            Change::Disable => "disables administrators",
+            Change::BotFlag => "changes an administrator's bot flag (userType Bot or Agent)",
+            Change::Emails => "changes an administrator's email addresses",
+            Change::LoginLink => "changes an administrator's login links",
+            Change::UserName => "changes an administrator's userName",
+        };
+        refuse(format!(
+            "@{who} is a Phabricator administrator; SCIM never {never}"
+        ))
     }
 
     /// Blast radius (issue 6): refuse a burst of deprovisions larger than the configured share
@@ -1114,6 +1203,25 @@ impl Provisioner {
         sidecar::insert_event(conn, &self.db.t, &event).await?;
         Ok(())
     }
+}
+
+/// What a write would do to an account, for `Provisioner::refuse_protected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Take over an account SCIM does not manage (POST).
+    Adopt,
+    /// Any write to a managed account.
+    Write,
+    /// Disable it (`active: false`, DELETE).
+    Disable,
+    /// Make it a bot or agent, or a person again.
+    BotFlag,
+    /// Add, remove or re-prioritize its email addresses.
+    Emails,
+    /// Link it to a login identity.
+    LoginLink,
+    /// Change its SCIM userName.
+    UserName,
 }
 
 /// Which write `apply` performs.

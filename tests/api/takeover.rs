@@ -109,7 +109,10 @@ async fn administrators_are_not_adopted_by_default() {
     assert_refused(s, &e, 409, "admin", "administrator");
     assert_eq!(e["scimType"], "uniqueness", "{e}");
     assert!(
-        e["detail"].as_str().unwrap().contains("adopt_administrators"),
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("adopt_administrators"),
         "{e}"
     );
     // The userName alone (email-shaped, no `emails`) names the same address.
@@ -195,10 +198,7 @@ async fn an_administrators_identity_is_never_changed() {
     put["userType"] = json!("Bot");
     let (s, e) = app.put(&path, put).await;
     assert_refused(s, &e, 403, "admin", "bot");
-    assert_eq!(
-        phabricator_rows(&app, &admin).await,
-        before["phabricator"]
-    );
+    assert_eq!(phabricator_rows(&app, &admin).await, before["phabricator"]);
     // No login link was made for the administrator at any point.
     assert_eq!(
         app.count(&format!(
@@ -230,6 +230,44 @@ async fn an_administrators_identity_is_never_changed() {
         ))
         .await,
         vec![json!({"address": "admin@corp.example", "isPrimary": 1, "isVerified": 1})]
+    );
+    app.cleanup().await;
+}
+
+/// Finding 1: with a login identifier the IdP controls apart from addresses and userName
+/// (`{externalId}`), a write that would move an administrator's login link is refused too.
+#[tokio::test]
+async fn an_administrators_login_link_is_never_moved() {
+    let app = TestApp::spawn_with(|c| {
+        c.adopt_administrators = true;
+        c.login_provider = Some("ldap:self".into());
+        c.login_identifier = "{externalId}".into();
+    })
+    .await;
+    let now = phab_scim::db::now();
+    exec(&app, &format!(
+        "INSERT INTO {{auth}}.auth_providerconfig (phid, providerClass, providerType, providerDomain, isEnabled, shouldAllowLogin, shouldAllowRegistration, shouldAllowLink, shouldAllowUnlink, shouldTrustEmails, properties, dateCreated, dateModified, shouldAutoLogin) \
+         VALUES ('PHID-AUTH-aaaaaaaaaaaaaaaaaaaa', 'PhabricatorLDAPAuthProvider', 'ldap', 'self', 1, 1, 0, 1, 0, 0, '{{}}', {now}, {now}, 0)"
+    ))
+    .await;
+    let admin = insert_account(&app, "admin", "admin@corp.example", Kind::Admin).await;
+    let mut body = user_body("admin@corp.example", "admin@corp.example", "Hand Made");
+    body["externalId"] = json!("admin-1");
+    let (s, r) = app.post("/Users", body).await;
+    assert_eq!(s, 201, "{r}");
+    let before = phabricator_rows(&app, &admin).await;
+    let (s, e) = app
+        .patch(
+            &format!("/Users/{admin}"),
+            patch(json!([{"op": "replace", "path": "externalId", "value": "mallory"}])),
+        )
+        .await;
+    assert_refused(s, &e, 403, "admin", "login links");
+    assert_eq!(phabricator_rows(&app, &admin).await, before);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user_externalaccount")
+            .await,
+        0
     );
     app.cleanup().await;
 }
@@ -385,6 +423,13 @@ async fn the_services_own_bot_is_never_touched() {
     assert_refused(s, &e, 403, "scim-bot", "bot");
     let (s, e) = app.delete(&path).await;
     assert_refused(s, &e, 403, "scim-bot", "bot");
+    let (s, e) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Bots", "members": [{"value": app.bot_phid}]}),
+        )
+        .await;
+    assert_eq!(s, 400, "not a member candidate either: {e}");
     for (b, snap) in bots.iter().zip(&before) {
         assert_eq!(&phabricator_rows(&app, b).await, snap, "{b}");
     }
@@ -501,7 +546,10 @@ async fn names_are_stored_as_phabricator_holds_them() {
     };
     let long = format!("Zoë {}", "x".repeat(296));
     let (s, r) = app
-        .post("/Users", user_body("long@corp.example", "long@corp.example", &long))
+        .post(
+            "/Users",
+            user_body("long@corp.example", "long@corp.example", &long),
+        )
         .await;
     assert_eq!(s, 201, "{r}");
     let id = r["id"].as_str().unwrap().to_owned();
@@ -509,12 +557,19 @@ async fn names_are_stored_as_phabricator_holds_them() {
     assert_eq!(stored.len(), 128);
     assert!(long.starts_with(&stored));
     assert_eq!(r["displayName"], stored.as_str(), "answered as stored");
-    assert_eq!(app.get(&format!("/Users/{id}")).await.1["displayName"], stored.as_str());
+    assert_eq!(
+        app.get(&format!("/Users/{id}")).await.1["displayName"],
+        stored.as_str()
+    );
 
     let (s, r) = app
         .post(
             "/Users",
-            user_body("ctl@corp.example", "ctl@corp.example", "Ann\u{0}a\u{7}\tLee\u{1b}"),
+            user_body(
+                "ctl@corp.example",
+                "ctl@corp.example",
+                "Ann\u{0}a\u{7}\tLee\u{1b}",
+            ),
         )
         .await;
     assert_eq!(s, 201, "{r}");
