@@ -410,6 +410,23 @@ impl Config {
         if self.max_results == 0 {
             return Err(ConfigError::Invalid("max_results must be positive".into()));
         }
+        if let Some(domain) = &self.placeholder_email_domain {
+            // Placeholders (and the bot's address) are `<username>@<domain>`: with the longest
+            // username they must still be an address `user_email` holds and Phabricator
+            // accepts (`PhabricatorUserEmail::isValidAddress`).
+            let longest = format!(
+                "{}@{domain}",
+                "a".repeat(crate::provisioning::username::MAX_USERNAME_BYTES)
+            );
+            if !crate::scim::user::is_valid_email(&longest) {
+                return Err(ConfigError::Invalid(format!(
+                    "placeholder_email_domain must be a domain of at most {} characters from a-z, 0-9, '.', '-', '_', '+' and ':'",
+                    crate::scim::user::MAX_EMAIL_BYTES
+                        - crate::provisioning::username::MAX_USERNAME_BYTES
+                        - 1
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -525,6 +542,19 @@ mod tests {
             assert!(e.contains("trusted_proxies") && e.contains("nope"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn placeholder_domains_must_make_addresses_phabricator_holds() {
+        let with = |domain: &str| Config {
+            placeholder_email_domain: Some(domain.to_owned()),
+            ..Config::default()
+        };
+        assert!(with("corp.example").validate().is_ok());
+        assert!(with(&"d".repeat(63)).validate().is_ok());
+        assert!(with(&"d".repeat(64)).validate().is_err());
+        assert!(with("corp example").validate().is_err());
+        assert!(with("").validate().is_err());
     }
 
     #[test]

@@ -77,6 +77,15 @@ impl UserSpec {
                 "externalId is longer than 128 characters",
             ));
         }
+        // It may become a login identifier (`login_identifier`), like userName.
+        if external_id
+            .as_ref()
+            .is_some_and(|e| e.chars().any(char::is_control))
+        {
+            return Err(ScimError::invalid_value(
+                "externalId contains control characters",
+            ));
+        }
         let active = match doc.remove("active") {
             Some(Value::Bool(b)) => Some(b),
             _ => None,
@@ -599,6 +608,9 @@ mod tests {
         assert!(spec(json!({"userName": "  "})).is_err());
         assert!(spec(json!({"userName": "a".repeat(129)})).is_err());
         assert!(spec(json!({"userName": "a".repeat(128)})).is_ok());
+        assert!(spec(json!({"userName": "a\u{0}"})).is_err());
+        assert!(spec(json!({"userName": "a", "externalId": "e\u{0}"})).is_err());
+        assert!(spec(json!({"userName": "a", "externalId": "e"})).is_ok());
     }
 
     #[test]
