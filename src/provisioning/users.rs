@@ -310,6 +310,7 @@ impl Provisioner {
         }
         let is_bot = self.is_bot(spec);
         let verified = self.cfg.trust_idp_emails && !self.is_placeholder(spec, address);
+        let wanted = mirrored_addresses(spec, address)?;
         let (user_id, username) = self
             .insert_account(conn, &phid, spec, is_bot, verified)
             .await?;
@@ -336,6 +337,23 @@ impl Provisioner {
             diff.note("login", link);
         }
         let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
+        // The other addresses the IdP sent, each as `PhabricatorUserEditor::addEmail` adds one.
+        let mut added = Vec::new();
+        for other in &wanted[1..] {
+            self.add_email(
+                conn,
+                ctx,
+                &phid,
+                other,
+                self.cfg.trust_idp_emails,
+                &mut tasks,
+            )
+            .await?;
+            added.push(other.clone());
+        }
+        if !added.is_empty() {
+            diff.note("emailsAdded", added);
+        }
         if !active {
             // Created already deactivated: disable in the same request, as an edit would.
             let row = pu::lock_user(conn, t, &phid)
@@ -631,17 +649,34 @@ impl Provisioner {
         let deprovisioned_at = ends_access.then(now);
 
         let address = self.address_for(spec, Some(&user.user_name))?;
-        // When the address the IdP asked for is unchanged there is nothing to move (and no
-        // query to make), unless this write takes the account over.
+        let wanted = mirrored_addresses(spec, &address)?;
         let previous_address = previous
             .as_ref()
             .and_then(|s| self.address_for(s, Some(&user.user_name)).ok());
-        if mode != Mode::Update || previous_address.as_deref() != Some(address.as_str()) {
-            self.sync_email(
+        let previously_wanted = previous
+            .as_ref()
+            .zip(previous_address.as_deref())
+            .and_then(|(s, a)| mirrored_addresses(s, a).ok())
+            .unwrap_or_default();
+        // When the addresses the IdP asked for are unchanged there is nothing to move (and no
+        // query to make), unless this write takes the account over.
+        if mode != Mode::Update || previously_wanted != wanted {
+            // Only what the IdP itself sent before and no longer sends is removed: an adopted
+            // account keeps the addresses it had, and so does an address added in Phabricator.
+            let dropped: Vec<String> = if mode == Mode::Adopt {
+                Vec::new()
+            } else {
+                previously_wanted
+                    .into_iter()
+                    .filter(|p| !wanted.iter().any(|w| w.eq_ignore_ascii_case(p)))
+                    .collect()
+            };
+            self.sync_emails(
                 conn,
                 ctx,
                 &user,
-                &address,
+                &wanted,
+                &dropped,
                 self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address),
                 &mut changes,
                 &mut diff,
@@ -835,95 +870,102 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Makes `address` the user's one primary address, the way `PhabricatorUserEditor` does it
-    /// (W6, W9 to W11): add it (verified), make it primary, remove the old one, each with its
-    /// `user_log` row; reset links are revoked and identity tasks queued.
+    /// Mirrors the addresses the IdP sends into `user_email`, each step the way
+    /// `PhabricatorUserEditor` takes it: `addEmail` for an address the account lacks (the row,
+    /// an `email-add` user-log row, an identity task), `changePrimaryEmail` when SCIM's primary
+    /// moves (the old primary is demoted and kept, an `email-primary` row, reset links revoked)
+    /// and `removeEmail` for an address in `dropped` (a destruction-log row, the delete, an
+    /// `email-remove` row, an identity task). `wanted[0]` is the primary; `verified` is whether
+    /// it counts as verified (the others are verified when the IdP is trusted).
     #[allow(clippy::too_many_arguments)]
-    async fn sync_email(
+    async fn sync_emails(
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
         user: &UserRow,
-        address: &str,
+        wanted: &[String],
+        dropped: &[String],
         verified: bool,
         changes: &mut UserChanges,
         diff: &mut Diff,
         tasks: &mut Vec<Task>,
     ) -> Result<()> {
         let t = &*self.db.t;
+        let Some(primary) = wanted.first() else {
+            return Err(DbError::Inconsistent("no address to mirror".into()).into());
+        };
         let emails = pu::user_emails(conn, t, &user.phid).await?;
+        let owned = |address: &str| {
+            emails
+                .iter()
+                .find(|e| e.address.eq_ignore_ascii_case(address))
+        };
+        let to_add: Vec<&String> = wanted.iter().filter(|a| owned(a).is_none()).collect();
         let old_primary = emails.iter().find(|e| e.is_primary).cloned();
-        if old_primary
+        let primary_moves = !old_primary
             .as_ref()
-            .is_some_and(|e| e.address.eq_ignore_ascii_case(address))
-        {
+            .is_some_and(|e| e.address.eq_ignore_ascii_case(primary));
+        let to_remove: Vec<pu::EmailRow> = dropped
+            .iter()
+            .filter_map(|d| owned(d))
+            .filter(|e| !wanted.iter().any(|w| w.eq_ignore_ascii_case(&e.address)))
+            .cloned()
+            .collect();
+        if to_add.is_empty() && !primary_moves && to_remove.is_empty() {
             return Ok(());
         }
         // `apply` refused the service's own bot before anything else.
         self.refuse_protected(user, false, Change::Emails)?;
         let actor = ctx.actor_phid.as_str();
         let remote = ctx.remote_addr.as_str();
-        let mine = emails
-            .iter()
-            .find(|e| e.address.eq_ignore_ascii_case(address))
-            .cloned();
-        let new_id = match mine {
-            Some(e) => Some(e),
-            None => {
-                if let Some(owner) = pu::lock_email(conn, t, address).await? {
-                    return Err(ScimError::uniqueness(format!(
-                        "the email {address} belongs to another account ({})",
-                        owner.user_phid
-                    ))
-                    .into());
-                }
-                if pu::is_application_email(conn, t, address).await? {
-                    return Err(ScimError::invalid_value(format!(
-                        "{address} is an application email address"
-                    ))
-                    .into());
-                }
-                pu::insert_email(conn, t, &user.phid, address, verified, false).await?;
-                pu::insert_log(
-                    conn,
-                    t,
-                    actor,
-                    &user.phid,
-                    "email-add",
-                    Value::Null,
-                    json!(address),
-                    remote,
-                )
+        for address in &to_add {
+            let is_primary = address.eq_ignore_ascii_case(primary);
+            let trusted = if is_primary {
+                verified
+            } else {
+                self.cfg.trust_idp_emails
+            };
+            self.add_email(conn, ctx, &user.phid, address, trusted, tasks)
                 .await?;
-                tasks.push(Task::identity_added(address));
-                pu::user_emails(conn, t, &user.phid)
+        }
+        if !to_add.is_empty() {
+            diff.note(
+                "emailsAdded",
+                to_add.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            );
+        }
+        if primary_moves {
+            let new = match owned(primary) {
+                Some(e) => e.clone(),
+                None => pu::lock_email(conn, t, primary)
                     .await?
-                    .into_iter()
-                    .find(|e| e.address.eq_ignore_ascii_case(address))
+                    .ok_or_else(|| DbError::Inconsistent("the new address vanished".into()))?,
+            };
+            if let Some(old) = &old_primary {
+                pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
             }
-        };
-        let Some(new) = new_id else {
-            return Err(DbError::Inconsistent("the new address vanished".into()).into());
-        };
-        if let Some(old) = &old_primary {
-            pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
+            pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
+            pu::insert_log(
+                conn,
+                t,
+                actor,
+                &user.phid,
+                "email-primary",
+                json!(old_primary.as_ref().map(|e| e.address.clone())),
+                json!(primary),
+                remote,
+            )
+            .await?;
+            if new.is_verified || verified {
+                changes.is_email_verified = Some(true);
+            }
+            diff.set(
+                "email",
+                old_primary.as_ref().map(|e| e.address.clone()),
+                primary.clone(),
+            );
         }
-        pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
-        pu::insert_log(
-            conn,
-            t,
-            actor,
-            &user.phid,
-            "email-primary",
-            json!(old_primary.as_ref().map(|e| e.address.clone())),
-            json!(address),
-            remote,
-        )
-        .await?;
-        if new.is_verified || verified {
-            changes.is_email_verified = Some(true);
-        }
-        if let Some(old) = &old_primary {
+        for old in &to_remove {
             pu::destroy_email(conn, t, old).await?;
             pu::insert_log(
                 conn,
@@ -938,14 +980,76 @@ impl Provisioner {
             .await?;
             tasks.push(Task::identity_removed(&old.address));
         }
-        pu::expire_temporary_tokens(
+        if !to_remove.is_empty() {
+            diff.note(
+                "emailsRemoved",
+                to_remove
+                    .iter()
+                    .map(|e| e.address.clone())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if primary_moves || !to_remove.is_empty() {
+            // `PhabricatorUserEditor::revokePasswordResetLinks`: a reset link must not outlive
+            // the address it was sent to.
+            pu::expire_temporary_tokens(
+                conn,
+                t,
+                &user.phid,
+                Some(&["login:onetime", "login:password"]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `address` to an account, not primary, as `PhabricatorUserEditor::addEmail` does:
+    /// refused when another account holds it (409) or it is an application address (400).
+    async fn add_email(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user_phid: &str,
+        address: &str,
+        verified: bool,
+        tasks: &mut Vec<Task>,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        if let Some(owner) = pu::lock_email(conn, t, address).await? {
+            return Err(ScimError::uniqueness(format!(
+                "the email {address} belongs to another account ({})",
+                owner.user_phid
+            ))
+            .into());
+        }
+        if pu::is_application_email(conn, t, address).await? {
+            return Err(ScimError::invalid_value(format!(
+                "{address} is an application email address"
+            ))
+            .into());
+        }
+        if let Err(e) = pu::insert_email(conn, t, user_phid, address, verified, false).await {
+            // A concurrent request took it between the check and the insert.
+            if e.is_unique_violation() {
+                return Err(ScimError::uniqueness(format!(
+                    "the email {address} belongs to another account"
+                ))
+                .into());
+            }
+            return Err(e.into());
+        }
+        pu::insert_log(
             conn,
             t,
-            &user.phid,
-            Some(&["login:onetime", "login:password"]),
+            &ctx.actor_phid,
+            user_phid,
+            "email-add",
+            Value::Null,
+            json!(address),
+            &ctx.remote_addr,
         )
         .await?;
-        diff.set("email", old_primary.map(|e| e.address), address.to_owned());
+        tasks.push(Task::identity_added(address));
         Ok(())
     }
 
@@ -1239,6 +1343,34 @@ fn with_desired_active(attributes: &Map<String, Value>, active: bool) -> Map<Str
     let mut m = attributes.clone();
     m.insert("active".into(), Value::Bool(active));
     m
+}
+
+/// Most addresses one account gets from the IdP: each costs a handful of rows and a task, and
+/// no person has more.
+const MAX_MIRRORED_EMAILS: usize = 20;
+
+/// The addresses Phabricator gets for `spec`: `primary` (`Provisioner::address_for`) first,
+/// then every other address the IdP sent that Phabricator accepts
+/// (`PhabricatorUserEmail::isValidAddress`), once each, compared case-insensitively as
+/// `user_email.address` is. Others stay SCIM data only: an odd home address must not keep a
+/// person from being provisioned.
+fn mirrored_addresses(
+    spec: &UserSpec,
+    primary: &str,
+) -> std::result::Result<Vec<String>, ScimError> {
+    let mut out = vec![primary.to_owned()];
+    for e in &spec.emails {
+        if is_valid_email(&e.value) && !out.iter().any(|a| a.eq_ignore_ascii_case(&e.value)) {
+            out.push(e.value.clone());
+        }
+    }
+    if out.len() > MAX_MIRRORED_EMAILS {
+        return Err(ScimError::invalid_value(format!(
+            "{} email addresses; Phabricator gets at most {MAX_MIRRORED_EMAILS} per user",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {

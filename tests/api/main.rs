@@ -9,6 +9,7 @@ mod auth;
 mod bulk;
 mod cli;
 mod drift;
+mod emails;
 mod groups;
 mod helpers;
 mod hostile;

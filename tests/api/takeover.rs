@@ -165,6 +165,10 @@ async fn an_administrators_identity_is_never_changed() {
             "address",
         ),
         (
+            json!([{"op": "add", "path": "emails", "value": [{"value": "admin.alt@corp.example", "type": "home"}]}]),
+            "address",
+        ),
+        (
             json!([{"op": "replace", "path": "userType", "value": "Bot"}]),
             "bot",
         ),
