@@ -275,6 +275,18 @@ async fn addresses_the_idp_never_sent_stay_and_others_are_not_taken() {
         )
         .await;
     assert_eq!(s, 409, "{e}");
+    // More addresses than one person has: 400, nothing written.
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"value": format!("bo{i}@corp.example"), "primary": i == 0}))
+        .collect();
+    let (s, e) = app
+        .patch(&format!("/Users/{phid}"), replace_emails(json!(many)))
+        .await;
+    assert_eq!(
+        (s.as_u16(), e["scimType"].clone()),
+        (400, json!("invalidValue")),
+        "{e}"
+    );
     assert_eq!(
         (
             addresses(&app, &phid).await,
