@@ -159,6 +159,10 @@ pub struct Config {
     pub username_policy: UsernamePolicy,
     /// Adoption of existing accounts on POST.
     pub adoption: AdoptionPolicy,
+    /// Let `adoption` take over Phabricator administrators too (off: 409). Whoever holds a
+    /// token can then rename an adopted administrator and add it to projects, never change its
+    /// addresses, bot flag, login links or userName (README.md, Security).
+    pub adopt_administrators: bool,
     /// Adoption of existing projects on Group POST (by name).
     pub group_adoption: bool,
     /// Mark IdP-provided addresses verified (the IdP owns them).
@@ -222,6 +226,7 @@ impl Default for Config {
             pool_size: 16,
             username_policy: UsernamePolicy::LocalPart,
             adoption: AdoptionPolicy::VerifiedEmail,
+            adopt_administrators: false,
             group_adoption: true,
             trust_idp_emails: true,
             placeholder_email_domain: None,
@@ -454,6 +459,23 @@ impl Config {
         if self.max_results == 0 {
             return Err(ConfigError::Invalid("max_results must be positive".into()));
         }
+        if let Some(domain) = &self.placeholder_email_domain {
+            // Placeholders (and the bot's address) are `<username>@<domain>`: with the longest
+            // username they must still be an address `user_email` holds and Phabricator
+            // accepts (`PhabricatorUserEmail::isValidAddress`).
+            let longest = format!(
+                "{}@{domain}",
+                "a".repeat(crate::provisioning::username::MAX_USERNAME_BYTES)
+            );
+            if !crate::scim::user::is_valid_email(&longest) {
+                return Err(ConfigError::Invalid(format!(
+                    "placeholder_email_domain must be a domain of at most {} characters from a-z, 0-9, '.', '-', '_', '+' and ':'",
+                    crate::scim::user::MAX_EMAIL_BYTES
+                        - crate::provisioning::username::MAX_USERNAME_BYTES
+                        - 1
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -607,6 +629,19 @@ mod tests {
             assert!(e.contains("trusted_proxies") && e.contains("nope"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn placeholder_domains_must_make_addresses_phabricator_holds() {
+        let with = |domain: &str| Config {
+            placeholder_email_domain: Some(domain.to_owned()),
+            ..Config::default()
+        };
+        assert!(with("corp.example").validate().is_ok());
+        assert!(with(&"d".repeat(63)).validate().is_ok());
+        assert!(with(&"d".repeat(64)).validate().is_err());
+        assert!(with("corp example").validate().is_err());
+        assert!(with("").validate().is_err());
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct ScimUserView {
     pub user_created: u32,
     #[sqlx(rename = "userModified")]
     pub user_modified: u32,
+    /// Whether a SCIM token (revoked or not) speaks for this account: the service's own bot,
+    /// which SCIM never changes (README.md, Security).
+    #[sqlx(rename = "isTokenBot")]
+    pub is_token_bot: bool,
     /// `[[group id, displayName], ...]` when the query asked for it (`user_groups_column`).
     #[sqlx(rename = "groupsJson", default)]
     pub groups_json: Option<String>,
@@ -113,8 +117,12 @@ async fn one_user_view(
     value: &str,
     lock: bool,
 ) -> DbResult<Option<ScimUserView>> {
+    // The token subquery takes no lock: a locking read locks the rows of the outer query only,
+    // so token checks (which stamp `dateLastUsed`) never wait for a user write.
     Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {SCIM_USER_VIEW_COLUMNS}{} FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.{column} = ?{}",
+        "SELECT {SCIM_USER_VIEW_COLUMNS}, EXISTS(SELECT 1 FROM {} k WHERE k.botPHID = s.userPHID) AS isTokenBot{} \
+         FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.{column} = ?{}",
+        t.scim_token,
         user_groups_column(t),
         t.scim_user,
         t.user,
@@ -160,8 +168,21 @@ pub async fn lock_scim_user_by_name(
     one_user_view(conn, t, "userName", user_name, true).await
 }
 
-/// Inserts the SCIM record of a user (version 1). A duplicate userName fails with 1062 on
-/// `key_username`: that unique key decides races between identical POSTs.
+/// Whether a SCIM token (revoked or not) speaks for `user_phid`: the service's own bot.
+pub async fn is_token_bot(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<bool> {
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "SELECT 1 FROM {} WHERE botPHID = ? LIMIT 1",
+        t.scim_token
+    )))
+    .bind(user_phid)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
+}
+
+/// Inserts the SCIM record of a user (version 1), created and modified at `ts`. A duplicate
+/// userName fails with 1062 on `key_username`: that unique key decides races between identical
+/// POSTs.
 pub async fn insert_scim_user(
     conn: &mut Conn,
     t: &Tables,
@@ -169,8 +190,8 @@ pub async fn insert_scim_user(
     user_name: &str,
     external_id: Option<&str>,
     attributes: &Value,
+    ts: u32,
 ) -> DbResult<()> {
-    let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (userPHID, userName, externalID, attributes, version, isDeprovisioned, \
          dateCreated, dateModified) VALUES (?, ?, ?, ?, 1, 0, ?, ?)",
@@ -495,10 +516,11 @@ pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()>
     Ok(())
 }
 
-/// Managed, not deprovisioned users.
+/// Managed users with web access (not deprovisioned, not disabled, not bots or agents): the
+/// people the deprovision guard protects.
 pub async fn count_active_managed_users(conn: &mut Conn, t: &Tables) -> DbResult<u64> {
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND u.isDisabled = 0",
+        "SELECT COUNT(*) FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND u.isDisabled = 0 AND u.isSystemAgent = 0",
         t.scim_user, t.user
     )))
     .fetch_one(&mut *conn)
@@ -833,7 +855,8 @@ pub async fn list_scim_groups(
 }
 
 /// Which of `phids` are users SCIM manages and has not deprovisioned (the only valid group
-/// members).
+/// members). The service's own bot never is, even where an older version adopted it: SCIM
+/// never changes it (README.md, Security).
 pub async fn managed_users_among(
     conn: &mut Conn,
     t: &Tables,
@@ -842,9 +865,11 @@ pub async fn managed_users_among(
     let mut out = std::collections::HashSet::new();
     for chunk in phids.chunks(super::phabricator::edge::CHUNK) {
         let sql = format!(
-            "SELECT userPHID FROM {} WHERE isDeprovisioned = 0 AND userPHID IN {}",
+            "SELECT userPHID FROM {} s WHERE isDeprovisioned = 0 AND userPHID IN {} \
+             AND NOT EXISTS (SELECT 1 FROM {} k WHERE k.botPHID = s.userPHID)",
             t.scim_user,
-            placeholders(chunk.len())
+            placeholders(chunk.len()),
+            t.scim_token
         );
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for p in chunk {

@@ -264,10 +264,27 @@ impl Provisioner {
                 ))
                 .into());
             }
+            // The account's own row, locked, decides whether it may be taken over.
+            let account = pu::lock_user(conn, t, &owner.user_phid)
+                .await?
+                .ok_or_else(|| DbError::Inconsistent("the owner of an address vanished".into()))?;
+            let service_bot = account.phid == ctx.actor_phid
+                || sidecar::is_token_bot(conn, t, &account.phid).await?;
+            self.refuse_protected(&account, service_bot, Change::Adopt)?;
+            if self.is_placeholder(spec, address) {
+                // The IdP named no address: the one the service made up proves nothing.
+                return Err(ScimError::uniqueness(format!(
+                    "the placeholder address {address} belongs to @{}, an account SCIM does not manage; SCIM adopts an account only by an address the IdP sends",
+                    account.user_name
+                ))
+                .into());
+            }
             return self.adopt(conn, ctx, &owner.user_phid, spec).await;
         }
         let phid = new_phid("USER");
         let active = spec.active.unwrap_or(true);
+        // One timestamp for the stored record and the answer: a GET right after must match.
+        let ts = now();
         if let Err(e) = sidecar::insert_scim_user(
             conn,
             t,
@@ -275,6 +292,7 @@ impl Provisioner {
             &spec.user_name,
             spec.external_id.as_deref(),
             &Value::Object(with_desired_active(&spec.attributes, active)),
+            ts,
         )
         .await
         {
@@ -295,6 +313,7 @@ impl Provisioner {
         }
         let is_bot = self.is_bot(spec);
         let verified = self.cfg.trust_idp_emails && !self.is_placeholder(spec, address);
+        let wanted = mirrored_addresses(spec, address)?;
         let (user_id, username) = self
             .insert_account(conn, &phid, spec, is_bot, verified)
             .await?;
@@ -321,6 +340,23 @@ impl Provisioner {
             diff.note("login", link);
         }
         let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
+        // The other addresses the IdP sent, each as `PhabricatorUserEditor::addEmail` adds one.
+        let mut added = Vec::new();
+        for other in &wanted[1..] {
+            self.add_email(
+                conn,
+                ctx,
+                &phid,
+                other,
+                self.cfg.trust_idp_emails,
+                &mut tasks,
+            )
+            .await?;
+            added.push(other.clone());
+        }
+        if !added.is_empty() {
+            diff.note("emailsAdded", added);
+        }
         if !active {
             // Created already deactivated: disable in the same request, as an edit would.
             let row = pu::lock_user(conn, t, &phid)
@@ -339,7 +375,6 @@ impl Provisioner {
         )
         .await?;
         worker::queue(conn, t, &tasks).await?;
-        let ts = now();
         Ok((
             Created::New,
             StoredUser {
@@ -419,6 +454,7 @@ impl Provisioner {
             &spec.user_name,
             spec.external_id.as_deref(),
             &json!({}),
+            now(),
         )
         .await
         {
@@ -533,13 +569,33 @@ impl Provisioner {
         mode: Mode,
     ) -> Result<StoredUser> {
         let t = &*self.db.t;
+        // Locked with the SCIM record: the live row, so protections follow Phabricator at once.
         let user = view.user_row();
+        let service_bot = view.is_token_bot || user.phid == ctx.actor_phid;
+        self.refuse_protected(&user, service_bot, Change::Write)?;
         let mut diff = Diff::default();
         let mut tasks: Vec<Task> = Vec::new();
         let mut xactions: Vec<Xaction> = Vec::new();
         let mut changes = UserChanges::default();
 
-        if user.real_name != spec.real_name {
+        let old_attrs = parse_attributes(&view.attributes)?;
+        // What the IdP asked for last time (for an adoption: nothing yet).
+        let previous = UserSpec::from_doc(stored_doc(
+            &view.user_name,
+            view.external_id.as_deref(),
+            true,
+            &old_attrs,
+        ))
+        .ok();
+        if view.user_name.to_lowercase() != spec.user_name.to_lowercase() {
+            self.refuse_protected(&user, service_bot, Change::UserName)?;
+        }
+
+        // A name the IdP never sent is never written: an adopted account keeps its own until
+        // the IdP sends one; a name the IdP sent and then removed is removed.
+        let name_sent = !spec.real_name.is_empty()
+            || previous.as_ref().is_some_and(|p| !p.real_name.is_empty());
+        if name_sent && user.real_name != spec.real_name {
             diff.set("realName", user.real_name.clone(), spec.real_name.clone());
             // `core:customfield` for `user:realname` (docs/write-paths.md#change-the-real-name).
             xactions.push(Xaction {
@@ -550,8 +606,16 @@ impl Provisioner {
             });
             changes.real_name = Some(spec.real_name.clone());
         }
+        // Set when this write ends the account's web access: stamped on `scim_user` and
+        // checked by the burst guard just before COMMIT.
+        let mut ends_access = false;
         let is_bot = self.is_bot(spec);
         if is_bot != user.is_system_agent && !user.is_mailing_list {
+            self.refuse_protected(&user, service_bot, Change::BotFlag)?;
+            // Phabricator refuses web sessions to bots and agents
+            // (`PhabricatorUser::canEstablishWebSessions`): making a person one locks them out
+            // as surely as `active: false`, so it is a deprovision for the guard.
+            ends_access = is_bot;
             diff.set("bot", user.is_system_agent, is_bot);
             changes.is_system_agent = Some(is_bot);
         }
@@ -563,13 +627,10 @@ impl Provisioner {
             Mode::Adopt => spec.active.unwrap_or(current_active),
             Mode::Update => spec.active.unwrap_or(current_active),
         };
-        // Set when this write disables the account: stamped on `scim_user` and checked by the
-        // burst guard just before COMMIT.
-        let mut disabled_at = None;
         if desired_active != current_active {
             if !desired_active {
-                self.refuse_protected(ctx, &user)?;
-                disabled_at = Some(now());
+                self.refuse_protected(&user, service_bot, Change::Disable)?;
+                ends_access = true;
             }
             xactions.push(Xaction {
                 kind: "user.disable",
@@ -588,23 +649,37 @@ impl Provisioner {
             );
         }
 
+        let deprovisioned_at = ends_access.then(now);
+
         let address = self.address_for(spec, Some(&user.user_name))?;
-        // What the IdP asked for last time: when it is unchanged there is nothing to move (and
-        // no query to make), unless this write takes the account over.
-        let previous = UserSpec::from_doc(stored_doc(
-            &view.user_name,
-            view.external_id.as_deref(),
-            true,
-            &parse_attributes(&view.attributes)?,
-        ))
-        .ok()
-        .and_then(|s| self.address_for(&s, Some(&user.user_name)).ok());
-        if mode != Mode::Update || previous.as_deref() != Some(address.as_str()) {
-            self.sync_email(
+        let wanted = mirrored_addresses(spec, &address)?;
+        let previous_address = previous
+            .as_ref()
+            .and_then(|s| self.address_for(s, Some(&user.user_name)).ok());
+        let previously_wanted = previous
+            .as_ref()
+            .zip(previous_address.as_deref())
+            .and_then(|(s, a)| mirrored_addresses(s, a).ok())
+            .unwrap_or_default();
+        // When the addresses the IdP asked for are unchanged there is nothing to move (and no
+        // query to make), unless this write takes the account over.
+        if mode != Mode::Update || previously_wanted != wanted {
+            // Only what the IdP itself sent before and no longer sends is removed: an adopted
+            // account keeps the addresses it had, and so does an address added in Phabricator.
+            let dropped: Vec<String> = if mode == Mode::Adopt {
+                Vec::new()
+            } else {
+                previously_wanted
+                    .into_iter()
+                    .filter(|p| !wanted.iter().any(|w| w.eq_ignore_ascii_case(p)))
+                    .collect()
+            };
+            self.sync_emails(
                 conn,
                 ctx,
                 &user,
-                &address,
+                &wanted,
+                &dropped,
                 self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address),
                 &mut changes,
                 &mut diff,
@@ -648,7 +723,6 @@ impl Provisioner {
             tasks.insert(0, Task::search(&user.phid, xactions.is_empty()));
         }
 
-        let old_attrs = parse_attributes(&view.attributes)?;
         let new_attrs = with_desired_active(&spec.attributes, desired_active);
         let deprovisioned = mode == Mode::Delete;
         let scim_changed = view.user_name != spec.user_name
@@ -665,7 +739,19 @@ impl Provisioner {
                 spec.external_id.clone(),
             );
         }
-        if let Some(link) = self
+        if user.is_admin && self.cfg.login_provider.is_some() {
+            // An administrator's login links never change over SCIM: a link lets whoever holds
+            // that directory identity in. A write that would move its identifier is refused;
+            // otherwise its links stay as they are (an adoption links none).
+            let identifier = login_identifier(&self.cfg.login_identifier, spec, &address);
+            let before = previous
+                .as_ref()
+                .zip(previous_address.as_deref())
+                .map(|(p, a)| login_identifier(&self.cfg.login_identifier, p, a));
+            if mode != Mode::Adopt && before.as_deref() != Some(identifier.as_str()) {
+                self.refuse_protected(&user, service_bot, Change::LoginLink)?;
+            }
+        } else if let Some(link) = self
             .link_login(conn, &user.phid, spec, &address, &user.user_name)
             .await?
         {
@@ -680,7 +766,7 @@ impl Provisioner {
                 spec.external_id.as_deref(),
                 &Value::Object(new_attrs),
                 deprovisioned,
-                disabled_at,
+                deprovisioned_at,
             )
             .await
             {
@@ -707,6 +793,7 @@ impl Provisioner {
             Mode::Rehire => (201, "rehire"),
             Mode::Update if changes.is_disabled == Some(true) => (200, "deprovision"),
             Mode::Update if changes.is_disabled == Some(false) => (200, "reactivate"),
+            Mode::Update if changes.is_system_agent == Some(true) => (200, "deprovision (bot)"),
             Mode::Update if scim_changed || row_changed => (200, "update"),
             Mode::Update => (200, "no change to"),
         };
@@ -722,7 +809,7 @@ impl Provisioner {
         let groups = parse_groups(view.groups_json.as_deref())?;
         // Task ids last: the counter row is hot (docs/design.md#tasks-inside-the-transaction).
         worker::queue(conn, t, &tasks).await?;
-        if disabled_at.is_some() {
+        if deprovisioned_at.is_some() {
             // After the tasks: their counter allocation has locked the row the guard needs.
             self.guard_burst(conn, view.id, tasks.is_empty()).await?;
         }
@@ -786,93 +873,102 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Makes `address` the user's one primary address, the way `PhabricatorUserEditor` does it
-    /// (docs/write-paths.md): add it (verified), make it primary, remove the old one, each with its
-    /// `user_log` row; reset links are revoked and identity tasks queued.
+    /// Mirrors the addresses the IdP sends into `user_email`, each step the way
+    /// `PhabricatorUserEditor` takes it: `addEmail` for an address the account lacks (the row,
+    /// an `email-add` user-log row, an identity task), `changePrimaryEmail` when SCIM's primary
+    /// moves (the old primary is demoted and kept, an `email-primary` row, reset links revoked)
+    /// and `removeEmail` for an address in `dropped` (a destruction-log row, the delete, an
+    /// `email-remove` row, an identity task). `wanted[0]` is the primary; `verified` is whether
+    /// it counts as verified (the others are verified when the IdP is trusted).
     #[allow(clippy::too_many_arguments)]
-    async fn sync_email(
+    async fn sync_emails(
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
         user: &UserRow,
-        address: &str,
+        wanted: &[String],
+        dropped: &[String],
         verified: bool,
         changes: &mut UserChanges,
         diff: &mut Diff,
         tasks: &mut Vec<Task>,
     ) -> Result<()> {
         let t = &*self.db.t;
+        let Some(primary) = wanted.first() else {
+            return Err(DbError::Inconsistent("no address to mirror".into()).into());
+        };
         let emails = pu::user_emails(conn, t, &user.phid).await?;
+        let owned = |address: &str| {
+            emails
+                .iter()
+                .find(|e| e.address.eq_ignore_ascii_case(address))
+        };
+        let to_add: Vec<&String> = wanted.iter().filter(|a| owned(a).is_none()).collect();
         let old_primary = emails.iter().find(|e| e.is_primary).cloned();
-        if old_primary
+        let primary_moves = !old_primary
             .as_ref()
-            .is_some_and(|e| e.address.eq_ignore_ascii_case(address))
-        {
+            .is_some_and(|e| e.address.eq_ignore_ascii_case(primary));
+        let to_remove: Vec<pu::EmailRow> = dropped
+            .iter()
+            .filter_map(|d| owned(d))
+            .filter(|e| !wanted.iter().any(|w| w.eq_ignore_ascii_case(&e.address)))
+            .cloned()
+            .collect();
+        if to_add.is_empty() && !primary_moves && to_remove.is_empty() {
             return Ok(());
         }
+        // `apply` refused the service's own bot before anything else.
+        self.refuse_protected(user, false, Change::Emails)?;
         let actor = ctx.actor_phid.as_str();
         let remote = ctx.remote_addr.as_str();
-        let mine = emails
-            .iter()
-            .find(|e| e.address.eq_ignore_ascii_case(address))
-            .cloned();
-        let new_id = match mine {
-            Some(e) => Some(e),
-            None => {
-                if let Some(owner) = pu::lock_email(conn, t, address).await? {
-                    return Err(ScimError::uniqueness(format!(
-                        "the email {address} belongs to another account ({})",
-                        owner.user_phid
-                    ))
-                    .into());
-                }
-                if pu::is_application_email(conn, t, address).await? {
-                    return Err(ScimError::invalid_value(format!(
-                        "{address} is an application email address"
-                    ))
-                    .into());
-                }
-                pu::insert_email(conn, t, &user.phid, address, verified, false).await?;
-                pu::insert_log(
-                    conn,
-                    t,
-                    actor,
-                    &user.phid,
-                    "email-add",
-                    Value::Null,
-                    json!(address),
-                    remote,
-                )
+        for address in &to_add {
+            let is_primary = address.eq_ignore_ascii_case(primary);
+            let trusted = if is_primary {
+                verified
+            } else {
+                self.cfg.trust_idp_emails
+            };
+            self.add_email(conn, ctx, &user.phid, address, trusted, tasks)
                 .await?;
-                tasks.push(Task::identity_added(address));
-                pu::user_emails(conn, t, &user.phid)
+        }
+        if !to_add.is_empty() {
+            diff.note(
+                "emailsAdded",
+                to_add.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            );
+        }
+        if primary_moves {
+            let new = match owned(primary) {
+                Some(e) => e.clone(),
+                None => pu::lock_email(conn, t, primary)
                     .await?
-                    .into_iter()
-                    .find(|e| e.address.eq_ignore_ascii_case(address))
+                    .ok_or_else(|| DbError::Inconsistent("the new address vanished".into()))?,
+            };
+            if let Some(old) = &old_primary {
+                pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
             }
-        };
-        let Some(new) = new_id else {
-            return Err(DbError::Inconsistent("the new address vanished".into()).into());
-        };
-        if let Some(old) = &old_primary {
-            pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
+            pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
+            pu::insert_log(
+                conn,
+                t,
+                actor,
+                &user.phid,
+                "email-primary",
+                json!(old_primary.as_ref().map(|e| e.address.clone())),
+                json!(primary),
+                remote,
+            )
+            .await?;
+            if new.is_verified || verified {
+                changes.is_email_verified = Some(true);
+            }
+            diff.set(
+                "email",
+                old_primary.as_ref().map(|e| e.address.clone()),
+                primary.clone(),
+            );
         }
-        pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
-        pu::insert_log(
-            conn,
-            t,
-            actor,
-            &user.phid,
-            "email-primary",
-            json!(old_primary.as_ref().map(|e| e.address.clone())),
-            json!(address),
-            remote,
-        )
-        .await?;
-        if new.is_verified || verified {
-            changes.is_email_verified = Some(true);
-        }
-        if let Some(old) = &old_primary {
+        for old in &to_remove {
             pu::destroy_email(conn, t, old).await?;
             pu::insert_log(
                 conn,
@@ -887,14 +983,76 @@ impl Provisioner {
             .await?;
             tasks.push(Task::identity_removed(&old.address));
         }
-        pu::expire_temporary_tokens(
+        if !to_remove.is_empty() {
+            diff.note(
+                "emailsRemoved",
+                to_remove
+                    .iter()
+                    .map(|e| e.address.clone())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        if primary_moves || !to_remove.is_empty() {
+            // `PhabricatorUserEditor::revokePasswordResetLinks`: a reset link must not outlive
+            // the address it was sent to.
+            pu::expire_temporary_tokens(
+                conn,
+                t,
+                &user.phid,
+                Some(&["login:onetime", "login:password"]),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `address` to an account, not primary, as `PhabricatorUserEditor::addEmail` does:
+    /// refused when another account holds it (409) or it is an application address (400).
+    async fn add_email(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user_phid: &str,
+        address: &str,
+        verified: bool,
+        tasks: &mut Vec<Task>,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        if let Some(owner) = pu::lock_email(conn, t, address).await? {
+            return Err(ScimError::uniqueness(format!(
+                "the email {address} belongs to another account ({})",
+                owner.user_phid
+            ))
+            .into());
+        }
+        if pu::is_application_email(conn, t, address).await? {
+            return Err(ScimError::invalid_value(format!(
+                "{address} is an application email address"
+            ))
+            .into());
+        }
+        if let Err(e) = pu::insert_email(conn, t, user_phid, address, verified, false).await {
+            // A concurrent request took it between the check and the insert.
+            if e.is_unique_violation() {
+                return Err(ScimError::uniqueness(format!(
+                    "the email {address} belongs to another account"
+                ))
+                .into());
+            }
+            return Err(e.into());
+        }
+        pu::insert_log(
             conn,
             t,
-            &user.phid,
-            Some(&["login:onetime", "login:password"]),
+            &ctx.actor_phid,
+            user_phid,
+            "email-add",
+            Value::Null,
+            json!(address),
+            &ctx.remote_addr,
         )
         .await?;
-        diff.set("email", old_primary.map(|e| e.address), address.to_owned());
+        tasks.push(Task::identity_added(address));
         Ok(())
     }
 
@@ -921,21 +1079,59 @@ impl Provisioner {
         })
     }
 
-    /// Blast radius (issue 6): never disable an administrator or the caller's own bot.
-    fn refuse_protected(&self, ctx: &Ctx, user: &UserRow) -> Result<()> {
-        if user.is_admin {
-            return Err(ScimError::forbidden(format!(
-                "@{} is a Phabricator administrator; SCIM never disables administrators",
-                user.user_name
-            ))
-            .into());
+    /// Blast radius (issues 6 and 11): what SCIM never does, whatever a token asks. `user` is
+    /// the row locked in this transaction, never a cached flag, so an account made an
+    /// administrator a moment ago is protected from the next request on.
+    ///
+    /// - The service's own bot (`service_bot`: a SCIM token speaks for it) is never adopted nor
+    ///   written: every token would break with it (`ensure_bot` refuses a bot that is no longer
+    ///   one).
+    /// - Mailing lists are never adopted: they are nobody's account to take over.
+    /// - Administrators are adopted only with `adopt_administrators`, never disabled, and their
+    ///   addresses (where a password reset goes), bot flag (bots get no web session), login
+    ///   links (which let an outside identity in) and userName never change.
+    ///
+    /// Refusing an adoption is 409 `uniqueness`: the POST conflicts with an existing resource
+    /// (RFC 7644 §3.3), which IdPs report as "already exists" and do not retry blindly. A write
+    /// to a managed account is 403: the resource exists, the change is not allowed.
+    fn refuse_protected(&self, user: &UserRow, service_bot: bool, change: Change) -> Result<()> {
+        let who = &user.user_name;
+        let refuse = |why: String| -> Result<()> {
+            Err(if change == Change::Adopt {
+                ScimError::uniqueness(why)
+            } else {
+                ScimError::forbidden(why)
+            }
+            .into())
+        };
+        if service_bot {
+            return refuse(format!(
+                "@{who} is the bot account phab-scim's tokens speak for; SCIM never adopts or changes it"
+            ));
         }
-        if user.phid == ctx.actor_phid {
-            return Err(
-                ScimError::forbidden("a token cannot deprovision its own bot account").into(),
-            );
+        if change == Change::Adopt && user.is_mailing_list {
+            return refuse(format!("@{who} is a mailing list, which SCIM never adopts"));
         }
-        Ok(())
+        if !user.is_admin {
+            return Ok(());
+        }
+        let never = match change {
+            Change::Write => return Ok(()),
+            Change::Adopt if self.cfg.adopt_administrators => return Ok(()),
+            Change::Adopt => {
+                return refuse(format!(
+                    "@{who} is a Phabricator administrator; SCIM does not adopt administrators unless adopt_administrators is set"
+                ));
+            }
+            Change::Disable => "disables administrators",
+            Change::BotFlag => "changes an administrator's bot flag (userType Bot or Agent)",
+            Change::Emails => "changes an administrator's email addresses",
+            Change::LoginLink => "changes an administrator's login links",
+            Change::UserName => "changes an administrator's userName",
+        };
+        refuse(format!(
+            "@{who} is a Phabricator administrator; SCIM never {never}"
+        ))
     }
 
     /// Blast radius (issue 6): refuse a burst of deprovisions larger than the configured share
@@ -1116,6 +1312,25 @@ impl Provisioner {
     }
 }
 
+/// What a write would do to an account, for `Provisioner::refuse_protected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Take over an account SCIM does not manage (POST).
+    Adopt,
+    /// Any write to a managed account.
+    Write,
+    /// Disable it (`active: false`, DELETE).
+    Disable,
+    /// Make it a bot or agent, or a person again.
+    BotFlag,
+    /// Add, remove or re-prioritize its email addresses.
+    Emails,
+    /// Link it to a login identity.
+    LoginLink,
+    /// Change its SCIM userName.
+    UserName,
+}
+
 /// Which write `apply` performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -1131,6 +1346,34 @@ fn with_desired_active(attributes: &Map<String, Value>, active: bool) -> Map<Str
     let mut m = attributes.clone();
     m.insert("active".into(), Value::Bool(active));
     m
+}
+
+/// Most addresses one account gets from the IdP: each costs a handful of rows and a task, and
+/// no person has more.
+const MAX_MIRRORED_EMAILS: usize = 20;
+
+/// The addresses Phabricator gets for `spec`: `primary` (`Provisioner::address_for`) first,
+/// then every other address the IdP sent that Phabricator accepts
+/// (`PhabricatorUserEmail::isValidAddress`), once each, compared case-insensitively as
+/// `user_email.address` is. Others stay SCIM data only: an odd home address must not keep a
+/// person from being provisioned.
+fn mirrored_addresses(
+    spec: &UserSpec,
+    primary: &str,
+) -> std::result::Result<Vec<String>, ScimError> {
+    let mut out = vec![primary.to_owned()];
+    for e in &spec.emails {
+        if is_valid_email(&e.value) && !out.iter().any(|a| a.eq_ignore_ascii_case(&e.value)) {
+            out.push(e.value.clone());
+        }
+    }
+    if out.len() > MAX_MIRRORED_EMAILS {
+        return Err(ScimError::invalid_value(format!(
+            "{} email addresses; Phabricator gets at most {MAX_MIRRORED_EMAILS} per user",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 fn scim_emails(spec: &UserSpec) -> Vec<ScimEmail> {

@@ -77,6 +77,15 @@ impl UserSpec {
                 "externalId is longer than 128 characters",
             ));
         }
+        // It may become a login identifier (`login_identifier`), like userName.
+        if external_id
+            .as_ref()
+            .is_some_and(|e| e.chars().any(char::is_control))
+        {
+            return Err(ScimError::invalid_value(
+                "externalId contains control characters",
+            ));
+        }
         let active = match doc.remove("active") {
             Some(Value::Bool(b)) => Some(b),
             _ => None,
@@ -92,8 +101,13 @@ impl UserSpec {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
-        let real_name = str_at(&doc, "displayName", None)
-            .or_else(|| str_at(&doc, "name", Some("formatted")))
+        clean_names(&mut doc);
+        let display = str_at(&doc, "displayName", None);
+        let formatted = str_at(&doc, "name", Some("formatted"));
+        let from_display = display.is_some();
+        let from_formatted = !from_display && formatted.is_some();
+        let real_name = display
+            .or(formatted)
             .or_else(|| {
                 let parts: Vec<String> = [
                     str_at(&doc, "name", Some("givenName")),
@@ -105,7 +119,19 @@ impl UserSpec {
                 (!parts.is_empty()).then(|| parts.join(" "))
             })
             .unwrap_or_default();
-        let real_name = truncate_bytes(&real_name, MAX_REAL_NAME_BYTES);
+        let real_name = truncate_bytes(&real_name, MAX_REAL_NAME_BYTES)
+            .trim_end()
+            .to_owned();
+        // The attribute the real name comes from says what was stored, not what was sent:
+        // RFC 7644 §3.3 lets the service provider alter what it stores and answers with the
+        // result. Cutting to what Phabricator holds, rather than refusing, keeps the person
+        // provisioned (a 400 would leave them without an account until someone shortens the
+        // name in the IdP); the IdP sees the stored value in the answer.
+        if from_display {
+            doc.insert("displayName".into(), Value::String(real_name.clone()));
+        } else if from_formatted && let Some(Value::Object(name)) = doc.get_mut("name") {
+            name.insert("formatted".into(), Value::String(real_name.clone()));
+        }
         let emails = doc
             .get("emails")
             .and_then(Value::as_array)
@@ -149,6 +175,53 @@ impl UserSpec {
             .map(|e| e.value.clone())
             .or_else(|| is_valid_email(&self.user_name).then(|| self.user_name.clone()))
     }
+}
+
+/// The name attributes (`displayName`, `name`'s strings) without control characters, which
+/// have no place in a name and which Phabricator would store and render as they are (a NUL,
+/// an escape sequence). A run of them holding a line break or tab becomes one space; a value
+/// left empty is removed (the attribute was, in effect, not sent).
+fn clean_names(doc: &mut Map<String, Value>) {
+    fn clean(v: &mut Value) -> bool {
+        match v {
+            Value::String(s) if s.chars().any(char::is_control) => {
+                *s = without_controls(s);
+                !s.trim().is_empty()
+            }
+            Value::String(s) => !s.trim().is_empty(),
+            _ => true,
+        }
+    }
+    if let Some(v) = doc.get_mut("displayName")
+        && !clean(v)
+    {
+        doc.remove("displayName");
+    }
+    if let Some(Value::Object(name)) = doc.get_mut("name") {
+        name.retain(|_, v| clean(v));
+    }
+}
+
+/// `s` with control characters removed; a run of them that holds whitespace (a line break, a
+/// tab) becomes one space.
+pub fn without_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run_has_space = false;
+    let mut in_run = false;
+    for c in s.chars() {
+        if c.is_control() {
+            in_run = true;
+            run_has_space |= c.is_whitespace();
+            continue;
+        }
+        if in_run && run_has_space {
+            out.push(' ');
+        }
+        in_run = false;
+        run_has_space = false;
+        out.push(c);
+    }
+    out
 }
 
 /// Phabricator's address rule (`PhabricatorUserEmail::isValidAddress`): at most 128 bytes,
@@ -535,6 +608,9 @@ mod tests {
         assert!(spec(json!({"userName": "  "})).is_err());
         assert!(spec(json!({"userName": "a".repeat(129)})).is_err());
         assert!(spec(json!({"userName": "a".repeat(128)})).is_ok());
+        assert!(spec(json!({"userName": "a\u{0}"})).is_err());
+        assert!(spec(json!({"userName": "a", "externalId": "e\u{0}"})).is_err());
+        assert!(spec(json!({"userName": "a", "externalId": "e"})).is_ok());
     }
 
     #[test]
@@ -544,6 +620,20 @@ mod tests {
         assert!(!is_valid_email("@x.com"));
         assert!(!is_valid_email("a@"));
         assert!(!is_valid_email(&format!("{}@x.com", "a".repeat(130))));
+    }
+
+    #[test]
+    fn names_lose_control_characters_and_keep_what_phabricator_holds() {
+        assert_eq!(without_controls("Ann\u{0}a\u{7}\tLee\u{1b}"), "Anna Lee");
+        assert_eq!(without_controls("A\r\nB\u{9f}C"), "A BC");
+        let s = spec(json!({"userName": "a", "displayName": "\u{0}", "name": {"formatted": "F\u{0}G", "givenName": "\u{7}"}})).unwrap();
+        assert_eq!(s.real_name, "FG");
+        assert!(!s.attributes.contains_key("displayName"));
+        assert_eq!(s.attributes["name"], json!({"formatted": "FG"}));
+        let long = format!("é{}", "x".repeat(300));
+        let s = spec(json!({"userName": "a", "displayName": long})).unwrap();
+        assert_eq!(s.real_name.len(), MAX_REAL_NAME_BYTES);
+        assert_eq!(s.attributes["displayName"], s.real_name.as_str());
     }
 
     #[test]
