@@ -9,6 +9,7 @@ mod auth;
 mod bulk;
 mod cli;
 mod drift;
+mod example_config;
 mod groups;
 mod helpers;
 mod hostile;
