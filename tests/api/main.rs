@@ -10,6 +10,7 @@ mod bulk;
 mod cli;
 mod drift;
 mod emails;
+mod example_config;
 mod groups;
 mod helpers;
 mod hostile;
