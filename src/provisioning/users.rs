@@ -1112,6 +1112,14 @@ impl Provisioner {
         if change == Change::Adopt && user.is_mailing_list {
             return refuse(format!("@{who} is a mailing list, which SCIM never adopts"));
         }
+        // A bot made in Phabricator holds some automation's credentials and permissions; once
+        // adopted, a token could make it a person and reset its password to an address of its
+        // choosing. Bots the IdP wants are created over SCIM (`userType`), never taken over.
+        if change == Change::Adopt && user.is_system_agent {
+            return refuse(format!(
+                "@{who} is a bot account made in Phabricator, which SCIM never adopts"
+            ));
+        }
         if !user.is_admin {
             return Ok(());
         }

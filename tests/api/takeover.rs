@@ -25,6 +25,7 @@ enum Kind {
     Person,
     Admin,
     MailingList,
+    Bot,
 }
 
 /// An account made outside SCIM, as Phorge's own editors leave it: verified primary `address`,
@@ -34,7 +35,8 @@ async fn insert_account(app: &TestApp, username: &str, address: &str, kind: Kind
     let now = phab_scim::db::now();
     exec(app, &format!(
         "INSERT INTO {{user}}.user (phid, userName, realName, dateCreated, dateModified, conduitCertificate, isSystemAgent, isDisabled, isAdmin, isEmailVerified, isApproved, accountSecret, isEnrolledInMultiFactor, isMailingList) \
-         VALUES ('{phid}', '{username}', 'Hand Made', {now}, {now}, 'c', 0, 0, {a}, 1, 1, 's', 0, {m})",
+         VALUES ('{phid}', '{username}', 'Hand Made', {now}, {now}, 'c', {b}, 0, {a}, 1, 1, 's', 0, {m})",
+        b = u8::from(kind == Kind::Bot),
         a = u8::from(kind == Kind::Admin),
         m = u8::from(kind == Kind::MailingList),
     ))
@@ -336,6 +338,25 @@ async fn mailing_lists_are_never_adopted() {
         .await;
     assert_refused(s, &e, 409, "announce", "mailing list");
     assert_eq!(snapshot(&app, &list).await, before);
+    app.cleanup().await;
+}
+
+/// An existing bot (a CI or automation account made in Phabricator) is never adopted: a
+/// token could otherwise adopt it, make it a person (`userType` away from Bot) and move its
+/// address, then reset its password and log in with whatever the automation may do.
+#[tokio::test]
+async fn existing_bots_are_never_adopted() {
+    let app = TestApp::spawn_with(|c| c.adopt_administrators = true).await;
+    let bot = insert_account(&app, "ci-bot", "ci-bot@corp.example", Kind::Bot).await;
+    let before = snapshot(&app, &bot).await;
+    let (s, e) = app
+        .post(
+            "/Users",
+            user_body("ci-bot@corp.example", "ci-bot@corp.example", "CI"),
+        )
+        .await;
+    assert_refused(s, &e, 409, "ci-bot", "bot");
+    assert_eq!(snapshot(&app, &bot).await, before);
     app.cleanup().await;
 }
 
