@@ -16,6 +16,7 @@ mod invariants;
 mod lifecycle;
 mod protocol;
 mod races;
+mod readiness;
 mod schema;
 mod security;
 mod users;

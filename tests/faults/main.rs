@@ -121,9 +121,10 @@ fn is_scim_503(text: &str) -> bool {
         return false;
     };
     v["status"] == "503"
-        && v["schemas"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|u| u == "urn:ietf:params:scim:api:messages:2.0:Error"))
+        && v["schemas"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|u| u == "urn:ietf:params:scim:api:messages:2.0:Error")
+        })
 }
 
 impl Driver {
@@ -173,7 +174,9 @@ impl Driver {
                     self.stats.scim_body_missing.fetch_add(1, Ordering::Relaxed);
                 }
                 if !request_id {
-                    self.stats.request_id_missing.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .request_id_missing
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Outcome::Unknown
             }
@@ -560,7 +563,12 @@ async fn main() {
             let half = Duration::from_millis(pause_ms / 2);
             tokio::time::sleep(half).await;
             // Answered before the database goes on (the service's check gives up after 2 s).
-            let ready = readyz(&client, port, half.saturating_sub(Duration::from_millis(500))).await;
+            let ready = readyz(
+                &client,
+                port,
+                half.saturating_sub(Duration::from_millis(500)),
+            )
+            .await;
             tokio::time::sleep(half).await;
             if mode == "kill" {
                 // Killed while its transactions wait on the stopped server: they must roll
