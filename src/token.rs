@@ -270,9 +270,11 @@ impl TokenVerifier {
         let Some((id, secret)) = parse(token) else {
             return Err(AuthError::Malformed);
         };
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let row = sidecar::get_token(&mut conn, &self.db.t, id).await?;
-        drop(conn);
+        // Bounded: every request of this token waits on this one read (the gate above).
+        let row = self
+            .db
+            .read(async |conn| sidecar::get_token(conn, &self.db.t, id).await)
+            .await?;
         let ts = now();
         let usable = row.as_ref().filter(|r| {
             r.date_revoked.is_none()

@@ -19,5 +19,6 @@ mod races;
 mod readiness;
 mod schema;
 mod security;
+mod timeouts;
 mod users;
 mod value_filters;

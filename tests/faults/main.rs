@@ -151,6 +151,9 @@ impl Driver {
         let request_id = resp.headers().contains_key("x-request-id");
         let text = resp.text().await.unwrap_or_default();
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if ms > 4000 {
+            eprintln!("slow answer: {status} after {ms} ms");
+        }
         self.stats.longest_ms.fetch_max(ms, Ordering::Relaxed);
         if self.paused.load(Ordering::Relaxed) {
             self.stats
