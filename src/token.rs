@@ -253,7 +253,12 @@ impl TokenVerifier {
                 .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
                 .clone()
         };
-        let _one_at_a_time = gate.lock().await;
+        // The wait for the gate and the read share one limit: when the database hangs, each
+        // waiter would otherwise take its turn at a read that runs out of time.
+        let deadline = tokio::time::Instant::now() + self.db.timeouts.statement;
+        let _one_at_a_time = tokio::time::timeout_at(deadline, gate.lock())
+            .await
+            .map_err(|_| DbError::Timeout("waiting for a token check"))?;
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache
@@ -270,10 +275,11 @@ impl TokenVerifier {
         let Some((id, secret)) = parse(token) else {
             return Err(AuthError::Malformed);
         };
-        // Bounded: every request of this token waits on this one read (the gate above).
         let row = self
             .db
-            .read(async |conn| sidecar::get_token(conn, &self.db.t, id).await)
+            .within(deadline, "the token check", async |conn| {
+                sidecar::get_token(conn, &self.db.t, id).await
+            })
             .await?;
         let ts = now();
         let usable = row.as_ref().filter(|r| {

@@ -334,9 +334,15 @@ fn start_service(bin: &str, url: &str, ns: &Namespace, port: u16, log: &std::pat
         .env("PHAB_SCIM_DEPROVISION_GUARD_SHARE", "1.0")
         .env("PHAB_SCIM_LOG", "warn")
         // Short timeouts keep the hang rounds short: a request waits at most 3 s for a stopped
-        // database.
-        .env("PHAB_SCIM_STATEMENT_TIMEOUT_SECS", "2")
-        .env("PHAB_SCIM_TRANSACTION_TIMEOUT_SECS", "3")
+        // database (unless the caller sets them, to measure the defaults).
+        .env(
+            "PHAB_SCIM_STATEMENT_TIMEOUT_SECS",
+            std::env::var("PHAB_SCIM_STATEMENT_TIMEOUT_SECS").unwrap_or_else(|_| "2".into()),
+        )
+        .env(
+            "PHAB_SCIM_TRANSACTION_TIMEOUT_SECS",
+            std::env::var("PHAB_SCIM_TRANSACTION_TIMEOUT_SECS").unwrap_or_else(|_| "3".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
