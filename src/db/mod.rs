@@ -232,9 +232,9 @@ impl Db {
     }
 
     /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
-    /// user creation deadlocks on next-key locks (`PhabricatorUserEditor`), and waits for a
-    /// row lock no longer than `timeouts.statement` (InnoDB's default is 50 s; the
-    /// deadlock-retry loop of `provisioning::in_transaction!` retries a lock-wait timeout).
+    /// user creation (`PhabricatorUserEditor::createNewUser`, its name-token rewrite) deadlocks
+    /// on next-key locks. Each waits for a row lock no longer than `timeouts.statement`
+    /// (InnoDB's default is 50 s; `provisioning::in_transaction!` retries a lock-wait timeout).
     pub async fn connect_with(
         url: &Secret,
         ns: Namespace,
@@ -313,11 +313,7 @@ impl Db {
     /// half-written; a timeout during COMMIT is ambiguous (the server may have committed the
     /// whole transaction before it saw the close) but never partial.
     pub fn give_up(&self, conn: Lease, what: &'static str) -> DbError {
-        tracing::warn!(
-            what,
-            limit_secs = self.timeouts.operation.as_secs(),
-            "database timeout: the connection is closed"
-        );
+        tracing::warn!(what, "database timeout: the connection is closed");
         // Detached, the connection is dropped here: its socket closes without a goodbye that
         // a hung server would never read.
         drop(conn.detach());
