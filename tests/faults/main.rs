@@ -17,7 +17,9 @@
 //!   every request must still be answered (503 with Retry-After and a SCIM error body), and
 //!   `/readyz` must answer 503; in kill mode the service is also SIGKILLed during the hang;
 //! - `PHAB_SCIM_FAULT_PAUSE_MS`: how long each hang lasts (default 7000; the service runs with
-//!   a 2 s statement and 3 s transaction timeout).
+//!   a 2 s statement and 3 s transaction timeout unless `PHAB_SCIM_STATEMENT_TIMEOUT_SECS` and
+//!   `PHAB_SCIM_TRANSACTION_TIMEOUT_SECS` are set); `PHAB_SCIM_FAULT_HANG_ONLY=1`: every round
+//!   is a hang.
 //!
 //! Each client owns its users and one group and sends one request at a time, so the state of
 //! each attribute is known: the last acknowledged (2xx) value, or the value of the one request
@@ -477,6 +479,7 @@ async fn main() {
         (Some(p), Some(r)) => Some((p, r)),
         _ => None,
     };
+    let hang_only = std::env::var("PHAB_SCIM_FAULT_HANG_ONLY").is_ok_and(|v| v == "1");
     let pause_ms: u64 = std::env::var("PHAB_SCIM_FAULT_PAUSE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -561,13 +564,14 @@ async fn main() {
     for round in 0..rounds {
         let load_ms = rand::thread_rng().gen_range(300..2000);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
-        if let Some((pause, resume)) = hang.as_ref().filter(|_| round % 2 == 1) {
+        if let Some((pause, resume)) = hang.as_ref().filter(|_| hang_only || round % 2 == 1) {
             // The database hangs with connections in use (SIGSTOP: the sockets stay open and
             // nothing answers). Every request must still be answered within the service's
             // timeouts, and /readyz too, before the database goes on.
+            shell(pause);
+            // Only answers sent after the server stopped count.
             let before = driver.stats.answered_while_paused.load(Ordering::Relaxed);
             driver.paused.store(true, Ordering::Relaxed);
-            shell(pause);
             hangs += 1;
             let half = Duration::from_millis(pause_ms / 2);
             tokio::time::sleep(half).await;
