@@ -26,9 +26,14 @@ impl Application {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> anyhow::Result<Self> {
-        let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), cfg.pool_size)
-            .await
-            .context("database")?;
+        let db = Db::connect_with(
+            &cfg.database_url,
+            cfg.namespace.clone(),
+            cfg.pool_size,
+            cfg.db_timeouts(),
+        )
+        .await
+        .context("database")?;
         let report = migrate::migrate(&db)
             .await
             .with_context(|| format!("applying {}_scim patches", cfg.namespace.as_str()))?;

@@ -254,7 +254,12 @@ impl TokenVerifier {
                 .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
                 .clone()
         };
-        let _one_at_a_time = gate.lock().await;
+        // The wait for the gate and the read share one limit: when the database hangs, each
+        // waiter would otherwise take its turn at a read that runs out of time.
+        let deadline = tokio::time::Instant::now() + self.db.timeouts.statement;
+        let _one_at_a_time = tokio::time::timeout_at(deadline, gate.lock())
+            .await
+            .map_err(|_| DbError::Timeout("waiting for a token check"))?;
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache
@@ -271,9 +276,12 @@ impl TokenVerifier {
         let Some((id, secret)) = parse(token) else {
             return Err(AuthError::Malformed);
         };
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let row = sidecar::get_token(&mut conn, &self.db.t, id).await?;
-        drop(conn);
+        let row = self
+            .db
+            .within(deadline, "the token check", async |conn| {
+                sidecar::get_token(conn, &self.db.t, id).await
+            })
+            .await?;
         let ts = now();
         let usable = row.as_ref().filter(|r| {
             r.date_revoked.is_none()

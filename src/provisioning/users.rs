@@ -146,8 +146,9 @@ impl Provisioner {
     /// GET /Users/{id}.
     #[instrument(skip_all, fields(id = %phid))]
     pub async fn get_user(&self, phid: &str) -> Result<ReadUser> {
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let view = sidecar::get_scim_user(&mut conn, &self.db.t, phid)
+        let view = self
+            .db
+            .read(async |conn| sidecar::get_scim_user(conn, &self.db.t, phid).await)
             .await?
             .filter(|v| !v.is_deprovisioned)
             .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
@@ -196,19 +197,23 @@ impl Provisioner {
     ) -> Result<(u64, Vec<ReadUser>)> {
         let order = filter_sql::user_order(&self.db.t, sort, descending);
         let sql = filter_sql::user_where(&self.db.t, filter);
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) = sidecar::list_scim_users(
-            &mut conn,
-            &self.db.t,
-            &sql.text,
-            &sql.binds,
-            &order.text,
-            &order.binds,
-            offset,
-            limit,
-            want_groups,
-        )
-        .await?;
+        let (total, rows) = self
+            .db
+            .read(async |conn| {
+                sidecar::list_scim_users(
+                    conn,
+                    &self.db.t,
+                    &sql.text,
+                    &sql.binds,
+                    &order.text,
+                    &order.binds,
+                    offset,
+                    limit,
+                    want_groups,
+                )
+                .await
+            })
+            .await?;
         let users = rows
             .into_iter()
             .map(ReadUser::from_read)
