@@ -327,6 +327,11 @@ function identity($table, array $row) {
   $short = substr($table, strpos($table, '.') + 1);
   if (isset(IDENTITY[$short])) {
     $cols = IDENTITY[$short];
+    if (in_array('objectPHID', $cols, true)
+      && array_key_exists('dataID', $row) && $row['objectPHID'] === null) {
+      // Tasks about no object (identity changes) are told apart by data.
+      $cols[] = 'dataID';
+    }
   } else if (array_key_exists('phid', $row)) {
     $cols = array('phid');
   } else {
@@ -394,6 +399,15 @@ function compare_changes(array $host, array $scim) {
   return $out;
 }
 
+function any_match(array $globs, $value) {
+  foreach ($globs as $glob) {
+    if (fnmatch($glob, $value)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /** Where two JSON documents differ, as path => [a, b] (keys joined with
  * "."); empty when either is not a JSON object. */
 function json_paths($a, $b, $prefix = '') {
@@ -438,13 +452,22 @@ function read_listing($file) {
     if (count($cells) < 6 || $cells[0] === 'host' || preg_match('/^-+$/', $cells[0])) {
       continue;
     }
+    $what = trim($cells[4], '`');
+    $where = '*';
+    if (preg_match('/^(.*?)\s+where\s+(.*)$/', $what, $w)) {
+      list(, $what, $where) = $w;
+    }
+    $list = function ($cell) {
+      return array_map('trim', explode(',', str_replace('`', '', $cell)));
+    };
     $entries[] = array(
       'line' => $n + 1,
       'host' => $cells[0],
-      'op' => trim($cells[1], '`'),
-      'table' => trim($cells[2], '`'),
-      'change' => trim($cells[3], '`'),
-      'what' => trim($cells[4], '`'),
+      'op' => $list($cells[1]),
+      'table' => $list($cells[2]),
+      'change' => $list($cells[3]),
+      'what' => $list($what),
+      'where' => $where,
       'reason' => $cells[5],
       'seen' => 0,
     );
@@ -476,10 +499,11 @@ foreach ($manifest as $entry) {
     $listed = false;
     foreach ($listing as $i => $e) {
       if (($e['host'] === 'both' || $e['host'] === $host_name)
-        && fnmatch($e['op'], $entry['op'])
-        && fnmatch($e['table'], $table)
-        && fnmatch($e['change'], $kind)
-        && fnmatch($e['what'], $what)) {
+        && any_match($e['op'], $entry['op'])
+        && any_match($e['table'], $table)
+        && any_match($e['change'], $kind)
+        && any_match($e['what'], $what)
+        && fnmatch($e['where'], $identity)) {
         $listing[$i]['seen']++;
         $listed = true;
       }
@@ -506,9 +530,10 @@ $stale = 0;
 foreach ($listing as $e) {
   if (($e['host'] === 'both' || $e['host'] === $host_name) && !$e['seen']) {
     $stale++;
-    printf("NO LONGER OCCURS (%s line %d): | %s | %s | %s | %s | %s |\n",
-      basename($listing_file), $e['line'], $e['host'], $e['op'], $e['table'],
-      $e['change'], $e['what']);
+    printf("NO LONGER OCCURS (%s line %d): | %s | %s | %s | %s | %s where %s |\n",
+      basename($listing_file), $e['line'], $e['host'], implode(', ', $e['op']),
+      implode(', ', $e['table']), implode(', ', $e['change']),
+      implode(', ', $e['what']), $e['where']);
   }
 }
 
