@@ -40,7 +40,11 @@
 //     of digests of the project PHIDs) become <pathkey>.
 //  6. A row deleted and re-inserted with the same content (a rewrite, e.g.
 //     name tokens) is no change.
-//  7. Not writes of any operation: scim.scim_instance (each service
+//  7. The PHID lists of a `core:edge` transaction (oldValue, newValue) are
+//     sets: PhabricatorEdgeChangeRecord keys them by PHID, and their order
+//     is that of an edge query whose ties (edges of the same second) fall
+//     either way. They are sorted.
+//  8. Not writes of any operation: scim.scim_instance (each service
 //     instance's heartbeat, every 15 s) and scim.scim_token.dateLastUsed
 //     (stamped off the request path, at most once a minute).
 //
@@ -247,7 +251,21 @@ function mask_row(Side $side, $table, array $row, array $snaps, array $window,
     }
     $out[$col] = mask_value($side, $value, $snaps);
   }
+  if (preg_match('/_transaction$/', $table)
+    && idx_or_null($row, 'transactionType') === 'core:edge') {
+    foreach (array('oldValue', 'newValue') as $col) {
+      $list = isset($out[$col]) ? json_decode($out[$col], true) : null;
+      if (is_array($list) && array_is_list($list)) {
+        sort($list);
+        $out[$col] = json_encode($list, JSON_UNESCAPED_SLASHES);
+      }
+    }
+  }
   return $out;
+}
+
+function idx_or_null(array $row, $key) {
+  return array_key_exists($key, $row) ? $row[$key] : null;
 }
 
 function mask_value(Side $side, $value, array $snaps) {

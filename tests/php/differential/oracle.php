@@ -294,14 +294,6 @@ function oracle_fixture() {
   $provider = new PhabricatorLDAPAuthProvider();
   $config = $provider->getDefaultProviderConfig();
   $provider->attachProviderConfig($config);
-  $config
-    ->setProviderType($provider->getProviderType())
-    ->setProviderDomain($provider->getProviderDomain())
-    ->setIsEnabled(1)
-    ->setShouldAllowLogin(1)
-    ->setShouldAllowRegistration(1)
-    ->setShouldAllowLink(1)
-    ->setShouldAllowUnlink(1);
   $template = new PhabricatorAuthProviderConfigTransaction();
   $props = array(
     PhabricatorLDAPAuthProvider::KEY_HOSTNAME => '127.0.0.1',
@@ -315,6 +307,9 @@ function oracle_fixture() {
   );
   $xactions = array();
   foreach ($props as $key => $value) {
+    // NOTE: Set on the object too: the final Phabricator builds the adapter
+    // (which reads them) to answer getProviderType().
+    $config->setProperty($key, $value);
     $xactions[] = id(clone $template)
       ->setTransactionType(
         PhabricatorAuthProviderConfigTransaction::TYPE_PROPERTY)
@@ -323,6 +318,9 @@ function oracle_fixture() {
         $key)
       ->setNewValue($value);
   }
+  $config
+    ->setProviderType($provider->getProviderType())
+    ->setProviderDomain($provider->getProviderDomain());
   id(new PhabricatorAuthProviderConfigEditor())
     ->setActor($admin)
     ->setContentSource(
