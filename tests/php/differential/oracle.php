@@ -91,7 +91,7 @@ function oracle_email($address) {
   return $email;
 }
 
-/** createNewUser with a verified address, as People > Create (W1) does. */
+/** createNewUser with a verified address, as People > Create does. */
 function oracle_create_user($username, $real_name, $address, $bot = false) {
   $user = id(new PhabricatorUser())
     ->setUsername($username)
@@ -143,7 +143,8 @@ function oracle_user_transactions($username, array $xactions) {
     ->applyTransactions(oracle_user($username), $xactions);
 }
 
-/** The profile form's `core:customfield` transaction for user:realname (W5). */
+/** The profile form's `core:customfield` transaction for user:realname
+ * (PhabricatorPeopleProfileEditController, through the custom field). */
 function oracle_set_real_name($username, $real_name) {
   $user = oracle_user($username);
   $fields = PhabricatorCustomField::getObjectFields(
