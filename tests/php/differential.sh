@@ -119,7 +119,7 @@ prepare=$(php -r 'require $argv[1];
     echo $k, " ", implode(" ", isset($op["prepare"]) ? $op["prepare"] : array()), "\n";
   }' "$here/operations.php")
 
-snap() { php "$here/snapshot.php" "$1" "$2"; }
+snap() { php "$here/snapshot.php" "$@"; }
 manifest="$tmp/manifest.json"
 echo "[" >"$manifest"
 n=0
@@ -132,14 +132,14 @@ for op in $ops; do
     on_scim php "$here/oracle.php" prepare "$user"
   done
   n=$((n + 1))
-  snap "$ns_host" "$tmp/$n-h0.json"
+  snap "$ns_host" "$tmp/$n-h0.json" --before
   if ! on_host php "$here/oracle.php" op "$op" >"$tmp/$n-host.log" 2>&1; then
     cat "$tmp/$n-host.log" >&2
     echo "FAIL: $op through the host's code" >&2
     exit 1
   fi
   snap "$ns_host" "$tmp/$n-h1.json"
-  snap "$ns_scim" "$tmp/$n-s0.json"
+  snap "$ns_scim" "$tmp/$n-s0.json" --before
   if ! php "$here/scim.php" "$op" "$tmp/scim-ids.json" >"$tmp/$n-scim.log" 2>&1; then
     cat "$tmp/$n-scim.log" >&2
     echo "FAIL: $op through phab-scim" >&2

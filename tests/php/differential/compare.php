@@ -30,8 +30,10 @@
 //     task's data (worker_taskdata is compared through its tasks);
 //     lisk_counter values become <counter>.
 //  3. Timestamps are read relative to the operation: <now> inside its time
-//     window, <now+Nh> after it, <earlier> before it. An update that only
-//     moves a timestamp still counts as an update of that column.
+//     window, <now+Nh> after it, <earlier> before it (snapshot.php --before
+//     starts each operation in a new second, so the window holds only its
+//     writes). An update that only moves a timestamp still counts as an
+//     update of that column.
 //  4. Random secrets and keys are generated per write: session keys, API
 //     tokens, one-time codes, account secrets, certificates, verification
 //     codes, mail keys, request ids, token hashes, `core.groupID` and
@@ -240,7 +242,7 @@ function mask_row(Side $side, $table, array $row, array $snaps, array $window,
     }
     if (is_time_column($col) && is_numeric($value) && $value > 100000000) {
       $v = (int)$value;
-      if (!$old && $v >= $window[0] - 1 && $v <= $window[1] + 1) {
+      if (!$old && $v >= $window[0] && $v <= $window[1]) {
         $out[$col] = '<now>';
       } else if ($v > $window[1]) {
         $out[$col] = '<now+'.round(($v - $window[1]) / 3600).'h>';

@@ -1,17 +1,24 @@
 <?php
 
-// snapshot.php NAMESPACE OUT.json
+// snapshot.php NAMESPACE OUT.json [--before]
 //
 // Dumps every row of every table of the storage namespace (all NAMESPACE_*
 // databases) as JSON: table "db.table" (the namespace prefix dropped, so two
 // namespaces compare) -> primary key -> row. No table is skipped here; what
 // the comparison ignores is decided once, in compare.php.
+//
+// With --before (the snapshot before an operation) it returns only once a
+// new second has begun, and records that second as the operation's start:
+// Phabricator's timestamps have one-second resolution, so this keeps every
+// write of the operation later than every write before it.
 
-if (count($argv) !== 3) {
-  fwrite(STDERR, "usage: snapshot.php NAMESPACE OUT.json\n");
+if (count($argv) < 3 || count($argv) > 4) {
+  fwrite(STDERR, "usage: snapshot.php NAMESPACE OUT.json [--before]\n");
   exit(2);
 }
-list(, $ns, $out) = $argv;
+$ns = $argv[1];
+$out = $argv[2];
+$before = (isset($argv[3]) && $argv[3] === '--before');
 
 $conn = mysqli_connect(
   getenv('mysql_host') ?: '127.0.0.1',
@@ -73,6 +80,11 @@ foreach ($all as $t) {
   if ($rows) {
     $tables[$name] = $rows;
   }
+}
+
+if ($before) {
+  $time = time() + 1;
+  time_sleep_until($time + 0.001);
 }
 
 file_put_contents($out, json_encode(
