@@ -964,7 +964,9 @@ impl Provisioner {
                 remote,
             )
             .await?;
-            if new.is_verified || verified {
+            // `PhabricatorUserEditor::changePrimaryEmail` saves the account only to mark it
+            // verified: an account already verified is not written (no reindex either).
+            if (new.is_verified || verified) && !user.is_email_verified {
                 changes.is_email_verified = Some(true);
             }
             diff.set(
