@@ -133,6 +133,8 @@ pub struct Principal {
 /// Why authentication failed. The messages never contain the token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("a bearer token is required")]
+    Missing,
     #[error("missing or malformed bearer token")]
     Malformed,
     #[error("invalid, expired or revoked token")]
@@ -167,6 +169,10 @@ pub struct TokenVerifier {
     inflight: Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// At most two argon2 runs at once, whatever the tokens: bounds memory and CPU.
     slots: tokio::sync::Semaphore,
+    /// Checks of tokens not in the cache from addresses over the failure limit, one at a time
+    /// (in arrival order): the identity provider behind an attacker's address still gets its
+    /// token checked, while the attacker's guesses hold at most one of the two `slots`.
+    blocked_checks: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -192,6 +198,7 @@ impl TokenVerifier {
             verifications: AtomicU64::new(0),
             inflight: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(2),
+            blocked_checks: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -213,23 +220,62 @@ impl TokenVerifier {
             .unwrap_or(false)
     }
 
-    /// Checks a bearer token presented by `client`.
+    /// Checks a bearer token presented by `client`. A token the service has verified before
+    /// (in the cache, however old the entry) is checked whatever the address's failures: other
+    /// tokens' failures from the same address (an attacker behind the identity provider's
+    /// egress or proxy) must not lock the identity provider out. Any other token from an
+    /// address over the limit is refused at once when it cannot be a token or names no usable
+    /// row, and otherwise checked through `blocked_checks`.
     pub async fn verify(&self, token: &str, client: IpAddr) -> Result<Principal, AuthError> {
-        if let Some(wait) = self.blocked(client) {
-            return Err(AuthError::RateLimited(wait));
-        }
-        match self.verify_inner(token).await {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self.cache.lock().is_ok_and(|c| c.contains_key(&key));
+        let blocked = if known { None } else { self.blocked(client) };
+        let _one_blocked_check = match blocked {
+            None => None,
+            Some(wait) => {
+                if parse(token).is_none() {
+                    self.record_failure(client);
+                    return Err(AuthError::RateLimited(wait));
+                }
+                match self.blocked_checks.acquire().await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return Err(AuthError::RateLimited(wait)),
+                }
+            }
+        };
+        match self.verify_inner(token, key, blocked.is_none()).await {
             Ok(p) => Ok(p),
             Err(AuthError::Db(e)) => Err(AuthError::Db(e)),
             Err(e) => {
                 self.record_failure(client);
-                Err(e)
+                Err(match blocked {
+                    Some(wait) => AuthError::RateLimited(wait),
+                    None => e,
+                })
             }
         }
     }
 
-    async fn verify_inner(&self, token: &str) -> Result<Principal, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    /// Counts a request without a token as a failed attempt of `client`; the error to answer
+    /// with (rate-limited when the address is over the limit).
+    pub fn missing_token(&self, client: IpAddr) -> AuthError {
+        let blocked = self.blocked(client);
+        self.record_failure(client);
+        match blocked {
+            Some(wait) => AuthError::RateLimited(wait),
+            None => AuthError::Missing,
+        }
+    }
+
+    /// The check behind `verify`; `equalise` runs the dummy verification for unusable rows (an
+    /// address over the limit learns nothing from timing it could not learn from the ids
+    /// being sequential, and must not make the service run argon2 for nothing).
+    async fn verify_inner(
+        &self,
+        token: &str,
+        key: [u8; 32],
+        equalise: bool,
+    ) -> Result<Principal, AuthError> {
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache
@@ -282,8 +328,10 @@ impl TokenVerifier {
         });
         let Some(row) = usable else {
             self.forget(&key);
-            // Equalise timing with a real verification.
-            let _ = self.run_verify(secret, DUMMY_HASH.to_owned()).await;
+            if equalise {
+                // Equalise timing with a real verification.
+                let _ = self.run_verify(secret, DUMMY_HASH.to_owned()).await;
+            }
             return Err(AuthError::Invalid);
         };
         let cached_hash_matches = {
