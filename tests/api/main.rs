@@ -18,5 +18,6 @@ mod protocol;
 mod races;
 mod schema;
 mod security;
+mod unauthenticated;
 mod users;
 mod value_filters;
