@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// The limits of [`serve`], from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +107,12 @@ async fn accept_failed(e: &io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// Largest request head (start line and headers; 431 beyond), and the read buffer of a
+/// connection. hyper's default buffer (about 400 KiB) lets each of `max_connections` hold that
+/// much before any token is checked; SCIM requests carry a few short headers.
+const MAX_HEAD: usize = 32 * 1024;
+const MAX_BUF: usize = 64 * 1024;
+
 /// No value yet (for [`ConnState::head_started`]).
 const NONE: u64 = u64::MAX;
 
@@ -121,6 +127,9 @@ struct ConnState {
     last_io: AtomicU64,
     /// The first byte read while no request was being served: a head is arriving.
     head_started: AtomicU64,
+    /// Wakes the watchdog when its deadline changes kind: a head started, or the last
+    /// request's response is ready.
+    wake: Notify,
 }
 
 impl ConnState {
@@ -134,10 +143,13 @@ impl ConnState {
         }
         let now = self.now();
         self.last_io.store(now, Ordering::Relaxed);
-        if self.busy.load(Ordering::Acquire) == 0 {
-            let _ =
-                self.head_started
-                    .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed);
+        if self.busy.load(Ordering::Acquire) == 0
+            && self
+                .head_started
+                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.wake.notify_one();
         }
     }
 
@@ -195,7 +207,9 @@ struct Busy(Arc<ConnState>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.last_io.store(self.0.now(), Ordering::Relaxed);
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.wake.notify_one();
+        }
     }
 }
 
@@ -274,6 +288,7 @@ async fn serve_connection<S>(
         busy: AtomicUsize::new(0),
         last_io: AtomicU64::new(0),
         head_started: AtomicU64::new(NONE),
+        wake: Notify::new(),
     });
     let io = TokioIo::new(WatchedIo {
         inner: stream,
@@ -294,6 +309,7 @@ async fn serve_connection<S>(
     // The watchdog below applies the header timeout (from the head's first byte, not from the
     // end of the previous response as hyper's own would).
     builder.header_read_timeout(None);
+    builder.max_header_size(MAX_HEAD).max_buf_size(MAX_BUF);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     // Set once the connection was told to close: idle, or the service is stopping.
@@ -326,6 +342,7 @@ async fn serve_connection<S>(
                 return;
             }
             () = tokio::time::sleep_until(deadline.into()) => {}
+            () = state.wake.notified() => {}
             changed = stop.changed(), if !stopping => {
                 if changed.is_err() || *stop.borrow() {
                     conn.as_mut().graceful_shutdown();
