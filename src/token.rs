@@ -228,8 +228,9 @@ impl TokenVerifier {
     /// (in the cache, however old the entry) is checked whatever the address's failures: other
     /// tokens' failures from the same address (an attacker behind the identity provider's
     /// egress or proxy) must not lock the identity provider out. Any other token from an
-    /// address over the limit is refused at once when it cannot be a token or names no usable
-    /// row, and otherwise checked through `blocked_checks`.
+    /// address over the limit is refused at once when it cannot be a token or already failed
+    /// against its row's hash, and otherwise checked one at a time (`blocked_checks`), without
+    /// the dummy verification when it names no usable row.
     pub async fn verify(&self, token: &str, client: IpAddr) -> Result<Principal, AuthError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let known = self.cache.lock().is_ok_and(|c| c.contains_key(&key));
@@ -237,7 +238,12 @@ impl TokenVerifier {
         let _one_blocked_check = match blocked {
             None => None,
             Some(wait) => {
-                if parse(token).is_none() {
+                // A secret that failed against a real hash fails for good: no row read needed.
+                let wrong_secret = self
+                    .wrong
+                    .lock()
+                    .is_ok_and(|w| w.get(&key).is_some_and(|h| !h.is_empty()));
+                if wrong_secret || parse(token).is_none() {
                     self.record_failure(client);
                     return Err(AuthError::RateLimited(wait));
                 }
