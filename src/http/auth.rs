@@ -169,7 +169,7 @@ pub async fn require_token(
                 }
             };
             // Per request at debug only: the tally's write logs each address once a minute.
-            tracing::debug!(%client, reason = refusal.as_str(), "request refused");
+            tracing::debug!(%client, reason = refusal.as_str(), "authentication failed");
             state.refused.record(client, refusal);
             let mut resp = error.into_response();
             resp.extensions_mut().insert(refusal);
