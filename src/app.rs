@@ -131,7 +131,11 @@ pub async fn flush_refused(state: &AppState) -> usize {
     let mut conn = match db.pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, refused = tallies.len(), "could not write refused requests to the sync log");
+            tracing::warn!(
+                error = %e,
+                refused = tallies.len(),
+                "could not write refused requests to the sync log"
+            );
             return 0;
         }
     };
