@@ -211,6 +211,13 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Seconds between drift checks (0 disables).
     pub drift_interval_secs: u64,
+    /// Seconds a client has to send a request's head (request line and headers), counted from
+    /// its first byte. Slower connections are closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request (or its first) before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -257,6 +264,9 @@ impl Default for Config {
             auth_failures_per_minute: 20,
             trusted_proxies: Vec::new(),
             drift_interval_secs: 600,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 512,
         }
     }
 }
@@ -495,6 +505,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "statement_timeout_secs, transaction_timeout_secs and request_timeout_secs must be positive".into(),
             ));
+        }
+        for (name, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be positive")));
+            }
         }
         Ok(())
     }

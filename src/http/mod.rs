@@ -7,7 +7,9 @@ pub mod error;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod refused;
 pub mod search;
+pub mod serve;
 pub mod state;
 pub mod users;
 

@@ -24,5 +24,6 @@ mod security;
 mod status;
 mod takeover;
 mod timeouts;
+mod unauthenticated;
 mod users;
 mod value_filters;

@@ -274,7 +274,8 @@ expect_page /scim/ "scim-1.example.internal" "Running" "Not Seen" \
   "$managed_users active, 0 disabled, 0 deleted" "Last Hour" "Drift"
 expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
-  "phoneNumbers kept in SCIM only" "phui-oi-highlighted" "Rejected request: unknown token"
+  "phoneNumbers kept in SCIM only" "phui-oi-highlighted" \
+  "1000 requests from 203.0.113.9 refused" "reason"
 expect_page "/scim/log/?outcomes=warning" "phoneNumbers kept in SCIM only"
 expect_absent "/scim/log/?outcomes=warning" "Created user alice"
 expect_page "/scim/log/?resourceTypes=Group" "conflicts with an existing project" \
