@@ -162,6 +162,7 @@ fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
                     &host,
                     env!("CARGO_PKG_VERSION"),
                     started,
+                    &crate::db::status::GuardSettings::of(&cfg),
                 )
                 .await
                 {

@@ -294,8 +294,9 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
 }
 
 async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
+    let guard = crate::db::status::GuardSettings::of(&cfg);
     let p = provisioner(cfg).await?;
-    let s = crate::db::status::load(&p.db).await?;
+    let s = crate::db::status::load(&p.db, guard).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {

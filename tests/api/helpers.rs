@@ -294,6 +294,19 @@ impl TestApp {
             .collect()
     }
 
+    /// Makes every managed user established: backdates the accounts the service created by a
+    /// day, past any test's deprovision guard window (users created within the window do not
+    /// count, src/provisioning/users.rs `guard_burst`).
+    pub async fn establish_users(&self) {
+        sqlx::query(AssertSqlSafe(self.sql(
+            "UPDATE {scim}.scim_user SET dateAccountCreated = dateAccountCreated - 86400 \
+             WHERE dateAccountCreated IS NOT NULL",
+        )))
+        .execute(&self.pool)
+        .await
+        .expect("establish users");
+    }
+
     /// Issues another token for the bot.
     pub async fn issue_token(&self) -> (u32, String) {
         phab_scim::token::issue(&self.db, &self.bot_phid, "extra", None)

@@ -68,11 +68,12 @@ async fn users_are_counted_as_phabricator_shows_them() {
 #[tokio::test]
 async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     let app = TestApp::spawn().await;
+    let guard = status::GuardSettings::of(&app.cfg);
     let mut conn = app.pool.acquire().await.unwrap();
     let t = app.t();
     let ts = now();
     for key in ["k-running", "k-stopped", "k-gone"] {
-        sidecar::heartbeat(&mut conn, t, key, "host", "1", ts)
+        sidecar::heartbeat(&mut conn, t, key, "host", "1", ts, &guard)
             .await
             .unwrap();
     }
@@ -88,7 +89,7 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     .await
     .unwrap();
 
-    let s = status::load(&app.db).await.unwrap();
+    let s = status::load(&app.db, guard).await.unwrap();
     let state = |key: &str| {
         s.replicas
             .iter()
@@ -104,10 +105,10 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
         .unwrap();
     assert_eq!(pruned, 1);
     // A heartbeat under a stopped key means the replica runs again.
-    sidecar::heartbeat(&mut conn, t, "k-stopped", "host", "1", ts)
+    sidecar::heartbeat(&mut conn, t, "k-stopped", "host", "1", ts, &guard)
         .await
         .unwrap();
-    let s = status::load(&app.db).await.unwrap();
+    let s = status::load(&app.db, guard).await.unwrap();
     assert!(s.replicas.iter().all(|r| r.key != "k-gone"));
     assert!(
         s.replicas.iter().all(|r| r.state(now()) == "running"),
