@@ -314,3 +314,47 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     app.cleanup().await;
 }
+
+/// `check` reads the account's grants and names a missing one before a write fails: the
+/// service's least-privilege account (the README's grants) is enough for serve and not for
+/// migrate; without DELETE on sessions it is not enough, and check says which.
+#[tokio::test]
+async fn check_names_a_missing_grant() {
+    let app = TestApp::spawn().await;
+    let as_service = |app: &TestApp| {
+        Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+            .arg("check")
+            .env("PHAB_SCIM_DATABASE_URL", app.cfg.database_url.expose())
+            .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+            .output()
+            .expect("run phab-scim")
+    };
+    let out = as_service(&app);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("schema: compatible")
+            && text.contains("grants: enough for serve")
+            && text.contains("grants: not enough for migrate"),
+        "{text}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE DELETE ON `{ns}_user`.`phabricator_session` FROM '{ns}'@'%'",
+        ns = app.ns.as_str()
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let out = as_service(&app);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "missing grant: DELETE on {}_user.phabricator_session",
+            app.ns.as_str()
+        )) && text.contains("grants: NOT enough for serve"),
+        "{text}"
+    );
+    assert!(!text.contains("IDENTIFIED"), "never a password hash: {text}");
+    app.cleanup().await;
+}
