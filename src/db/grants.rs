@@ -151,10 +151,7 @@ fn parse_grant(line: &str) -> Option<Held> {
     let split = split?;
     let privileges = split_privileges(&rest[..split]);
     let target = rest[split + 4..].split(" TO ").next()?.trim();
-    let target = target
-        .strip_prefix("TABLE ")
-        .unwrap_or(target)
-        .trim_start();
+    let target = target.strip_prefix("TABLE ").unwrap_or(target).trim_start();
     let (db, table) = split_target(target)?;
     Some(Held {
         db,
@@ -174,7 +171,11 @@ fn split_privileges(list: &str) -> BTreeSet<String> {
         if p.is_empty() || column_level {
             return;
         }
-        out.insert(if p == "ALL PRIVILEGES" { "ALL".into() } else { p });
+        out.insert(if p == "ALL PRIVILEGES" {
+            "ALL".into()
+        } else {
+            p
+        });
     };
     for c in list.chars() {
         match c {
@@ -303,7 +304,9 @@ mod tests {
         );
         assert_eq!(
             s.last().map(String::as_str),
-            Some("GRANT SELECT, INSERT, UPDATE, DELETE ON `phabricator\\_scim`.* TO 'phabscim'@'%';")
+            Some(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON `phabricator\\_scim`.* TO 'phabscim'@'%';"
+            )
         );
     }
 
@@ -329,8 +332,15 @@ mod tests {
         // Column-level SELECT is not table-level.
         let only_table = vec![grants[3].clone()];
         let missing = missing_from(&only_table, &SERVE[..1], &ns());
-        assert_eq!(missing, ["SELECT on phabricator_user.user", "INSERT on phabricator_user.user"]);
-        let all = vec!["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_owned()];
+        assert_eq!(
+            missing,
+            [
+                "SELECT on phabricator_user.user",
+                "INSERT on phabricator_user.user"
+            ]
+        );
+        let all =
+            vec!["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION".to_owned()];
         assert!(missing_from(&all, SERVE, &ns()).is_empty());
         assert!(missing_from(&all, MIGRATE, &ns()).is_empty());
     }
@@ -342,5 +352,24 @@ mod tests {
         assert!(like("phabricator_scim", "phabricatorXscim"));
         assert!(like("%", "anything"));
         assert!(!like("phab", "phabricator_user"));
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// README.md shows the statements this module renders, so the documentation cannot drift
+    /// from what `check` and the tests' service account use.
+    #[test]
+    fn readme_lists_the_grants() {
+        let readme = include_str!("../../README.md");
+        let ns = Namespace::from_checked("phabricator");
+        for s in statements(SERVE, &ns, "'phabscim'@'%'")
+            .into_iter()
+            .chain(statements(MIGRATE, &ns, "'phabscim-migrate'@'%'"))
+        {
+            assert!(readme.contains(&s), "README.md lacks: {s}");
+        }
     }
 }

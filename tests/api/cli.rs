@@ -355,6 +355,58 @@ async fn check_names_a_missing_grant() {
         )) && text.contains("grants: NOT enough for serve"),
         "{text}"
     );
-    assert!(!text.contains("IDENTIFIED"), "never a password hash: {text}");
+    assert!(
+        !text.contains("IDENTIFIED"),
+        "never a password hash: {text}"
+    );
     app.cleanup().await;
+}
+
+/// `migrate` is a separate step: on a fresh namespace the serve account cannot apply the
+/// patches, and an account with the README's grants for migrate can; then serve's account is
+/// enough to start.
+#[tokio::test]
+async fn migrate_runs_as_the_migration_account() {
+    use phab_scim::config::{Namespace, Secret};
+    use phab_scim::db::{Db, grants, migrate};
+    use sqlx::Connection;
+
+    let root = Secret::new(database_url());
+    let ns = crate::helpers::new_namespace();
+    let mut conn =
+        sqlx::MySqlConnection::connect_with(&phab_scim::db::connect_options(&root).unwrap())
+            .await
+            .unwrap();
+    migrate::install_phabricator_fixture(&mut conn, &ns)
+        .await
+        .unwrap();
+    let serve_url = crate::helpers::create_account(&mut conn, &ns, grants::SERVE).await;
+    let migrate_ns = Namespace::parse(&format!("{}_m", ns.as_str())).unwrap();
+    // The migration account is its own user (named after `migrate_ns`) on the same namespace.
+    let migrate_url = crate::helpers::create_account_named(
+        &mut conn,
+        migrate_ns.as_str(),
+        &ns,
+        &[grants::SERVE, grants::MIGRATE].concat(),
+    )
+    .await;
+    let serve = Db::connect(&serve_url, ns.clone(), 2).await.unwrap();
+    let err = migrate::migrate(&serve).await.unwrap_err().to_string();
+    assert!(err.contains("denied"), "{err}");
+    let migrator = Db::connect(&migrate_url, ns.clone(), 2).await.unwrap();
+    let report = migrate::migrate(&migrator).await.unwrap();
+    assert_eq!(report.applied.len(), migrate::SCIM_PATCHES.len() + 1);
+    assert!(
+        grants::missing(&migrator, grants::MIGRATE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing pending: the serve account's `migrate` (run by `serve` at start) passes.
+    assert!(migrate::migrate(&serve).await.unwrap().applied.is_empty());
+    serve.pool.close().await;
+    migrator.pool.close().await;
+    migrate::drop_namespace(&root, &ns).await.unwrap();
+    crate::helpers::drop_account(&ns).await;
+    crate::helpers::drop_account(&migrate_ns).await;
 }

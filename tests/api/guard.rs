@@ -84,7 +84,11 @@ async fn created_then_deleted_users_do_not_count_but_established_ones_do() {
         assert_eq!(s, 204, "probe {i}: {e}");
     }
     let state = status::guard_state(&app.db, guard).await.unwrap();
-    assert_eq!((state.deprovisions, state.refusing()), (0, false), "{state:?}");
+    assert_eq!(
+        (state.deprovisions, state.refusing()),
+        (0, false),
+        "{state:?}"
+    );
 
     // 30% of the established: 25% of 20 is 5, the sixth is refused, adopted ones count.
     for (n, id) in established.iter().take(5).enumerate() {
@@ -98,8 +102,10 @@ async fn created_then_deleted_users_do_not_count_but_established_ones_do() {
     let (s, _) = app.delete(&format!("/Users/{}", established[6])).await;
     assert_eq!(s, 429);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1 AND userName NOT LIKE 'probe%'")
-            .await,
+        app.count(
+            "SELECT COUNT(*) FROM {user}.user WHERE isDisabled = 1 AND userName NOT LIKE 'probe%'"
+        )
+        .await,
         5
     );
 
@@ -134,8 +140,9 @@ async fn created_then_deleted_users_do_not_count_but_established_ones_do() {
     assert!(g.refusing() && g.refusing_since.is_some(), "{g:?}");
     let text = s.to_string();
     assert!(
-        text.contains("deprovision guard: 5 of 5 deprovisions of established users in the last 3600s")
-            && text.contains("REFUSING since"),
+        text.contains(
+            "deprovision guard: 5 of 5 deprovisions of established users in the last 3600s"
+        ) && text.contains("REFUSING since"),
         "{text}"
     );
     app.cleanup().await;

@@ -368,8 +368,18 @@ pub async fn create_account(
     ns: &Namespace,
     needs: &[grants::Need],
 ) -> Secret {
+    create_account_named(conn, ns.as_str(), ns, needs).await
+}
+
+/// Creates the MySQL account `<user>`@`%` with the grants of `needs` on namespace `ns`.
+pub async fn create_account_named(
+    conn: &mut MySqlConnection,
+    user: &str,
+    ns: &Namespace,
+    needs: &[grants::Need],
+) -> Secret {
     let password = phab_scim::db::phabricator::random_chars(24);
-    let account = format!("'{}'@'%'", ns.as_str());
+    let account = format!("'{user}'@'%'");
     sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE USER {account} IDENTIFIED BY '{password}'"
     )))
@@ -383,7 +393,7 @@ pub async fn create_account(
             .expect(&grant);
     }
     let mut url = reqwest::Url::parse(&database_url()).expect("database URL");
-    url.set_username(ns.as_str()).expect("user");
+    url.set_username(user).expect("user");
     url.set_password(Some(&password)).expect("password");
     Secret::new(url.to_string())
 }

@@ -46,11 +46,11 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
         ->appendChild(
           pht(
             'The service refuses to disable more established users: %s were '.
-            'deprovisioned in the last %s, and %s are allowed. Check the '.
+            'deprovisioned in the last %s seconds, and %s are allowed. Check the '.
             'identity provider\'s assignments; if the offboarding is '.
             'intended, raise "%s" or "%s", or shorten "%s".',
             new PhutilNumber($guard['deprovisions']),
-            phutil_format_relative_time($guard['window']),
+            new PhutilNumber($guard['window']),
             new PhutilNumber($guard['limit']),
             'deprovision_guard_share',
             'deprovision_guard_min',
@@ -354,11 +354,12 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
       $properties->addProperty(
         pht('Deprovisions'),
         pht(
-          '%s of %s allowed in the last %s (established users; users the '.
-          'service created within the window do not count)',
+          '%s of %s allowed in the last %s seconds ("%s"; established users: '.
+          'users the service created within the window do not count)',
           new PhutilNumber($guard['deprovisions']),
           new PhutilNumber($guard['limit']),
-          phutil_format_relative_time($guard['window'])));
+          new PhutilNumber($guard['window']),
+          'deprovision_guard_window_secs'));
 
       $properties->addProperty(
         pht('Limit'),
