@@ -243,6 +243,7 @@ fn spawn_background(state: AppState, key: String) -> tokio::task::JoinHandle<()>
                     &host,
                     env!("CARGO_PKG_VERSION"),
                     started,
+                    &crate::db::status::GuardSettings::of(&cfg),
                 )
                 .await
                 {

@@ -212,7 +212,33 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     if ok {
         outln!("schema: compatible")?;
+    }
+    // Before a write fails: every privilege `serve` needs (README.md, *The database account*).
+    let missing = crate::db::grants::missing(&p.db, crate::db::grants::SERVE).await?;
+    for m in &missing {
+        outln!("missing grant: {m}")?;
+    }
+    if missing.is_empty() {
+        outln!("grants: enough for serve")?;
+    } else {
+        outln!(
+            "grants: NOT enough for serve (README.md, \"The database account\", has the GRANT statements)"
+        )?;
+    }
+    // `migrate` needs more; a least-privilege serve account lacking it is the expected setup.
+    let for_migrate = crate::db::grants::missing(&p.db, crate::db::grants::MIGRATE).await?;
+    if for_migrate.is_empty() {
+        outln!("grants: enough for migrate")?;
+    } else {
+        outln!(
+            "grants: not enough for migrate (lacks {}); apply patches with an account that has them, or bin/storage upgrade",
+            for_migrate.join(", ")
+        )?;
+    }
+    if ok && missing.is_empty() {
         Ok(ExitCode::SUCCESS)
+    } else if ok {
+        Ok(ExitCode::FAILURE)
     } else {
         outln!(
             "schema: NOT compatible ({})",
@@ -294,8 +320,9 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
 }
 
 async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
+    let guard = crate::db::status::GuardSettings::of(&cfg);
     let p = provisioner(cfg).await?;
-    let s = crate::db::status::load(&p.db).await?;
+    let s = crate::db::status::load(&p.db, guard).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {

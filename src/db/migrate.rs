@@ -59,6 +59,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261202.scim.10.instancestopped.sql",
         include_str!("../../schema/scim/20261202.scim.10.instancestopped.sql"),
     ),
+    (
+        "20261202.scim.11.deprovisionguard.sql",
+        include_str!("../../schema/scim/20261202.scim.11.deprovisionguard.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

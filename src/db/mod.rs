@@ -4,6 +4,7 @@
 pub mod check;
 pub mod drift;
 pub mod filter_sql;
+pub mod grants;
 pub mod migrate;
 pub mod phabricator;
 pub mod reach;

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::AssertSqlSafe;
 use sqlx::FromRow;
 
+use super::status::GuardSettings;
 use super::{Conn, DbResult, Tables, now, placeholders};
 
 /// A managed user joined with the Phabricator columns a SCIM response needs.
@@ -185,7 +186,10 @@ pub async fn is_token_bot(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbRes
 
 /// Inserts the SCIM record of a user (version 1), created and modified at `ts`. A duplicate
 /// userName fails with 1062 on `key_username`: that unique key decides races between identical
-/// POSTs.
+/// POSTs. `account_created` says the service made the Phabricator account now (not an
+/// adoption): the deprovision guard does not count such an account deprovisioned within its
+/// window.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_scim_user(
     conn: &mut Conn,
     t: &Tables,
@@ -194,10 +198,11 @@ pub async fn insert_scim_user(
     external_id: Option<&str>,
     attributes: &Value,
     ts: u32,
+    account_created: bool,
 ) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (userPHID, userName, externalID, attributes, version, isDeprovisioned, \
-         dateCreated, dateModified) VALUES (?, ?, ?, ?, 1, 0, ?, ?)",
+         dateCreated, dateModified, dateAccountCreated) VALUES (?, ?, ?, ?, 1, 0, ?, ?, ?)",
         t.scim_user
     )))
     .bind(user_phid)
@@ -206,6 +211,7 @@ pub async fn insert_scim_user(
     .bind(attributes.to_string())
     .bind(ts)
     .bind(ts)
+    .bind(account_created.then_some(ts))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -481,26 +487,44 @@ pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<
     .rows_affected())
 }
 
-/// Users other than `except_id` disabled by SCIM since `since` (for the blast-radius guard),
-/// by their `dateDeprovisioned` stamp. A user counts once: IdPs deactivate and later DELETE
-/// the same user (a PATCH then a DELETE), and only the write that disables stamps it.
+/// Established users other than `except_id` disabled by SCIM in the `window` seconds before
+/// `now` (for the blast-radius guard), by their `dateDeprovisioned` stamp. A user counts once:
+/// IdPs deactivate and later DELETE the same user (a PATCH then a DELETE), and only the write
+/// that disables stamps it. An account the service created and deprovisioned within `window`
+/// of its creation is not established (an IdP's test run) and does not count.
 pub async fn count_deprovisions_since(
     conn: &mut Conn,
     t: &Tables,
-    since: u32,
+    now: u32,
+    window: u32,
     except_id: u32,
 ) -> DbResult<u64> {
-    // A range of `key_deprovisionedat`, covering (InnoDB keys carry the primary key): one
-    // index entry per user disabled in the window, however many other writes the window saw.
+    // A range of `key_deprovisionedat`: one index entry per user disabled in the window,
+    // however many other writes the window saw, and one row read for each.
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {} WHERE dateDeprovisioned >= ? AND id <> ?",
+        "SELECT COUNT(*) FROM {} WHERE dateDeprovisioned >= ? AND id <> ? \
+         AND (dateAccountCreated IS NULL OR dateDeprovisioned >= dateAccountCreated + ?)",
         t.scim_user
     )))
-    .bind(since)
+    .bind(now.saturating_sub(window))
     .bind(except_id)
+    .bind(window)
     .fetch_one(&mut *conn)
     .await?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// When the service created the account of SCIM user `id` (None: adopted, or created before
+/// the service recorded it).
+pub async fn account_created_at(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<Option<u32>> {
+    let at: Option<Option<u32>> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT dateAccountCreated FROM {} WHERE id = ?",
+        t.scim_user
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(at.flatten())
 }
 
 /// Serializes deprovisions: locks the `worker_activetask` row of `lisk_counter` until the
@@ -646,7 +670,8 @@ pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
 }
 
 /// Upserts this replica's heartbeat; a heartbeat also clears a stop mark (a replica restarted
-/// under the same key is running again).
+/// under the same key is running again). It publishes the replica's deprovision guard settings,
+/// which the extension's Status page shows with the guard's state.
 pub async fn heartbeat(
     conn: &mut Conn,
     t: &Tables,
@@ -654,12 +679,14 @@ pub async fn heartbeat(
     host: &str,
     version: &str,
     started: u32,
+    guard: &GuardSettings,
 ) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {} (instanceKey, hostname, version, dateStarted, dateCreated, dateModified) \
-         VALUES (?, ?, ?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE dateModified = VALUES(dateModified), dateStopped = NULL",
+        "INSERT INTO {} (instanceKey, hostname, version, dateStarted, dateCreated, dateModified, \
+         guardShare, guardMin, guardWindow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE dateModified = VALUES(dateModified), dateStopped = NULL, \
+         guardShare = VALUES(guardShare), guardMin = VALUES(guardMin), guardWindow = VALUES(guardWindow)",
         t.scim_instance
     )))
     .bind(key)
@@ -668,6 +695,9 @@ pub async fn heartbeat(
     .bind(started)
     .bind(ts)
     .bind(ts)
+    .bind(guard.share)
+    .bind(guard.min)
+    .bind(guard.window_secs)
     .execute(&mut *conn)
     .await?;
     Ok(())

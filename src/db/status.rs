@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Db, DbResult, now};
+use super::{Db, DbResult, now, sidecar};
+use crate::config::Config;
 
 /// A replica's heartbeat.
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -49,6 +50,98 @@ impl Replica {
     }
 }
 
+/// The deprovision guard's settings (`deprovision_guard_share`, `_min`, `_window_secs`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GuardSettings {
+    /// Share (0..1) of managed users; 1 or more turns the guard off.
+    pub share: f64,
+    /// Deprovisions always allowed in a window, whatever the share.
+    pub min: u32,
+    /// The window in seconds.
+    pub window_secs: u32,
+}
+
+impl GuardSettings {
+    /// The settings of `cfg`.
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            share: cfg.deprovision_guard_share,
+            min: cfg.deprovision_guard_min,
+            window_secs: u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Whether the guard is on.
+    pub fn enabled(&self) -> bool {
+        self.share < 1.0
+    }
+
+    /// Deprovisions allowed in a window when `managed` users are managed: the share of them,
+    /// and never fewer than `min`. `Provisioner::guard_burst` refuses the one past it.
+    pub fn limit(&self, managed: u64) -> u64 {
+        ((self.share * managed as f64).floor() as u64).max(u64::from(self.min))
+    }
+}
+
+/// Prefix of the deprovision guard's refusals (the 429 detail and its sync-log row).
+pub const GUARD_REFUSAL: &str = "refusing to deprovision";
+
+/// The deprovision guard now: what it counts, its limit, and since when it refuses.
+#[derive(Debug, Serialize)]
+pub struct GuardState {
+    pub settings: GuardSettings,
+    /// Established users deprovisioned in the window (users the service created within the
+    /// window do not count).
+    pub deprovisions: u64,
+    /// Managed users the share is taken of: active ones and those deprovisioned in the window.
+    pub managed: u64,
+    /// Deprovisions allowed in the window; the next one past it is refused.
+    pub limit: u64,
+    /// Refusals logged in the window.
+    pub refusals: i64,
+    /// The first refusal in the window, when the guard refuses now.
+    pub refusing_since: Option<u32>,
+}
+
+impl GuardState {
+    /// Whether the next deprovision of an established user would be refused.
+    pub fn refusing(&self) -> bool {
+        self.settings.enabled() && self.deprovisions >= self.limit
+    }
+}
+
+/// Reads the deprovision guard's state under `settings`.
+pub async fn guard_state(db: &Db, settings: GuardSettings) -> DbResult<GuardState> {
+    let ts = now();
+    let mut conn = db.pool.acquire().await?;
+    // `except_id` 0: no SCIM record has id 0, so every deprovision counts.
+    let deprovisions =
+        sidecar::count_deprovisions_since(&mut conn, &db.t, ts, settings.window_secs, 0).await?;
+    let active = sidecar::count_active_managed_users(&mut conn, &db.t).await?;
+    let managed = active + deprovisions;
+    let (refusals, first): (i64, Option<u32>) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT COUNT(*), MIN(dateCreated) FROM {} \
+         WHERE dateCreated >= ? AND outcome = 'error' AND status = 429 AND summary LIKE ?",
+        db.t.scim_event
+    )))
+    .bind(ts.saturating_sub(settings.window_secs))
+    .bind(format!("{GUARD_REFUSAL}%"))
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut state = GuardState {
+        settings,
+        deprovisions,
+        managed,
+        limit: settings.limit(managed),
+        refusals,
+        refusing_since: None,
+    };
+    if state.refusing() {
+        state.refusing_since = first;
+    }
+    Ok(state)
+}
+
 /// Status summary.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -69,10 +162,12 @@ pub struct Status {
     pub last_change: Option<u32>,
     pub active_tokens: i64,
     pub drift_findings: i64,
+    /// The deprovision guard under the settings `load` was given.
+    pub deprovision_guard: GuardState,
 }
 
-/// Reads the status.
-pub async fn load(db: &Db) -> DbResult<Status> {
+/// Reads the status; the deprovision guard's under `guard`.
+pub async fn load(db: &Db, guard: GuardSettings) -> DbResult<Status> {
     let t = &db.t;
     let p = &db.pool;
     let ts = now();
@@ -122,6 +217,7 @@ pub async fn load(db: &Db) -> DbResult<Status> {
         ))
         .await?,
         drift_findings: count(format!("SELECT COUNT(*) FROM {}", t.scim_drift)).await?,
+        deprovision_guard: guard_state(db, guard).await?,
     })
 }
 
@@ -172,6 +268,44 @@ impl fmt::Display for Status {
                 .unwrap_or_else(|| "never".into())
         )?;
         writeln!(f, "active tokens:    {}", self.active_tokens)?;
-        write!(f, "drift findings:   {}", self.drift_findings)
+        writeln!(f, "drift findings:   {}", self.drift_findings)?;
+        write!(f, "{}", self.deprovision_guard)
+    }
+}
+
+impl fmt::Display for GuardState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        if !s.enabled() {
+            return write!(
+                f,
+                "deprovision guard: off (deprovision_guard_share {})",
+                s.share
+            );
+        }
+        write!(
+            f,
+            "deprovision guard: {} of {} deprovisions of established users in the last {}s \
+             ({:.0}% of {} managed, at least {})",
+            self.deprovisions,
+            self.limit,
+            s.window_secs,
+            s.share * 100.0,
+            self.managed,
+            s.min
+        )?;
+        if self.refusing() {
+            match self.refusing_since {
+                Some(at) => write!(
+                    f,
+                    "; REFUSING since {} ({} refused)",
+                    crate::scim::resource::datetime(at),
+                    self.refusals
+                ),
+                None => write!(f, "; the next one is refused"),
+            }
+        } else {
+            Ok(())
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, Us
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::sidecar::{self, Event, ScimEmail, ScimUserRead, ScimUserView};
+use crate::db::status::{GUARD_REFUSAL, GuardSettings};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::in_transaction;
 use crate::scim::ScimError;
@@ -298,6 +299,7 @@ impl Provisioner {
             spec.external_id.as_deref(),
             &Value::Object(with_desired_active(&spec.attributes, active)),
             ts,
+            true,
         )
         .await
         {
@@ -460,6 +462,7 @@ impl Provisioner {
             spec.external_id.as_deref(),
             &json!({}),
             now(),
+            false,
         )
         .await
         {
@@ -1149,42 +1152,52 @@ impl Provisioner {
         ))
     }
 
-    /// Blast radius (issue 6): refuse a burst of deprovisions larger than the configured share
-    /// of managed users. Runs last, after the write's tasks took the counter row (or after
-    /// locking it, when there were none): concurrent deprovisions count one after the other,
-    /// the hot row is held no longer than by any write, and a refusal rolls it all back.
+    /// Blast radius (issue 6): refuse a burst of deprovisions of established users larger than
+    /// the configured share of managed users. An account the service itself created within the
+    /// window is neither counted nor refused: an IdP's test run or a compliance suite creates
+    /// and deletes users minutes apart, which is no mass offboarding. Runs last, after the
+    /// write's tasks took the counter row (or after locking it, when there were none):
+    /// concurrent deprovisions count one after the other, the hot row is held no longer than by
+    /// any write, and a refusal rolls it all back. The refusal's 429 is written to the sync log
+    /// as an error by `http::auth`, like every failed request.
     async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32, lock: bool) -> Result<()> {
-        let cfg = &self.cfg;
-        if cfg.deprovision_guard_share >= 1.0 {
+        let guard = GuardSettings::of(&self.cfg);
+        if !guard.enabled() {
             return Ok(());
         }
-        let window = u32::try_from(cfg.deprovision_guard_window_secs).unwrap_or(u32::MAX);
+        let ts = now();
+        let window = guard.window_secs;
+        if sidecar::account_created_at(conn, &self.db.t, scim_user_id)
+            .await?
+            .is_some_and(|created| u64::from(ts) < u64::from(created) + u64::from(window))
+        {
+            return Ok(());
+        }
         if lock {
             sidecar::lock_deprovision_guard(conn, &self.db.t).await?;
         }
-        let recent = sidecar::count_deprovisions_since(
-            conn,
-            &self.db.t,
-            now().saturating_sub(window),
-            scim_user_id,
-        )
-        .await?;
-        if recent < u64::from(cfg.deprovision_guard_min) {
+        let recent =
+            sidecar::count_deprovisions_since(conn, &self.db.t, ts, window, scim_user_id).await?;
+        if recent < u64::from(guard.min) {
             return Ok(());
         }
         // This user is already disabled in this transaction, so not among `active`: the
         // managed population is the active ones, those disabled in the window, and this one.
         let active = self.managed_users_estimate(conn).await?;
         let managed = active + recent + 1;
-        let limit = (cfg.deprovision_guard_share * managed as f64).floor() as u64;
-        if recent + 1 > limit.max(u64::from(cfg.deprovision_guard_min)) {
+        let limit = guard.limit(managed);
+        if recent + 1 > limit {
             return Err(ScimError::status(
                 429,
                 format!(
-                    "refusing to deprovision: {recent} users were deprovisioned in the last {}s, more than {:.0}% of {managed} managed users; \
-                     check the IdP's assignments, or raise deprovision_guard_share",
-                    cfg.deprovision_guard_window_secs,
-                    cfg.deprovision_guard_share * 100.0
+                    "{GUARD_REFUSAL}: {recent} established users were deprovisioned in the last {window}s \
+                     (deprovision_guard_window_secs), and {limit} are allowed: {:.0}% \
+                     (deprovision_guard_share) of {managed} managed users, at least {} \
+                     (deprovision_guard_min); users phab-scim created within the window do not count. \
+                     Check the IdP's assignments, or raise deprovision_guard_share or \
+                     deprovision_guard_min, or shorten deprovision_guard_window_secs",
+                    guard.share * 100.0,
+                    guard.min,
                 ),
             )
             .into());

@@ -314,3 +314,99 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     app.cleanup().await;
 }
+
+/// `check` reads the account's grants and names a missing one before a write fails: the
+/// service's least-privilege account (the README's grants) is enough for serve and not for
+/// migrate; without DELETE on sessions it is not enough, and check says which.
+#[tokio::test]
+async fn check_names_a_missing_grant() {
+    let app = TestApp::spawn().await;
+    let as_service = |app: &TestApp| {
+        Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+            .arg("check")
+            .env("PHAB_SCIM_DATABASE_URL", app.cfg.database_url.expose())
+            .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+            .output()
+            .expect("run phab-scim")
+    };
+    let out = as_service(&app);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("schema: compatible")
+            && text.contains("grants: enough for serve")
+            && text.contains("grants: not enough for migrate"),
+        "{text}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE DELETE ON `{ns}_user`.`phabricator_session` FROM '{ns}'@'%'",
+        ns = app.ns.as_str()
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let out = as_service(&app);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "missing grant: DELETE on {}_user.phabricator_session",
+            app.ns.as_str()
+        )) && text.contains("grants: NOT enough for serve"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("IDENTIFIED"),
+        "never a password hash: {text}"
+    );
+    app.cleanup().await;
+}
+
+/// `migrate` is a separate step: on a fresh namespace the serve account cannot apply the
+/// patches, and an account with the README's grants for migrate can; then serve's account is
+/// enough to start.
+#[tokio::test]
+async fn migrate_runs_as_the_migration_account() {
+    use phab_scim::config::{Namespace, Secret};
+    use phab_scim::db::{Db, grants, migrate};
+    use sqlx::Connection;
+
+    let root = Secret::new(database_url());
+    let ns = crate::helpers::new_namespace();
+    let mut conn =
+        sqlx::MySqlConnection::connect_with(&phab_scim::db::connect_options(&root).unwrap())
+            .await
+            .unwrap();
+    migrate::install_phabricator_fixture(&mut conn, &ns)
+        .await
+        .unwrap();
+    let serve_url = crate::helpers::create_account(&mut conn, &ns, grants::SERVE).await;
+    let migrate_ns = Namespace::parse(&format!("{}_m", ns.as_str())).unwrap();
+    // The migration account is its own user (named after `migrate_ns`) on the same namespace.
+    let migrate_url = crate::helpers::create_account_named(
+        &mut conn,
+        migrate_ns.as_str(),
+        &ns,
+        &[grants::SERVE, grants::MIGRATE].concat(),
+    )
+    .await;
+    let serve = Db::connect(&serve_url, ns.clone(), 2).await.unwrap();
+    let err = migrate::migrate(&serve).await.unwrap_err().to_string();
+    assert!(err.contains("denied"), "{err}");
+    let migrator = Db::connect(&migrate_url, ns.clone(), 2).await.unwrap();
+    let report = migrate::migrate(&migrator).await.unwrap();
+    assert_eq!(report.applied.len(), migrate::SCIM_PATCHES.len() + 1);
+    assert!(
+        grants::missing(&migrator, grants::MIGRATE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing pending: the serve account's `migrate` (run by `serve` at start) passes.
+    assert!(migrate::migrate(&serve).await.unwrap().applied.is_empty());
+    serve.pool.close().await;
+    migrator.pool.close().await;
+    migrate::drop_namespace(&root, &ns).await.unwrap();
+    crate::helpers::drop_account(&ns).await;
+    crate::helpers::drop_account(&migrate_ns).await;
+}

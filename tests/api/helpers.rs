@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use phab_scim::app::Application;
 use phab_scim::config::{Config, Namespace, Secret};
-use phab_scim::db::{Db, Tables, migrate};
+use phab_scim::db::{Db, Tables, grants, migrate};
 use phab_scim::provisioning::Provisioner;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -48,6 +48,27 @@ async fn sweep_stale() {
         };
         if now.saturating_sub(epoch) > 3600 {
             let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    // The per-namespace service accounts of those runs (named as their namespace).
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(User AS CHAR) FROM mysql.user WHERE User LIKE 't\\_%' AND Host = '%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for user in users {
+        let mut parts = user.split('_');
+        let (Some("t"), Some(epoch)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(epoch) = u32::from_str_radix(epoch, 16) else {
+            continue;
+        };
+        if now.saturating_sub(epoch) > 3600 {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{user}'@'%'")))
                 .execute(&mut conn)
                 .await;
         }
@@ -109,9 +130,19 @@ impl TestApp {
         migrate::install_phabricator_fixture(&mut conn, &ns)
             .await
             .expect("fixture");
+        // `migrate` is a separate step with the stronger account (README.md, *The database
+        // account*); the service then runs as the least-privilege one, so every test proves
+        // the documented grants are enough.
+        let root = MySqlPool::connect_with(phab_scim::db::connect_options(&url).unwrap())
+            .await
+            .expect("connect");
+        migrate::migrate(&Db::from_pool(root.clone(), ns.clone()))
+            .await
+            .expect("migrate");
+        let service_url = create_account(&mut conn, &ns, grants::SERVE).await;
         conn.close().await.ok();
         let mut cfg = Config {
-            database_url: url,
+            database_url: service_url,
             namespace: ns.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             pool_size: 12,
@@ -141,7 +172,7 @@ impl TestApp {
                 })
                 .await;
         });
-        let pool = db.pool.clone();
+        let pool = root;
         Self {
             base: format!("http://{addr}/scim/v2"),
             client: reqwest::Client::builder()
@@ -308,6 +339,19 @@ impl TestApp {
             .collect()
     }
 
+    /// Makes every managed user established: backdates the accounts the service created by a
+    /// day, past any test's deprovision guard window (users created within the window do not
+    /// count, src/provisioning/users.rs `guard_burst`).
+    pub async fn establish_users(&self) {
+        sqlx::query(AssertSqlSafe(self.sql(
+            "UPDATE {scim}.scim_user SET dateAccountCreated = dateAccountCreated - 86400 \
+             WHERE dateAccountCreated IS NOT NULL",
+        )))
+        .execute(&self.pool)
+        .await
+        .expect("establish users");
+    }
+
     /// Issues another token for the bot.
     pub async fn issue_token(&self) -> (u32, String) {
         phab_scim::token::issue(&self.db, &self.bot_phid, "extra", None)
@@ -333,6 +377,59 @@ impl TestApp {
         migrate::drop_namespace(&Secret::new(database_url()), &self.ns)
             .await
             .expect("drop namespace");
+        drop_account(&self.ns).await;
+    }
+}
+
+/// Creates the MySQL account `<ns>`@`%` with a random password and exactly the grants of
+/// `needs` (src/db/grants.rs, as the README documents them); returns its URL.
+pub async fn create_account(
+    conn: &mut MySqlConnection,
+    ns: &Namespace,
+    needs: &[grants::Need],
+) -> Secret {
+    create_account_named(conn, ns.as_str(), ns, needs).await
+}
+
+/// Creates the MySQL account `<user>`@`%` with the grants of `needs` on namespace `ns`.
+pub async fn create_account_named(
+    conn: &mut MySqlConnection,
+    user: &str,
+    ns: &Namespace,
+    needs: &[grants::Need],
+) -> Secret {
+    let password = phab_scim::db::phabricator::random_chars(24);
+    let account = format!("'{user}'@'%'");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE USER {account} IDENTIFIED BY '{password}'"
+    )))
+    .execute(&mut *conn)
+    .await
+    .expect("create user");
+    for grant in grants::statements(needs, ns, &account) {
+        sqlx::raw_sql(AssertSqlSafe(grant.as_str()))
+            .execute(&mut *conn)
+            .await
+            .expect(&grant);
+    }
+    let mut url = reqwest::Url::parse(&database_url()).expect("database URL");
+    url.set_username(user).expect("user");
+    url.set_password(Some(&password)).expect("password");
+    Secret::new(url.to_string())
+}
+
+/// Drops the account [`create_account`] made for `ns`.
+pub async fn drop_account(ns: &Namespace) {
+    let url = Secret::new(database_url());
+    if let Ok(opts) = phab_scim::db::connect_options(&url)
+        && let Ok(mut conn) = MySqlConnection::connect_with(&opts).await
+    {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP USER IF EXISTS '{}'@'%'",
+            ns.as_str()
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 

@@ -12,6 +12,7 @@ mod drift;
 mod emails;
 mod example_config;
 mod groups;
+mod guard;
 mod helpers;
 mod hostile;
 mod invariants;

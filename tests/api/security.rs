@@ -575,6 +575,7 @@ async fn deprovision_guard_counts_every_verb_once_per_user() {
     })
     .await;
     let ids = managed_users(&app, 12, "g").await;
+    app.establish_users().await;
     let (s, e) = app.patch(&format!("/Users/{}", ids[0]), deactivate()).await;
     assert_eq!(s, 200, "{e}");
     let (s, e) = app.delete(&format!("/Users/{}", ids[0])).await;
@@ -637,6 +638,7 @@ async fn deprovision_guard_holds_under_parallel_requests() {
     })
     .await;
     let ids = managed_users(&app, 12, "p").await;
+    app.establish_users().await;
     let futures = ids.iter().map(|id| {
         let app = &app;
         async move {

@@ -70,15 +70,18 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     let mut app = TestApp::spawn().await;
     // The service's own background work prunes too: stopped, it cannot race the rows below.
     app.stop_server().await;
-    sqlx::query(sqlx::AssertSqlSafe(app.sql("DELETE FROM {scim}.scim_instance")))
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(
+        app.sql("DELETE FROM {scim}.scim_instance"),
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let guard = status::GuardSettings::of(&app.cfg);
     let mut conn = app.pool.acquire().await.unwrap();
     let t = app.t();
     let ts = now();
     for key in ["k-running", "k-stopped", "k-gone"] {
-        sidecar::heartbeat(&mut conn, t, key, "host", "1", ts)
+        sidecar::heartbeat(&mut conn, t, key, "host", "1", ts, &guard)
             .await
             .unwrap();
     }
@@ -94,7 +97,7 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     .await
     .unwrap();
 
-    let s = status::load(&app.db).await.unwrap();
+    let s = status::load(&app.db, guard).await.unwrap();
     let state = |key: &str| {
         s.replicas
             .iter()
@@ -110,10 +113,10 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
         .unwrap();
     assert_eq!(pruned, 1);
     // A heartbeat under a stopped key means the replica runs again.
-    sidecar::heartbeat(&mut conn, t, "k-stopped", "host", "1", ts)
+    sidecar::heartbeat(&mut conn, t, "k-stopped", "host", "1", ts, &guard)
         .await
         .unwrap();
-    let s = status::load(&app.db).await.unwrap();
+    let s = status::load(&app.db, guard).await.unwrap();
     assert!(s.replicas.iter().all(|r| r.key != "k-gone"));
     assert!(
         s.replicas.iter().all(|r| r.state(now()) == "running"),
@@ -144,7 +147,9 @@ async fn a_clean_shutdown_marks_the_replica_stopped() {
         1
     );
     app.stop_server().await;
-    let s = status::load(&app.db).await.unwrap();
+    let s = status::load(&app.db, status::GuardSettings::of(&app.cfg))
+        .await
+        .unwrap();
     assert_eq!(s.replicas.len(), 1);
     assert_eq!(s.replicas[0].state(now()), "stopped");
     assert_eq!(s.live_replicas, 0);

@@ -498,6 +498,7 @@ async fn bot_conversions_trip_the_deprovision_guard() {
     })
     .await;
     let ids = managed_users(&app, 12, "b").await;
+    app.establish_users().await;
     for (id, kind) in ids.iter().take(2).zip(["Bot", "agent"]) {
         let (s, e) = app.patch(&format!("/Users/{id}"), to_bot(kind)).await;
         assert_eq!(s, 200, "{e}");

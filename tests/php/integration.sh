@@ -271,7 +271,8 @@ step "pages with service rows (simulated: heartbeat, scim_user, events, drift)"
 helper seed-service alice admin
 project_id=$(sql "SELECT id FROM \`${ns}_project\`.project WHERE name = 'Design Team'")
 expect_page /scim/ "scim-1.example.internal" "Running" "Not Seen" \
-  "$managed_users active, 0 disabled, 0 deleted" "Last Hour" "Drift"
+  "$managed_users active, 0 disabled, 0 deleted" "Last Hour" "Drift" \
+  "Deprovision Guard" "Allowing" "0 of 20 allowed in the last 3,600 seconds" "deprovision_guard_min"
 expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
   "phoneNumbers kept in SCIM only" "phui-oi-highlighted" \

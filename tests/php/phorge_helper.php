@@ -371,8 +371,9 @@ function scim_seed_service($username, $admin_username) {
   queryfx(
     $conn,
     'INSERT INTO %R (instanceKey, hostname, version, dateStarted,
-        dateCreated, dateModified)
-      VALUES (%s, %s, %s, %d, %d, %d), (%s, %s, %s, %d, %d, %d)',
+        dateCreated, dateModified, guardShare, guardMin, guardWindow)
+      VALUES (%s, %s, %s, %d, %d, %d, %f, %d, %d),
+        (%s, %s, %s, %d, %d, %d, NULL, NULL, NULL)',
     new PhabricatorScimInstance(),
     'c1f0e2d4a5b6',
     'scim-1.example.internal',
@@ -380,6 +381,9 @@ function scim_seed_service($username, $admin_username) {
     $now - 86400,
     $now - 86400,
     $now - 5,
+    0.25,
+    20,
+    3600,
     '9a8b7c6d5e4f',
     'scim-2.example.internal',
     '0.1.0',

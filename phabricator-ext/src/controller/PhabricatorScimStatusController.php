@@ -38,10 +38,30 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
     $notices = array_merge($notices, $this->buildTokenNotices($tokens, $now));
 
+    $guard = $this->loadGuardState($instances, $now);
+    if ($guard && $guard['refusing']) {
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_ERROR)
+        ->setTitle(pht('Deprovision guard is refusing'))
+        ->appendChild(
+          pht(
+            'The service refuses to disable more established users: %s were '.
+            'deprovisioned in the last %s seconds, and %s are allowed. Check the '.
+            'identity provider\'s assignments; if the offboarding is '.
+            'intended, raise "%s" or "%s", or shorten "%s".',
+            new PhutilNumber($guard['deprovisions']),
+            new PhutilNumber($guard['window']),
+            new PhutilNumber($guard['limit']),
+            'deprovision_guard_share',
+            'deprovision_guard_min',
+            'deprovision_guard_window_secs'));
+    }
+
     $content = array_merge(
       $notices,
       array(
         $this->buildServiceBox(),
+        $this->buildGuardBox($guard),
         $this->buildActivityBox($now),
         $this->buildReplicaBox($instances, $now),
       ));
@@ -213,6 +233,162 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
     return id(new PHUIObjectBoxView())
       ->setHeaderText(pht('Service'))
+      ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
+      ->appendChild($properties);
+  }
+
+  /**
+   * The deprovision guard's state, as "phab-scim status" reports it, under the
+   * settings the most recently seen running replica published with its
+   * heartbeat (the service's configuration is not Phabricator's). Null when no
+   * running replica published them.
+   */
+  private function loadGuardState(array $instances, $now) {
+    $source = null;
+    foreach ($instances as $instance) {
+      if (!$instance->isLive($now) || $instance->getGuardShare() === null) {
+        continue;
+      }
+      if (!$source ||
+          $instance->getDateModified() > $source->getDateModified()) {
+        $source = $instance;
+      }
+    }
+    if (!$source) {
+      return null;
+    }
+
+    $share = (double)$source->getGuardShare();
+    $min = (int)$source->getGuardMin();
+    $window = (int)$source->getGuardWindow();
+    $since = $now - $window;
+
+    $user_table = new PhabricatorScimUser();
+    $conn = $user_table->establishConnection('r');
+
+    // NOTE: Counted as the service's guard counts (Provisioner::guard_burst):
+    // an account the service created and deprovisioned within the window of
+    // its creation is an identity provider's test run, not an offboarding.
+    $deprovisions = (int)idx(
+      queryfx_one(
+        $conn,
+        'SELECT COUNT(*) N FROM %R WHERE dateDeprovisioned >= %d
+          AND (dateAccountCreated IS NULL
+            OR dateDeprovisioned >= dateAccountCreated + %d)',
+        $user_table,
+        $since,
+        $window),
+      'N');
+    $active = (int)idx(
+      queryfx_one(
+        $conn,
+        'SELECT COUNT(*) N FROM %R s JOIN %R u ON u.phid = s.userPHID
+          WHERE s.isDeprovisioned = 0 AND u.isDisabled = 0
+            AND u.isSystemAgent = 0',
+        $user_table,
+        new PhabricatorUser()),
+      'N');
+    $managed = $active + $deprovisions;
+    $limit = max($min, (int)floor($share * $managed));
+    $enabled = ($share < 1);
+
+    $event_table = new PhabricatorScimEvent();
+    $refusals = queryfx_one(
+      $event_table->establishConnection('r'),
+      'SELECT COUNT(*) N, MIN(dateCreated) first FROM %R
+        WHERE dateCreated >= %d AND outcome = %s AND status = 429
+          AND summary LIKE %>',
+      $event_table,
+      $since,
+      PhabricatorScimEvent::OUTCOME_ERROR,
+      'refusing to deprovision');
+
+    $refusing = ($enabled && $deprovisions >= $limit);
+
+    return array(
+      'enabled' => $enabled,
+      'share' => $share,
+      'min' => $min,
+      'window' => $window,
+      'deprovisions' => $deprovisions,
+      'managed' => $managed,
+      'limit' => $limit,
+      'refusals' => (int)$refusals['N'],
+      'refusing' => $refusing,
+      'since' => $refusing ? (int)$refusals['first'] : 0,
+    );
+  }
+
+  private function buildGuardBox($guard) {
+    $viewer = $this->getViewer();
+    $properties = id(new PHUIPropertyListView())
+      ->setViewer($viewer);
+
+    if (!$guard) {
+      $properties->addProperty(
+        pht('State'),
+        phutil_tag(
+          'em',
+          array(),
+          pht('Unknown: no running replica has published its settings.')));
+    } else if (!$guard['enabled']) {
+      $properties->addProperty(
+        pht('State'),
+        pht('Off ("%s" is %s)', 'deprovision_guard_share', $guard['share']));
+    } else {
+      if ($guard['refusing']) {
+        $state = id(new PHUITagView())
+          ->setType(PHUITagView::TYPE_SHADE)
+          ->setColor(PHUITagView::COLOR_RED)
+          ->setIcon('fa-ban')
+          ->setName(pht('Refusing'));
+      } else {
+        $state = id(new PHUITagView())
+          ->setType(PHUITagView::TYPE_SHADE)
+          ->setColor(PHUITagView::COLOR_GREEN)
+          ->setIcon('fa-check')
+          ->setName(pht('Allowing'));
+      }
+      $properties->addProperty(pht('State'), $state);
+
+      $properties->addProperty(
+        pht('Deprovisions'),
+        pht(
+          '%s of %s allowed in the last %s seconds ("%s"; established users: '.
+          'users the service created within the window do not count)',
+          new PhutilNumber($guard['deprovisions']),
+          new PhutilNumber($guard['limit']),
+          new PhutilNumber($guard['window']),
+          'deprovision_guard_window_secs'));
+
+      $properties->addProperty(
+        pht('Limit'),
+        pht(
+          '%s%% ("%s") of %s managed users, at least %s ("%s")',
+          round($guard['share'] * 100),
+          'deprovision_guard_share',
+          new PhutilNumber($guard['managed']),
+          new PhutilNumber($guard['min']),
+          'deprovision_guard_min'));
+
+      if ($guard['since']) {
+        $since = array(
+          phabricator_datetime($guard['since'], $viewer),
+          ' (',
+          $this->renderAge($guard['since']),
+          '), ',
+          pht('%s refused', new PhutilNumber($guard['refusals'])),
+        );
+      } else if ($guard['refusing']) {
+        $since = pht('No refusal yet; the next deprovision is refused.');
+      } else {
+        $since = phutil_tag('em', array(), pht('Not refusing'));
+      }
+      $properties->addProperty(pht('Refusing Since'), $since);
+    }
+
+    return id(new PHUIObjectBoxView())
+      ->setHeaderText(pht('Deprovision Guard'))
       ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
       ->appendChild($properties);
   }

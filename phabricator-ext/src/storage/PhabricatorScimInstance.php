@@ -14,6 +14,12 @@ final class PhabricatorScimInstance extends PhabricatorScimDAO {
   protected $version;
   protected $dateStarted;
   protected $dateStopped;
+  // The replica's deprovision guard settings (deprovision_guard_share, _min,
+  // _window_secs), published with its heartbeat for the Status page. Null for
+  // replicas older than the guard's state on the Status page.
+  protected $guardShare;
+  protected $guardMin;
+  protected $guardWindow;
 
   protected function getConfiguration() {
     return array(
@@ -23,6 +29,9 @@ final class PhabricatorScimInstance extends PhabricatorScimDAO {
         'version' => 'text64',
         'dateStarted' => 'epoch',
         'dateStopped' => 'epoch?',
+        'guardShare' => 'double?',
+        'guardMin' => 'uint32?',
+        'guardWindow' => 'uint32?',
       ),
       self::CONFIG_KEY_SCHEMA => array(
         'key_instance' => array(

@@ -12,6 +12,10 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
   protected $version;
   protected $isDeprovisioned;
   protected $dateDeprovisioned;
+  // When the service created the Phabricator account (null: adopted, or made
+  // before this column existed). The deprovision guard does not count an
+  // account deprovisioned within its window of this.
+  protected $dateAccountCreated;
 
   protected function getConfiguration() {
     return array(
@@ -22,6 +26,7 @@ final class PhabricatorScimUser extends PhabricatorScimDAO {
         'version' => 'uint32',
         'isDeprovisioned' => 'bool',
         'dateDeprovisioned' => 'epoch?',
+        'dateAccountCreated' => 'epoch?',
       ),
       self::CONFIG_KEY_SCHEMA => array(
         'key_user' => array(
