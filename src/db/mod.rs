@@ -252,7 +252,7 @@ impl Db {
     /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
     /// user creation (`PhabricatorUserEditor::createNewUser`, its name-token rewrite) deadlocks
     /// on next-key locks. Each waits for a row lock no longer than `timeouts.statement`
-    /// (InnoDB's default is 50 s; `provisioning::in_transaction!` retries a lock-wait timeout).
+    /// (InnoDB's default is 50 s; `provisioning::in_transaction` retries a lock-wait timeout).
     pub async fn connect_with(
         url: &Secret,
         ns: Namespace,
@@ -364,7 +364,7 @@ impl Db {
     }
 
     /// Begins a transaction, without a deadline (background work and the CLI; requests use
-    /// `provisioning::in_transaction!`).
+    /// `provisioning::in_transaction`).
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(self.pool.begin().await?)
     }

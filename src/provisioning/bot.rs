@@ -3,12 +3,11 @@
 //! Bot" form writes one (docs/write-paths.md#create-the-provisioning-bot): a system agent,
 //! approved, with a verified address, its name tokens and its search and identity tasks.
 
-use super::{Provisioner, Result};
+use super::{Provisioner, Result, in_transaction};
 use crate::db::DbError;
 use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser};
 use crate::db::phabricator::worker::{self, Task};
-use crate::in_transaction;
 use crate::scim::ScimError;
 use sqlx::AssertSqlSafe;
 
@@ -30,7 +29,7 @@ impl Provisioner {
             .placeholder_email_domain
             .clone()
             .unwrap_or_else(|| "phab-scim.invalid".to_owned());
-        in_transaction!(self.db, |tx| async {
+        in_transaction(&self.db, async |tx| {
             let t = &*self.db.t;
             let existing: Option<(String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT CAST(phid AS CHAR), isSystemAgent FROM {} WHERE userName = ? FOR UPDATE",
@@ -51,7 +50,7 @@ impl Provisioner {
             }
             let phid = new_phid("USER");
             let id = pu::insert_user(
-                &mut tx,
+                tx,
                 t,
                 &NewUser {
                     phid: &phid,
@@ -63,23 +62,17 @@ impl Provisioner {
             )
             .await?;
             let address = format!("{username}@{domain}");
-            pu::insert_email(&mut tx, t, &phid, &address, true, true).await?;
-            pu::write_name_tokens(
-                &mut tx,
-                t,
-                id,
-                &pu::name_tokens(username, BOT_REAL_NAME),
-                false,
-            )
-            .await?;
+            pu::insert_email(tx, t, &phid, &address, true, true).await?;
+            pu::write_name_tokens(tx, t, id, &pu::name_tokens(username, BOT_REAL_NAME), false)
+                .await?;
             worker::queue(
-                &mut tx,
+                tx,
                 t,
                 &[Task::search(&phid, false), Task::identity_added(&address)],
             )
             .await?;
             Ok(phid)
-        }
-        .await)
+        })
+        .await
     }
 }

@@ -1,7 +1,7 @@
 //! Groups: create (or adopt), read, list, replace, patch, delete (archive).
 //!
 //! A group is a Phabricator project (docs/design.md#groups-are-projects). Every write runs in
-//! one transaction (`in_transaction!`) that locks the `scim_group` row and the project row
+//! one transaction (`in_transaction`) that locks the `scim_group` row and the project row
 //! `FOR UPDATE`, writes what `PhabricatorProjectTransactionEditor` writes (docs/write-paths.md,
 //! Create a group to Replace the membership: the project row re-save, slugs, datasource tokens,
 //! `project_transaction` rows, edges 13/14/60), records its `scim_event` row and queues the
@@ -14,14 +14,13 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::users::Created;
-use super::{Ctx, Provisioner, Result};
+use super::{Ctx, Provisioner, Result, in_transaction};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::sidecar::{self, Event, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
-use crate::in_transaction;
 use crate::scim::ScimError;
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
@@ -210,9 +209,10 @@ impl Provisioner {
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
         let spec = GroupSpec::from_body(body)?;
         let slug = valid_slug(&spec.display_name)?;
-        in_transaction!(self.db, |tx| self
-            .create_group_in(&mut tx, ctx, &spec, &slug)
-            .await)
+        in_transaction(&self.db, async |tx| {
+            self.create_group_in(tx, ctx, &spec, &slug).await
+        })
+        .await
     }
 
     async fn create_group_in(
@@ -379,11 +379,11 @@ impl Provisioner {
     ) -> Result<StoredGroup> {
         let mut spec = GroupSpec::from_body(body)?;
         let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+        in_transaction(&self.db, async |tx| {
+            let (view, project) = self.lock_managed_group(tx, phid).await?;
             pre.check_write(view.version)?;
             self.apply_group(
-                &mut tx,
+                tx,
                 ctx,
                 view,
                 project,
@@ -392,8 +392,8 @@ impl Provisioner {
                 Mode::Update,
             )
             .await
-        }
-        .await)
+        })
+        .await
     }
 
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
@@ -408,15 +408,15 @@ impl Provisioner {
     ) -> Result<StoredGroup> {
         let ops = patch::parse_request(body)?;
         let split = split_patch(&ops)?;
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+        in_transaction(&self.db, async |tx| {
+            let (view, project) = self.lock_managed_group(tx, phid).await?;
             pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
             patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
             let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
             self.apply_group(
-                &mut tx,
+                tx,
                 ctx,
                 view,
                 project,
@@ -425,8 +425,8 @@ impl Provisioner {
                 Mode::Update,
             )
             .await
-        }
-        .await)
+        })
+        .await
     }
 
     /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`
@@ -435,20 +435,20 @@ impl Provisioner {
     /// is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
-        in_transaction!(self.db, |tx| async {
+        in_transaction(&self.db, async |tx| {
             let t = &*self.db.t;
-            let view = sidecar::lock_scim_group(&mut tx, t, phid)
+            let view = sidecar::lock_scim_group(tx, t, phid)
                 .await?
                 .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
             pre.check_write(view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
-            if let Some(project) = pp::lock_project(&mut tx, t, phid).await?
+            if let Some(project) = pp::lock_project(tx, t, phid).await?
                 && project.status != pp::STATUS_ARCHIVED
             {
-                let slugs = pp::lock_slugs(&mut tx, t, phid).await?;
+                let slugs = pp::lock_slugs(tx, t, phid).await?;
                 pp::update_project(
-                    &mut tx,
+                    tx,
                     t,
                     project.id,
                     &ProjectChanges {
@@ -458,7 +458,7 @@ impl Provisioner {
                 )
                 .await?;
                 pp::write_datasource_tokens(
-                    &mut tx,
+                    tx,
                     t,
                     project.id,
                     &pp::datasource_tokens(&slugs, &project.name),
@@ -467,7 +467,7 @@ impl Provisioner {
                 .await?;
                 let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
                 let xphids = xaction::insert_group(
-                    &mut tx,
+                    tx,
                     &t.project_transaction,
                     "PROJ",
                     phid,
@@ -480,9 +480,9 @@ impl Provisioner {
                 tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
                 diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
-            sidecar::delete_scim_group(&mut tx, t, view.id).await?;
+            sidecar::delete_scim_group(tx, t, view.id).await?;
             self.log_group(
-                &mut tx,
+                tx,
                 ctx,
                 phid,
                 204,
@@ -490,10 +490,10 @@ impl Provisioner {
                 diff,
             )
             .await?;
-            worker::queue(&mut tx, t, &tasks).await?;
+            worker::queue(tx, t, &tasks).await?;
             Ok(())
-        }
-        .await)
+        })
+        .await
     }
 
     async fn lock_managed_group(

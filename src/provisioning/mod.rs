@@ -11,7 +11,7 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
 
@@ -41,57 +41,49 @@ pub struct Provisioner {
 /// (docs/design.md#transactions-and-locking).
 pub const MAX_ATTEMPTS: u32 = 6;
 
-/// Runs `$body` (an expression using `$tx: &mut Tx`) in a transaction, committing on `Ok`
-/// and retrying the whole transaction on a deadlock or lock-wait timeout. The whole of it,
+/// Runs `body` in a transaction, committing on `Ok` and retrying the whole transaction on a
+/// deadlock or lock-wait timeout (docs/design.md#transactions-and-locking). The whole of it,
 /// retries included, must end within `transaction_timeout_secs` (`Db::deadline`): a hung
 /// database otherwise holds the request as long as the server is stopped. On time out the
-/// connection is closed, never returned to the pool (`Db::give_up`), and the error is a 503.
-#[macro_export]
-macro_rules! in_transaction {
-    ($db:expr, |$tx:ident| $body:expr) => {{
-        let db: &$crate::db::Db = &$db;
-        let deadline = db.deadline();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let mut lease = db
-                .acquire_until(deadline)
-                .await
-                .map_err($crate::provisioning::ProvisionError::from)?;
-            let run = async {
-                let mut $tx = match sqlx::Connection::begin(&mut *lease).await {
-                    Ok(tx) => tx,
-                    Err(e) => return Err($crate::provisioning::ProvisionError::from(e)),
-                };
-                let result: $crate::provisioning::Result<_> = $body;
-                match result {
-                    // Cut off during COMMIT, the outcome is unknown to us (the server may have
-                    // committed the whole transaction), but never partial.
-                    Ok(v) => $tx
-                        .commit()
-                        .await
-                        .map(|_| v)
-                        .map_err($crate::provisioning::ProvisionError::from),
-                    Err(e) => {
-                        let _ = $tx.rollback().await;
-                        Err(e)
-                    }
+/// connection is closed, never returned to the pool (`Db::give_up`), and the error is a
+/// timeout (`DbError::Timeout`, answered 503). No connection by the deadline is that error
+/// at once, without a retry.
+///
+/// Each attempt runs its own copy of `body` (a closure that borrows its inputs is `Clone`): an
+/// `AsyncFnMut` would say the same, but its futures fail the `Send` check of axum's handlers
+/// (the compiler cannot prove it for every lifetime of the borrowed connection).
+pub async fn in_transaction<T>(
+    db: &Db,
+    body: impl AsyncFnOnce(&mut Conn) -> Result<T> + Clone,
+) -> Result<T> {
+    let deadline = db.deadline();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let mut lease = db.acquire_until(deadline).await?;
+        let run = async {
+            let mut tx = sqlx::Connection::begin(&mut *lease).await?;
+            match body.clone()(&mut tx).await {
+                // Cut off during COMMIT, the outcome is unknown to us (the server may have
+                // committed the whole transaction), but never partial.
+                Ok(v) => Ok(tx.commit().await.map(|_| v)?),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
                 }
-            };
-            let outcome = tokio::time::timeout_at(deadline, run).await;
-            let result = match outcome {
-                Ok(result) => result,
-                Err(_) => Err(db.give_up(lease, "a transaction").into()),
-            };
-            match result {
-                Err(e) if e.is_retryable() && attempt < $crate::provisioning::MAX_ATTEMPTS => {
-                    tracing::debug!(attempt, "retrying after a deadlock or lock wait");
-                    let jitter = u64::from(attempt) * 5 + u64::from(rand::random::<u8>() % 10);
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
-                    continue;
-                }
-                other => break other,
             }
+        };
+        let result = match tokio::time::timeout_at(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(db.give_up(lease, "a transaction").into()),
+        };
+        match result {
+            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, "retrying after a deadlock or lock wait");
+                let jitter = u64::from(attempt) * 5 + u64::from(rand::random::<u8>() % 10);
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
+            other => return other,
         }
-    }};
+    }
 }

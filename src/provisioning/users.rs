@@ -1,6 +1,6 @@
 //! Users: create (or adopt, or rehire), read, replace, patch, deprovision.
 //!
-//! Every write runs in one transaction (`in_transaction!`) that takes the rows it changes with
+//! Every write runs in one transaction (`in_transaction`) that takes the rows it changes with
 //! `FOR UPDATE`, writes what `PhabricatorUserEditor` and the user transaction editor write
 //! (docs/write-paths.md, the user sections), queues the daemon tasks last, and records its
 //! `scim_event` row, so a request commits all of it or none of it.
@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::username::{base_username, candidate};
-use super::{Ctx, ProvisionError, Provisioner, Result};
+use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction};
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
 use crate::db::phabricator::new_phid;
@@ -19,7 +19,6 @@ use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::sidecar::{self, Event, ScimEmail, ScimUserRead, ScimUserView};
 use crate::db::status::{GUARD_REFUSAL, GuardSettings};
 use crate::db::{Conn, DbError, filter_sql, now};
-use crate::in_transaction;
 use crate::scim::ScimError;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
@@ -227,9 +226,10 @@ impl Provisioner {
     pub async fn create_user(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredUser)> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
         let address = self.address_for(&spec, None)?;
-        in_transaction!(self.db, |tx| self
-            .create_in(&mut tx, ctx, &spec, &address)
-            .await)
+        in_transaction(&self.db, async |tx| {
+            self.create_in(tx, ctx, &spec, &address).await
+        })
+        .await
     }
 
     async fn create_in(
@@ -503,12 +503,12 @@ impl Provisioner {
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
         let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
-        in_transaction!(self.db, |tx| async {
-            let view = self.lock_managed(&mut tx, phid).await?;
+        in_transaction(&self.db, async |tx| {
+            let view = self.lock_managed(tx, phid).await?;
             pre.check_write(view.version)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
-        }
-        .await)
+            self.apply(tx, ctx, view, &spec, Mode::Update).await
+        })
+        .await
     }
 
     /// PATCH /Users/{id}.
@@ -521,8 +521,8 @@ impl Provisioner {
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
         let ops = patch::parse_request(body)?;
-        in_transaction!(self.db, |tx| async {
-            let view = self.lock_managed(&mut tx, phid).await?;
+        in_transaction(&self.db, async |tx| {
+            let view = self.lock_managed(tx, phid).await?;
             pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let mut doc = stored_doc(
@@ -538,25 +538,25 @@ impl Provisioner {
                 spec.attributes
                     .insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
             }
-            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
-        }
-        .await)
+            self.apply(tx, ctx, view, &spec, Mode::Update).await
+        })
+        .await
     }
 
     /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
-        in_transaction!(self.db, |tx| async {
-            let view = self.lock_managed(&mut tx, phid).await?;
+        in_transaction(&self.db, async |tx| {
+            let view = self.lock_managed(tx, phid).await?;
             pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Delete)
+            self.apply(tx, ctx, view, &spec, Mode::Delete)
                 .await
                 .map(|_| ())
-        }
-        .await)
+        })
+        .await
     }
 
     async fn lock_managed(&self, conn: &mut Conn, phid: &str) -> Result<ScimUserView> {
