@@ -63,10 +63,28 @@ impl ApiError {
     }
 }
 
+/// The table: each provisioning error's status, `scimType` (RFC 7644 §3.12) and `Retry-After`
+/// (through `ApiError`'s variant), decided here and nowhere else.
 impl From<ProvisionError> for ApiError {
     fn from(e: ProvisionError) -> Self {
         match e {
-            ProvisionError::Scim(s) => ApiError::Scim(s),
+            ProvisionError::Request(s) => ApiError::Scim(s),
+            ProvisionError::NotFound(d) => ApiError::Scim(ScimError::not_found(d)),
+            // RFC 7644 §3.3: a POST that conflicts with an existing resource is 409
+            // uniqueness, which IdPs report as "already exists" and do not retry blindly.
+            ProvisionError::Conflict(d) => ApiError::Scim(ScimError::uniqueness(d)),
+            ProvisionError::Forbidden(d) => ApiError::Scim(ScimError::forbidden(d)),
+            ProvisionError::InvalidValue(d) => ApiError::Scim(ScimError::invalid_value(d)),
+            // RFC 6585 §4: a 429 says when to come back.
+            ProvisionError::GuardTripped {
+                retry_after_secs,
+                detail,
+            } => ApiError::RateLimited {
+                retry_after: retry_after_secs,
+                detail,
+            },
+            // The operator's to fix, so the client is told what is wrong.
+            ProvisionError::Misconfigured(d) => ApiError::Scim(ScimError::status(500, d)),
             ProvisionError::Db(db) if db.is_unavailable() => {
                 tracing::warn!(error = %db, "database unavailable");
                 ApiError::Unavailable
@@ -82,6 +100,17 @@ impl From<ProvisionError> for ApiError {
                 tracing::error!(error = ?db, "database error [DB0001]");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+/// A provisioning error as a SCIM error body's fields, by the same table (a `Retry-After`
+/// has no place in a `ScimError` and is dropped).
+impl From<ProvisionError> for ScimError {
+    fn from(e: ProvisionError) -> Self {
+        match ApiError::from(e) {
+            ApiError::Scim(s) => s,
+            other => ScimError::status(other.status(), other.detail()),
         }
     }
 }
@@ -140,13 +169,74 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            // RFC 6585 §4: a 429 says when to come back. The deprovision guard's refusal holds
-            // until the window moves or an operator raises the share; a minute paces retries.
-            ApiError::Scim(e) if e.status == 429 => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            }
             _ => {}
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::DbError;
+    use crate::provisioning::error::GUARD_RETRY_AFTER_SECS;
+
+    #[test]
+    fn each_domain_error_has_its_status_scim_type_and_retry_after() {
+        let cases = [
+            (ProvisionError::NotFound("x".into()), 404, None, None),
+            (
+                ProvisionError::Conflict("x".into()),
+                409,
+                Some("uniqueness"),
+                None,
+            ),
+            (ProvisionError::Forbidden("x".into()), 403, None, None),
+            (
+                ProvisionError::InvalidValue("x".into()),
+                400,
+                Some("invalidValue"),
+                None,
+            ),
+            (
+                ProvisionError::GuardTripped {
+                    retry_after_secs: GUARD_RETRY_AFTER_SECS,
+                    detail: "x".into(),
+                },
+                429,
+                None,
+                Some("60"),
+            ),
+            (ProvisionError::Misconfigured("x".into()), 500, None, None),
+            (
+                ProvisionError::Db(DbError::Timeout("a transaction")),
+                503,
+                None,
+                Some("5"),
+            ),
+        ];
+        for (e, status, scim_type, retry_after) in cases {
+            let what = format!("{e:?}");
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), status, "{what}");
+            assert_eq!(api.scim_type().map(ScimType::as_str), scim_type, "{what}");
+            let body = api.body();
+            assert_eq!(body["status"], status.to_string(), "{what}");
+            let resp = api.into_response();
+            let header = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok());
+            assert_eq!(header, retry_after, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_request_error_keeps_the_scim_layers_answer() {
+        let e = ProvisionError::Request(ScimError::invalid_filter("bad"));
+        let api = ApiError::from(e);
+        assert_eq!(api.status(), 400);
+        assert_eq!(api.scim_type(), Some(ScimType::InvalidFilter));
+        assert_eq!(api.detail(), "bad");
     }
 }

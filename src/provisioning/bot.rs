@@ -3,12 +3,11 @@
 //! Bot" form writes one (docs/write-paths.md#create-the-provisioning-bot): a system agent,
 //! approved, with a verified address, its name tokens and its search and identity tasks.
 
-use super::{Provisioner, Result, in_transaction};
+use super::{ProvisionError, Provisioner, Result, in_transaction};
 use crate::db::DbError;
 use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser};
 use crate::db::phabricator::worker::{self, Task};
-use crate::scim::ScimError;
 use sqlx::AssertSqlSafe;
 
 /// Real name of the bot.
@@ -19,10 +18,9 @@ impl Provisioner {
     /// that name must already be a bot: a person's account is never turned into one.
     pub async fn ensure_bot(&self, username: &str) -> Result<String> {
         if !super::username::is_valid_username(username) {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ProvisionError::InvalidValue(format!(
                 "{username:?} is not a valid Phabricator username"
-            ))
-            .into());
+            )));
         }
         let domain = self
             .cfg
@@ -41,10 +39,9 @@ impl Provisioner {
             .map_err(DbError::from)?;
             if let Some((phid, is_bot)) = existing {
                 if !is_bot {
-                    return Err(ScimError::uniqueness(format!(
+                    return Err(ProvisionError::Conflict(format!(
                         "@{username} exists and is not a bot"
-                    ))
-                    .into());
+                    )));
                 }
                 return Ok(phid);
             }

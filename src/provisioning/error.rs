@@ -1,14 +1,43 @@
-//! Errors of the provisioning layer, mapped once to SCIM responses by `http::error`.
+//! Errors of the provisioning layer: what went wrong, in the domain's words. Never an HTTP
+//! status: `http::error` is the one table that turns each into a status, a `scimType` and a
+//! `Retry-After`.
 
 use crate::db::DbError;
 use crate::scim::ScimError;
 
+/// How long a client refused by the deprovision guard should wait before retrying. The
+/// refusal holds until the window moves or an operator raises the share; a minute paces
+/// retries (docs/design.md#deprovision-guard).
+pub const GUARD_RETRY_AFTER_SECS: u64 = 60;
+
 /// A provisioning failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    /// The client's request is wrong or conflicts (a SCIM error with its status).
+    /// The request breaks the protocol, as the `scim` layer found while reading it (syntax,
+    /// filter, path, precondition): that layer's error, passed on as it is.
     #[error(transparent)]
-    Scim(#[from] ScimError),
+    Request(#[from] ScimError),
+    /// No such resource (or one SCIM does not manage, or deprovisioned).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The value conflicts with an existing resource: a name, an address, a login identity.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The resource exists; this service's rules refuse the change (a protected account).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A value the request sent that Phabricator cannot take.
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// The deprovision guard refused a burst of deprovisions; retry after this many seconds.
+    #[error("deprovision guard: {detail}")]
+    GuardTripped {
+        retry_after_secs: u64,
+        detail: String,
+    },
+    /// The service's configuration does not match the Phabricator it writes to.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),

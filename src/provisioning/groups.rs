@@ -14,14 +14,13 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::users::Created;
-use super::{Ctx, Provisioner, Result, in_transaction};
+use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::sidecar::{self, Event, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
-use crate::scim::ScimError;
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
 };
@@ -120,7 +119,7 @@ impl Provisioner {
             .db
             .read(async |conn| sidecar::get_scim_group(conn, &self.db.t, phid).await)
             .await?
-            .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+            .ok_or_else(|| ProvisionError::NotFound(format!("no group {phid}")))?;
         StoredGroup::from_view(view)
     }
 
@@ -204,7 +203,7 @@ impl Provisioner {
     }
 
     /// POST /Groups: a new project, or the adoption of an unmanaged project whose hashtag is
-    /// the name's slug (by `group_adoption`), or 409.
+    /// the name's slug (by `group_adoption`), or a conflict.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
         let spec = GroupSpec::from_body(body)?;
@@ -225,18 +224,16 @@ impl Provisioner {
         let t = &*self.db.t;
         if let Some(existing) = pp::lock_project_by_slug(conn, t, slug).await? {
             if let Some(group) = sidecar::lock_scim_group(conn, t, &existing.phid).await? {
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the group {:?} ({}) already has the hashtag #{slug}",
                     group.display_name, group.project_phid
-                ))
-                .into());
+                )));
             }
             if !self.cfg.group_adoption {
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the Phabricator project #{slug} ({}) exists and SCIM does not manage it (group_adoption is off)",
                     existing.phid
-                ))
-                .into());
+                )));
             }
             refuse_unmanageable(conn, t, &existing).await?;
             self.insert_group_row(conn, &existing.phid, spec).await?;
@@ -358,11 +355,10 @@ impl Provisioner {
         .await
         {
             Ok(()) => Ok(()),
-            Err(e) if e.is_unique_violation() => Err(ScimError::uniqueness(format!(
+            Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
                 "a group named {:?} already exists",
                 spec.display_name
-            ))
-            .into()),
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -432,14 +428,14 @@ impl Provisioner {
     /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`
     /// does and ends SCIM management (the `scim_group` row goes; members and hashtags stay, as
     /// an archive keeps them: docs/write-paths.md#archive-a-group-delete). Afterwards the group
-    /// is 404.
+    /// is not found.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction(&self.db, async |tx| {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(tx, t, phid)
                 .await?
-                .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+                .ok_or_else(|| ProvisionError::NotFound(format!("no group {phid}")))?;
             pre.check_write(view.version)?;
             let mut tasks = Vec::new();
             let mut diff = Diff::default();
@@ -504,16 +500,16 @@ impl Provisioner {
         let t = &*self.db.t;
         let view = sidecar::lock_scim_group(conn, t, phid)
             .await?
-            .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
+            .ok_or_else(|| ProvisionError::NotFound(format!("no group {phid}")))?;
         let project = pp::lock_project(conn, t, phid).await?.ok_or_else(|| {
-            ScimError::not_found(format!(
+            ProvisionError::NotFound(format!(
                 "the project of group {phid} no longer exists in Phabricator"
             ))
         })?;
         Ok((view, project))
     }
 
-    /// Refuses member ids that are not users SCIM manages (400 invalidValue naming them).
+    /// Refuses member ids that are not users SCIM manages (an invalid value naming them).
     async fn check_members(&self, conn: &mut Conn, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -526,10 +522,9 @@ impl Provisioner {
             } else {
                 String::new()
             };
-            return Err(ScimError::invalid_value(format!(
+            return Err(ProvisionError::InvalidValue(format!(
                 "member {first}{more} is not a user provisioned through SCIM; members must be ids of /Users"
-            ))
-            .into());
+            )));
         }
         Ok(())
     }
@@ -560,10 +555,9 @@ impl Provisioner {
             let slug = valid_slug(&spec.display_name)?;
             if !slugs.contains(&slug) {
                 if let Some(owner) = pp::lock_slug_owner(conn, t, &slug).await? {
-                    return Err(ScimError::uniqueness(format!(
+                    return Err(ProvisionError::Conflict(format!(
                         "the hashtag #{slug} belongs to another project ({owner})"
-                    ))
-                    .into());
+                    )));
                 }
                 new_slug = Some(slug.clone());
             }
@@ -672,11 +666,10 @@ impl Provisioner {
             {
                 Ok(()) => {}
                 Err(e) if e.is_unique_violation() => {
-                    return Err(ScimError::uniqueness(format!(
+                    return Err(ProvisionError::Conflict(format!(
                         "a group named {:?} already exists",
                         spec.display_name
-                    ))
-                    .into());
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -779,14 +772,14 @@ impl Provisioner {
     }
 }
 
-/// The project hashtag of a name, or 400 when Phabricator would refuse it
+/// The project hashtag of a name, or an invalid value when Phabricator would refuse it
 /// (docs/phabricator-tables.md#hashtags).
-fn valid_slug(name: &str) -> std::result::Result<String, ScimError> {
+fn valid_slug(name: &str) -> Result<String> {
     let slug = pp::normalize_slug(name);
     if pp::is_valid_slug(&slug) {
         Ok(slug)
     } else {
-        Err(ScimError::invalid_value(format!(
+        Err(ProvisionError::InvalidValue(format!(
             "displayName {name:?} gives no valid Phabricator hashtag"
         )))
     }
@@ -800,18 +793,16 @@ async fn refuse_unmanageable(
     project: &ProjectRow,
 ) -> Result<()> {
     if project.is_milestone() {
-        return Err(ScimError::invalid_value(format!(
+        return Err(ProvisionError::InvalidValue(format!(
             "#{} is a milestone: milestones have no members of their own, so SCIM cannot manage it",
             project.primary_slug.as_deref().unwrap_or(&project.name)
-        ))
-        .into());
+        )));
     }
     if pp::has_subprojects(conn, t, project).await? {
-        return Err(ScimError::invalid_value(format!(
+        return Err(ProvisionError::InvalidValue(format!(
             "#{} has subprojects: Phabricator does not allow editing the members of a parent project",
             project.primary_slug.as_deref().unwrap_or(&project.name)
-        ))
-        .into());
+        )));
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub const MAX_ATTEMPTS: u32 = 6;
 /// retries included, must end within `transaction_timeout_secs` (`Db::deadline`): a hung
 /// database otherwise holds the request as long as the server is stopped. On time out the
 /// connection is closed, never returned to the pool (`Db::give_up`), and the error is a
-/// timeout (`DbError::Timeout`, answered 503). No connection by the deadline is that error
+/// timeout (`DbError::Timeout`). No connection by the deadline is that error
 /// at once, without a retry.
 ///
 /// Each attempt runs its own copy of `body` (a closure that borrows its inputs is `Clone`): an

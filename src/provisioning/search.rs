@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use super::groups::StoredGroup;
 use super::users::ReadUser;
-use super::{Provisioner, Result};
+use super::{ProvisionError, Provisioner, Result};
 use crate::scim::ScimError;
 use crate::scim::filter::parse_filter;
 use crate::scim::list::ListParams;
@@ -43,10 +43,10 @@ impl Provisioner {
             .as_deref()
             .is_some_and(|s| !s.trim().is_empty())
         {
-            return Err(ScimError::invalid_value(
-                "sortBy is not supported on a search at the root; search /Users/.search or /Groups/.search",
-            )
-            .into());
+            return Err(ProvisionError::InvalidValue(
+                "sortBy is not supported on a search at the root; search /Users/.search or /Groups/.search"
+                    .into(),
+            ));
         }
         let (users_filter, groups_filter) = match params
             .filter

@@ -8,6 +8,7 @@
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 
+use super::error::GUARD_RETRY_AFTER_SECS;
 use super::username::{base_username, candidate};
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction};
 use crate::config::AdoptionPolicy;
@@ -19,7 +20,6 @@ use crate::db::phabricator::xaction::{self, Xaction};
 use crate::db::sidecar::{self, Event, ScimEmail, ScimUserRead, ScimUserView};
 use crate::db::status::{GUARD_REFUSAL, GuardSettings};
 use crate::db::{Conn, DbError, filter_sql, now};
-use crate::scim::ScimError;
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, UserFilter, UserSort};
@@ -151,7 +151,7 @@ impl Provisioner {
             .read(async |conn| sidecar::get_scim_user(conn, &self.db.t, phid).await)
             .await?
             .filter(|v| !v.is_deprovisioned)
-            .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
+            .ok_or_else(|| ProvisionError::NotFound(format!("no user {phid}")))?;
         ReadUser::from_read(view)
     }
 
@@ -243,10 +243,9 @@ impl Provisioner {
         // The address decides adoption; a managed owner is a conflict.
         let (owner, application) = pu::email_owner(conn, t, address).await?;
         if application {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ProvisionError::InvalidValue(format!(
                 "{address} is an application email address"
-            ))
-            .into());
+            )));
         }
         if let Some(owner) = owner {
             if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
@@ -255,20 +254,18 @@ impl Provisioner {
                 {
                     return self.rehire(conn, ctx, existing, spec).await;
                 }
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the email {address} belongs to another SCIM user ({})",
                     existing.user_name
-                ))
-                .into());
+                )));
             }
             let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail
                 && owner.is_primary
                 && owner.is_verified;
             if !adoptable {
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the email {address} belongs to an existing Phabricator account that SCIM does not manage"
-                ))
-                .into());
+                )));
             }
             // The account's own row, locked, decides whether it may be taken over.
             let account = pu::lock_user(conn, t, &owner.user_phid)
@@ -279,11 +276,10 @@ impl Provisioner {
             self.refuse_protected(&account, service_bot, Change::Adopt)?;
             if self.is_placeholder(spec, address) {
                 // The IdP named no address: the one the service made up proves nothing.
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the placeholder address {address} belongs to @{}, an account SCIM does not manage; SCIM adopts an account only by an address the IdP sends",
                     account.user_name
-                ))
-                .into());
+                )));
             }
             return self.adopt(conn, ctx, &owner.user_phid, spec).await;
         }
@@ -311,11 +307,10 @@ impl Provisioner {
                 Some(existing) if existing.is_deprovisioned => {
                     self.rehire(conn, ctx, existing, spec).await
                 }
-                _ => Err(ScimError::uniqueness(format!(
+                _ => Err(ProvisionError::Conflict(format!(
                     "userName {} already exists",
                     spec.user_name
-                ))
-                .into()),
+                ))),
             };
         }
         let is_bot = self.is_bot(spec);
@@ -467,11 +462,10 @@ impl Provisioner {
         .await
         {
             if e.is_unique_violation() {
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "userName {} already exists",
                     spec.user_name
-                ))
-                .into());
+                )));
             }
             return Err(e.into());
         }
@@ -563,7 +557,7 @@ impl Provisioner {
         sidecar::lock_scim_user(conn, &self.db.t, phid)
             .await?
             .filter(|v| !v.is_deprovisioned)
-            .ok_or_else(|| ScimError::not_found(format!("no user {phid}")).into())
+            .ok_or_else(|| ProvisionError::NotFound(format!("no user {phid}")))
     }
 
     /// Brings a managed user to `spec`: the diff engine behind PUT, PATCH, DELETE, adoption
@@ -779,11 +773,10 @@ impl Provisioner {
             .await
             {
                 if e.is_unique_violation() {
-                    return Err(ScimError::uniqueness(format!(
+                    return Err(ProvisionError::Conflict(format!(
                         "userName {} already exists",
                         spec.user_name
-                    ))
-                    .into());
+                    )));
                 }
                 return Err(e.into());
             }
@@ -1017,7 +1010,8 @@ impl Provisioner {
     }
 
     /// Adds `address` to an account, not primary, as `PhabricatorUserEditor::addEmail` does:
-    /// refused when another account holds it (409) or it is an application address (400).
+    /// refused when another account holds it (a conflict) or it is an application address (an
+    /// invalid value).
     async fn add_email(
         &self,
         conn: &mut Conn,
@@ -1029,25 +1023,22 @@ impl Provisioner {
     ) -> Result<()> {
         let t = &*self.db.t;
         if let Some(owner) = pu::lock_email(conn, t, address).await? {
-            return Err(ScimError::uniqueness(format!(
+            return Err(ProvisionError::Conflict(format!(
                 "the email {address} belongs to another account ({})",
                 owner.user_phid
-            ))
-            .into());
+            )));
         }
         if pu::is_application_email(conn, t, address).await? {
-            return Err(ScimError::invalid_value(format!(
+            return Err(ProvisionError::InvalidValue(format!(
                 "{address} is an application email address"
-            ))
-            .into());
+            )));
         }
         if let Err(e) = pu::insert_email(conn, t, user_phid, address, verified, false).await {
             // A concurrent request took it between the check and the insert.
             if e.is_unique_violation() {
-                return Err(ScimError::uniqueness(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "the email {address} belongs to another account"
-                ))
-                .into());
+                )));
             }
             return Err(e.into());
         }
@@ -1101,18 +1092,17 @@ impl Provisioner {
     ///   addresses (where a password reset goes), bot flag (bots get no web session), login
     ///   links (which let an outside identity in) and userName never change.
     ///
-    /// Refusing an adoption is 409 `uniqueness`: the POST conflicts with an existing resource
+    /// Refusing an adoption is a conflict: the POST conflicts with an existing resource
     /// (RFC 7644 §3.3), which IdPs report as "already exists" and do not retry blindly. A write
-    /// to a managed account is 403: the resource exists, the change is not allowed.
+    /// to a managed account is forbidden: the resource exists, the change is not allowed.
     fn refuse_protected(&self, user: &UserRow, service_bot: bool, change: Change) -> Result<()> {
         let who = &user.user_name;
         let refuse = |why: String| -> Result<()> {
             Err(if change == Change::Adopt {
-                ScimError::uniqueness(why)
+                ProvisionError::Conflict(why)
             } else {
-                ScimError::forbidden(why)
-            }
-            .into())
+                ProvisionError::Forbidden(why)
+            })
         };
         if service_bot {
             return refuse(format!(
@@ -1158,7 +1148,7 @@ impl Provisioner {
     /// and deletes users minutes apart, which is no mass offboarding. Runs last, after the
     /// write's tasks took the counter row (or after locking it, when there were none):
     /// concurrent deprovisions count one after the other, the hot row is held no longer than by
-    /// any write, and a refusal rolls it all back. The refusal's 429 is written to the sync log
+    /// any write, and a refusal rolls it all back. The refusal is written to the sync log
     /// as an error by `http::auth`, like every failed request.
     async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32, lock: bool) -> Result<()> {
         let guard = GuardSettings::of(&self.cfg);
@@ -1187,9 +1177,9 @@ impl Provisioner {
         let managed = active + recent + 1;
         let limit = guard.limit(managed);
         if recent + 1 > limit {
-            return Err(ScimError::status(
-                429,
-                format!(
+            return Err(ProvisionError::GuardTripped {
+                retry_after_secs: GUARD_RETRY_AFTER_SECS,
+                detail: format!(
                     "{GUARD_REFUSAL}: {recent} established users were deprovisioned in the last {window}s \
                      (deprovision_guard_window_secs), and {limit} are allowed: {:.0}% \
                      (deprovision_guard_share) of {managed} managed users, at least {} \
@@ -1199,8 +1189,7 @@ impl Provisioner {
                     guard.share * 100.0,
                     guard.min,
                 ),
-            )
-            .into());
+            });
         }
         Ok(())
     }
@@ -1244,7 +1233,11 @@ impl Provisioner {
         let provider = external::find_provider(conn, t, provider_spec)
             .await?
             .filter(|p| p.is_enabled && p.allows_login)
-            .ok_or_else(|| ScimError::status(500, format!("login provider {provider_spec} is missing, disabled or does not allow login")))?;
+            .ok_or_else(|| {
+                ProvisionError::Misconfigured(format!(
+                    "login provider {provider_spec} is missing, disabled or does not allow login"
+                ))
+            })?;
         let identifier = login_identifier(&self.cfg.login_identifier, spec, address);
         if identifier.is_empty() {
             return Ok(None);
@@ -1262,11 +1255,12 @@ impl Provisioner {
         .await?
         {
             LinkOutcome::Unchanged => Ok(None),
-            LinkOutcome::OwnedByOther { user_phid: other } => Err(ScimError::uniqueness(format!(
-                "the login identifier {identifier:?} of {} is linked to another account ({other})",
-                provider.provider_type
-            ))
-            .into()),
+            LinkOutcome::OwnedByOther { user_phid: other } => {
+                Err(ProvisionError::Conflict(format!(
+                    "the login identifier {identifier:?} of {} is linked to another account ({other})",
+                    provider.provider_type
+                )))
+            }
             outcome => Ok(Some(
                 json!({"provider": provider.phid, "identifier": identifier, "outcome": outcome}),
             )),
@@ -1286,15 +1280,11 @@ impl Provisioner {
         spec.phabricator_email().as_deref() != Some(address)
     }
 
-    /// The Phabricator address for `spec`, or a placeholder, or a 400 that says why.
-    fn address_for(
-        &self,
-        spec: &UserSpec,
-        existing_username: Option<&str>,
-    ) -> std::result::Result<String, ScimError> {
+    /// The Phabricator address for `spec`, or a placeholder, or an invalid value that says why.
+    fn address_for(&self, spec: &UserSpec, existing_username: Option<&str>) -> Result<String> {
         if let Some(a) = spec.phabricator_email() {
             if !is_valid_email(&a) {
-                return Err(ScimError::invalid_value(format!(
+                return Err(ProvisionError::InvalidValue(format!(
                     "{a:?} is not an email address Phabricator accepts"
                 )));
             }
@@ -1307,8 +1297,9 @@ impl Provisioner {
                     .unwrap_or_else(|| base_username(&spec.user_name, self.cfg.username_policy));
                 Ok(format!("{name}@{domain}"))
             }
-            None => Err(ScimError::invalid_value(
-                "Phabricator needs an email address: send emails, or an email-shaped userName, or configure placeholder_email_domain",
+            None => Err(ProvisionError::InvalidValue(
+                "Phabricator needs an email address: send emails, or an email-shaped userName, or configure placeholder_email_domain"
+                    .into(),
             )),
         }
     }
@@ -1385,10 +1376,7 @@ const MAX_MIRRORED_EMAILS: usize = 20;
 /// (`PhabricatorUserEmail::isValidAddress`), once each, compared case-insensitively as
 /// `user_email.address` is. Others stay SCIM data only: an odd home address must not keep a
 /// person from being provisioned.
-fn mirrored_addresses(
-    spec: &UserSpec,
-    primary: &str,
-) -> std::result::Result<Vec<String>, ScimError> {
+fn mirrored_addresses(spec: &UserSpec, primary: &str) -> Result<Vec<String>> {
     let mut out = vec![primary.to_owned()];
     for e in &spec.emails {
         if is_valid_email(&e.value) && !out.iter().any(|a| a.eq_ignore_ascii_case(&e.value)) {
@@ -1396,7 +1384,7 @@ fn mirrored_addresses(
         }
     }
     if out.len() > MAX_MIRRORED_EMAILS {
-        return Err(ScimError::invalid_value(format!(
+        return Err(ProvisionError::InvalidValue(format!(
             "{} email addresses; Phabricator gets at most {MAX_MIRRORED_EMAILS} per user",
             out.len()
         )));
@@ -1424,13 +1412,4 @@ pub fn login_identifier(template: &str, spec: &UserSpec, address: &str) -> Strin
         .replace("{userName}", &spec.user_name)
         .replace("{externalId}", spec.external_id.as_deref().unwrap_or(""))
         .replace("{email}", address)
-}
-
-impl From<ProvisionError> for ScimError {
-    fn from(e: ProvisionError) -> Self {
-        match e {
-            ProvisionError::Scim(s) => s,
-            ProvisionError::Db(_) => ScimError::status(500, "internal error"),
-        }
-    }
 }
