@@ -249,6 +249,15 @@ impl Provisioner {
                 {
                     return self.rehire(conn, ctx, existing, spec).await;
                 }
+                // The same user again (an IdP retrying its POST): the conflict is the
+                // userName, as for a re-POST with another address.
+                if existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
+                    return Err(ScimError::uniqueness(format!(
+                        "userName {} already exists",
+                        spec.user_name
+                    ))
+                    .into());
+                }
                 return Err(ScimError::uniqueness(format!(
                     "the email {address} belongs to another SCIM user ({})",
                     existing.user_name
