@@ -83,10 +83,13 @@ fn parse_attributes(text: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Which write `apply` performs.
+/// Which write `apply_group` performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    Update,
+    /// PUT or PATCH, answered with `status` (a PATCH may answer 204).
+    Update {
+        status: u16,
+    },
     Adopt,
 }
 
@@ -380,7 +383,7 @@ impl Provisioner {
                 project,
                 &spec,
                 Some(plan.clone()),
-                Mode::Update,
+                Mode::Update { status: 200 },
             )
             .await
         }
@@ -388,7 +391,8 @@ impl Provisioner {
     }
 
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
-    /// as a delta (`scim::group::split_patch`).
+    /// as a delta (`scim::group::split_patch`). `status` is what the caller answers (200 with
+    /// the resource, or 204), for the sync log.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn patch_group(
         &self,
@@ -396,6 +400,7 @@ impl Provisioner {
         phid: &str,
         body: &Value,
         pre: Preconditions<'_>,
+        status: u16,
     ) -> Result<StoredGroup> {
         let ops = patch::parse_request(body)?;
         let split = split_patch(&ops)?;
@@ -413,7 +418,7 @@ impl Provisioner {
                 project,
                 &spec,
                 split.members.clone(),
-                Mode::Update,
+                Mode::Update { status },
             )
             .await
         }
@@ -592,43 +597,15 @@ impl Provisioner {
 
         let mut tasks = Vec::new();
         if !xactions.is_empty() {
-            pp::update_project(conn, t, project.id, &changes).await?;
-            let final_name = changes.name.as_deref().unwrap_or(&project.name);
-            // Tokens from the slugs that exist before this save (the one-save lag of
-            // docs/phabricator-tables.md#datasource-tokens).
-            pp::write_datasource_tokens(
-                conn,
-                t,
-                project.id,
-                &pp::datasource_tokens(&slugs, final_name),
-                true,
-            )
-            .await?;
-            let xphids = xaction::insert_group(
-                conn,
-                &t.project_transaction,
-                "PROJ",
-                &project.phid,
-                &ctx.actor_phid,
-                &xactions,
-                false,
-            )
-            .await?;
-            if let Some(slug) = &new_slug {
-                pp::insert_slug(conn, t, &project.phid, slug).await?;
-            }
-            if members_changed {
-                let ancestors = pp::lock_ancestors(conn, t, &project).await?;
-                edge::remove_members(conn, t, &project.phid, &ancestors, &to_remove).await?;
-                edge::add_members(conn, t, &project.phid, &ancestors, &to_add).await?;
-            }
-            let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
-            tasks.push(Task::publish(
-                &project.phid,
-                &ctx.actor_phid,
-                &xphids,
-                state,
-            ));
+            let edit = ProjectEdit {
+                slugs: &slugs,
+                changes: &changes,
+                xactions: &xactions,
+                new_slug: new_slug.as_deref(),
+                to_add: &to_add,
+                to_remove: &to_remove,
+            };
+            tasks.push(self.save_project(conn, ctx, &project, edit).await?);
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
@@ -678,8 +655,8 @@ impl Provisioner {
 
         let (status, verb) = match mode {
             Mode::Adopt => (201, "adopt"),
-            Mode::Update if scim_changed || !xactions.is_empty() => (200, "update"),
-            Mode::Update => (200, "no change to"),
+            Mode::Update { status } if scim_changed || !xactions.is_empty() => (status, "update"),
+            Mode::Update { status } => (status, "no change to"),
         };
         self.log_group(
             conn,
@@ -701,6 +678,135 @@ impl Provisioner {
             modified,
             no_members: false,
         })
+    }
+
+    /// Saves an edited project the way `PhabricatorProjectTransactionEditor` does, in its
+    /// order (docs/write-paths.md#rename-a-group, #add-members and #remove-members): the
+    /// project row re-save, tokens, the transactions, the new slug, the edges. Returns the
+    /// publish task, for the caller to queue last.
+    async fn save_project(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        project: &ProjectRow,
+        edit: ProjectEdit<'_>,
+    ) -> Result<Task> {
+        let t = &*self.db.t;
+        pp::update_project(conn, t, project.id, edit.changes).await?;
+        let final_name = edit.changes.name.as_deref().unwrap_or(&project.name);
+        // Tokens from the slugs that exist before this save (the one-save lag of
+        // docs/phabricator-tables.md#datasource-tokens).
+        pp::write_datasource_tokens(
+            conn,
+            t,
+            project.id,
+            &pp::datasource_tokens(edit.slugs, final_name),
+            true,
+        )
+        .await?;
+        let xphids = xaction::insert_group(
+            conn,
+            &t.project_transaction,
+            "PROJ",
+            &project.phid,
+            &ctx.actor_phid,
+            edit.xactions,
+            false,
+        )
+        .await?;
+        if let Some(slug) = edit.new_slug {
+            pp::insert_slug(conn, t, &project.phid, slug).await?;
+        }
+        if !edit.to_add.is_empty() || !edit.to_remove.is_empty() {
+            let ancestors = pp::lock_ancestors(conn, t, project).await?;
+            edge::remove_members(conn, t, &project.phid, &ancestors, edit.to_remove).await?;
+            edge::add_members(conn, t, &project.phid, &ancestors, edit.to_add).await?;
+        }
+        let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
+        Ok(Task::publish(
+            &project.phid,
+            &ctx.actor_phid,
+            &xphids,
+            state,
+        ))
+    }
+
+    /// Takes a deleted user out of every group SCIM manages (`groups`: the user's
+    /// `(group id, displayName)` pairs, read with its locked record), each group as a PATCH
+    /// removing the member would: the same project save and edge deletes (`save_project`),
+    /// a new group version and a sync-log row answering `status`. Groups are locked in id
+    /// order, as concurrent deletions then wait for each other instead of deadlocking.
+    /// A project that gained subprojects in Phabricator is left as it is: Phabricator does
+    /// not edit a parent's members (docs/phabricator-tables.md#subprojects-and-milestones).
+    /// Returns the publish tasks to queue and the groups left.
+    pub(super) async fn leave_groups(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user_phid: &str,
+        groups: &[(String, String)],
+        status: u16,
+    ) -> Result<(Vec<Task>, Vec<String>)> {
+        let t = &*self.db.t;
+        let mut ids: Vec<&String> = groups.iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut tasks = Vec::new();
+        let mut left = Vec::new();
+        let member = [user_phid.to_owned()];
+        for phid in ids {
+            let Some(view) = sidecar::lock_scim_group(conn, t, phid).await? else {
+                continue;
+            };
+            let Some(project) = pp::lock_project(conn, t, phid).await? else {
+                continue;
+            };
+            if project.is_milestone() || pp::has_subprojects(conn, t, &project).await? {
+                continue;
+            }
+            if edge::members_among(conn, t, phid, &member)
+                .await?
+                .is_empty()
+            {
+                continue;
+            }
+            let slugs = pp::lock_slugs(conn, t, phid).await?;
+            let xactions = [edge_xaction(&member, &[])];
+            let edit = ProjectEdit {
+                slugs: &slugs,
+                changes: &ProjectChanges::default(),
+                xactions: &xactions,
+                new_slug: None,
+                to_add: &[],
+                to_remove: &member,
+            };
+            tasks.push(self.save_project(conn, ctx, &project, edit).await?);
+            sidecar::update_scim_group(
+                conn,
+                t,
+                view.id,
+                &view.display_name,
+                view.external_id.as_deref(),
+                &Value::Object(parse_attributes(&view.attributes)?),
+            )
+            .await?;
+            let mut diff = Diff::default();
+            diff.members(&[], &member);
+            self.log_group(
+                conn,
+                ctx,
+                phid,
+                status,
+                &format!(
+                    "remove deleted user {user_phid} from group {:?}",
+                    view.display_name
+                ),
+                diff,
+            )
+            .await?;
+            left.push(phid.clone());
+        }
+        Ok((tasks, left))
     }
 
     /// The edges a plan changes, computed against the current membership: for a delta only
@@ -768,6 +874,17 @@ impl Provisioner {
         sidecar::insert_event(conn, &self.db.t, &event).await?;
         Ok(())
     }
+}
+
+/// One project save: what changed and the rows it writes (`Provisioner::save_project`).
+struct ProjectEdit<'a> {
+    /// The project's slugs before this save.
+    slugs: &'a [String],
+    changes: &'a ProjectChanges,
+    xactions: &'a [Xaction],
+    new_slug: Option<&'a str>,
+    to_add: &'a [String],
+    to_remove: &'a [String],
 }
 
 /// The project hashtag of a name, or 400 when Phabricator would refuse it

@@ -544,7 +544,8 @@ impl Provisioner {
         .await)
     }
 
-    /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
+    /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens), leave every
+    /// group, and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
         in_transaction!(self.db, |tx| async {
@@ -553,9 +554,14 @@ impl Provisioner {
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Delete)
-                .await
-                .map(|_| ())
+            // A hidden user must not stay a member whose `$ref` answers 404: it leaves every
+            // group with the writes a member removal makes. Their tasks go after the user's,
+            // so the task counter is taken as late as by any write.
+            let groups = parse_groups(view.groups_json.as_deref())?;
+            let (group_tasks, _) = self.leave_groups(&mut tx, ctx, phid, &groups, 204).await?;
+            self.apply(&mut tx, ctx, view, &spec, Mode::Delete).await?;
+            worker::queue(&mut tx, &self.db.t, &group_tasks).await?;
+            Ok(())
         }
         .await)
     }
