@@ -169,8 +169,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let (how, group) = state.prov.create_group(&ctx, &body).await?;
-    tracing::info!(id = %group.phid, how = ?how, "group provisioned");
+    let (_, group) = state.prov.create_group(&ctx, &body).await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::users::Created;
-use super::{Ctx, Provisioner, Result};
+use super::{Ctx, Provisioner, Result, log_write};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
@@ -202,11 +202,18 @@ impl Provisioner {
     /// the name's slug (by `group_adoption`), or 409.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
-        let spec = GroupSpec::from_body(body)?;
-        let slug = valid_slug(&spec.display_name)?;
-        in_transaction!(self.db, |tx| self
-            .create_group_in(&mut tx, ctx, &spec, &slug)
-            .await)
+        let result: Result<(Created, StoredGroup)> = async {
+            let spec = GroupSpec::from_body(body)?;
+            let slug = valid_slug(&spec.display_name)?;
+            in_transaction!(self.db, |tx| self
+                .create_group_in(&mut tx, ctx, &spec, &slug)
+                .await)
+        }
+        .await;
+        log_write(ctx, "Group", None, &result, |(how, g)| {
+            (g.phid.as_str(), how.outcome())
+        });
+        result
     }
 
     async fn create_group_in(
@@ -239,7 +246,7 @@ impl Provisioner {
                 .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
             // An adopted project keeps its members unless the POST names them.
             let plan = spec.members.clone().map(MemberPlan::replace);
-            let group = self
+            let (group, _) = self
                 .apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt)
                 .await?;
             return Ok((Created::Adopted, group));
@@ -371,23 +378,30 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredGroup> {
-        let mut spec = GroupSpec::from_body(body)?;
-        let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            self.apply_group(
-                &mut tx,
-                ctx,
-                view,
-                project,
-                &spec,
-                Some(plan.clone()),
-                Mode::Update { status: 200 },
-            )
-            .await
+        let result: Result<(StoredGroup, &str)> = async {
+            let mut spec = GroupSpec::from_body(body)?;
+            let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
+            in_transaction!(self.db, |tx| async {
+                let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                self.apply_group(
+                    &mut tx,
+                    ctx,
+                    view,
+                    project,
+                    &spec,
+                    Some(plan.clone()),
+                    Mode::Update { status: 200 },
+                )
+                .await
+            }
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(group, _)| group)
     }
 
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
@@ -402,27 +416,34 @@ impl Provisioner {
         pre: Preconditions<'_>,
         status: u16,
     ) -> Result<StoredGroup> {
-        let ops = patch::parse_request(body)?;
-        let split = split_patch(&ops)?;
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            let attrs = parse_attributes(&view.attributes)?;
-            let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
-            patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
-            let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
-            self.apply_group(
-                &mut tx,
-                ctx,
-                view,
-                project,
-                &spec,
-                split.members.clone(),
-                Mode::Update { status },
-            )
-            .await
+        let result: Result<(StoredGroup, &str)> = async {
+            let ops = patch::parse_request(body)?;
+            let split = split_patch(&ops)?;
+            in_transaction!(self.db, |tx| async {
+                let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                let attrs = parse_attributes(&view.attributes)?;
+                let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
+                patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
+                let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
+                self.apply_group(
+                    &mut tx,
+                    ctx,
+                    view,
+                    project,
+                    &spec,
+                    split.members.clone(),
+                    Mode::Update { status },
+                )
+                .await
+            }
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(group, _)| group)
     }
 
     /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`
@@ -431,7 +452,7 @@ impl Provisioner {
     /// is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
-        in_transaction!(self.db, |tx| async {
+        let result = in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(&mut tx, t, phid)
                 .await?
@@ -489,7 +510,11 @@ impl Provisioner {
             worker::queue(&mut tx, t, &tasks).await?;
             Ok(())
         }
-        .await)
+        .await);
+        log_write(ctx, "Group", Some(phid), &result, |()| {
+            (phid, "deleted (project archived)")
+        });
+        result
     }
 
     async fn lock_managed_group(
@@ -544,7 +569,7 @@ impl Provisioner {
         spec: &GroupSpec,
         plan: Option<MemberPlan>,
         mode: Mode,
-    ) -> Result<StoredGroup> {
+    ) -> Result<(StoredGroup, &'static str)> {
         let t = &*self.db.t;
         let mut diff = Diff::default();
         let mut xactions: Vec<Xaction> = Vec::new();
@@ -658,6 +683,14 @@ impl Provisioner {
             Mode::Update { status } if scim_changed || !xactions.is_empty() => (status, "update"),
             Mode::Update { status } => (status, "no change to"),
         };
+        let outcome = match (mode, diff.0.contains_key("name"), members_changed) {
+            (Mode::Adopt, ..) => "adopted",
+            (_, true, true) => "renamed, members changed",
+            (_, true, false) => "renamed",
+            (_, false, true) => "members changed",
+            _ if scim_changed => "updated",
+            _ => "unchanged",
+        };
         self.log_group(
             conn,
             ctx,
@@ -668,16 +701,19 @@ impl Provisioner {
         )
         .await?;
         worker::queue(conn, t, &tasks).await?;
-        Ok(StoredGroup {
-            phid: project.phid,
-            display_name: spec.display_name.clone(),
-            external_id: spec.external_id.clone(),
-            attributes: spec.attributes.clone(),
-            version,
-            created: view.date_created,
-            modified,
-            no_members: false,
-        })
+        Ok((
+            StoredGroup {
+                phid: project.phid,
+                display_name: spec.display_name.clone(),
+                external_id: spec.external_id.clone(),
+                attributes: spec.attributes.clone(),
+                version,
+                created: view.date_created,
+                modified,
+                no_members: false,
+            },
+            outcome,
+        ))
     }
 
     /// Saves an edited project the way `PhabricatorProjectTransactionEditor` does, in its

@@ -16,6 +16,7 @@ mod helpers;
 mod hostile;
 mod invariants;
 mod lifecycle;
+mod logging;
 mod protocol;
 mod races;
 mod schema;
