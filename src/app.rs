@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{Db, migrate, now, sidecar};
+use crate::http::refused::RefusedRequests;
+use crate::http::serve::{self, ConnLimits};
 use crate::http::{AppState, canonical_endpoints, router};
 use crate::provisioning::Provisioner;
 use crate::token::TokenVerifier;
@@ -26,9 +28,14 @@ impl Application {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> anyhow::Result<Self> {
-        let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), cfg.pool_size)
-            .await
-            .context("database")?;
+        let db = Db::connect_with(
+            &cfg.database_url,
+            cfg.namespace.clone(),
+            cfg.pool_size,
+            cfg.db_timeouts(),
+        )
+        .await
+        .context("database")?;
         let report = migrate::migrate(&db)
             .await
             .with_context(|| format!("applying {}_scim patches", cfg.namespace.as_str()))?;
@@ -57,6 +64,7 @@ impl Application {
             auth,
             metrics,
             base_url,
+            refused: Arc::new(RefusedRequests::default()),
         };
         Ok(Self {
             listener,
@@ -77,43 +85,123 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C, with the heartbeat and sync-log pruning running.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let bg = spawn_background(self.state.clone());
-        // The endpoint-name rewrite wraps the router: it must run before routing.
-        let svc = tower::Layer::layer(
-            &axum::middleware::from_fn(canonical_endpoints),
-            router(self.state),
-        );
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(svc);
         tracing::info!(addr = %self.addr, "phab-scim listening");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
-        bg.abort();
-        served.context("serving")
+        self.run_with_shutdown(shutdown_signal()).await
     }
 
-    /// Serves until the future resolves (tests).
+    /// Serves until `stop` resolves (SIGTERM for the binary, a channel for tests), with the
+    /// background tasks running; then writes what is left of the refused-request tally.
     pub async fn run_with_shutdown(
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let bg = spawn_background(self.state.clone());
+        let instance = instance_key();
+        let bg = spawn_background(self.state.clone(), instance.clone());
+        let refused = spawn_refused_writer(self.state.clone());
+        let limits = ConnLimits::from_config(&self.state.prov.cfg);
         // The endpoint-name rewrite wraps the router: it must run before routing.
-        let svc = tower::Layer::layer(
+        let app = tower::Layer::layer(
             &axum::middleware::from_fn(canonical_endpoints),
-            router(self.state),
+            router(self.state.clone()),
         );
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(svc);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
+        let served = serve::serve(self.listener, app, limits, stop).await;
         bg.abort();
+        refused.abort();
+        flush_refused(&self.state).await;
+        mark_stopped(&self.state, &instance).await;
         served.context("serving")
     }
+}
+
+/// This replica's heartbeat key: host, process and a random part, so a restart is a new row.
+fn instance_key() -> String {
+    let key = format!(
+        "{}:{}:{}",
+        crate::db::phabricator::user::hostname(),
+        std::process::id(),
+        crate::db::phabricator::random_chars(8)
+    );
+    key.chars().take(64).collect()
+}
+
+/// Marks this replica's heartbeat stopped after a clean shutdown, so the Status page does not
+/// show it running for another minute. Best effort: a database that is gone leaves the row to
+/// age out as "not seen".
+async fn mark_stopped(state: &AppState, key: &str) {
+    let db = &state.prov.db;
+    let marked = async {
+        let mut conn = db.pool.acquire().await?;
+        sidecar::mark_stopped(&mut conn, &db.t, key).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), marked).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not mark this replica stopped"),
+        Err(_) => {
+            tracing::warn!("could not mark this replica stopped: the database did not answer")
+        }
+    }
+}
+
+/// Writes the refused-request tally once a minute: a flood of token-less requests costs at
+/// most one sync-log row per address and reason per minute.
+fn spawn_refused_writer(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            flush_refused(&state).await;
+        }
+    })
+}
+
+/// Writes the tally of refused requests to the sync log: one row per client address and
+/// reason, with the count (`http::refused` says why). Returns the rows written.
+pub async fn flush_refused(state: &AppState) -> usize {
+    let tallies = state.refused.take();
+    if tallies.is_empty() {
+        return 0;
+    }
+    let db = &state.prov.db;
+    let mut conn = match db.pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                refused = tallies.len(),
+                "could not write refused requests to the sync log"
+            );
+            return 0;
+        }
+    };
+    let mut written = 0;
+    for tally in tallies {
+        // One line per address and reason: the log shows a flood without growing with it.
+        tracing::warn!(
+            client = %tally.client.map_or_else(|| "other".to_owned(), |ip| ip.to_string()),
+            reason = tally.reason.as_str(),
+            count = tally.count,
+            "requests refused before authentication"
+        );
+        let event = sidecar::Event {
+            request_id: crate::db::phabricator::random_chars(20),
+            token_id: None,
+            method: "*".into(),
+            path: "*".into(),
+            resource_type: None,
+            object_phid: None,
+            status: tally.reason.status(),
+            outcome: "error",
+            summary: tally.summary(),
+            details: tally.details(),
+        };
+        match sidecar::insert_event(&mut conn, &db.t, &event).await {
+            Ok(()) => written += 1,
+            Err(e) => tracing::warn!(error = %e, "could not write the sync log"),
+        }
+    }
+    written
 }
 
 async fn shutdown_signal() {
@@ -137,18 +225,11 @@ async fn shutdown_signal() {
 
 /// Heartbeat every 15 s (the status page calls a replica gone after 60 s), drift every
 /// `drift_interval_secs`, and pruning of the sync log once an hour.
-fn spawn_background(state: AppState) -> tokio::task::JoinHandle<()> {
+fn spawn_background(state: AppState, key: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let db = state.prov.db.clone();
         let cfg = state.prov.cfg.clone();
         let host = crate::db::phabricator::user::hostname();
-        let key = format!(
-            "{}:{}:{}",
-            host,
-            std::process::id(),
-            crate::db::phabricator::random_chars(8)
-        );
-        let key: String = key.chars().take(64).collect();
         let started = now();
         let mut tick = tokio::time::interval(Duration::from_secs(15));
         let mut n: u64 = 0;

@@ -155,6 +155,15 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// Database connections per replica.
     pub pool_size: u32,
+    /// Seconds to wait for a pooled connection, for a row lock on the server
+    /// (`innodb_lock_wait_timeout` of the service's sessions) and for `/readyz`'s check.
+    pub statement_timeout_secs: u64,
+    /// Seconds one database operation may take as a whole: a read, or a write transaction
+    /// from BEGIN to COMMIT with its retries. Then the connection is closed (the server rolls
+    /// the transaction back) and the request answers 503 with Retry-After.
+    pub transaction_timeout_secs: u64,
+    /// Seconds a whole request may take (a Bulk request runs many operations); then 503.
+    pub request_timeout_secs: u64,
     /// Username derivation policy.
     pub username_policy: UsernamePolicy,
     /// Adoption of existing accounts on POST.
@@ -202,6 +211,13 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Seconds between drift checks (0 disables).
     pub drift_interval_secs: u64,
+    /// Seconds a client has to send a request's head (request line and headers), counted from
+    /// its first byte. Slower connections are closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request (or its first) before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -224,6 +240,9 @@ impl Default for Config {
             public_url: None,
             worker_threads: None,
             pool_size: 16,
+            statement_timeout_secs: 5,
+            transaction_timeout_secs: 10,
+            request_timeout_secs: 60,
             username_policy: UsernamePolicy::LocalPart,
             adoption: AdoptionPolicy::VerifiedEmail,
             adopt_administrators: false,
@@ -245,6 +264,9 @@ impl Default for Config {
             auth_failures_per_minute: 20,
             trusted_proxies: Vec::new(),
             drift_interval_secs: 600,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 512,
         }
     }
 }
@@ -476,7 +498,32 @@ impl Config {
                 )));
             }
         }
+        if self.statement_timeout_secs == 0
+            || self.transaction_timeout_secs == 0
+            || self.request_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "statement_timeout_secs, transaction_timeout_secs and request_timeout_secs must be positive".into(),
+            ));
+        }
+        for (name, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be positive")));
+            }
+        }
         Ok(())
+    }
+
+    /// The database time limits of `statement_timeout_secs` and `transaction_timeout_secs`.
+    pub fn db_timeouts(&self) -> crate::db::Timeouts {
+        crate::db::Timeouts {
+            statement: std::time::Duration::from_secs(self.statement_timeout_secs),
+            operation: std::time::Duration::from_secs(self.transaction_timeout_secs),
+        }
     }
 
     /// The base URL used in `meta.location`.

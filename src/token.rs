@@ -134,6 +134,8 @@ pub struct Principal {
 /// Why authentication failed. The messages never contain the token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("a bearer token is required")]
+    Missing,
     #[error("missing or malformed bearer token")]
     Malformed,
     #[error("invalid, expired or revoked token")]
@@ -158,6 +160,9 @@ pub struct TokenVerifier {
     recheck: Duration,
     failures_per_minute: u32,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Tokens (by digest) that failed, with the hash their secret failed against (empty when
+    /// there was no usable row): a repeat is refused without running argon2 again.
+    wrong: Mutex<HashMap<[u8; 32], String>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     touched: Mutex<HashMap<u32, Instant>>,
     /// argon2 verifications run, real or dummy (tests check unknown ids cost one too).
@@ -168,6 +173,10 @@ pub struct TokenVerifier {
     inflight: Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// At most two argon2 runs at once, whatever the tokens: bounds memory and CPU.
     slots: tokio::sync::Semaphore,
+    /// Checks of tokens not in the cache from addresses over the failure limit, one at a time
+    /// (in arrival order): the identity provider behind an attacker's address still gets its
+    /// token checked, while the attacker's guesses hold at most one of the two `slots`.
+    blocked_checks: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -188,11 +197,13 @@ impl TokenVerifier {
             recheck,
             failures_per_minute,
             cache: Mutex::new(HashMap::new()),
+            wrong: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
             verifications: AtomicU64::new(0),
             inflight: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(2),
+            blocked_checks: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -214,23 +225,68 @@ impl TokenVerifier {
             .unwrap_or(false)
     }
 
-    /// Checks a bearer token presented by `client`.
+    /// Checks a bearer token presented by `client`. A token the service has verified before
+    /// (in the cache, however old the entry) is checked whatever the address's failures: other
+    /// tokens' failures from the same address (an attacker behind the identity provider's
+    /// egress or proxy) must not lock the identity provider out. Any other token from an
+    /// address over the limit is refused at once when it cannot be a token or already failed
+    /// against its row's hash, and otherwise checked one at a time (`blocked_checks`), without
+    /// the dummy verification when it names no usable row.
     pub async fn verify(&self, token: &str, client: IpAddr) -> Result<Principal, AuthError> {
-        if let Some(wait) = self.blocked(client) {
-            return Err(AuthError::RateLimited(wait));
-        }
-        match self.verify_inner(token).await {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self.cache.lock().is_ok_and(|c| c.contains_key(&key));
+        let blocked = if known { None } else { self.blocked(client) };
+        let _one_blocked_check = match blocked {
+            None => None,
+            Some(wait) => {
+                // A secret that failed against a real hash fails for good: no row read needed.
+                let wrong_secret = self
+                    .wrong
+                    .lock()
+                    .is_ok_and(|w| w.get(&key).is_some_and(|h| !h.is_empty()));
+                if wrong_secret || parse(token).is_none() {
+                    self.record_failure(client);
+                    return Err(AuthError::RateLimited(wait));
+                }
+                match self.blocked_checks.acquire().await {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return Err(AuthError::RateLimited(wait)),
+                }
+            }
+        };
+        match self.verify_inner(token, key, blocked.is_none()).await {
             Ok(p) => Ok(p),
             Err(AuthError::Db(e)) => Err(AuthError::Db(e)),
             Err(e) => {
                 self.record_failure(client);
-                Err(e)
+                Err(match blocked {
+                    Some(wait) => AuthError::RateLimited(wait),
+                    None => e,
+                })
             }
         }
     }
 
-    async fn verify_inner(&self, token: &str) -> Result<Principal, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    /// Counts a request without a token as a failed attempt of `client`; the error to answer
+    /// with (rate-limited when the address is over the limit).
+    pub fn missing_token(&self, client: IpAddr) -> AuthError {
+        let blocked = self.blocked(client);
+        self.record_failure(client);
+        match blocked {
+            Some(wait) => AuthError::RateLimited(wait),
+            None => AuthError::Missing,
+        }
+    }
+
+    /// The check behind `verify`; `equalise` runs the dummy verification for unusable rows (an
+    /// address over the limit learns nothing from timing it could not learn from the ids
+    /// being sequential, and must not make the service run argon2 for nothing).
+    async fn verify_inner(
+        &self,
+        token: &str,
+        key: [u8; 32],
+        equalise: bool,
+    ) -> Result<Principal, AuthError> {
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache
@@ -254,7 +310,12 @@ impl TokenVerifier {
                 .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
                 .clone()
         };
-        let _one_at_a_time = gate.lock().await;
+        // The wait for the gate and the read share one limit: when the database hangs, each
+        // waiter would otherwise take its turn at a read that runs out of time.
+        let deadline = tokio::time::Instant::now() + self.db.timeouts.statement;
+        let _one_at_a_time = tokio::time::timeout_at(deadline, gate.lock())
+            .await
+            .map_err(|_| DbError::Timeout("waiting for a token check"))?;
         let fresh = {
             let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
             cache
@@ -271,9 +332,12 @@ impl TokenVerifier {
         let Some((id, secret)) = parse(token) else {
             return Err(AuthError::Malformed);
         };
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let row = sidecar::get_token(&mut conn, &self.db.t, id).await?;
-        drop(conn);
+        let row = self
+            .db
+            .within(deadline, "the token check", async |conn| {
+                sidecar::get_token(conn, &self.db.t, id).await
+            })
+            .await?;
         let ts = now();
         let usable = row.as_ref().filter(|r| {
             r.date_revoked.is_none()
@@ -283,8 +347,13 @@ impl TokenVerifier {
         });
         let Some(row) = usable else {
             self.forget(&key);
-            // Equalise timing with a real verification.
-            let _ = self.run_verify(secret, DUMMY_HASH.to_owned()).await;
+            // Repeats are refused without the dummy verification, as repeats of a wrong secret
+            // are (below), so that timing still does not tell which ids exist.
+            if equalise && !self.known_wrong(&key, None) {
+                // Equalise timing with a real verification.
+                let _ = self.run_verify(secret, DUMMY_HASH.to_owned()).await;
+            }
+            self.remember_wrong(key, String::new());
             return Err(AuthError::Invalid);
         };
         let cached_hash_matches = {
@@ -293,8 +362,14 @@ impl TokenVerifier {
                 .get(&key)
                 .is_some_and(|c| c.hash == row.token_hash && c.token_id == row.id)
         };
+        // A secret argon2 refused for this hash is refused again without running it: repeating
+        // one wrong token costs a row read, not 21 ms of CPU and 19 MiB.
+        if self.known_wrong(&key, Some(&row.token_hash)) {
+            return Err(AuthError::Invalid);
+        }
         if !cached_hash_matches && !self.run_verify(secret, row.token_hash.clone()).await {
             self.forget(&key);
+            self.remember_wrong(key, row.token_hash.clone());
             return Err(AuthError::Invalid);
         }
         if let Ok(mut cache) = self.cache.lock() {
@@ -316,6 +391,25 @@ impl TokenVerifier {
             token_id: row.id,
             bot_phid: row.bot_phid.clone(),
         })
+    }
+
+    /// Whether the token with digest `key` failed before: against `hash`, or (for `None`)
+    /// against anything.
+    fn known_wrong(&self, key: &[u8; 32], hash: Option<&str>) -> bool {
+        self.wrong.lock().is_ok_and(|w| {
+            w.get(key)
+                .is_some_and(|h| hash.is_none_or(|hash| h.as_str() == hash))
+        })
+    }
+
+    /// Remembers that the token with digest `key` failed against `hash` (empty: no usable row).
+    fn remember_wrong(&self, key: [u8; 32], hash: String) {
+        if let Ok(mut wrong) = self.wrong.lock() {
+            if wrong.len() >= CACHE_LIMIT {
+                wrong.clear();
+            }
+            wrong.insert(key, hash);
+        }
     }
 
     fn forget(&self, key: &[u8; 32]) {

@@ -5,6 +5,8 @@
 #   source scripts/lib/mariadb.sh
 #   ensure_mariadb            # returns non-zero (never exits) when no server can be had
 #   stop_private_mariadb      # stops the private server this file started, if any
+#   pause_private_mariadb     # SIGSTOP to that server: it hangs with its connections open
+#   resume_private_mariadb    # SIGCONT: it goes on
 #
 # Order in ensure_mariadb:
 #   1. PHAB_SCIM_TEST_DATABASE_URL, if it is set and answers SELECT 1;
@@ -360,3 +362,16 @@ stop_private_mariadb() {
     _phab_scim_log "private server pid $pid still running after 60s"
     return 1
 }
+
+# SIGSTOP / SIGCONT to the private server in the state directory (only that one: pid file +
+# datadir check), for the hung-database rounds of the fault tests.
+_phab_scim_signal_private() {
+    local pid
+    if ! pid="$(_phab_scim_private_pid "$(_phab_scim_state_dir)")"; then
+        _phab_scim_log "no private server running in $(_phab_scim_state_dir)"
+        return 1
+    fi
+    kill "-$1" "$pid"
+}
+pause_private_mariadb() { _phab_scim_signal_private STOP; }
+resume_private_mariadb() { _phab_scim_signal_private CONT; }

@@ -2,11 +2,14 @@
 //! writes, with the types it expects? Used by `phab-scim check` and `/readyz`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sqlx::Row;
+use tokio::time::Instant;
 
 use super::migrate::{PHABRICATOR_FIXTURE, SCIM_PATCHES, render_patch};
-use super::{Db, DbResult};
+use super::{Conn, Db, DbResult};
 
 /// Expected columns: (database app, table) -> [(column, normalised type)].
 pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
@@ -208,12 +211,12 @@ pub async fn namespaces(db: &Db) -> DbResult<Vec<String>> {
 }
 
 /// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`).
-pub async fn missing_tables(db: &Db) -> DbResult<Vec<String>> {
+pub async fn missing_tables(conn: &mut Conn, db: &Db) -> DbResult<Vec<String>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ?",
     )
     .bind(format!("{}\\_%", db.ns.as_str().replace('_', "\\_")))
-    .fetch_all(&db.pool)
+    .fetch_all(&mut *conn)
     .await?;
     let prefix = format!("{}_", db.ns.as_str());
     let have: Vec<(String, String)> = rows
@@ -225,6 +228,79 @@ pub async fn missing_tables(db: &Db) -> DbResult<Vec<String>> {
         .filter(|k| !have.contains(k))
         .map(|(a, t)| format!("{}_{a}.{t}", db.ns.as_str()))
         .collect())
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// The database answers and has every table.
+    Ready,
+    /// The database answers; these tables are missing (for the log, never for the response).
+    Incomplete(Vec<String>),
+    /// The database failed or did not answer within `statement_timeout_secs`.
+    Unreachable,
+}
+
+/// `/readyz`'s check, run at most once per [`ReadinessCache::TTL`]: the endpoint needs no
+/// token, so without the cache every caller would cost a query of `information_schema`.
+/// Concurrent callers wait for the one check in progress and share its result.
+#[derive(Debug, Default)]
+pub struct ReadinessCache {
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+    checks: AtomicU64,
+}
+
+impl ReadinessCache {
+    /// How long a result is reused.
+    pub const TTL: Duration = Duration::from_secs(1);
+
+    /// The readiness of `db`: the cached result, or a new check bounded by
+    /// `timeouts.statement`. A change is logged once, with the names of missing tables.
+    pub async fn get(&self, db: &Db) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < Self::TTL
+        {
+            return r.clone();
+        }
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + db.timeouts.statement;
+        let found = db
+            .within(deadline, "the readiness check", async |conn| {
+                missing_tables(conn, db).await
+            })
+            .await;
+        let now = match found {
+            Ok(missing) if missing.is_empty() => Readiness::Ready,
+            Ok(missing) => Readiness::Incomplete(missing),
+            Err(e) => {
+                if last
+                    .as_ref()
+                    .is_none_or(|(_, r)| *r != Readiness::Unreachable)
+                {
+                    tracing::warn!(error = %e, "not ready: the database is unreachable");
+                }
+                Readiness::Unreachable
+            }
+        };
+        if last.as_ref().is_none_or(|(_, r)| *r != now) {
+            match &now {
+                Readiness::Ready => tracing::info!("ready"),
+                Readiness::Incomplete(missing) => tracing::warn!(
+                    missing = %missing.join(", "),
+                    "not ready: tables are missing (`phab-scim check` lists them too)"
+                ),
+                Readiness::Unreachable => {}
+            }
+        }
+        *last = Some((Instant::now(), now.clone()));
+        now
+    }
+
+    /// How many checks ran (each one query of `information_schema`).
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@ pub mod reach;
 pub mod sidecar;
 pub mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Connection, Executor, MySqlPool};
+use tokio::time::Instant;
 
 use crate::config::{Namespace, Secret};
 
@@ -21,6 +23,8 @@ use crate::config::{Namespace, Secret};
 pub type Conn = sqlx::MySqlConnection;
 /// An open transaction.
 pub type Tx = sqlx::Transaction<'static, sqlx::MySql>;
+/// A connection taken from the pool.
+pub type Lease = sqlx::pool::PoolConnection<sqlx::MySql>;
 
 /// Errors of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +37,7 @@ pub enum DbError {
     #[error("invalid database URL [DB0002]: {0}")]
     Url(String),
     /// The server could not be connected to at all (see [`reach::reach`]).
-    #[error("MySQL at {addr} cannot be reached [DB0004]: {cause}")]
+    #[error("MySQL at {addr} cannot be reached [DB0005]: {cause}")]
     Unreachable {
         /// `host:port` of the server.
         addr: String,
@@ -43,6 +47,10 @@ pub enum DbError {
     /// A row holds data phab-scim cannot read (corrupt JSON, missing row of a pair).
     #[error("inconsistent data [DB0003]: {0}")]
     Inconsistent(String),
+    /// The database did not answer in time (`statement_timeout_secs`,
+    /// `transaction_timeout_secs`): hung, or far too slow. Names what ran out of time.
+    #[error("database timeout [DB0004]: {0} ran out of time")]
+    Timeout(&'static str),
 }
 
 impl From<sqlx::Error> for DbError {
@@ -92,17 +100,18 @@ impl DbError {
     }
     /// The database cannot be reached (the request should be retried later: 503).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unreachable { .. })
-            || matches!(
-                self,
-                DbError::Sqlx(
+        matches!(
+            self,
+            DbError::Unreachable { .. }
+                | DbError::Timeout(_)
+                | DbError::Sqlx(
                     sqlx::Error::Io(_)
                         | sqlx::Error::PoolTimedOut
                         | sqlx::Error::PoolClosed
                         | sqlx::Error::Tls(_)
                         | sqlx::Error::WorkerCrashed
                 )
-            )
+        )
     }
 }
 
@@ -185,6 +194,26 @@ impl Tables {
     }
 }
 
+/// How long database work may take (README, settings `statement_timeout_secs` and
+/// `transaction_timeout_secs`). A hung server (SIGSTOP, a dead host whose sockets stay open)
+/// answers nothing and fails nothing: only these limits end the wait.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Waiting for a pooled connection, a lock wait on the server, the `/readyz` check.
+    pub statement: Duration,
+    /// One operation as a whole: a read, or a transaction from BEGIN to COMMIT with retries.
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(5),
+            operation: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The pool and the namespace's table names.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -193,7 +222,11 @@ pub struct Db {
     /// Namespace of the Phabricator install.
     pub ns: Namespace,
     /// Rendered table names.
-    pub t: std::sync::Arc<Tables>,
+    pub t: Arc<Tables>,
+    /// Time limits of database work.
+    pub timeouts: Timeouts,
+    /// `/readyz`'s cached check, shared by the clones of this `Db`.
+    pub readiness: Arc<check::ReadinessCache>,
 }
 
 /// How long a pooled connection may sit unused before it is pinged on its next use.
@@ -210,15 +243,33 @@ pub fn connect_options(url: &Secret) -> DbResult<MySqlConnectOptions> {
 }
 
 impl Db {
-    /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
-    /// user creation deadlocks on next-key locks (docs/phabricator-tables.md#locking-and-isolation).
+    /// Opens a pool with the default [`Timeouts`].
     pub async fn connect(url: &Secret, ns: Namespace, pool_size: u32) -> DbResult<Self> {
+        Self::connect_with(url, ns, pool_size, Timeouts::default()).await
+    }
+
+    /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
+    /// user creation (`PhabricatorUserEditor::createNewUser`, its name-token rewrite) deadlocks
+    /// on next-key locks. Each waits for a row lock no longer than `timeouts.statement`
+    /// (InnoDB's default is 50 s; `provisioning::in_transaction!` retries a lock-wait timeout).
+    pub async fn connect_with(
+        url: &Secret,
+        ns: Namespace,
+        pool_size: u32,
+        timeouts: Timeouts,
+    ) -> DbResult<Self> {
         let opts = connect_options(url)?;
         reach::reach(&opts).await?;
+        let lock_wait = format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            timeouts.statement.as_secs().max(1)
+        );
         let pool = MySqlPoolOptions::new()
             .max_connections(pool_size.max(1))
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
+            // Covers connecting and the idle ping below: a stopped server accepts TCP
+            // connections (the kernel does) and then never answers the handshake.
+            .acquire_timeout(timeouts.statement)
             // A ping on every acquire was a round trip per request (a third of a lookup's
             // system calls). A connection that sat idle is still pinged before use, so one
             // the server dropped (a restart, wait_timeout) is replaced instead of failing the
@@ -232,24 +283,87 @@ impl Db {
                     Ok(true)
                 })
             })
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
+                let lock_wait = lock_wait.clone();
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    conn.execute(sqlx::AssertSqlSafe(lock_wait)).await?;
                     Ok(())
                 })
             })
             .connect_lazy_with(opts);
-        Ok(Self::from_pool(pool, ns))
+        let mut db = Self::from_pool(pool, ns);
+        db.timeouts = timeouts;
+        Ok(db)
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool, with the default [`Timeouts`].
     pub fn from_pool(pool: MySqlPool, ns: Namespace) -> Self {
-        let t = std::sync::Arc::new(Tables::new(&ns));
-        Self { pool, ns, t }
+        let t = Arc::new(Tables::new(&ns));
+        Self {
+            pool,
+            ns,
+            t,
+            timeouts: Timeouts::default(),
+            readiness: Arc::default(),
+        }
     }
 
-    /// Begins a transaction.
+    /// When an operation starting now must be done (`timeouts.operation`).
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.timeouts.operation
+    }
+
+    /// Takes a connection from the pool, giving up at `deadline` (or after
+    /// `timeouts.statement`, the pool's own limit, if that comes first).
+    pub async fn acquire_until(&self, deadline: Instant) -> DbResult<Lease> {
+        match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(DbError::Timeout("waiting for a database connection")),
+        }
+    }
+
+    /// Gives up on a connection whose operation ran out of time, and says so. The connection
+    /// is closed, never returned to the pool: it may be mid-protocol (a statement sent, its
+    /// answer unread), and the next borrower would read that answer or wait behind it. The
+    /// server rolls back its open transaction when it sees the socket closed, so nothing is
+    /// half-written; a timeout during COMMIT is ambiguous (the server may have committed the
+    /// whole transaction before it saw the close) but never partial.
+    pub fn give_up(&self, conn: Lease, what: &'static str) -> DbError {
+        tracing::warn!(what, "database timeout: the connection is closed");
+        // Detached, the connection is dropped here: its socket closes without a goodbye that
+        // a hung server would never read.
+        drop(conn.detach());
+        DbError::Timeout(what)
+    }
+
+    /// Runs a read on one connection within `timeouts.operation` ([`Db::within`]).
+    pub async fn read<T, E: From<DbError>>(
+        &self,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.within(self.deadline(), "a read", op).await
+    }
+
+    /// Runs `op` on one connection, acquired and done by `deadline`; on time out the
+    /// connection is closed ([`Db::give_up`]) and the error is [`DbError::Timeout`].
+    pub async fn within<T, E: From<DbError>>(
+        &self,
+        deadline: Instant,
+        what: &'static str,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.acquire_until(deadline).await?;
+        let outcome = tokio::time::timeout_at(deadline, op(&mut conn)).await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(self.give_up(conn, what).into()),
+        }
+    }
+
+    /// Begins a transaction, without a deadline (background work and the CLI; requests use
+    /// `provisioning::in_transaction!`).
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(self.pool.begin().await?)
     }

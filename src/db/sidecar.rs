@@ -39,6 +39,8 @@ pub struct ScimUserView {
     pub is_system_agent: bool,
     #[sqlx(rename = "isMailingList")]
     pub is_mailing_list: bool,
+    #[sqlx(rename = "isEmailVerified")]
+    pub is_email_verified: bool,
     #[sqlx(rename = "userCreated")]
     pub user_created: u32,
     #[sqlx(rename = "userModified")]
@@ -64,6 +66,7 @@ impl ScimUserView {
             is_admin: self.is_admin,
             is_system_agent: self.is_system_agent,
             is_mailing_list: self.is_mailing_list,
+            is_email_verified: self.is_email_verified,
             date_created: self.user_created,
             date_modified: self.user_modified,
         }
@@ -104,7 +107,7 @@ pub const SCIM_USER_READ_COLUMNS: &str = "s.userPHID, s.userName, s.externalID, 
 /// Columns of [`ScimUserView`], for `FROM scim_user s JOIN user u ON u.phid = s.userPHID`.
 pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.externalID, s.attributes, \
      s.version, s.isDeprovisioned, s.dateCreated, s.dateModified, u.isDisabled, u.id AS userID, \
-     u.userName AS phabUserName, u.realName, u.isAdmin, u.isSystemAgent, u.isMailingList, u.dateCreated AS userCreated, \
+     u.userName AS phabUserName, u.realName, u.isAdmin, u.isSystemAgent, u.isMailingList, u.isEmailVerified, u.dateCreated AS userCreated, \
      u.dateModified AS userModified";
 
 /// One managed user with its Phabricator row and groups, found by a `scim_user` column.

@@ -9,12 +9,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::refused::Refusal;
 use super::state::AppState;
 use crate::db::phabricator::random_chars;
 use crate::db::sidecar::{self, Event};
 use crate::net::{self, IpNet};
 use crate::provisioning::Ctx;
-use crate::token::Principal;
+use crate::token::{AuthError, Principal};
 
 /// The error detail of a failed response, for the sync log.
 #[derive(Debug, Clone)]
@@ -44,14 +45,28 @@ fn client_addr(req: &Request, trusted: &[IpNet]) -> IpAddr {
     net::client_addr(peer, forwarded_for, trusted)
 }
 
+/// Whether a client's `X-Request-Id` may be used as the request's id: 1 to 64 characters
+/// (`scim_event.requestID` holds 64) of letters, digits and `-_.:`, which covers UUIDs and the
+/// ids identity providers send. Anything else would reach the logs, the sync log and the
+/// Phabricator pages as the client wrote it, so the service makes its own id instead.
+fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// Outermost SCIM middleware: assigns the request id and writes a sync-log row for every
-/// rejected request (successful writes log themselves, inside their transaction).
+/// rejected request of a client that presented a valid token (successful writes log
+/// themselves, inside their transaction). Requests refused before that are counted instead
+/// (`require_token`, `http::refused`): a client without a token gets no row of its own.
 pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| is_safe_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| random_chars(20));
     let method = req.method().as_str().to_owned();
@@ -76,7 +91,8 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let status = resp.status().as_u16();
     let is_read = method == "GET" || method == "HEAD";
-    if status >= 400 && !(is_read && status == 404) {
+    let refused = resp.extensions().get::<Refusal>().is_some();
+    if status >= 400 && !(is_read && status == 404) && !refused {
         let detail = resp
             .extensions()
             .get::<ErrorDetail>()
@@ -115,7 +131,9 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     resp
 }
 
-/// Requires `Authorization: Bearer <token>` and fills the context's token and actor.
+/// Requires `Authorization: Bearer <token>` and fills the context's token and actor. A request
+/// without one counts as a failed attempt of its address, like a wrong token; every refusal is
+/// tallied (`state.refused`) and marked on the response so that `audit` writes no row for it.
 pub async fn require_token(
     State(state): State<AppState>,
     mut req: Request,
@@ -132,15 +150,30 @@ pub async fn require_token(
                 .eq_ignore_ascii_case("bearer")
                 .then(|| rest.trim().to_owned())
         });
-    let Some(token) = token else {
-        tracing::debug!(%client, "request without a bearer token");
-        return ApiError::Unauthorized("a bearer token is required".into()).into_response();
+    let verified = match token {
+        Some(token) => state.auth.verify(&token, client).await,
+        None => Err(state.auth.missing_token(client)),
     };
-    let principal = match state.auth.verify(&token, client).await {
+    let principal = match verified {
         Ok(p) => p,
         Err(e) => {
-            tracing::info!(%client, reason = %e, "authentication failed");
-            return ApiError::from(e).into_response();
+            let (refusal, error) = match e {
+                AuthError::Db(_) => return ApiError::from(e).into_response(),
+                AuthError::RateLimited(_) => (Refusal::RateLimited, ApiError::from(e)),
+                AuthError::Missing => (
+                    Refusal::MissingToken,
+                    ApiError::Unauthorized("a bearer token is required".into()),
+                ),
+                AuthError::Malformed | AuthError::Invalid => {
+                    (Refusal::InvalidToken, ApiError::from(e))
+                }
+            };
+            // Per request at debug only: the tally's write logs each address once a minute.
+            tracing::debug!(%client, reason = refusal.as_str(), "authentication failed");
+            state.refused.record(client, refusal);
+            let mut resp = error.into_response();
+            resp.extensions_mut().insert(refusal);
+            return resp;
         }
     };
     if let Some(ctx) = req.extensions_mut().get_mut::<Ctx>() {
@@ -151,4 +184,32 @@ pub async fn require_token(
     let mut resp = next.run(req).await;
     resp.extensions_mut().insert(principal);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        for ok in [
+            "a",
+            "Entra-7f3c_2a.9:1",
+            "123e4567-e89b-12d3-a456-426614174000",
+            &"r".repeat(64),
+        ] {
+            assert!(is_safe_request_id(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "<script>",
+            "id'); --",
+            "caf\u{e9}",
+            "tab\there",
+            &"r".repeat(65),
+        ] {
+            assert!(!is_safe_request_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -6,24 +6,30 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::state::AppState;
+use crate::db::check::Readiness;
 
 /// GET /healthz: the process answers.
 pub async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
 }
 
-/// GET /readyz: the database answers and the namespace has what the service needs.
+/// GET /readyz: the database answers and the namespace has what the service needs. Needs no
+/// token, so it answers from a check shared by all callers of the same second
+/// (`db::check::ReadinessCache`) and names no table or namespace: the log and
+/// `phab-scim check` do.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match crate::db::check::missing_tables(&state.prov.db).await {
-        Ok(missing) if missing.is_empty() => {
-            (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
-        }
-        Ok(missing) => (
+    let db = &state.prov.db;
+    match db.readiness.get(db).await {
+        Readiness::Ready => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
+        Readiness::Incomplete(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not ready", "missing": missing})),
+            axum::Json(json!({
+                "status": "not ready",
+                "reason": "the database schema is incomplete; `phab-scim check` lists what is missing",
+            })),
         )
             .into_response(),
-        Err(_) => (
+        Readiness::Unreachable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(axum::http::header::RETRY_AFTER, "5")],
             axum::Json(json!({"status": "not ready", "reason": "database unreachable"})),

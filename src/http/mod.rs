@@ -7,7 +7,9 @@ pub mod error;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod refused;
 pub mod search;
+pub mod serve;
 pub mod state;
 pub mod users;
 
@@ -71,7 +73,34 @@ pub fn scim_routes(state: AppState) -> Router<AppState> {
             state.clone(),
             auth::require_token,
         ))
+        // Inside `audit`: a request that runs out of time still gets its request id and its
+        // sync-log row.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state, auth::audit))
+}
+
+/// Ends a request that takes longer than `request_timeout_secs` with the one 503 of the
+/// service (`ApiError::Unavailable`: a SCIM error body and Retry-After), instead of holding
+/// the client. Dropping the handler's future drops its transaction, which rolls back.
+pub async fn request_timeout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let limit = Duration::from_secs(state.prov.cfg.request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(
+                limit_secs = limit.as_secs(),
+                "request timed out (request_timeout_secs)"
+            );
+            axum::response::IntoResponse::into_response(error::ApiError::Unavailable)
+        }
+    }
 }
 
 /// The endpoint names under [`BASE`], in their canonical spelling.
@@ -141,7 +170,6 @@ pub async fn canonical_endpoints(
 pub fn router(state: AppState) -> Router {
     let max_body = state.prov.cfg.max_body_bytes;
     Router::new()
-        .nest(BASE, scim_routes(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route(
@@ -151,6 +179,12 @@ pub fn router(state: AppState) -> Router {
                 auth::require_token,
             )),
         )
+        // The SCIM routes have their own, inside their request-id middleware.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .nest(BASE, scim_routes(state.clone()))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(crate::telemetry::track_metrics))
         .layer(TraceLayer::new_for_http())
@@ -158,10 +192,6 @@ pub fn router(state: AppState) -> Router {
             header::AUTHORIZATION,
         ]))
         .layer(CatchPanicLayer::new())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(60),
-        ))
         .with_state(state)
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::refused::RefusedRequests;
 use crate::provisioning::Provisioner;
 use crate::token::TokenVerifier;
 
@@ -13,4 +14,6 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Base URL for `meta.location`, e.g. `https://phab.example.com/scim/v2`.
     pub base_url: Arc<str>,
+    /// Requests refused before authentication, until the next sync-log write.
+    pub refused: Arc<RefusedRequests>,
 }

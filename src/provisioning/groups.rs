@@ -120,8 +120,9 @@ impl Provisioner {
     /// GET /Groups/{id}, without members (see [`Provisioner::write_group_members`]).
     #[instrument(skip_all, fields(id = %phid))]
     pub async fn get_group(&self, phid: &str) -> Result<StoredGroup> {
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let view = sidecar::get_scim_group(&mut conn, &self.db.t, phid)
+        let view = self
+            .db
+            .read(async |conn| sidecar::get_scim_group(conn, &self.db.t, phid).await)
             .await?
             .ok_or_else(|| ScimError::not_found(format!("no group {phid}")))?;
         StoredGroup::from_view(view)
@@ -137,16 +138,20 @@ impl Provisioner {
         fields: MemberFields,
         buf: &mut Vec<u8>,
     ) -> Result<u64> {
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
         let mut first = true;
-        let n = edge::for_each_member(&mut conn, &self.db.t, phid, |id, display| {
-            if !first {
-                buf.push(b',');
-            }
-            first = false;
-            write_member(buf, fields, base_url, id, display);
-        })
-        .await?;
+        let n = self
+            .db
+            .read(async |conn| {
+                edge::for_each_member(conn, &self.db.t, phid, |id, display| {
+                    if !first {
+                        buf.push(b',');
+                    }
+                    first = false;
+                    write_member(buf, fields, base_url, id, display);
+                })
+                .await
+            })
+            .await?;
         Ok(n)
     }
 
@@ -186,11 +191,15 @@ impl Provisioner {
     ) -> Result<(u64, Vec<StoredGroup>)> {
         let order = filter_sql::group_order(sort, descending);
         let sql = filter_sql::group_where(&self.db.t, filter);
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) = sidecar::list_scim_groups(
-            &mut conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit,
-        )
-        .await?;
+        let (total, rows) = self
+            .db
+            .read(async |conn| {
+                sidecar::list_scim_groups(
+                    conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit,
+                )
+                .await
+            })
+            .await?;
         let groups = rows
             .into_iter()
             .map(StoredGroup::from_view)

@@ -104,28 +104,46 @@ pub struct Provisioner {
 pub const MAX_ATTEMPTS: u32 = 6;
 
 /// Runs `$body` (an expression using `$tx: &mut Tx`) in a transaction, committing on `Ok`
-/// and retrying the whole transaction on a deadlock or lock-wait timeout.
+/// and retrying the whole transaction on a deadlock or lock-wait timeout. The whole of it,
+/// retries included, must end within `transaction_timeout_secs` (`Db::deadline`): a hung
+/// database otherwise holds the request as long as the server is stopped. On time out the
+/// connection is closed, never returned to the pool (`Db::give_up`), and the error is a 503.
 #[macro_export]
 macro_rules! in_transaction {
     ($db:expr, |$tx:ident| $body:expr) => {{
+        let db: &$crate::db::Db = &$db;
+        let deadline = db.deadline();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let mut $tx = $db
-                .begin()
+            let mut lease = db
+                .acquire_until(deadline)
                 .await
                 .map_err($crate::provisioning::ProvisionError::from)?;
-            let result: $crate::provisioning::Result<_> = $body;
-            let result = match result {
-                Ok(v) => $tx
-                    .commit()
-                    .await
-                    .map(|_| v)
-                    .map_err($crate::provisioning::ProvisionError::from),
-                Err(e) => {
-                    let _ = $tx.rollback().await;
-                    Err(e)
+            let run = async {
+                let mut $tx = match sqlx::Connection::begin(&mut *lease).await {
+                    Ok(tx) => tx,
+                    Err(e) => return Err($crate::provisioning::ProvisionError::from(e)),
+                };
+                let result: $crate::provisioning::Result<_> = $body;
+                match result {
+                    // Cut off during COMMIT, the outcome is unknown to us (the server may have
+                    // committed the whole transaction), but never partial.
+                    Ok(v) => $tx
+                        .commit()
+                        .await
+                        .map(|_| v)
+                        .map_err($crate::provisioning::ProvisionError::from),
+                    Err(e) => {
+                        let _ = $tx.rollback().await;
+                        Err(e)
+                    }
                 }
+            };
+            let outcome = tokio::time::timeout_at(deadline, run).await;
+            let result = match outcome {
+                Ok(result) => result,
+                Err(_) => Err(db.give_up(lease, "a transaction").into()),
             };
             match result {
                 Err(e) if e.is_retryable() && attempt < $crate::provisioning::MAX_ATTEMPTS => {

@@ -157,8 +157,9 @@ impl Provisioner {
     /// GET /Users/{id}.
     #[instrument(skip_all, fields(id = %phid))]
     pub async fn get_user(&self, phid: &str) -> Result<ReadUser> {
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let view = sidecar::get_scim_user(&mut conn, &self.db.t, phid)
+        let view = self
+            .db
+            .read(async |conn| sidecar::get_scim_user(conn, &self.db.t, phid).await)
             .await?
             .filter(|v| !v.is_deprovisioned)
             .ok_or_else(|| ScimError::not_found(format!("no user {phid}")))?;
@@ -207,19 +208,23 @@ impl Provisioner {
     ) -> Result<(u64, Vec<ReadUser>)> {
         let order = filter_sql::user_order(&self.db.t, sort, descending);
         let sql = filter_sql::user_where(&self.db.t, filter);
-        let mut conn = self.db.pool.acquire().await.map_err(DbError::from)?;
-        let (total, rows) = sidecar::list_scim_users(
-            &mut conn,
-            &self.db.t,
-            &sql.text,
-            &sql.binds,
-            &order.text,
-            &order.binds,
-            offset,
-            limit,
-            want_groups,
-        )
-        .await?;
+        let (total, rows) = self
+            .db
+            .read(async |conn| {
+                sidecar::list_scim_users(
+                    conn,
+                    &self.db.t,
+                    &sql.text,
+                    &sql.binds,
+                    &order.text,
+                    &order.binds,
+                    offset,
+                    limit,
+                    want_groups,
+                )
+                .await
+            })
+            .await?;
         let users = rows
             .into_iter()
             .map(ReadUser::from_read)
@@ -1022,7 +1027,9 @@ impl Provisioner {
                 remote,
             )
             .await?;
-            if new.is_verified || verified {
+            // `PhabricatorUserEditor::changePrimaryEmail` saves the account only to mark it
+            // verified: an account already verified is not written (no reindex either).
+            if (new.is_verified || verified) && !user.is_email_verified {
                 changes.is_email_verified = Some(true);
             }
             diff.set(

@@ -74,6 +74,8 @@ pub struct TestApp {
     pub pool: MySqlPool,
     pub ns: Namespace,
     pub cfg: Config,
+    /// The running app's state (its refused-request tally, its token verifier).
+    pub state: phab_scim::http::AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -86,6 +88,14 @@ impl TestApp {
 
     /// Spawns after `tweak` adjusts the configuration.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_with_metrics(tweak, None).await
+    }
+
+    /// Spawns with a Prometheus handle serving `/metrics`.
+    pub async fn spawn_with_metrics(
+        tweak: impl FnOnce(&mut Config),
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             phab_scim::telemetry::init(false);
         }
@@ -109,8 +119,11 @@ impl TestApp {
             ..Config::default()
         };
         tweak(&mut cfg);
-        let app = Application::build(cfg.clone(), None).await.expect("build");
+        let app = Application::build(cfg.clone(), metrics)
+            .await
+            .expect("build");
         let addr = app.addr();
+        let state = app.state().clone();
         let db = app.state().prov.db.clone();
         let prov = Provisioner {
             db: db.clone(),
@@ -141,6 +154,7 @@ impl TestApp {
             pool,
             ns,
             cfg,
+            state,
             stop: Some(tx),
             server: Some(server),
         }
@@ -301,14 +315,20 @@ impl TestApp {
             .expect("token")
     }
 
-    /// Stops the server and drops the namespace.
-    pub async fn cleanup(mut self) {
+    /// Stops the server the way SIGTERM does (its clean-shutdown work included); the pool and
+    /// the namespace stay for the test to read.
+    pub async fn stop_server(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
         }
+    }
+
+    /// Stops the server and drops the namespace.
+    pub async fn cleanup(mut self) {
+        self.stop_server().await;
         self.pool.close().await;
         migrate::drop_namespace(&Secret::new(database_url()), &self.ns)
             .await

@@ -67,7 +67,13 @@ async fn users_are_counted_as_phabricator_shows_them() {
 /// rows of replicas gone for a day are pruned, so restarts do not pile them up.
 #[tokio::test]
 async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
+    // The service's own background work prunes too: stopped, it cannot race the rows below.
+    app.stop_server().await;
+    sqlx::query(sqlx::AssertSqlSafe(app.sql("DELETE FROM {scim}.scim_instance")))
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
     let t = app.t();
     let ts = now();
@@ -115,5 +121,32 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
         s.replicas
     );
     drop(conn);
+    app.cleanup().await;
+}
+
+/// A clean shutdown marks the replica's heartbeat row stopped at once.
+#[tokio::test]
+async fn a_clean_shutdown_marks_the_replica_stopped() {
+    let mut app = TestApp::spawn().await;
+    // The first heartbeat is written as the server starts.
+    let mut rows = 0;
+    for _ in 0..50 {
+        rows = app.count("SELECT COUNT(*) FROM {scim}.scim_instance").await;
+        if rows > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 1, "no heartbeat row");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {scim}.scim_instance WHERE dateStopped IS NULL")
+            .await,
+        1
+    );
+    app.stop_server().await;
+    let s = status::load(&app.db).await.unwrap();
+    assert_eq!(s.replicas.len(), 1);
+    assert_eq!(s.replicas[0].state(now()), "stopped");
+    assert_eq!(s.live_replicas, 0);
     app.cleanup().await;
 }

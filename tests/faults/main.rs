@@ -10,7 +10,16 @@
 //! - `PHAB_SCIM_FAULT_ROUNDS`: rounds (default 4);
 //! - `PHAB_SCIM_BIN`: the service binary (default: the one cargo built for this test);
 //! - `PHAB_SCIM_FAULT_DB_STOP` / `PHAB_SCIM_FAULT_DB_START`: shell commands that stop and start
-//!   the database (outage mode only; a private mariadbd, never a shared one).
+//!   the database (outage mode only; a private mariadbd, never a shared one);
+//! - `PHAB_SCIM_FAULT_DB_PAUSE` / `PHAB_SCIM_FAULT_DB_RESUME`: shell commands that hang the
+//!   database (SIGSTOP) and let it go on (SIGCONT); a private mariadbd, never a shared one. When
+//!   set, every second round of either mode is a hang instead: while the database is stopped
+//!   every request must still be answered (503 with Retry-After and a SCIM error body), and
+//!   `/readyz` must answer 503; in kill mode the service is also SIGKILLed during the hang;
+//! - `PHAB_SCIM_FAULT_PAUSE_MS`: how long each hang lasts (default 7000; the service runs with
+//!   a 2 s statement and 3 s transaction timeout unless `PHAB_SCIM_STATEMENT_TIMEOUT_SECS` and
+//!   `PHAB_SCIM_TRANSACTION_TIMEOUT_SECS` are set); `PHAB_SCIM_FAULT_HANG_ONLY=1`: every round
+//!   is a hang.
 //!
 //! Each client owns its users and one group and sends one request at a time, so the state of
 //! each attribute is known: the last acknowledged (2xx) value, or the value of the one request
@@ -84,6 +93,13 @@ struct Stats {
     unavailable_503: AtomicU64,
     other_5xx: AtomicU64,
     retry_after_missing: AtomicU64,
+    /// 503 answers whose body is not an RFC 7644 §3.12 error, or that name no request id.
+    scim_body_missing: AtomicU64,
+    request_id_missing: AtomicU64,
+    /// Answers that arrived while the database was stopped (SIGSTOP).
+    answered_while_paused: AtomicU64,
+    /// The longest time any request took, in milliseconds.
+    longest_ms: AtomicU64,
 }
 
 enum Outcome {
@@ -97,6 +113,20 @@ struct Driver {
     base: String,
     token: String,
     stats: Stats,
+    /// Set while the database is stopped with SIGSTOP.
+    paused: AtomicBool,
+}
+
+/// Whether a body is a SCIM error with status 503.
+fn is_scim_503(text: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return false;
+    };
+    v["status"] == "503"
+        && v["schemas"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|u| u == "urn:ietf:params:scim:api:messages:2.0:Error")
+        })
 }
 
 impl Driver {
@@ -108,6 +138,7 @@ impl Driver {
             .bearer_auth(&self.token)
             .header("content-type", "application/scim+json")
             .body(body.to_string());
+        let started = Instant::now();
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -119,7 +150,18 @@ impl Driver {
         };
         let status = resp.status().as_u16();
         let retry_after = resp.headers().contains_key("retry-after");
+        let request_id = resp.headers().contains_key("x-request-id");
         let text = resp.text().await.unwrap_or_default();
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if ms > 4000 {
+            eprintln!("slow answer: {status} after {ms} ms");
+        }
+        self.stats.longest_ms.fetch_max(ms, Ordering::Relaxed);
+        if self.paused.load(Ordering::Relaxed) {
+            self.stats
+                .answered_while_paused
+                .fetch_add(1, Ordering::Relaxed);
+        }
         match status {
             200..=299 => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +172,15 @@ impl Driver {
                 if !retry_after {
                     self.stats
                         .retry_after_missing
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                if !is_scim_503(&text) {
+                    eprintln!("503 without a SCIM error body: {text:?}");
+                    self.stats.scim_body_missing.fetch_add(1, Ordering::Relaxed);
+                }
+                if !request_id {
+                    self.stats
+                        .request_id_missing
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 Outcome::Unknown
@@ -284,6 +335,16 @@ fn start_service(bin: &str, url: &str, ns: &Namespace, port: u16, log: &std::pat
         // Deactivations are part of the load; the guard is tested on its own.
         .env("PHAB_SCIM_DEPROVISION_GUARD_SHARE", "1.0")
         .env("PHAB_SCIM_LOG", "warn")
+        // Short timeouts keep the hang rounds short: a request waits at most 3 s for a stopped
+        // database (unless the caller sets them, to measure the defaults).
+        .env(
+            "PHAB_SCIM_STATEMENT_TIMEOUT_SECS",
+            std::env::var("PHAB_SCIM_STATEMENT_TIMEOUT_SECS").unwrap_or_else(|_| "2".into()),
+        )
+        .env(
+            "PHAB_SCIM_TRANSACTION_TIMEOUT_SECS",
+            std::env::var("PHAB_SCIM_TRANSACTION_TIMEOUT_SECS").unwrap_or_else(|_| "3".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -307,9 +368,10 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
     panic!("the service did not become ready on port {port}");
 }
 
-async fn readyz(client: &reqwest::Client, port: u16) -> Option<(u16, bool)> {
+async fn readyz(client: &reqwest::Client, port: u16, wait: Duration) -> Option<(u16, bool)> {
     let r = client
         .get(format!("http://127.0.0.1:{port}/readyz"))
+        .timeout(wait)
         .send()
         .await
         .ok()?;
@@ -410,6 +472,18 @@ async fn main() {
         std::env::var("PHAB_SCIM_FAULT_DB_STOP").ok(),
         std::env::var("PHAB_SCIM_FAULT_DB_START").ok(),
     );
+    let hang = match (
+        std::env::var("PHAB_SCIM_FAULT_DB_PAUSE").ok(),
+        std::env::var("PHAB_SCIM_FAULT_DB_RESUME").ok(),
+    ) {
+        (Some(p), Some(r)) => Some((p, r)),
+        _ => None,
+    };
+    let hang_only = std::env::var("PHAB_SCIM_FAULT_HANG_ONLY").is_ok_and(|v| v == "1");
+    let pause_ms: u64 = std::env::var("PHAB_SCIM_FAULT_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7000);
     if mode == "outage" && (db_stop.is_none() || db_start.is_none()) {
         eprintln!(
             "outage mode needs PHAB_SCIM_FAULT_DB_STOP and PHAB_SCIM_FAULT_DB_START (scripts/outage-test sets them)"
@@ -459,6 +533,7 @@ async fn main() {
         base: format!("http://127.0.0.1:{port}/scim/v2"),
         token,
         stats: Stats::default(),
+        paused: AtomicBool::new(false),
     });
 
     let mut service = start_service(&bin, &url, &ns, port, &log);
@@ -483,10 +558,64 @@ async fn main() {
 
     let mut kills = 0u32;
     let mut outages = 0u32;
+    let mut hangs = 0u32;
     let mut readyz_red = 0u32;
+    let mut hang_violations = Vec::new();
     for round in 0..rounds {
         let load_ms = rand::thread_rng().gen_range(300..2000);
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
+        if let Some((pause, resume)) = hang.as_ref().filter(|_| hang_only || round % 2 == 1) {
+            // The database hangs with connections in use (SIGSTOP: the sockets stay open and
+            // nothing answers). Every request must still be answered within the service's
+            // timeouts, and /readyz too, before the database goes on.
+            shell(pause);
+            // Only answers sent after the server stopped count.
+            let before = driver.stats.answered_while_paused.load(Ordering::Relaxed);
+            driver.paused.store(true, Ordering::Relaxed);
+            hangs += 1;
+            let half = Duration::from_millis(pause_ms / 2);
+            tokio::time::sleep(half).await;
+            // Answered before the database goes on (the service's check gives up after 2 s).
+            let ready = readyz(
+                &client,
+                port,
+                half.saturating_sub(Duration::from_millis(500)),
+            )
+            .await;
+            tokio::time::sleep(half).await;
+            if mode == "kill" {
+                // Killed while its transactions wait on the stopped server: they must roll
+                // back when the server goes on and sees the connections closed.
+                service.kill().expect("SIGKILL");
+                service.wait().ok();
+                kills += 1;
+            }
+            let answered = driver.stats.answered_while_paused.load(Ordering::Relaxed) - before;
+            driver.paused.store(false, Ordering::Relaxed);
+            shell(resume);
+            if ready != Some((503, true)) {
+                hang_violations.push(format!(
+                    "/readyz while the database hung (round {round}): {ready:?}, expected 503 with Retry-After"
+                ));
+            }
+            if answered < CLIENTS as u64 {
+                hang_violations.push(format!(
+                    "only {answered} answers while the database hung for {pause_ms} ms (round {round}): requests hang"
+                ));
+            }
+            readyz_red += 1;
+            if mode == "kill" {
+                service = start_service(&bin, &url, &ns, port, &log);
+            }
+            wait_healthy(&client, port).await;
+            eprintln!(
+                "round {} (hang): sent {} acked {} answered while hung {answered}",
+                round + 1,
+                driver.stats.sent.load(Ordering::Relaxed),
+                driver.stats.acked.load(Ordering::Relaxed)
+            );
+            continue;
+        }
         match mode.as_str() {
             "outage" => {
                 shell(db_stop.as_deref().unwrap_or_default());
@@ -497,7 +626,7 @@ async fn main() {
                     rand::thread_rng().gen_range(500..2500),
                 ))
                 .await;
-                let ready = readyz(&client, port).await;
+                let ready = readyz(&client, port, Duration::from_secs(30)).await;
                 assert_eq!(
                     ready,
                     Some((503, true)),
@@ -541,6 +670,7 @@ async fn main() {
     let mut violations = invariants::check(&db.pool, &db.t)
         .await
         .expect("invariants");
+    violations.extend(hang_violations);
     violations.extend(check_acknowledged(&db.pool, &ns, &states).await);
     let s = &driver.stats;
     let (sent, acked) = (
@@ -555,15 +685,25 @@ async fn main() {
     if no_retry_after > 0 {
         violations.push(format!("{no_retry_after} 503 answers without Retry-After"));
     }
+    let no_body = s.scim_body_missing.load(Ordering::Relaxed);
+    if no_body > 0 {
+        violations.push(format!("{no_body} 503 answers without a SCIM error body"));
+    }
+    let no_id = s.request_id_missing.load(Ordering::Relaxed);
+    if no_id > 0 {
+        violations.push(format!("{no_id} 503 answers without x-request-id"));
+    }
     if acked == 0 {
         violations.push("no write was acknowledged: the load did not run".into());
     }
     println!(
-        "{mode}: rounds={rounds} kills={kills} outages={outages} readyz_red={readyz_red} requests={sent} acknowledged={acked} \
-         unanswered={} refused_4xx={} answered_503={} violations={}",
+        "{mode}: rounds={rounds} kills={kills} outages={outages} hangs={hangs} readyz_red={readyz_red} requests={sent} acknowledged={acked} \
+         unanswered={} refused_4xx={} answered_503={} answered_while_hung={} longest_request_ms={} violations={}",
         s.unanswered.load(Ordering::Relaxed),
         s.refused_4xx.load(Ordering::Relaxed),
         s.unavailable_503.load(Ordering::Relaxed),
+        s.answered_while_paused.load(Ordering::Relaxed),
+        s.longest_ms.load(Ordering::Relaxed),
         violations.len()
     );
     for v in violations.iter().take(30) {

@@ -274,7 +274,8 @@ expect_page /scim/ "scim-1.example.internal" "Running" "Not Seen" \
   "$managed_users active, 0 disabled, 0 deleted" "Last Hour" "Drift"
 expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
-  "phoneNumbers kept in SCIM only" "phui-oi-highlighted" "Rejected request: unknown token"
+  "phoneNumbers kept in SCIM only" "phui-oi-highlighted" \
+  "1000 requests from 203.0.113.9 refused" "reason"
 # Details as handles and readable text; the token of each call (issue 15).
 expect_page /scim/log/ '1 added (<a href="/p/alice/"' "Token $token_id: Integration test" \
   "No token" "2 session(s) ended, 1 API token(s)" "Active</strong>: yes"

@@ -428,9 +428,10 @@ function scim_seed_service($username, $admin_username) {
       120,
     ),
     array(
-      'GET', '/scim/v2/Users', null, null, 401, 'error',
-      'Rejected request: unknown token',
-      '{}',
+      '*', '*', null, null, 401, 'error',
+      '1000 requests from 203.0.113.9 refused: invalid, expired or revoked token',
+      '{"client":"203.0.113.9","reason":"invalid-token","count":1000,'.
+        '"firstSeen":"2026-12-02T07:00:01Z","lastSeen":"2026-12-02T07:00:59Z"}',
       60,
     ),
     // Details as the service writes them: a member delta with ids, a change

@@ -28,6 +28,8 @@ pub struct UserRow {
     pub is_system_agent: bool,
     #[sqlx(rename = "isMailingList")]
     pub is_mailing_list: bool,
+    #[sqlx(rename = "isEmailVerified")]
+    pub is_email_verified: bool,
     #[sqlx(rename = "dateCreated")]
     pub date_created: u32,
     #[sqlx(rename = "dateModified")]
@@ -35,7 +37,7 @@ pub struct UserRow {
 }
 
 const USER_COLUMNS: &str = "id, phid, userName, realName, isDisabled, isAdmin, isSystemAgent, \
-                            isMailingList, dateCreated, dateModified";
+                            isMailingList, isEmailVerified, dateCreated, dateModified";
 
 /// A new account, as `PhabricatorUserEditor::createNewUser` writes it.
 #[derive(Debug, Clone)]
