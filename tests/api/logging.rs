@@ -26,7 +26,7 @@ impl Drop for Service {
     }
 }
 
-async fn serve(app: &TestApp, log: &std::path::Path) -> Service {
+async fn serve(app: &TestApp, log: &std::path::Path, env: &[(&str, &str)]) -> Service {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,6 +39,7 @@ async fn serve(app: &TestApp, log: &std::path::Path) -> Service {
         .env("PHAB_SCIM_LISTEN", format!("127.0.0.1:{port}"))
         .env_remove("PHAB_SCIM_LOG")
         .env_remove("PHAB_SCIM_TEST_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -96,7 +97,7 @@ async fn every_change_is_one_info_line_with_request_resource_and_outcome() {
     use reqwest::Method as M;
     let app = TestApp::spawn().await;
     let log = std::env::temp_dir().join(format!("phab-scim-log-{}.txt", app.ns.as_str()));
-    let s = serve(&app, &log).await;
+    let s = serve(&app, &log, &[]).await;
     // A value only the bodies hold: it must not reach the log.
     let marker = "Body-Only-Marker-7Q";
     let mut ann = user_body("ann@corp.com", "ann@corp.com", "Ann");
@@ -258,5 +259,70 @@ async fn every_change_is_one_info_line_with_request_resource_and_outcome() {
     }
     assert!(!text.contains(marker), "a request body reached the log");
     assert!(!text.contains(&app.token), "the token reached the log");
+    app.cleanup().await;
+}
+
+/// Once an address trips the failed-authentication limit, its refused requests are logged as
+/// refused for the address, not as failed authentications (their tokens were not the cause),
+/// and a valid token from it is served and logged as the change it made (issue 15).
+#[tokio::test]
+async fn the_failed_authentication_limit_is_logged_as_what_happened() {
+    let app = TestApp::spawn().await;
+    let log = std::env::temp_dir().join(format!("phab-scim-log-{}.txt", app.ns.as_str()));
+    let s = serve(
+        &app,
+        &log,
+        &[
+            ("PHAB_SCIM_AUTH_FAILURES_PER_MINUTE", "3"),
+            ("PHAB_SCIM_LOG", "info,phab_scim::http::auth=debug"),
+        ],
+    )
+    .await;
+    let (mut n401, mut n429) = (0, 0);
+    for i in 0..6 {
+        let wrong = format!("phscim-{}-{}", 900 + i, "a".repeat(40));
+        let r = app
+            .client
+            .get(format!("{}/Users", s.base))
+            .bearer_auth(&wrong)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            401 => n401 += 1,
+            429 => n429 += 1,
+            other => panic!("a wrong token answered {other}"),
+        }
+    }
+    assert!(
+        n401 > 0 && n429 > 0,
+        "{n401} refused as invalid, {n429} as over the limit"
+    );
+    let (st, u) = call(
+        &app,
+        &s,
+        reqwest::Method::POST,
+        "/Users",
+        "rq-valid-after-limit",
+        Some(user_body("bo@corp.com", "bo@corp.com", "Bo")),
+    )
+    .await;
+    assert_eq!(st, 201, "a valid token from the same address: {u}");
+    drop(s);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("authentication failed"), n401, "{text}");
+    assert_eq!(
+        count("request refused: too many failed authentications from this address"),
+        n429,
+        "{text}"
+    );
+    let valid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request_id=rq-valid-after-limit "))
+        .collect();
+    assert_eq!(valid.len(), 1, "{text}");
+    assert!(valid[0].contains("outcome=\"created\""), "{}", valid[0]);
     app.cleanup().await;
 }
