@@ -30,6 +30,18 @@ pub struct Ctx {
     pub remote_addr: String,
 }
 
+/// A token id for the log: the number, or `-` for none.
+struct TokenId(Option<u32>);
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// The one INFO line of a write whose transaction committed: the request, the resource and
 /// what happened (`outcome`: a fixed word such as `updated` or `deactivated`). Written after
 /// COMMIT, so a write rolled back or retried after a deadlock is never reported as done; it
@@ -37,7 +49,7 @@ pub struct Ctx {
 pub(crate) fn log_change(ctx: &Ctx, resource: &'static str, id: &str, outcome: &str) {
     tracing::info!(
         request_id = %ctx.request_id,
-        token_id = ?ctx.token_id,
+        token_id = %TokenId(ctx.token_id),
         method = %ctx.method,
         resource,
         id,
@@ -53,7 +65,7 @@ pub(crate) fn log_refusal(ctx: &Ctx, resource: &'static str, id: Option<&str>, e
     match e {
         ProvisionError::Scim(s) => tracing::info!(
             request_id = %ctx.request_id,
-            token_id = ?ctx.token_id,
+            token_id = %TokenId(ctx.token_id),
             method = %ctx.method,
             resource,
             id,
@@ -64,7 +76,7 @@ pub(crate) fn log_refusal(ctx: &Ctx, resource: &'static str, id: Option<&str>, e
         ),
         ProvisionError::Db(_) => tracing::info!(
             request_id = %ctx.request_id,
-            token_id = ?ctx.token_id,
+            token_id = %TokenId(ctx.token_id),
             method = %ctx.method,
             resource,
             id,

@@ -323,6 +323,10 @@ async fn the_failed_authentication_limit_is_logged_as_what_happened() {
         .filter(|l| l.contains("request_id=rq-valid-after-limit "))
         .collect();
     assert_eq!(valid.len(), 1, "{text}");
-    assert!(valid[0].contains("outcome=\"created\""), "{}", valid[0]);
+    assert!(
+        valid[0].contains("outcome=\"created\"") && valid[0].contains("token_id=1 "),
+        "{}",
+        valid[0]
+    );
     app.cleanup().await;
 }
