@@ -277,6 +277,10 @@ expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
   "phoneNumbers kept in SCIM only" "phui-oi-highlighted" \
   "1000 requests from 203.0.113.9 refused" "reason"
+# Details as handles and readable text; the token of each call (issue 15).
+expect_page /scim/log/ '1 added (<a href="/p/alice/"' "Token $token_id: Integration test" \
+  "No token" "2 session(s) ended, 1 API token(s)" "Active</strong>: yes"
+expect_absent /scim/log/ "addedIds"
 expect_page "/scim/log/?outcomes=warning" "phoneNumbers kept in SCIM only"
 expect_absent "/scim/log/?outcomes=warning" "Created user alice"
 expect_page "/scim/log/?resourceTypes=Group" "conflicts with an existing project" \
