@@ -1,0 +1,184 @@
+# shellcheck shell=bash
+# Sourced by scripts/test and the host tests under tests/php/: the PHP packages the hosts need, and
+# the host checkouts themselves (Phorge and the final Phabricator), unpacked from the pinned
+# archives in ../shared/hosts (next to the repository; see its README.md). No host code is ever
+# part of this repository: the checkouts live in the gitignored .hosts/.
+#
+#   source scripts/lib/hosts.sh
+#   ensure_host_packages      # Debian's php-cli php-mysql ... php-ldap, when any is missing
+#   ensure_hosts              # 0: hosts ready; 2: no host archives here (one line printed,
+#                             #    the caller skips its host steps); 1: error
+#   for host in $PHAB_SCIM_HOSTS; do
+#       root=$(host_root "$host")       # absolute path of its checkout (PHABRICATOR_ROOT)
+#       label=$(host_label "$host")     # "Phorge", "final Phabricator"
+#   done
+#
+# Order in ensure_hosts:
+#   1. PHABRICATOR_ROOT, when set: that checkout only (named phorge or phabricator after its core
+#      library), as tests/php/integration.sh has always used it;
+#   2. the archives in PHAB_SCIM_HOSTS_SOURCE, else ../shared/hosts next to the repository, else
+#      next to the main checkout when this is a git worktree of it: unpacked with their `unpack`
+#      script into ${PHAB_SCIM_HOSTS_DIR:-<repo>/.hosts}, once. A later call reuses that
+#      directory while it was unpacked from the same archives (names and SHA-256 in
+#      .hosts/pinned), and unpacks again when they changed;
+#   3. neither: prints "hosts: ... skipped" and returns 2.
+#
+# Exported for callers:
+#   PHAB_SCIM_HOSTS                 the host names to run, in order: "phorge phabricator", or the
+#                                   one name of PHABRICATOR_ROOT's checkout
+#   PHAB_SCIM_HOST_PHORGE           Phorge's checkout (its arcanist/ is a sibling), when present
+#   PHAB_SCIM_HOST_PHABRICATOR      the final Phabricator's checkout, when present
+#
+# None of these names a phab-scim setting, so the service (which reads only PHAB_SCIM_* names of
+# its settings, src/config.rs) ignores them.
+
+_PHAB_SCIM_HOSTS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+
+# The Debian packages both hosts need (../shared/hosts/README.md); php-ldap for an LDAP provider.
+PHAB_SCIM_HOST_PACKAGES=(php-cli php-mysql php-curl php-mbstring php-gd php-zip php-xml php-intl php-ldap)
+
+_phab_scim_hosts_log() { printf 'hosts: %s\n' "$*" >&2; }
+
+_phab_scim_hosts_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        _phab_scim_hosts_log "need root for: $*"
+        return 1
+    fi
+}
+
+# ensure_host_packages: installs whichever of PHAB_SCIM_HOST_PACKAGES is not installed. Runs
+# `apt-get update` only when apt has no candidate for one of them (empty or stale lists). Waits
+# for the dpkg lock, since other package installs may be running on the same machine.
+ensure_host_packages() {
+    local missing=() pkg
+    for pkg in "${PHAB_SCIM_HOST_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        _phab_scim_hosts_log "apt-get not found; install ${missing[*]} by hand"
+        return 1
+    fi
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=600)
+    for pkg in "${missing[@]}"; do
+        if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+            _phab_scim_hosts_log "apt-get update (no candidate for $pkg)"
+            _phab_scim_hosts_as_root "${apt[@]}" update </dev/null >/dev/null || return 1
+            break
+        fi
+    done
+    _phab_scim_hosts_log "installing ${missing[*]}"
+    _phab_scim_hosts_as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" \
+        </dev/null >/dev/null
+}
+
+# Prints the directory holding the host archives and `unpack`, or nothing.
+_phab_scim_hosts_source() {
+    local candidates=()
+    if [ -n "${PHAB_SCIM_HOSTS_SOURCE:-}" ]; then
+        candidates+=("$PHAB_SCIM_HOSTS_SOURCE")
+    fi
+    candidates+=("$_PHAB_SCIM_HOSTS_REPO/../shared/hosts")
+    # A git worktree lives elsewhere; its main checkout is the repository next to ../shared.
+    local common
+    if common=$(git -C "$_PHAB_SCIM_HOSTS_REPO" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+        candidates+=("$(dirname "$common")/../shared/hosts")
+    fi
+    local dir
+    for dir in "${candidates[@]}"; do
+        if [ -x "$dir/unpack" ]; then
+            (cd "$dir" && pwd -P)
+            return 0
+        fi
+    done
+}
+
+# host_root NAME: the checkout of host NAME (phorge or phabricator), from ensure_hosts.
+host_root() {
+    case "$1" in
+        phorge) printf '%s\n' "${PHAB_SCIM_HOST_PHORGE:?ensure_hosts did not find Phorge}" ;;
+        phabricator) printf '%s\n' "${PHAB_SCIM_HOST_PHABRICATOR:?ensure_hosts did not find Phabricator}" ;;
+        *) _phab_scim_hosts_log "unknown host '$1'"; return 1 ;;
+    esac
+}
+
+# host_label NAME: how section headers name host NAME.
+host_label() {
+    case "$1" in
+        phorge) echo "Phorge" ;;
+        phabricator) echo "final Phabricator" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Prints phorge or phabricator for the checkout ROOT, after the core library's name.
+_phab_scim_host_kind() {
+    if grep -q "phutil_register_library('phorge'" "$1/src/__phutil_library_init__.php" 2>/dev/null; then
+        echo phorge
+    else
+        echo phabricator
+    fi
+}
+
+ensure_hosts() {
+    unset PHAB_SCIM_HOST_PHORGE PHAB_SCIM_HOST_PHABRICATOR
+    if [ -n "${PHABRICATOR_ROOT:-}" ]; then
+        local root kind
+        root=$(cd "$PHABRICATOR_ROOT" 2>/dev/null && pwd -P) || {
+            _phab_scim_hosts_log "PHABRICATOR_ROOT=$PHABRICATOR_ROOT does not exist"
+            return 1
+        }
+        kind=$(_phab_scim_host_kind "$root")
+        export PHAB_SCIM_HOSTS="$kind"
+        if [ "$kind" = phorge ]; then
+            export PHAB_SCIM_HOST_PHORGE="$root"
+        else
+            export PHAB_SCIM_HOST_PHABRICATOR="$root"
+        fi
+        _phab_scim_hosts_log "PHABRICATOR_ROOT is set: only $(host_label "$kind") at $root"
+        return 0
+    fi
+
+    local source
+    source=$(_phab_scim_hosts_source)
+    if [ -z "$source" ]; then
+        export PHAB_SCIM_HOSTS=""
+        echo "hosts: ../shared/hosts not found (and PHABRICATOR_ROOT not set); host steps skipped"
+        return 2
+    fi
+
+    local dest=${PHAB_SCIM_HOSTS_DIR:-$_PHAB_SCIM_HOSTS_REPO/.hosts}
+    mkdir -p "$dest" || return 1
+    dest=$(cd "$dest" && pwd -P)
+    # What the checkouts were unpacked from: the archive names and contents.
+    local pinned
+    pinned=$(cd "$source" && sha256sum -- *.tar.gz) || return 1
+    (
+        # One unpacker at a time per directory (scripts run side by side in one checkout).
+        flock 9
+        if [ -f "$dest/pinned" ] && [ "$(cat "$dest/pinned")" = "$pinned" ] \
+            && [ -x "$dest/phorge/phorge/bin/storage" ] \
+            && [ -x "$dest/phabricator/phabricator/bin/storage" ]; then
+            exit 0
+        fi
+        _phab_scim_hosts_log "unpacking $source into $dest"
+        rm -rf "$dest/phorge" "$dest/phabricator" "$dest/pinned"
+        "$source/unpack" "$dest" >/dev/null || exit 1
+        printf '%s\n' "$pinned" >"$dest/pinned"
+    ) 9>"$dest/.lock" || {
+        _phab_scim_hosts_log "unpacking the hosts failed"
+        return 1
+    }
+    export PHAB_SCIM_HOST_PHORGE="$dest/phorge/phorge"
+    export PHAB_SCIM_HOST_PHABRICATOR="$dest/phabricator/phabricator"
+    export PHAB_SCIM_HOSTS="phorge phabricator"
+    return 0
+}
