@@ -12,6 +12,9 @@
 #       root=$(host_root "$host")       # absolute path of its checkout (PHABRICATOR_ROOT)
 #       label=$(host_label "$host")     # "Phorge", "final Phabricator"
 #   done
+#   host_mysql_env            # PHAB_SCIM_TEST_MYSQL_HOST/PORT/USER/PASS from
+#                             # PHAB_SCIM_TEST_DATABASE_URL (scripts/lib/mariadb.sh)
+#   hosts_available           # 0 when ensure_hosts would find hosts (checks only)
 #
 # Order in ensure_hosts:
 #   1. PHABRICATOR_ROOT, when set: that checkout only (named phorge or phabricator after its core
@@ -181,4 +184,38 @@ ensure_hosts() {
     export PHAB_SCIM_HOST_PHABRICATOR="$dest/phabricator/phabricator"
     export PHAB_SCIM_HOSTS="phorge phabricator"
     return 0
+}
+
+# hosts_available: whether ensure_hosts has hosts to run (PHABRICATOR_ROOT or the archives),
+# without unpacking anything.
+hosts_available() {
+    [ -n "${PHABRICATOR_ROOT:-}" ] || [ -n "$(_phab_scim_hosts_source)" ]
+}
+
+# host_mysql_env: exports the server of PHAB_SCIM_TEST_DATABASE_URL
+# (mysql://user[:password]@host[:port][/...]) as PHAB_SCIM_TEST_MYSQL_HOST, _PORT, _USER and
+# _PASS, which the host tests under tests/php/ read (a host's own config takes them separately).
+host_mysql_env() {
+    local url=${PHAB_SCIM_TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306}
+    local rest=${url#*://}
+    rest=${rest%%/*}
+    local creds=root hostport=$rest
+    if [[ "$rest" == *@* ]]; then
+        creds=${rest%@*}
+        hostport=${rest##*@}
+    fi
+    local user=${creds%%:*} pass=
+    if [[ "$creds" == *:* ]]; then
+        pass=${creds#*:}
+    fi
+    local host=${hostport%:*} port=3306
+    if [[ "$hostport" == *:* ]]; then
+        port=${hostport##*:}
+    fi
+    # The user and password may be percent-encoded in the URL.
+    export PHAB_SCIM_TEST_MYSQL_HOST="$host"
+    export PHAB_SCIM_TEST_MYSQL_PORT="$port"
+    PHAB_SCIM_TEST_MYSQL_USER=$(printf '%b' "${user//%/\\x}")
+    PHAB_SCIM_TEST_MYSQL_PASS=$(printf '%b' "${pass//%/\\x}")
+    export PHAB_SCIM_TEST_MYSQL_USER PHAB_SCIM_TEST_MYSQL_PASS
 }
