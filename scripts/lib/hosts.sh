@@ -16,6 +16,19 @@
 #                             # PHAB_SCIM_TEST_DATABASE_URL (scripts/lib/mariadb.sh)
 #   hosts_available           # 0 when ensure_hosts would find hosts (checks only)
 #
+# Storage namespaces, for a test running against the checkout in PHABRICATOR_ROOT:
+#   env=$(host_namespace_new NS)   # a ready namespace NS with phabricator-ext loaded; prints
+#                                  # the PHABRICATOR_ENV that selects it (a config file in the
+#                                  # checkout's conf/custom/)
+#   host_namespace_drop NS         # drops its databases and config file
+#   host_namespace_clone SRC DST   # copies namespace SRC (tables and rows) into DST
+# `bin/storage upgrade` takes about half a minute per namespace. Under scripts/host-tests
+# (which exports PHAB_SCIM_HOSTS_RUN), host_namespace_new upgrades one template namespace per
+# host per run and copies it, which is faster and starts every test from the same rows; the
+# templates are dropped when scripts/host-tests ends. Run alone, it upgrades NS itself.
+# A namespace's config reads PHAB_SCIM_TEST_MYSQL_* (host_mysql_env) and, for a test that
+# serves the host, PHAB_SCIM_TEST_BASE_URI (default http://127.0.0.1/) when the host runs.
+#
 # Order in ensure_hosts:
 #   1. PHABRICATOR_ROOT, when set: that checkout only (named phorge or phabricator after its core
 #      library), as tests/php/integration.sh has always used it;
@@ -218,4 +231,144 @@ host_mysql_env() {
     PHAB_SCIM_TEST_MYSQL_USER=$(printf '%b' "${user//%/\\x}")
     PHAB_SCIM_TEST_MYSQL_PASS=$(printf '%b' "${pass//%/\\x}")
     export PHAB_SCIM_TEST_MYSQL_USER PHAB_SCIM_TEST_MYSQL_PASS
+}
+
+# _phab_scim_sql QUERY: runs QUERY on the test server (host_mysql_env), prints rows tab-separated.
+_phab_scim_sql() {
+    php -r '
+        $c = mysqli_connect(getenv("PHAB_SCIM_TEST_MYSQL_HOST"), getenv("PHAB_SCIM_TEST_MYSQL_USER"),
+            getenv("PHAB_SCIM_TEST_MYSQL_PASS"), "", (int)getenv("PHAB_SCIM_TEST_MYSQL_PORT"));
+        foreach (explode(";\n", $argv[1]) as $q) {
+            if (trim($q) === "") { continue; }
+            $r = mysqli_query($c, $q);
+            if ($r instanceof mysqli_result) {
+                while ($row = mysqli_fetch_row($r)) { echo implode("\t", $row), "\n"; }
+            }
+        }' "$1"
+}
+
+# host_namespace_clone SRC DST: creates namespace DST as a copy of SRC: every database
+# SRC_<name> (with its default charset and collation), every table (CREATE TABLE ... LIKE keeps
+# columns, keys and engine), every row.
+host_namespace_clone() {
+    local src=$1 dst=$2
+    host_mysql_env_default
+    local script
+    script=$(_phab_scim_sql "
+        SELECT CONCAT('CREATE DATABASE \`', '$dst', SUBSTRING(SCHEMA_NAME, LENGTH('$src') + 1),
+            '\` CHARACTER SET ', DEFAULT_CHARACTER_SET_NAME, ' COLLATE ', DEFAULT_COLLATION_NAME, ';')
+        FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '${src//_/\\_}\\_%';
+        SELECT CONCAT('CREATE TABLE \`', '$dst', SUBSTRING(TABLE_SCHEMA, LENGTH('$src') + 1), '\`.\`',
+            TABLE_NAME, '\` LIKE \`', TABLE_SCHEMA, '\`.\`', TABLE_NAME, '\`;\nINSERT INTO \`',
+            '$dst', SUBSTRING(TABLE_SCHEMA, LENGTH('$src') + 1), '\`.\`', TABLE_NAME,
+            '\` SELECT * FROM \`', TABLE_SCHEMA, '\`.\`', TABLE_NAME, '\`;')
+        FROM information_schema.TABLES
+        WHERE TABLE_SCHEMA LIKE '${src//_/\\_}\\_%' AND TABLE_TYPE = 'BASE TABLE'") || return 1
+    [ -n "$script" ] || { _phab_scim_hosts_log "namespace $src has no databases"; return 1; }
+    _phab_scim_sql "SET SESSION foreign_key_checks = 0;
+$script"
+}
+
+# host_mysql_env_default: host_mysql_env, unless a caller set PHAB_SCIM_TEST_MYSQL_HOST already.
+host_mysql_env_default() {
+    [ -n "${PHAB_SCIM_TEST_MYSQL_HOST:-}" ] || host_mysql_env
+}
+
+# _phab_scim_conf_write NS: the config file selecting namespace NS in PHABRICATOR_ROOT; prints
+# its PHABRICATOR_ENV.
+_phab_scim_conf_write() {
+    local ns=$1 root
+    root=$(cd "${PHABRICATOR_ROOT:?PHABRICATOR_ROOT names no host checkout}" && pwd -P) || return 1
+    mkdir -p "$root/conf/custom" || return 1
+    cat >"$root/conf/custom/phabscim-$ns.conf.php" <<PHP
+<?php
+// Written by phab-scim scripts/lib/hosts.sh (host_namespace_new); host_namespace_drop removes it.
+return array(
+  'mysql.host' => getenv('PHAB_SCIM_TEST_MYSQL_HOST') ?: '127.0.0.1',
+  'mysql.port' => getenv('PHAB_SCIM_TEST_MYSQL_PORT') ?: '3306',
+  'mysql.user' => getenv('PHAB_SCIM_TEST_MYSQL_USER') ?: 'root',
+  'mysql.pass' => (string)getenv('PHAB_SCIM_TEST_MYSQL_PASS'),
+  'storage.default-namespace' => '$ns',
+  'load-libraries' => array('$_PHAB_SCIM_HOSTS_REPO/phabricator-ext'),
+  'phabricator.base-uri' => getenv('PHAB_SCIM_TEST_BASE_URI') ?: 'http://127.0.0.1/',
+  'security.require-https' => false,
+  'phabricator.show-prototypes' => true,
+);
+PHP
+    echo "custom/phabscim-$ns"
+}
+
+# _phab_scim_upgrade NS: bin/storage upgrade of namespace NS in PHABRICATOR_ROOT (its config
+# written first); the log goes to stderr only when it fails.
+_phab_scim_upgrade() {
+    local ns=$1 env log
+    env=$(_phab_scim_conf_write "$ns") || return 1
+    log=$(PHABRICATOR_ENV="$env" "$PHABRICATOR_ROOT/bin/storage" upgrade --force --namespace "$ns" 2>&1) || {
+        printf '%s\n' "$log" | tail -n 30 >&2
+        _phab_scim_hosts_log "bin/storage upgrade --namespace $ns failed"
+        return 1
+    }
+}
+
+host_namespace_new() {
+    local ns=$1 kind
+    host_mysql_env_default
+    kind=$(_phab_scim_host_kind "$PHABRICATOR_ROOT")
+    if [ -n "${PHAB_SCIM_HOSTS_RUN:-}" ] && [ -d "$PHAB_SCIM_HOSTS_RUN" ]; then
+        local template
+        template=$({
+            flock 9
+            file="$PHAB_SCIM_HOSTS_RUN/template-$kind"
+            if [ ! -s "$file" ]; then
+                name="phabscim_tpl_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+                echo "$kind $name" >>"$PHAB_SCIM_HOSTS_RUN/namespaces"
+                _phab_scim_upgrade "$name" >&2 || exit 1
+                echo "$name" >"$file"
+            fi
+            cat "$file"
+        } 9>"$PHAB_SCIM_HOSTS_RUN/.lock") || return 1
+        host_namespace_clone "$template" "$ns" || return 1
+        _phab_scim_conf_write "$ns"
+    else
+        _phab_scim_upgrade "$ns" || return 1
+        echo "custom/phabscim-$ns"
+    fi
+}
+
+host_namespace_drop() {
+    local ns=$1 root db
+    host_mysql_env_default
+    root=$(cd "${PHABRICATOR_ROOT:?PHABRICATOR_ROOT names no host checkout}" && pwd -P) || return 1
+    for db in $(_phab_scim_sql "SHOW DATABASES LIKE '${ns//_/\\_}\\_%'"); do
+        _phab_scim_sql "DROP DATABASE \`$db\`"
+    done
+    rm -f "$root/conf/custom/phabscim-$ns.conf.php"
+    rmdir "$root/conf/custom" 2>/dev/null || true
+}
+
+# hosts_run_begin: starts a run that shares one template namespace per host between the tests
+# (host_namespace_new); exports PHAB_SCIM_HOSTS_RUN, a directory under .hosts/.
+hosts_run_begin() {
+    local base=${PHAB_SCIM_HOSTS_DIR:-$_PHAB_SCIM_HOSTS_REPO/.hosts}
+    mkdir -p "$base" || return 1
+    PHAB_SCIM_HOSTS_RUN=$(mktemp -d "$base/run.XXXXXX") || return 1
+    export PHAB_SCIM_HOSTS_RUN
+    : >"$PHAB_SCIM_HOSTS_RUN/namespaces"
+}
+
+# hosts_run_end: drops the template namespaces of the run and its directory.
+hosts_run_end() {
+    [ -n "${PHAB_SCIM_HOSTS_RUN:-}" ] && [ -d "$PHAB_SCIM_HOSTS_RUN" ] || return 0
+    local kind ns root
+    while read -r kind ns; do
+        [ -n "$ns" ] || continue
+        case "$kind" in
+            phorge) root=${PHAB_SCIM_HOST_PHORGE:-} ;;
+            *) root=${PHAB_SCIM_HOST_PHABRICATOR:-} ;;
+        esac
+        [ -n "$root" ] || continue
+        PHABRICATOR_ROOT="$root" host_namespace_drop "$ns"
+    done <"$PHAB_SCIM_HOSTS_RUN/namespaces"
+    rm -rf "$PHAB_SCIM_HOSTS_RUN"
+    unset PHAB_SCIM_HOSTS_RUN
 }

@@ -12,7 +12,17 @@
 #      names its binary;
 #   5. serves Phorge with `php -S` and fetches the four pages as an admin
 #      (and once as a non-admin), checking what they show;
-#   6. with PHAB_SCIM_SCREENSHOT_DIR set, screenshots the pages with
+#   6. with PHAB_SCIM_BIN, downstream of the rows: a SCIM lifecycle through
+#      the service (users, a renamed user, groups with member changes, a
+#      renamed and a deleted group), with the host's own workers run in
+#      between and after (`bin/worker execute --active`); no task may fail
+#      or stay active with a failure count, and the host's typeahead, Conduit
+#      search and global fulltext search must find the user and the project
+#      by their new names (tests/php/downstream.php). A project made in the
+#      host's own web form is the baseline: where the host cannot index its
+#      own project either, with the same error, tests/php/host-differences.md
+#      must list it (and must not list what no longer occurs);
+#   7. with PHAB_SCIM_SCREENSHOT_DIR set, screenshots the pages with
 #      headless chromium.
 #
 # Environment: PHABRICATOR_ROOT (required), PHAB_SCIM_BIN (optional),
@@ -50,7 +60,7 @@ web_pid=
 svc_pid=
 failures=0
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%3d s] %s\n' "$SECONDS" "$*"; }
 ok() { printf 'ok: %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; failures=$((failures + 1)); }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
