@@ -26,6 +26,12 @@
 # (which exports PHAB_SCIM_HOSTS_RUN), host_namespace_new upgrades one template namespace per
 # host per run and copies it, which is faster and starts every test from the same rows; the
 # templates are dropped when scripts/host-tests ends. Run alone, it upgrades NS itself.
+#
+# The host's own workers, in the namespace PHABRICATOR_ENV selects:
+#   host_run_workers LOG           runs every queued task once with `bin/worker execute`
+#                                  (output appended to LOG); then
+#   php tests/php/downstream.php tasks MARK   lists the tasks since MARK (`task-mark`) and
+#                                  fails when any failed (see that file)
 # A namespace's config reads PHAB_SCIM_TEST_MYSQL_* (host_mysql_env) and, for a test that
 # serves the host, PHAB_SCIM_TEST_BASE_URI (default http://127.0.0.1/) when the host runs.
 #
@@ -371,4 +377,26 @@ hosts_run_end() {
     done <"$PHAB_SCIM_HOSTS_RUN/namespaces"
     rm -rf "$PHAB_SCIM_HOSTS_RUN"
     unset PHAB_SCIM_HOSTS_RUN
+}
+
+# host_run_workers LOG: the host's own workers run the queued tasks of the namespace that
+# PHABRICATOR_ENV selects in PHABRICATOR_ROOT, with `bin/worker execute --id ...` on the active
+# tasks that never failed, oldest first. It stops at the first task that fails (leaving it active
+# with a failure count), so it runs again on the rest until none is left: every task runs once,
+# and tasks the workers queue themselves run too. (`--max-failure-count 0` would not do: the
+# workflow applies the failure counts only with a minimum.) A round that changes nothing (a task
+# the host cannot even load) ends the loop. Never fails itself: `downstream.php tasks` judges.
+host_run_workers() {
+    local log=$1 before after ids args id
+    local downstream="$_PHAB_SCIM_HOSTS_REPO/tests/php/downstream.php"
+    for _ in $(seq 1 50); do
+        ids=$(php "$downstream" runnable-ids) || return 0
+        [ -n "$ids" ] || return 0
+        before=$(php "$downstream" worker-state) || return 0
+        args=()
+        for id in $ids; do args+=(--id "$id"); done
+        "$PHABRICATOR_ROOT/bin/worker" execute "${args[@]}" >>"$log" 2>&1 || true
+        after=$(php "$downstream" worker-state) || return 0
+        [ "$after" != "$before" ] || return 0
+    done
 }

@@ -7,6 +7,11 @@
 //
 //   task-mark                 print the highest task id so far (active or
 //                             archived; 0 when none)
+//   worker-state              print "<runnable> <failures> <archived>": the
+//                             active tasks that never failed, the failure
+//                             count of all active tasks, the archived tasks
+//   runnable-ids              the ids of the active tasks that never failed,
+//                             oldest first, at most 200
 //   tasks <mark>              list the tasks queued after <mark> as
 //                             "<id> <class> <state> <failures> <object>",
 //                             state one of active, success, failed,
@@ -37,6 +42,18 @@ switch ($command) {
   case 'task-mark':
     echo downstream_task_mark(), "\n";
     exit(0);
+  case 'worker-state':
+    echo implode(' ', downstream_worker_state()), "\n";
+    exit(0);
+  case 'runnable-ids':
+    $active = new PhabricatorWorkerActiveTask();
+    foreach (queryfx_all(
+      $active->establishConnection('r'),
+      'SELECT id FROM %T WHERE failureCount = 0 ORDER BY id LIMIT 200',
+      $active->getTableName()) as $row) {
+      echo $row['id'], "\n";
+    }
+    exit(0);
   case 'tasks':
     exit(downstream_tasks((int)$args[0]));
   case 'find':
@@ -58,6 +75,21 @@ function downstream_task_mark() {
     'SELECT MAX(id) m FROM %T',
     $archive->getTableName());
   return max((int)$a['m'], (int)$b['m']);
+}
+
+function downstream_worker_state() {
+  $active = new PhabricatorWorkerActiveTask();
+  $archive = new PhabricatorWorkerArchiveTask();
+  $a = queryfx_one(
+    $active->establishConnection('r'),
+    'SELECT SUM(failureCount = 0) runnable,
+      COALESCE(SUM(failureCount), 0) failures FROM %T',
+    $active->getTableName());
+  $b = queryfx_one(
+    $archive->establishConnection('r'),
+    'SELECT COUNT(*) n FROM %T',
+    $archive->getTableName());
+  return array((int)$a['runnable'], (int)$a['failures'], (int)$b['n']);
 }
 
 function downstream_tasks($mark) {

@@ -468,27 +468,10 @@ if [ -n "${PHAB_SCIM_BIN:-}" ] && [ -n "$svc_pid" ]; then
   }
   patch_ops() { printf '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":%s}' "$1"; }
 
-  # The host's own workers. `bin/worker execute` stops at the first task that
-  # fails (and leaves it active with a failure count), so run it again on the
-  # tasks that never failed until none is left: every task runs once, and
-  # tasks the workers queue themselves run too. "<runnable> <failures>
-  # <archived>": a round that changes none of them (a task the host cannot
-  # even load) ends the loop.
-  worker_state() {
-    local w="\`${ns}_worker\`"
-    sql "SELECT (SELECT COUNT(*) FROM $w.worker_activetask WHERE failureCount = 0),
-      (SELECT COALESCE(SUM(failureCount), 0) FROM $w.worker_activetask),
-      (SELECT COUNT(*) FROM $w.worker_archivetask)"
-  }
-  run_workers() {
-    local before
-    for _ in $(seq 1 40); do
-      before=$(worker_state)
-      [ "${before%%$'\t'*}" -gt 0 ] || break
-      "$root/bin/worker" execute --active --max-failure-count 0 >>"$tmp/worker.log" 2>&1 || true
-      [ "$(worker_state)" != "$before" ] || break
-    done
-  }
+  # The host's own workers: scripts/lib/hosts.sh, host_run_workers.
+  # shellcheck source=scripts/lib/hosts.sh
+  source "$repo/scripts/lib/hosts.sh"
+  run_workers() { host_run_workers "$tmp/worker.log"; }
 
   mark=$(downstream task-mark)
   # Phase 1: everything but the renames; then the workers run, so that in
