@@ -5,7 +5,7 @@
 # part of this repository: the checkouts live in the gitignored .hosts/.
 #
 #   source scripts/lib/hosts.sh
-#   ensure_host_packages      # Debian's php-cli php-mysql ... php-ldap, when any is missing
+#   ensure_host_packages      # Debian's php-cli php-mysql ... php-ldap (and curl), when missing
 #   ensure_hosts              # 0: hosts ready; 2: no host archives here (one line printed,
 #                             #    the caller skips its host steps); 1: error
 #   for host in $PHAB_SCIM_HOSTS; do
@@ -56,8 +56,9 @@
 
 _PHAB_SCIM_HOSTS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 
-# The Debian packages both hosts need (../shared/hosts/README.md); php-ldap for an LDAP provider.
-PHAB_SCIM_HOST_PACKAGES=(php-cli php-mysql php-curl php-mbstring php-gd php-zip php-xml php-intl php-ldap)
+# The Debian packages both hosts need (../shared/hosts/README.md); php-ldap for an LDAP provider;
+# curl, the host tests' HTTP client.
+PHAB_SCIM_HOST_PACKAGES=(php-cli php-mysql php-curl php-mbstring php-gd php-zip php-xml php-intl php-ldap curl)
 
 _phab_scim_hosts_log() { printf 'hosts: %s\n' "$*" >&2; }
 
