@@ -22,10 +22,11 @@
 #                                  # checkout's conf/custom/)
 #   host_namespace_drop NS         # drops its databases and config file
 #   host_namespace_clone SRC DST   # copies namespace SRC (tables and rows) into DST
-# `bin/storage upgrade` takes about half a minute per namespace. Under scripts/host-tests
-# (which exports PHAB_SCIM_HOSTS_RUN), host_namespace_new upgrades one template namespace per
-# host per run and copies it, which is faster and starts every test from the same rows; the
-# templates are dropped when scripts/host-tests ends. Run alone, it upgrades NS itself.
+# `bin/storage upgrade` takes up to half a minute per namespace on a busy 2-core machine, a copy
+# about half that. Under scripts/host-tests (which exports PHAB_SCIM_HOSTS_RUN),
+# host_namespace_new upgrades one template namespace per host per run and copies it, which is
+# faster and starts every test from the same rows; the templates are dropped when
+# scripts/host-tests ends. Run alone, it upgrades NS itself.
 #
 # The host's own workers, in the namespace PHABRICATOR_ENV selects:
 #   host_run_workers LOG           runs every queued task once with `bin/worker execute`
