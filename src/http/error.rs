@@ -63,19 +63,31 @@ impl ApiError {
     }
 }
 
-/// The table: each provisioning error's status, `scimType` (RFC 7644 §3.12) and `Retry-After`
-/// (through `ApiError`'s variant), decided here and nowhere else.
+/// The table: the status and `scimType` (RFC 7644 §3.12) of each refusal the provisioning
+/// layer decides; `None` for a database failure, which `ApiError::from` classifies.
+pub fn refusal_answer(e: &ProvisionError) -> Option<(u16, Option<ScimType>)> {
+    Some(match e {
+        ProvisionError::Request(s) => (s.status, s.scim_type),
+        ProvisionError::NotFound(_) => (404, None),
+        // RFC 7644 §3.3: a POST that conflicts with an existing resource is 409 uniqueness,
+        // which IdPs report as "already exists" and do not retry blindly.
+        ProvisionError::Conflict(_) => (409, Some(ScimType::Uniqueness)),
+        ProvisionError::Forbidden(_) => (403, None),
+        ProvisionError::InvalidValue(_) => (400, Some(ScimType::InvalidValue)),
+        // RFC 6585 §4; its `Retry-After` goes with `ApiError::RateLimited`.
+        ProvisionError::GuardTripped { .. } => (429, None),
+        // The operator's to fix, so the client is told what is wrong.
+        ProvisionError::Misconfigured(_) => (500, None),
+        ProvisionError::Db(_) => return None,
+    })
+}
+
+/// Each provisioning error as the answer [`refusal_answer`] gives it, `Retry-After` included.
 impl From<ProvisionError> for ApiError {
     fn from(e: ProvisionError) -> Self {
+        let answer = refusal_answer(&e);
         match e {
             ProvisionError::Request(s) => ApiError::Scim(s),
-            ProvisionError::NotFound(d) => ApiError::Scim(ScimError::not_found(d)),
-            // RFC 7644 §3.3: a POST that conflicts with an existing resource is 409
-            // uniqueness, which IdPs report as "already exists" and do not retry blindly.
-            ProvisionError::Conflict(d) => ApiError::Scim(ScimError::uniqueness(d)),
-            ProvisionError::Forbidden(d) => ApiError::Scim(ScimError::forbidden(d)),
-            ProvisionError::InvalidValue(d) => ApiError::Scim(ScimError::invalid_value(d)),
-            // RFC 6585 §4: a 429 says when to come back.
             ProvisionError::GuardTripped {
                 retry_after_secs,
                 detail,
@@ -83,8 +95,18 @@ impl From<ProvisionError> for ApiError {
                 retry_after: retry_after_secs,
                 detail,
             },
-            // The operator's to fix, so the client is told what is wrong.
-            ProvisionError::Misconfigured(d) => ApiError::Scim(ScimError::status(500, d)),
+            ProvisionError::NotFound(detail)
+            | ProvisionError::Conflict(detail)
+            | ProvisionError::Forbidden(detail)
+            | ProvisionError::InvalidValue(detail)
+            | ProvisionError::Misconfigured(detail) => {
+                let (status, scim_type) = answer.unwrap_or((500, None));
+                ApiError::Scim(ScimError {
+                    status,
+                    scim_type,
+                    detail,
+                })
+            }
             ProvisionError::Db(db) if db.is_unavailable() => {
                 tracing::warn!(error = %db, "database unavailable");
                 ApiError::Unavailable

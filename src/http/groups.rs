@@ -169,8 +169,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
-    let (how, group) = state.prov.create_group(&ctx, &body).await?;
-    tracing::info!(id = %group.phid, how = ?how, "group provisioned");
+    let (_, group) = state.prov.create_group(&ctx, &body).await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 
@@ -202,11 +201,13 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let p = projection(&pp)?;
+    let no_content = pp.attributes.is_none() && pp.excluded_attributes.is_none();
+    let status = if no_content { 204 } else { 200 };
     let group = state
         .prov
-        .patch_group(&ctx, &id, &body, preconditions(&headers))
+        .patch_group(&ctx, &id, &body, preconditions(&headers), status)
         .await?;
-    if pp.attributes.is_none() && pp.excluded_attributes.is_none() {
+    if no_content {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
             resp.headers_mut().insert(header::ETAG, v);

@@ -169,8 +169,7 @@ pub async fn create(
         pp.attributes.as_deref(),
         pp.excluded_attributes.as_deref(),
     )?;
-    let (how, user) = state.prov.create_user(&ctx, &body).await?;
-    tracing::info!(id = %user.phid, how = ?how, "user provisioned");
+    let (_, user) = state.prov.create_user(&ctx, &body).await?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 

@@ -54,6 +54,21 @@ impl ProvisionError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProvisionError::Db(e) if e.is_retryable())
     }
+
+    /// What the client is told of a refusal; `None` for a database failure, whose details
+    /// are logged and never sent.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ProvisionError::Request(s) => Some(&s.detail),
+            ProvisionError::NotFound(d)
+            | ProvisionError::Conflict(d)
+            | ProvisionError::Forbidden(d)
+            | ProvisionError::InvalidValue(d)
+            | ProvisionError::Misconfigured(d) => Some(d),
+            ProvisionError::GuardTripped { detail, .. } => Some(detail),
+            ProvisionError::Db(_) => None,
+        }
+    }
 }
 
 /// Result of provisioning.
