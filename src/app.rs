@@ -192,7 +192,7 @@ pub async fn flush_refused(state: &AppState) -> usize {
             resource_type: None,
             object_phid: None,
             status: tally.reason.status(),
-            outcome: "error",
+            outcome: sidecar::Outcome::Error,
             summary: tally.summary(),
             details: tally.details(),
         };

@@ -433,18 +433,60 @@ fn bind_scalar<'q>(
     }
 }
 
+/// How a request ended, as the sync log records it (`scim_event.outcome`): the values are
+/// `PhabricatorScimEvent`'s `OUTCOME_*` constants, which the extension filters by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `OUTCOME_OK`: the write was done (or changed nothing).
+    Ok,
+    /// `OUTCOME_ERROR`: the request was refused or failed.
+    Error,
+    /// `OUTCOME_WARNING`: done, with something an operator should look at.
+    Warning,
+}
+
+impl Outcome {
+    /// The column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Warning => "warning",
+        }
+    }
+}
+
+/// The resource a sync-log row is about (`scim_event.resourceType`): the values are
+/// `PhabricatorScimEvent`'s `RESOURCE_*` constants. A row about neither has none (NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceType {
+    /// `RESOURCE_USER`.
+    User,
+    /// `RESOURCE_GROUP`.
+    Group,
+}
+
+impl ResourceType {
+    /// The column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::User => "User",
+            ResourceType::Group => "Group",
+        }
+    }
+}
+
 /// One sync-log row (`scim_event`). Never holds a secret.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub request_id: String,
     pub token_id: Option<u32>,
     pub method: String,
     pub path: String,
-    pub resource_type: Option<&'static str>,
+    pub resource_type: Option<ResourceType>,
     pub object_phid: Option<String>,
     pub status: u16,
-    /// `ok`, `error` or `warning`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub summary: String,
     pub details: Value,
 }
@@ -462,10 +504,10 @@ pub async fn insert_event(conn: &mut Conn, t: &Tables, e: &Event) -> DbResult<()
     .bind(e.token_id)
     .bind(&e.method)
     .bind(path)
-    .bind(e.resource_type)
+    .bind(e.resource_type.map(ResourceType::as_str))
     .bind(e.object_phid.as_deref())
     .bind(e.status)
-    .bind(e.outcome)
+    .bind(e.outcome.as_str())
     .bind(&e.summary)
     .bind(e.details.to_string())
     .bind(ts)
@@ -913,4 +955,45 @@ pub async fn managed_users_among(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, ResourceType};
+
+    /// The extension's class, which reads and filters these rows.
+    const PHP: &str = include_str!("../../phabricator-ext/src/storage/PhabricatorScimEvent.php");
+
+    fn declares(constant: &str, value: &str) -> bool {
+        PHP.contains(&format!("const {constant} = '{value}';"))
+    }
+
+    #[test]
+    fn outcomes_are_the_extensions_constants() {
+        for (o, constant) in [
+            (Outcome::Ok, "OUTCOME_OK"),
+            (Outcome::Error, "OUTCOME_ERROR"),
+            (Outcome::Warning, "OUTCOME_WARNING"),
+        ] {
+            assert!(
+                declares(constant, o.as_str()),
+                "{constant} = {}",
+                o.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn resource_types_are_the_extensions_constants() {
+        for (r, constant) in [
+            (ResourceType::User, "RESOURCE_USER"),
+            (ResourceType::Group, "RESOURCE_GROUP"),
+        ] {
+            assert!(
+                declares(constant, r.as_str()),
+                "{constant} = {}",
+                r.as_str()
+            );
+        }
+    }
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::refused::Refusal;
 use super::state::AppState;
 use crate::db::phabricator::random_chars;
-use crate::db::sidecar::{self, Event};
+use crate::db::sidecar::{self, Event, Outcome, ResourceType};
 use crate::net::{self, IpNet};
 use crate::provisioning::Ctx;
 use crate::token::{AuthError, Principal};
@@ -100,9 +100,9 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
             .unwrap_or_default();
         let token_id = resp.extensions().get::<Principal>().map(|p| p.token_id);
         let resource_type = if path.contains("/Users") {
-            Some("User")
+            Some(ResourceType::User)
         } else if path.contains("/Groups") {
-            Some("Group")
+            Some(ResourceType::Group)
         } else {
             None
         };
@@ -114,7 +114,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
             resource_type,
             object_phid: None,
             status,
-            outcome: "error",
+            outcome: Outcome::Error,
             summary: detail,
             details: serde_json::json!({}),
         };

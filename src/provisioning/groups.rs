@@ -13,13 +13,14 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 
+use super::synclog::{Diff, Entry};
 use super::users::Created;
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_write};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::sidecar::{self, Event, ScimGroupView};
+use crate::db::sidecar::{self, ResourceType, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
@@ -33,8 +34,6 @@ use crate::scim::schema::Resource;
 /// Phabricator's default view and edit policy of new projects when the Projects application
 /// has no configured defaults (docs/phabricator-tables.md#projects).
 const DEFAULT_POLICY: &str = "users";
-/// How many member ids the sync log lists per direction (the counts are always complete).
-const LOGGED_IDS: usize = 50;
 
 /// A managed group as SCIM shows it (members are streamed separately).
 #[derive(Debug, Clone)]
@@ -89,29 +88,6 @@ enum Mode {
         status: u16,
     },
     Adopt,
-}
-
-/// What one write changed, for the sync log.
-#[derive(Debug, Default)]
-struct Diff(Map<String, Value>);
-
-impl Diff {
-    fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
-        self.0.insert(
-            key.to_owned(),
-            json!({"old": old.into(), "new": new.into()}),
-        );
-    }
-    fn members(&mut self, added: &[String], removed: &[String]) {
-        if added.is_empty() && removed.is_empty() {
-            return;
-        }
-        let head = |ids: &[String]| ids.iter().take(LOGGED_IDS).cloned().collect::<Vec<_>>();
-        self.0.insert(
-            "members".into(),
-            json!({"added": added.len(), "removed": removed.len(), "addedIds": head(added), "removedIds": head(removed)}),
-        );
-    }
 }
 
 impl Provisioner {
@@ -318,14 +294,17 @@ impl Provisioner {
         pp::insert_slug(conn, t, &phid, slug).await?;
         edge::add_members(conn, t, &phid, &[], &members).await?;
         let mut diff = Diff::default();
-        diff.0.insert("slug".into(), json!(slug));
+        diff.note("slug", json!(slug));
         diff.members(&members, &[]);
-        self.log_group(
+        self.log_done(
             conn,
             ctx,
-            &phid,
-            201,
-            &format!("create group {:?} as #{slug}", spec.display_name),
+            Entry {
+                resource: ResourceType::Group,
+                phid: Some(&phid),
+                status: 201,
+                summary: &format!("create group {:?} as #{slug}", spec.display_name),
+            },
             diff,
         )
         .await?;
@@ -503,12 +482,15 @@ impl Provisioner {
                 diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
             sidecar::delete_scim_group(tx, t, view.id).await?;
-            self.log_group(
+            self.log_done(
                 tx,
                 ctx,
-                phid,
-                204,
-                &format!("delete group {:?} (archive the project)", view.display_name),
+                Entry {
+                    resource: ResourceType::Group,
+                    phid: Some(phid),
+                    status: 204,
+                    summary: &format!("delete group {:?} (archive the project)", view.display_name),
+                },
                 diff,
             )
             .await?;
@@ -637,7 +619,7 @@ impl Provisioner {
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
-        if view.display_name != spec.display_name && !diff.0.contains_key("name") {
+        if view.display_name != spec.display_name && !diff.has("name") {
             diff.set(
                 "displayName",
                 view.display_name.clone(),
@@ -685,7 +667,7 @@ impl Provisioner {
             Mode::Update { status } if scim_changed || !xactions.is_empty() => (status, "update"),
             Mode::Update { status } => (status, "no change to"),
         };
-        let outcome = match (mode, diff.0.contains_key("name"), members_changed) {
+        let outcome = match (mode, diff.has("name"), members_changed) {
             (Mode::Adopt, ..) => "adopted",
             (_, true, true) => "renamed, members changed",
             (_, true, false) => "renamed",
@@ -693,12 +675,15 @@ impl Provisioner {
             _ if scim_changed => "updated",
             _ => "unchanged",
         };
-        self.log_group(
+        self.log_done(
             conn,
             ctx,
-            &project.phid,
-            status,
-            &format!("{verb} group {:?}", spec.display_name),
+            Entry {
+                resource: ResourceType::Group,
+                phid: Some(&project.phid),
+                status,
+                summary: &format!("{verb} group {:?}", spec.display_name),
+            },
             diff,
         )
         .await?;
@@ -830,15 +815,18 @@ impl Provisioner {
             .await?;
             let mut diff = Diff::default();
             diff.members(&[], &member);
-            self.log_group(
+            self.log_done(
                 conn,
                 ctx,
-                phid,
-                status,
-                &format!(
-                    "remove deleted user {user_phid} from group {:?}",
-                    view.display_name
-                ),
+                Entry {
+                    resource: ResourceType::Group,
+                    phid: Some(phid),
+                    status,
+                    summary: &format!(
+                        "remove deleted user {user_phid} from group {:?}",
+                        view.display_name
+                    ),
+                },
                 diff,
             )
             .await?;
@@ -885,32 +873,6 @@ impl Provisioner {
             .filter(|id| present.contains(id))
             .collect();
         Ok((to_add, to_remove))
-    }
-
-    /// Writes a sync-log row inside the request's transaction.
-    async fn log_group(
-        &self,
-        conn: &mut Conn,
-        ctx: &Ctx,
-        phid: &str,
-        status: u16,
-        summary: &str,
-        diff: Diff,
-    ) -> Result<()> {
-        let event = Event {
-            request_id: ctx.request_id.clone(),
-            token_id: ctx.token_id,
-            method: ctx.method.clone(),
-            path: ctx.path.clone(),
-            resource_type: Some("Group"),
-            object_phid: Some(phid.to_owned()),
-            status,
-            outcome: "ok",
-            summary: summary.to_owned(),
-            details: Value::Object(diff.0),
-        };
-        sidecar::insert_event(conn, &self.db.t, &event).await?;
-        Ok(())
     }
 }
 

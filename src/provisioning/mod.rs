@@ -5,6 +5,7 @@ pub mod bot;
 pub mod error;
 pub mod groups;
 pub mod search;
+mod synclog;
 pub mod username;
 pub mod users;
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::error::GUARD_RETRY_AFTER_SECS;
+use super::synclog::{Diff, Entry};
 use super::username::{base_username, candidate};
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_change, log_write};
 use crate::config::AdoptionPolicy;
@@ -17,7 +18,7 @@ use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::sidecar::{self, Event, ScimEmail, ScimUserRead, ScimUserView};
+use crate::db::sidecar::{self, ResourceType, ScimEmail, ScimUserRead, ScimUserView};
 use crate::db::status::{GUARD_REFUSAL, GuardSettings};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::list::ListParams;
@@ -132,24 +133,6 @@ impl Created {
             Created::Adopted => "adopted",
             Created::Rehired => "rehired",
         }
-    }
-}
-
-/// The diff of one write, for the sync log.
-#[derive(Debug, Default)]
-struct Diff {
-    changes: Map<String, Value>,
-}
-
-impl Diff {
-    fn set(&mut self, key: &str, old: impl Into<Value>, new: impl Into<Value>) {
-        self.changes.insert(
-            key.to_owned(),
-            json!({"old": old.into(), "new": new.into()}),
-        );
-    }
-    fn note(&mut self, key: &str, value: impl Into<Value>) {
-        self.changes.insert(key.to_owned(), value.into());
     }
 }
 
@@ -393,12 +376,15 @@ impl Provisioner {
             self.set_disabled(conn, ctx, &row, true, &mut diff, &mut tasks)
                 .await?;
         }
-        self.log(
+        self.log_done(
             conn,
             ctx,
-            Some(&phid),
-            201,
-            &format!("create user {} as @{username}", spec.user_name),
+            Entry {
+                resource: ResourceType::User,
+                phid: Some(&phid),
+                status: 201,
+                summary: &format!("create user {} as @{username}", spec.user_name),
+            },
             diff,
         )
         .await?;
@@ -857,12 +843,15 @@ impl Provisioner {
             Mode::Update if scim_changed || row_changed => (200, "update", "updated"),
             Mode::Update => (200, "no change to", "unchanged"),
         };
-        self.log(
+        self.log_done(
             conn,
             ctx,
-            Some(&user.phid),
-            status,
-            &format!("{verb} user {} (@{})", spec.user_name, user.user_name),
+            Entry {
+                resource: ResourceType::User,
+                phid: Some(&user.phid),
+                status,
+                summary: &format!("{verb} user {} (@{})", spec.user_name, user.user_name),
+            },
             diff,
         )
         .await?;
@@ -1364,32 +1353,6 @@ impl Provisioner {
                     .into(),
             )),
         }
-    }
-
-    /// Writes a sync-log row inside the request's transaction.
-    async fn log(
-        &self,
-        conn: &mut Conn,
-        ctx: &Ctx,
-        phid: Option<&str>,
-        status: u16,
-        summary: &str,
-        diff: Diff,
-    ) -> Result<()> {
-        let event = Event {
-            request_id: ctx.request_id.clone(),
-            token_id: ctx.token_id,
-            method: ctx.method.clone(),
-            path: ctx.path.clone(),
-            resource_type: Some("User"),
-            object_phid: phid.map(str::to_owned),
-            status,
-            outcome: "ok",
-            summary: summary.to_owned(),
-            details: Value::Object(diff.changes),
-        };
-        sidecar::insert_event(conn, &self.db.t, &event).await?;
-        Ok(())
     }
 }
 
