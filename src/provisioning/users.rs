@@ -1003,12 +1003,14 @@ impl Provisioner {
             pu::insert_log(
                 conn,
                 t,
-                actor,
-                &user.phid,
-                "email-primary",
-                json!(old_primary.as_ref().map(|e| e.address.clone())),
-                json!(primary),
-                remote,
+                &pu::UserLog {
+                    actor_phid: actor,
+                    user_phid: &user.phid,
+                    action: pu::LogAction::EmailPrimary,
+                    old: json!(old_primary.as_ref().map(|e| e.address.clone())),
+                    new: json!(primary),
+                    remote_addr: remote,
+                },
             )
             .await?;
             // `PhabricatorUserEditor::changePrimaryEmail` saves the account only to mark it
@@ -1027,12 +1029,14 @@ impl Provisioner {
             pu::insert_log(
                 conn,
                 t,
-                actor,
-                &user.phid,
-                "email-remove",
-                json!(old.address),
-                Value::Null,
-                remote,
+                &pu::UserLog {
+                    actor_phid: actor,
+                    user_phid: &user.phid,
+                    action: pu::LogAction::EmailRemove,
+                    old: json!(old.address),
+                    new: Value::Null,
+                    remote_addr: remote,
+                },
             )
             .await?;
             tasks.push(Task::identity_removed(&old.address));
@@ -1096,12 +1100,14 @@ impl Provisioner {
         pu::insert_log(
             conn,
             t,
-            &ctx.actor_phid,
-            user_phid,
-            "email-add",
-            Value::Null,
-            json!(address),
-            &ctx.remote_addr,
+            &pu::UserLog {
+                actor_phid: &ctx.actor_phid,
+                user_phid,
+                action: pu::LogAction::EmailAdd,
+                old: Value::Null,
+                new: json!(address),
+                remote_addr: &ctx.remote_addr,
+            },
         )
         .await?;
         tasks.push(Task::identity_added(address));

@@ -378,19 +378,47 @@ pub async fn is_application_email(conn: &mut Conn, t: &Tables, address: &str) ->
     .is_some())
 }
 
+/// The `user_log` actions SCIM writes: each the `LOGTYPE` of Phabricator's user-log type
+/// class for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogAction {
+    /// `PhabricatorAddEmailUserLogType`.
+    EmailAdd,
+    /// `PhabricatorPrimaryEmailUserLogType`.
+    EmailPrimary,
+    /// `PhabricatorRemoveEmailUserLogType`.
+    EmailRemove,
+}
+
+impl LogAction {
+    /// The `user_log.action` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogAction::EmailAdd => "email-add",
+            LogAction::EmailPrimary => "email-primary",
+            LogAction::EmailRemove => "email-remove",
+        }
+    }
+}
+
+/// One `user_log` row: who did what to whose account, from where.
+#[derive(Debug, Clone)]
+pub struct UserLog<'a> {
+    /// The token's bot.
+    pub actor_phid: &'a str,
+    /// The account changed.
+    pub user_phid: &'a str,
+    pub action: LogAction,
+    /// `oldValue` and `newValue`, JSON.
+    pub old: Value,
+    pub new: Value,
+    /// The client's address.
+    pub remote_addr: &'a str,
+}
+
 /// A `user_log` row (`PhabricatorUserLog`, docs/phabricator-tables.md#user-log): actor,
 /// action, old/new JSON, details with the host.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_log(
-    conn: &mut Conn,
-    t: &Tables,
-    actor_phid: &str,
-    user_phid: &str,
-    action: &str,
-    old: Value,
-    new: Value,
-    remote_addr: &str,
-) -> DbResult<()> {
+pub async fn insert_log(conn: &mut Conn, t: &Tables, log: &UserLog<'_>) -> DbResult<()> {
     let ts = now();
     let details = json!({"host": hostname(), "user_agent": "phab-scim"});
     sqlx::query(AssertSqlSafe(format!(
@@ -398,13 +426,13 @@ pub async fn insert_log(
          session, dateCreated, dateModified) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
         t.user_log
     )))
-    .bind(actor_phid)
-    .bind(user_phid)
-    .bind(action)
-    .bind(old.to_string())
-    .bind(new.to_string())
+    .bind(log.actor_phid)
+    .bind(log.user_phid)
+    .bind(log.action.as_str())
+    .bind(log.old.to_string())
+    .bind(log.new.to_string())
     .bind(details.to_string())
-    .bind(remote_addr)
+    .bind(log.remote_addr)
     .bind(ts)
     .bind(ts)
     .execute(&mut *conn)
