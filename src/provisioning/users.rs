@@ -600,7 +600,9 @@ impl Provisioner {
     }
 
     /// Brings a managed user to `spec`: the diff engine behind PUT, PATCH, DELETE, adoption
-    /// and rehire. Writes only what changed. Returns the user and, for the log, what happened.
+    /// and rehire. Writes only what changed, in `PhabricatorUserEditor`'s order: plan the
+    /// row's change, revoke, sync the addresses, write the user row, log in, write the SCIM
+    /// record, then log and queue. Returns the user and, for the log, what happened.
     async fn apply(
         &self,
         conn: &mut Conn,
@@ -609,16 +611,10 @@ impl Provisioner {
         spec: &UserSpec,
         mode: Mode,
     ) -> Result<(StoredUser, &'static str)> {
-        let t = &*self.db.t;
         // Locked with the SCIM record: the live row, so protections follow Phabricator at once.
         let user = view.user_row();
         let service_bot = view.is_token_bot || user.phid == ctx.actor_phid;
         self.refuse_protected(&user, service_bot, Change::Write)?;
-        let mut diff = Diff::default();
-        let mut tasks: Vec<Task> = Vec::new();
-        let mut xactions: Vec<Xaction> = Vec::new();
-        let mut changes = UserChanges::default();
-
         let old_attrs = parse_attributes(&view.attributes)?;
         // What the IdP asked for last time (for an adoption: nothing yet).
         let previous = UserSpec::from_doc(stored_doc(
@@ -631,36 +627,105 @@ impl Provisioner {
         if view.user_name.to_lowercase() != spec.user_name.to_lowercase() {
             self.refuse_protected(&user, service_bot, Change::UserName)?;
         }
+        let target = Target {
+            user: &user,
+            spec,
+            previous: previous.as_ref(),
+            mode,
+            service_bot,
+        };
+        let mut edit = UserEdit::default();
+        let desired_active = self.plan_row(&target, &mut edit)?;
+        if !desired_active && (edit.changes.is_disabled.is_some() || mode == Mode::Delete) {
+            let revoked = self.revoke(conn, &user.phid).await?;
+            edit.diff.note(
+                "revoked",
+                serde_json::to_value(revoked).unwrap_or(Value::Null),
+            );
+        }
+        let deprovisioned_at = edit.ends_access.then(now);
+        let address = self
+            .sync_wanted_emails(conn, ctx, &target, &mut edit)
+            .await?;
+        let row_changed = !edit.changes.is_empty();
+        self.write_user_row(conn, ctx, &target, &mut edit).await?;
+        note_identity(&view, spec, &mut edit.diff);
+        self.sync_login(conn, &target, &address, &mut edit.diff)
+            .await?;
+        let record = ScimRecord {
+            new_attrs: with_desired_active(&spec.attributes, desired_active),
+            old_attrs,
+            deprovisioned_at,
+        };
+        let scim_changed = record.changes(&view, spec, mode);
+        let (version, modified) = if scim_changed || row_changed {
+            self.write_scim_record(conn, &view, &target, record).await?
+        } else {
+            (view.version, view.date_modified)
+        };
+        let (status, verb, outcome) = describe(mode, &edit.changes, scim_changed || row_changed);
+        let summary = format!("{verb} user {} (@{})", spec.user_name, user.user_name);
+        let entry = Entry {
+            resource: ResourceType::User,
+            phid: Some(&user.phid),
+            status,
+            summary: &summary,
+        };
+        self.log_done(conn, ctx, entry, edit.diff).await?;
+        let groups = parse_groups(view.groups_json.as_deref())?;
+        self.queue_and_guard(conn, &edit.tasks, deprovisioned_at.map(|_| view.id))
+            .await?;
+        let stored = StoredUser {
+            phid: user.phid,
+            user_name: spec.user_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            active: desired_active,
+            version,
+            created: view.date_created,
+            modified,
+            groups,
+        };
+        Ok((stored, outcome))
+    }
 
+    /// Plans the changes to the `user` row and its transactions: the real name, the bot flag,
+    /// `active`. Refuses what `refuse_protected` forbids. Returns the `active` the user ends
+    /// with.
+    fn plan_row(&self, target: &Target<'_>, edit: &mut UserEdit) -> Result<bool> {
+        let Target {
+            user,
+            spec,
+            previous,
+            mode,
+            service_bot,
+        } = *target;
         // A name the IdP never sent is never written: an adopted account keeps its own until
         // the IdP sends one; a name the IdP sent and then removed is removed.
-        let name_sent = !spec.real_name.is_empty()
-            || previous.as_ref().is_some_and(|p| !p.real_name.is_empty());
+        let name_sent =
+            !spec.real_name.is_empty() || previous.is_some_and(|p| !p.real_name.is_empty());
         if name_sent && user.real_name != spec.real_name {
-            diff.set("realName", user.real_name.clone(), spec.real_name.clone());
+            edit.diff
+                .set("realName", user.real_name.clone(), spec.real_name.clone());
             // `core:customfield` for `user:realname` (docs/write-paths.md#change-the-real-name).
-            xactions.push(Xaction {
+            edit.xactions.push(Xaction {
                 kind: "core:customfield",
                 old: Value::String(user.real_name.clone()),
                 new: Value::String(spec.real_name.clone()),
                 metadata: vec![("customfield:key", json!("user:realname"))],
             });
-            changes.real_name = Some(spec.real_name.clone());
+            edit.changes.real_name = Some(spec.real_name.clone());
         }
-        // Set when this write ends the account's web access: stamped on `scim_user` and
-        // checked by the burst guard just before COMMIT.
-        let mut ends_access = false;
         let is_bot = self.is_bot(spec);
         if is_bot != user.is_system_agent && !user.is_mailing_list {
-            self.refuse_protected(&user, service_bot, Change::BotFlag)?;
+            self.refuse_protected(user, service_bot, Change::BotFlag)?;
             // Phabricator refuses web sessions to bots and agents
             // (`PhabricatorUser::canEstablishWebSessions`): making a person one locks them out
             // as surely as `active: false`, so it is a deprovision for the guard.
-            ends_access = is_bot;
-            diff.set("bot", user.is_system_agent, is_bot);
-            changes.is_system_agent = Some(is_bot);
+            edit.ends_access = is_bot;
+            edit.diff.set("bot", user.is_system_agent, is_bot);
+            edit.changes.is_system_agent = Some(is_bot);
         }
-
         let current_active = !user.is_disabled;
         let desired_active = match mode {
             Mode::Delete => false,
@@ -670,212 +735,205 @@ impl Provisioner {
         };
         if desired_active != current_active {
             if !desired_active {
-                self.refuse_protected(&user, service_bot, Change::Disable)?;
-                ends_access = true;
+                self.refuse_protected(user, service_bot, Change::Disable)?;
+                edit.ends_access = true;
             }
-            xactions.push(Xaction {
+            edit.xactions.push(Xaction {
                 kind: "user.disable",
                 old: json!(user.is_disabled),
                 new: json!(!desired_active),
                 metadata: Vec::new(),
             });
-            changes.is_disabled = Some(!desired_active);
-            diff.set("active", current_active, desired_active);
+            edit.changes.is_disabled = Some(!desired_active);
+            edit.diff.set("active", current_active, desired_active);
         }
-        if !desired_active && (desired_active != current_active || mode == Mode::Delete) {
-            let revoked = self.revoke(conn, &user.phid).await?;
-            diff.note(
-                "revoked",
-                serde_json::to_value(revoked).unwrap_or(Value::Null),
-            );
-        }
+        Ok(desired_active)
+    }
 
-        let deprovisioned_at = ends_access.then(now);
-
+    /// Mirrors the addresses the IdP asks for now (`sync_emails`) when they differ from the
+    /// ones it asked for before, or when this write takes the account over. Returns the
+    /// Phabricator primary address.
+    async fn sync_wanted_emails(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        target: &Target<'_>,
+        edit: &mut UserEdit,
+    ) -> Result<String> {
+        let Target {
+            user, spec, mode, ..
+        } = *target;
         let address = self.address_for(spec, Some(&user.user_name))?;
         let wanted = mirrored_addresses(spec, &address)?;
-        let previous_address = previous
-            .as_ref()
-            .and_then(|s| self.address_for(s, Some(&user.user_name)).ok());
-        let previously_wanted = previous
-            .as_ref()
-            .zip(previous_address.as_deref())
-            .and_then(|(s, a)| mirrored_addresses(s, a).ok())
+        let previously_wanted = self
+            .previous_address(target)
+            .and_then(|(s, a)| mirrored_addresses(s, &a).ok())
             .unwrap_or_default();
         // When the addresses the IdP asked for are unchanged there is nothing to move (and no
         // query to make), unless this write takes the account over.
-        if mode != Mode::Update || previously_wanted != wanted {
-            // Only what the IdP itself sent before and no longer sends is removed: an adopted
-            // account keeps the addresses it had, and so does an address added in Phabricator.
-            let dropped: Vec<String> = if mode == Mode::Adopt {
-                Vec::new()
-            } else {
-                previously_wanted
-                    .into_iter()
-                    .filter(|p| !wanted.iter().any(|w| w.eq_ignore_ascii_case(p)))
-                    .collect()
-            };
-            self.sync_emails(
-                conn,
-                ctx,
-                &user,
-                &wanted,
-                &dropped,
-                self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address),
-                &mut changes,
-                &mut diff,
-                &mut tasks,
-            )
-            .await?;
+        if mode == Mode::Update && previously_wanted == wanted {
+            return Ok(address);
         }
+        // Only what the IdP itself sent before and no longer sends is removed: an adopted
+        // account keeps the addresses it had, and so does an address added in Phabricator.
+        let dropped: Vec<String> = if mode == Mode::Adopt {
+            Vec::new()
+        } else {
+            previously_wanted
+                .into_iter()
+                .filter(|p| !wanted.iter().any(|w| w.eq_ignore_ascii_case(p)))
+                .collect()
+        };
+        let mirror = Mirror {
+            wanted: &wanted,
+            dropped: &dropped,
+            verified: self.cfg.trust_idp_emails && !self.is_placeholder(spec, &address),
+        };
+        self.sync_emails(conn, ctx, user, mirror, edit).await?;
+        Ok(address)
+    }
 
-        let row_changed = !changes.is_empty();
-        pu::update_user(conn, t, &user.phid, &changes).await?;
-        if changes.real_name.is_some() {
-            pu::write_name_tokens(
-                conn,
-                t,
-                user.id,
-                &pu::name_tokens(&user.user_name, &spec.real_name),
-                true,
-            )
-            .await?;
+    /// The previous request's document and the Phabricator address it asked for.
+    fn previous_address<'a>(&self, target: &Target<'a>) -> Option<(&'a UserSpec, String)> {
+        let previous = target.previous?;
+        let address = self
+            .address_for(previous, Some(&target.user.user_name))
+            .ok()?;
+        Some((previous, address))
+    }
+
+    /// Writes the planned `user` row change, its name tokens and its transactions, and plans
+    /// the publish and search tasks (docs/write-paths.md#daemon-tasks).
+    async fn write_user_row(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        target: &Target<'_>,
+        edit: &mut UserEdit,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        let user = target.user;
+        pu::update_user(conn, t, &user.phid, &edit.changes).await?;
+        if edit.changes.real_name.is_some() {
+            let tokens = pu::name_tokens(&user.user_name, &target.spec.real_name);
+            pu::write_name_tokens(conn, t, user.id, &tokens, true).await?;
         }
-        if !xactions.is_empty() {
+        if !edit.xactions.is_empty() {
             let phids = xaction::insert_group(
                 conn,
                 &t.user_transaction,
                 "USER",
                 &user.phid,
                 &ctx.actor_phid,
-                &xactions,
+                &edit.xactions,
                 false,
             )
             .await?;
-            tasks.push(Task::publish(
+            edit.tasks.push(Task::publish(
                 &user.phid,
                 &ctx.actor_phid,
                 &phids,
                 xaction::user_publish_state(&user.phid, &ctx.actor_phid),
             ));
         }
-        if row_changed {
+        if !edit.changes.is_empty() {
             // Without a transaction row, force the reindex (docs/write-paths.md#daemon-tasks).
-            tasks.insert(0, Task::search(&user.phid, xactions.is_empty()));
+            edit.tasks
+                .insert(0, Task::search(&user.phid, edit.xactions.is_empty()));
         }
+        Ok(())
+    }
 
-        let new_attrs = with_desired_active(&spec.attributes, desired_active);
-        let deprovisioned = mode == Mode::Delete;
-        let scim_changed = view.user_name != spec.user_name
-            || view.external_id != spec.external_id
-            || old_attrs != new_attrs
-            || view.is_deprovisioned != deprovisioned;
-        if view.user_name != spec.user_name {
-            diff.set("userName", view.user_name.clone(), spec.user_name.clone());
-        }
-        if view.external_id != spec.external_id {
-            diff.set(
-                "externalId",
-                view.external_id.clone(),
-                spec.external_id.clone(),
-            );
-        }
+    /// Links the login provider (`link_login`), except for an administrator: its login links
+    /// never change over SCIM, as a link lets whoever holds that directory identity in. A write
+    /// that would move an administrator's identifier is refused; otherwise its links stay as
+    /// they are (an adoption links none).
+    async fn sync_login(
+        &self,
+        conn: &mut Conn,
+        target: &Target<'_>,
+        address: &str,
+        diff: &mut Diff,
+    ) -> Result<()> {
+        let Target {
+            user,
+            spec,
+            mode,
+            service_bot,
+            ..
+        } = *target;
         if user.is_admin && self.cfg.login_provider.is_some() {
-            // An administrator's login links never change over SCIM: a link lets whoever holds
-            // that directory identity in. A write that would move its identifier is refused;
-            // otherwise its links stay as they are (an adoption links none).
-            let identifier = login_identifier(&self.cfg.login_identifier, spec, &address);
-            let before = previous
-                .as_ref()
-                .zip(previous_address.as_deref())
-                .map(|(p, a)| login_identifier(&self.cfg.login_identifier, p, a));
+            let template = &self.cfg.login_identifier;
+            let identifier = login_identifier(template, spec, address);
+            let before = self
+                .previous_address(target)
+                .map(|(p, a)| login_identifier(template, p, &a));
             if mode != Mode::Adopt && before.as_deref() != Some(identifier.as_str()) {
-                self.refuse_protected(&user, service_bot, Change::LoginLink)?;
+                self.refuse_protected(user, service_bot, Change::LoginLink)?;
             }
         } else if let Some(link) = self
-            .link_login(conn, &user.phid, spec, &address, &user.user_name)
+            .link_login(conn, &user.phid, spec, address, &user.user_name)
             .await?
         {
             diff.note("login", link);
         }
-        let (version, modified) = if scim_changed || row_changed {
-            if let Err(e) = sidecar::update_scim_user(
-                conn,
-                t,
-                view.id,
-                &spec.user_name,
-                spec.external_id.as_deref(),
-                &Value::Object(new_attrs),
-                deprovisioned,
-                deprovisioned_at,
-            )
-            .await
-            {
-                if e.is_unique_violation() {
-                    return Err(ProvisionError::Conflict(format!(
-                        "userName {} already exists",
-                        spec.user_name
-                    )));
-                }
-                return Err(e.into());
-            }
-            if old_attrs.get("emails") != spec.attributes.get("emails") || mode != Mode::Update {
-                sidecar::write_scim_emails(conn, t, &user.phid, &scim_emails(spec), true).await?;
-            }
-            (view.version + 1, now())
-        } else {
-            (view.version, view.date_modified)
-        };
+        Ok(())
+    }
 
-        let (status, verb, outcome) = match mode {
-            Mode::Delete => (204, "deprovision (delete)", "deleted"),
-            Mode::Adopt => (201, "adopt", "adopted"),
-            Mode::Rehire => (201, "rehire", "rehired"),
-            Mode::Update if changes.is_disabled == Some(true) => {
-                (200, "deprovision", "deactivated")
-            }
-            Mode::Update if changes.is_disabled == Some(false) => {
-                (200, "reactivate", "reactivated")
-            }
-            Mode::Update if changes.is_system_agent == Some(true) => {
-                (200, "deprovision (bot)", "made a bot")
-            }
-            Mode::Update if scim_changed || row_changed => (200, "update", "updated"),
-            Mode::Update => (200, "no change to", "unchanged"),
-        };
-        self.log_done(
+    /// Writes the `scim_user` record and its addresses; returns the new version and
+    /// modification time.
+    async fn write_scim_record(
+        &self,
+        conn: &mut Conn,
+        view: &ScimUserView,
+        target: &Target<'_>,
+        record: ScimRecord,
+    ) -> Result<(u32, u32)> {
+        let t = &*self.db.t;
+        let spec = target.spec;
+        let emails_changed = record.old_attrs.get("emails") != spec.attributes.get("emails");
+        if let Err(e) = sidecar::update_scim_user(
             conn,
-            ctx,
-            Entry {
-                resource: ResourceType::User,
-                phid: Some(&user.phid),
-                status,
-                summary: &format!("{verb} user {} (@{})", spec.user_name, user.user_name),
-            },
-            diff,
+            t,
+            view.id,
+            &spec.user_name,
+            spec.external_id.as_deref(),
+            &Value::Object(record.new_attrs),
+            target.mode == Mode::Delete,
+            record.deprovisioned_at,
         )
-        .await?;
-        let groups = parse_groups(view.groups_json.as_deref())?;
-        // Task ids last: the counter row is hot (docs/design.md#tasks-inside-the-transaction).
-        worker::queue(conn, t, &tasks).await?;
-        if deprovisioned_at.is_some() {
-            // After the tasks: their counter allocation has locked the row the guard needs.
-            self.guard_burst(conn, view.id, tasks.is_empty()).await?;
+        .await
+        {
+            if e.is_unique_violation() {
+                return Err(ProvisionError::Conflict(format!(
+                    "userName {} already exists",
+                    spec.user_name
+                )));
+            }
+            return Err(e.into());
         }
-        Ok((
-            StoredUser {
-                phid: user.phid,
-                user_name: spec.user_name.clone(),
-                external_id: spec.external_id.clone(),
-                attributes: spec.attributes.clone(),
-                active: desired_active,
-                version,
-                created: view.date_created,
-                modified,
-                groups,
-            },
-            outcome,
-        ))
+        if emails_changed || target.mode != Mode::Update {
+            let emails = scim_emails(spec);
+            sidecar::write_scim_emails(conn, t, &target.user.phid, &emails, true).await?;
+        }
+        Ok((view.version + 1, now()))
+    }
+
+    /// Queues the write's tasks, last: the counter row is hot
+    /// (docs/design.md#tasks-inside-the-transaction). Then, for a write that ends a user's
+    /// access (`deprovisioned`: its `scim_user` id), the burst guard, after the tasks: their
+    /// counter allocation has locked the row the guard needs.
+    async fn queue_and_guard(
+        &self,
+        conn: &mut Conn,
+        tasks: &[Task],
+        deprovisioned: Option<u32>,
+    ) -> Result<()> {
+        worker::queue(conn, &self.db.t, tasks).await?;
+        if let Some(id) = deprovisioned {
+            self.guard_burst(conn, id, tasks.is_empty()).await?;
+        }
+        Ok(())
     }
 
     /// Disables an account inside a creation (rare: an IdP creating an inactive user).
@@ -926,131 +984,48 @@ impl Provisioner {
     }
 
     /// Mirrors the addresses the IdP sends into `user_email`, each step the way
-    /// `PhabricatorUserEditor` takes it: `addEmail` for an address the account lacks (the row,
-    /// an `email-add` user-log row, an identity task), `changePrimaryEmail` when SCIM's primary
-    /// moves (the old primary is demoted and kept, an `email-primary` row, reset links revoked)
-    /// and `removeEmail` for an address in `dropped` (a destruction-log row, the delete, an
-    /// `email-remove` row, an identity task). `wanted[0]` is the primary; `verified` is whether
-    /// it counts as verified (the others are verified when the IdP is trusted).
-    #[allow(clippy::too_many_arguments)]
+    /// `PhabricatorUserEditor` takes it: `addEmail` for an address the account lacks
+    /// (`add_email`), `changePrimaryEmail` when SCIM's primary moves (`move_primary`) and
+    /// `removeEmail` for an address in `dropped` (`remove_emails`); then, when an address
+    /// went or the primary moved, `revokePasswordResetLinks`.
     async fn sync_emails(
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
         user: &UserRow,
-        wanted: &[String],
-        dropped: &[String],
-        verified: bool,
-        changes: &mut UserChanges,
-        diff: &mut Diff,
-        tasks: &mut Vec<Task>,
+        mirror: Mirror<'_>,
+        edit: &mut UserEdit,
     ) -> Result<()> {
         let t = &*self.db.t;
-        let Some(primary) = wanted.first() else {
+        let Some(primary) = mirror.wanted.first() else {
             return Err(DbError::Inconsistent("no address to mirror".into()).into());
         };
         let emails = pu::user_emails(conn, t, &user.phid).await?;
-        let owned = |address: &str| {
-            emails
-                .iter()
-                .find(|e| e.address.eq_ignore_ascii_case(address))
-        };
-        let to_add: Vec<&String> = wanted.iter().filter(|a| owned(a).is_none()).collect();
-        let old_primary = emails.iter().find(|e| e.is_primary).cloned();
-        let primary_moves = !old_primary
-            .as_ref()
-            .is_some_and(|e| e.address.eq_ignore_ascii_case(primary));
-        let to_remove: Vec<pu::EmailRow> = dropped
-            .iter()
-            .filter_map(|d| owned(d))
-            .filter(|e| !wanted.iter().any(|w| w.eq_ignore_ascii_case(&e.address)))
-            .cloned()
-            .collect();
-        if to_add.is_empty() && !primary_moves && to_remove.is_empty() {
+        let plan = EmailPlan::new(&emails, &mirror, primary);
+        if plan.to_add.is_empty() && !plan.primary_moves && plan.to_remove.is_empty() {
             return Ok(());
         }
         // `apply` refused the service's own bot before anything else.
         self.refuse_protected(user, false, Change::Emails)?;
-        let actor = ctx.actor_phid.as_str();
-        let remote = ctx.remote_addr.as_str();
-        for address in &to_add {
-            let is_primary = address.eq_ignore_ascii_case(primary);
-            let trusted = if is_primary {
-                verified
+        for address in &plan.to_add {
+            let trusted = if address.eq_ignore_ascii_case(primary) {
+                mirror.verified
             } else {
                 self.cfg.trust_idp_emails
             };
-            self.add_email(conn, ctx, &user.phid, address, trusted, tasks)
+            self.add_email(conn, ctx, &user.phid, address, trusted, &mut edit.tasks)
                 .await?;
         }
-        if !to_add.is_empty() {
-            diff.note(
-                "emailsAdded",
-                to_add.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            );
+        if !plan.to_add.is_empty() {
+            edit.diff.note("emailsAdded", plan.to_add.clone());
         }
-        if primary_moves {
-            let new = match owned(primary) {
-                Some(e) => e.clone(),
-                None => pu::lock_email(conn, t, primary)
-                    .await?
-                    .ok_or_else(|| DbError::Inconsistent("the new address vanished".into()))?,
-            };
-            if let Some(old) = &old_primary {
-                pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
-            }
-            pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
-            pu::insert_log(
-                conn,
-                t,
-                &pu::UserLog {
-                    actor_phid: actor,
-                    user_phid: &user.phid,
-                    action: pu::LogAction::EmailPrimary,
-                    old: json!(old_primary.as_ref().map(|e| e.address.clone())),
-                    new: json!(primary),
-                    remote_addr: remote,
-                },
-            )
+        if plan.primary_moves {
+            self.move_primary(conn, ctx, user, &plan, mirror.verified, edit)
+                .await?;
+        }
+        self.remove_emails(conn, ctx, user, &plan.to_remove, edit)
             .await?;
-            // `PhabricatorUserEditor::changePrimaryEmail` saves the account only to mark it
-            // verified: an account already verified is not written (no reindex either).
-            if (new.is_verified || verified) && !user.is_email_verified {
-                changes.is_email_verified = Some(true);
-            }
-            diff.set(
-                "email",
-                old_primary.as_ref().map(|e| e.address.clone()),
-                primary.clone(),
-            );
-        }
-        for old in &to_remove {
-            pu::destroy_email(conn, t, old).await?;
-            pu::insert_log(
-                conn,
-                t,
-                &pu::UserLog {
-                    actor_phid: actor,
-                    user_phid: &user.phid,
-                    action: pu::LogAction::EmailRemove,
-                    old: json!(old.address),
-                    new: Value::Null,
-                    remote_addr: remote,
-                },
-            )
-            .await?;
-            tasks.push(Task::identity_removed(&old.address));
-        }
-        if !to_remove.is_empty() {
-            diff.note(
-                "emailsRemoved",
-                to_remove
-                    .iter()
-                    .map(|e| e.address.clone())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        if primary_moves || !to_remove.is_empty() {
+        if plan.primary_moves || !plan.to_remove.is_empty() {
             // `PhabricatorUserEditor::revokePasswordResetLinks`: a reset link must not outlive
             // the address it was sent to.
             pu::expire_temporary_tokens(
@@ -1060,6 +1035,79 @@ impl Provisioner {
                 Some(&["login:onetime", "login:password"]),
             )
             .await?;
+        }
+        Ok(())
+    }
+
+    /// `PhabricatorUserEditor::changePrimaryEmail`: the old primary is demoted and kept, the
+    /// new one promoted (verified when it was or `verified` says so), an `email-primary` row.
+    async fn move_primary(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user: &UserRow,
+        plan: &EmailPlan,
+        verified: bool,
+        edit: &mut UserEdit,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        let primary = plan.primary.as_str();
+        let new = match &plan.owned_primary {
+            Some(e) => e.clone(),
+            None => pu::lock_email(conn, t, primary)
+                .await?
+                .ok_or_else(|| DbError::Inconsistent("the new address vanished".into()))?,
+        };
+        let old_address = plan.old_primary.as_ref().map(|e| e.address.clone());
+        if let Some(old) = &plan.old_primary {
+            pu::set_email_flags(conn, t, old.id, false, old.is_verified).await?;
+        }
+        pu::set_email_flags(conn, t, new.id, true, new.is_verified || verified).await?;
+        let log = pu::UserLog {
+            actor_phid: &ctx.actor_phid,
+            user_phid: &user.phid,
+            action: pu::LogAction::EmailPrimary,
+            old: json!(old_address),
+            new: json!(primary),
+            remote_addr: &ctx.remote_addr,
+        };
+        pu::insert_log(conn, t, &log).await?;
+        // `PhabricatorUserEditor::changePrimaryEmail` saves the account only to mark it
+        // verified: an account already verified is not written (no reindex either).
+        if (new.is_verified || verified) && !user.is_email_verified {
+            edit.changes.is_email_verified = Some(true);
+        }
+        edit.diff.set("email", old_address, primary.to_owned());
+        Ok(())
+    }
+
+    /// `PhabricatorUserEditor::removeEmail` for each of `to_remove`: a destruction-log row,
+    /// the delete, an `email-remove` row, an identity task.
+    async fn remove_emails(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user: &UserRow,
+        to_remove: &[pu::EmailRow],
+        edit: &mut UserEdit,
+    ) -> Result<()> {
+        let t = &*self.db.t;
+        for old in to_remove {
+            pu::destroy_email(conn, t, old).await?;
+            let log = pu::UserLog {
+                actor_phid: &ctx.actor_phid,
+                user_phid: &user.phid,
+                action: pu::LogAction::EmailRemove,
+                old: json!(old.address),
+                new: Value::Null,
+                remote_addr: &ctx.remote_addr,
+            };
+            pu::insert_log(conn, t, &log).await?;
+            edit.tasks.push(Task::identity_removed(&old.address));
+        }
+        if !to_remove.is_empty() {
+            let removed: Vec<String> = to_remove.iter().map(|e| e.address.clone()).collect();
+            edit.diff.note("emailsRemoved", removed);
         }
         Ok(())
     }
@@ -1388,6 +1436,137 @@ enum Mode {
     Delete,
     Adopt,
     Rehire,
+}
+
+/// The account `apply` brings to a request, and what it knows of it.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    /// The live `user` row, locked.
+    user: &'a UserRow,
+    /// What the IdP asks for now.
+    spec: &'a UserSpec,
+    /// What it asked for last time (for an adoption: nothing yet).
+    previous: Option<&'a UserSpec>,
+    mode: Mode,
+    /// The account is the service's own bot.
+    service_bot: bool,
+}
+
+/// What one `apply` changes, gathered step by step: the sync-log diff, the daemon tasks to
+/// queue last, the user transactions and the `user` row's columns.
+#[derive(Default)]
+struct UserEdit {
+    diff: Diff,
+    tasks: Vec<Task>,
+    xactions: Vec<Xaction>,
+    changes: UserChanges,
+    /// Set when this write ends the account's web access: stamped on `scim_user` and checked
+    /// by the burst guard just before COMMIT.
+    ends_access: bool,
+}
+
+/// The `scim_user` record as `apply` leaves it.
+struct ScimRecord {
+    old_attrs: Map<String, Value>,
+    new_attrs: Map<String, Value>,
+    deprovisioned_at: Option<u32>,
+}
+
+impl ScimRecord {
+    /// Whether the record changes at all.
+    fn changes(&self, view: &ScimUserView, spec: &UserSpec, mode: Mode) -> bool {
+        view.user_name != spec.user_name
+            || view.external_id != spec.external_id
+            || self.old_attrs != self.new_attrs
+            || view.is_deprovisioned != (mode == Mode::Delete)
+    }
+}
+
+/// The addresses `sync_emails` brings an account to: `wanted[0]` is the primary; `verified`
+/// is whether it counts as verified (the others are verified when the IdP is trusted).
+/// Only addresses in `dropped` are removed.
+struct Mirror<'a> {
+    wanted: &'a [String],
+    dropped: &'a [String],
+    verified: bool,
+}
+
+/// What `sync_emails` does, planned from the account's `user_email` rows.
+struct EmailPlan {
+    /// The wanted primary.
+    primary: String,
+    /// Wanted addresses the account lacks.
+    to_add: Vec<String>,
+    old_primary: Option<pu::EmailRow>,
+    /// The row of the wanted primary, when the account already has it.
+    owned_primary: Option<pu::EmailRow>,
+    primary_moves: bool,
+    /// Dropped addresses the account has and no longer wants.
+    to_remove: Vec<pu::EmailRow>,
+}
+
+impl EmailPlan {
+    fn new(emails: &[pu::EmailRow], mirror: &Mirror<'_>, primary: &str) -> Self {
+        let owned = |address: &str| {
+            emails
+                .iter()
+                .find(|e| e.address.eq_ignore_ascii_case(address))
+        };
+        let old_primary = emails.iter().find(|e| e.is_primary).cloned();
+        let primary_moves = !old_primary
+            .as_ref()
+            .is_some_and(|e| e.address.eq_ignore_ascii_case(primary));
+        let wanted = mirror.wanted;
+        Self {
+            primary: primary.to_owned(),
+            to_add: wanted
+                .iter()
+                .filter(|a| owned(a).is_none())
+                .cloned()
+                .collect(),
+            owned_primary: owned(primary).cloned(),
+            old_primary,
+            primary_moves,
+            to_remove: mirror
+                .dropped
+                .iter()
+                .filter_map(|d| owned(d))
+                .filter(|e| !wanted.iter().any(|w| w.eq_ignore_ascii_case(&e.address)))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// The sync-log entries of a changed userName or externalId.
+fn note_identity(view: &ScimUserView, spec: &UserSpec, diff: &mut Diff) {
+    if view.user_name != spec.user_name {
+        diff.set("userName", view.user_name.clone(), spec.user_name.clone());
+    }
+    if view.external_id != spec.external_id {
+        diff.set(
+            "externalId",
+            view.external_id.clone(),
+            spec.external_id.clone(),
+        );
+    }
+}
+
+/// What `apply` did, for its sync-log row and its INFO line: the status the client gets, the
+/// summary's verb and the outcome word. `changed`: the user row or the SCIM record changed.
+fn describe(mode: Mode, changes: &UserChanges, changed: bool) -> (u16, &'static str, &'static str) {
+    match mode {
+        Mode::Delete => (204, "deprovision (delete)", "deleted"),
+        Mode::Adopt => (201, "adopt", "adopted"),
+        Mode::Rehire => (201, "rehire", "rehired"),
+        Mode::Update if changes.is_disabled == Some(true) => (200, "deprovision", "deactivated"),
+        Mode::Update if changes.is_disabled == Some(false) => (200, "reactivate", "reactivated"),
+        Mode::Update if changes.is_system_agent == Some(true) => {
+            (200, "deprovision (bot)", "made a bot")
+        }
+        Mode::Update if changed => (200, "update", "updated"),
+        Mode::Update => (200, "no change to", "unchanged"),
+    }
 }
 
 /// The stored document keeps the `active` the IdP asked for: responses show Phabricator's
