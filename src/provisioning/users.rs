@@ -233,6 +233,8 @@ impl Provisioner {
         result
     }
 
+    /// A POST in its transaction: the address decides between a new account, an adoption and
+    /// a rehire (`claim_owned`); a managed owner is a conflict.
     async fn create_in(
         &self,
         conn: &mut Conn,
@@ -240,58 +242,84 @@ impl Provisioner {
         spec: &UserSpec,
         address: &str,
     ) -> Result<(Created, StoredUser)> {
-        let t = &*self.db.t;
-        // The address decides adoption; a managed owner is a conflict.
-        let (owner, application) = pu::email_owner(conn, t, address).await?;
+        let (owner, application) = pu::email_owner(conn, &self.db.t, address).await?;
         if application {
             return Err(ProvisionError::InvalidValue(format!(
                 "{address} is an application email address"
             )));
         }
-        if let Some(owner) = owner {
-            if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
-                if existing.is_deprovisioned
-                    && existing.user_name.to_lowercase() == spec.user_name.to_lowercase()
-                {
-                    return self.rehire(conn, ctx, existing, spec).await;
-                }
-                // The same user again (an IdP retrying its POST): the conflict is the
-                // userName, as for a re-POST with another address.
-                if existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
-                    return Err(ProvisionError::Conflict(format!(
-                        "userName {} already exists",
-                        spec.user_name
-                    )));
-                }
-                return Err(ProvisionError::Conflict(format!(
-                    "the email {address} belongs to another SCIM user ({})",
-                    existing.user_name
-                )));
-            }
-            let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail
-                && owner.is_primary
-                && owner.is_verified;
-            if !adoptable {
-                return Err(ProvisionError::Conflict(format!(
-                    "the email {address} belongs to an existing Phabricator account that SCIM does not manage"
-                )));
-            }
-            // The account's own row, locked, decides whether it may be taken over.
-            let account = pu::lock_user(conn, t, &owner.user_phid)
-                .await?
-                .ok_or_else(|| DbError::Inconsistent("the owner of an address vanished".into()))?;
-            let service_bot = account.phid == ctx.actor_phid
-                || sidecar::is_token_bot(conn, t, &account.phid).await?;
-            self.refuse_protected(&account, service_bot, Change::Adopt)?;
-            if self.is_placeholder(spec, address) {
-                // The IdP named no address: the one the service made up proves nothing.
-                return Err(ProvisionError::Conflict(format!(
-                    "the placeholder address {address} belongs to @{}, an account SCIM does not manage; SCIM adopts an account only by an address the IdP sends",
-                    account.user_name
-                )));
-            }
-            return self.adopt(conn, ctx, &owner.user_phid, spec).await;
+        match owner {
+            Some(owner) => self.claim_owned(conn, ctx, spec, address, owner).await,
+            None => self.create_new(conn, ctx, spec, address).await,
         }
+    }
+
+    /// A POST whose address an account already has: the rehire of a deprovisioned SCIM user
+    /// of that userName, the adoption of an account SCIM does not manage (when the policy and
+    /// its protections allow it), or a conflict.
+    async fn claim_owned(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &UserSpec,
+        address: &str,
+        owner: pu::EmailRow,
+    ) -> Result<(Created, StoredUser)> {
+        let t = &*self.db.t;
+        if let Some(existing) = sidecar::lock_scim_user(conn, t, &owner.user_phid).await? {
+            let same_name = existing.user_name.to_lowercase() == spec.user_name.to_lowercase();
+            if existing.is_deprovisioned && same_name {
+                return self.rehire(conn, ctx, existing, spec).await;
+            }
+            // The same user again (an IdP retrying its POST): the conflict is the
+            // userName, as for a re-POST with another address.
+            if same_name {
+                return Err(ProvisionError::Conflict(format!(
+                    "userName {} already exists",
+                    spec.user_name
+                )));
+            }
+            return Err(ProvisionError::Conflict(format!(
+                "the email {address} belongs to another SCIM user ({})",
+                existing.user_name
+            )));
+        }
+        let adoptable = self.cfg.adoption == AdoptionPolicy::VerifiedEmail
+            && owner.is_primary
+            && owner.is_verified;
+        if !adoptable {
+            return Err(ProvisionError::Conflict(format!(
+                "the email {address} belongs to an existing Phabricator account that SCIM does not manage"
+            )));
+        }
+        // The account's own row, locked, decides whether it may be taken over.
+        let account = pu::lock_user(conn, t, &owner.user_phid)
+            .await?
+            .ok_or_else(|| DbError::Inconsistent("the owner of an address vanished".into()))?;
+        let service_bot =
+            account.phid == ctx.actor_phid || sidecar::is_token_bot(conn, t, &account.phid).await?;
+        self.refuse_protected(&account, service_bot, Change::Adopt)?;
+        if self.is_placeholder(spec, address) {
+            // The IdP named no address: the one the service made up proves nothing.
+            return Err(ProvisionError::Conflict(format!(
+                "the placeholder address {address} belongs to @{}, an account SCIM does not manage; SCIM adopts an account only by an address the IdP sends",
+                account.user_name
+            )));
+        }
+        self.adopt(conn, ctx, &owner.user_phid, spec).await
+    }
+
+    /// A POST for a new account: the SCIM record first (its userName is unique: a
+    /// deprovisioned user of that name comes back instead, anyone else is a conflict), then
+    /// the account (`write_new_account`).
+    async fn create_new(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &UserSpec,
+        address: &str,
+    ) -> Result<(Created, StoredUser)> {
+        let t = &*self.db.t;
         let phid = new_phid("USER");
         let active = spec.active.unwrap_or(true);
         // One timestamp for the stored record and the answer: a GET right after must match.
@@ -322,22 +350,45 @@ impl Provisioner {
                 ))),
             };
         }
+        self.write_new_account(conn, ctx, &phid, spec, address)
+            .await?;
+        let user = StoredUser {
+            phid,
+            user_name: spec.user_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            active,
+            version: 1,
+            created: ts,
+            modified: ts,
+            groups: Vec::new(),
+        };
+        Ok((Created::New, user))
+    }
+
+    /// Writes a new account as `PhabricatorUserEditor::createNewUser` does
+    /// (docs/write-paths.md#create-a-user): the `user` row, its primary address, name tokens, the login
+    /// link, the other addresses, a deactivation when the IdP created it inactive; then its
+    /// sync-log row and tasks.
+    async fn write_new_account(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        phid: &str,
+        spec: &UserSpec,
+        address: &str,
+    ) -> Result<()> {
+        let t = &*self.db.t;
         let is_bot = self.is_bot(spec);
         let verified = self.cfg.trust_idp_emails && !self.is_placeholder(spec, address);
         let wanted = mirrored_addresses(spec, address)?;
         let (user_id, username) = self
-            .insert_account(conn, &phid, spec, is_bot, verified)
+            .insert_account(conn, phid, spec, is_bot, verified)
             .await?;
-        pu::insert_email(conn, t, &phid, address, verified, true).await?;
-        pu::write_name_tokens(
-            conn,
-            t,
-            user_id,
-            &pu::name_tokens(&username, &spec.real_name),
-            false,
-        )
-        .await?;
-        sidecar::write_scim_emails(conn, t, &phid, &scim_emails(spec), false).await?;
+        pu::insert_email(conn, t, phid, address, verified, true).await?;
+        let tokens = pu::name_tokens(&username, &spec.real_name);
+        pu::write_name_tokens(conn, t, user_id, &tokens, false).await?;
+        sidecar::write_scim_emails(conn, t, phid, &scim_emails(spec), false).await?;
         let mut diff = Diff::default();
         diff.note("username", username.clone());
         diff.note("email", address.to_owned());
@@ -345,64 +396,39 @@ impl Provisioner {
             diff.note("bot", true);
         }
         if let Some(link) = self
-            .link_login(conn, &phid, spec, address, &username)
+            .link_login(conn, phid, spec, address, &username)
             .await?
         {
             diff.note("login", link);
         }
-        let mut tasks = vec![Task::search(&phid, false), Task::identity_added(address)];
+        let mut tasks = vec![Task::search(phid, false), Task::identity_added(address)];
         // The other addresses the IdP sent, each as `PhabricatorUserEditor::addEmail` adds one.
-        let mut added = Vec::new();
+        let trusted = self.cfg.trust_idp_emails;
         for other in &wanted[1..] {
-            self.add_email(
-                conn,
-                ctx,
-                &phid,
-                other,
-                self.cfg.trust_idp_emails,
-                &mut tasks,
-            )
-            .await?;
-            added.push(other.clone());
+            self.add_email(conn, ctx, phid, other, trusted, &mut tasks)
+                .await?;
         }
-        if !added.is_empty() {
-            diff.note("emailsAdded", added);
+        if wanted.len() > 1 {
+            diff.note("emailsAdded", wanted[1..].to_vec());
         }
-        if !active {
+        if spec.active == Some(false) {
             // Created already deactivated: disable in the same request, as an edit would.
-            let row = pu::lock_user(conn, t, &phid)
+            let row = pu::lock_user(conn, t, phid)
                 .await?
                 .ok_or_else(|| DbError::Inconsistent("new user vanished".into()))?;
             self.set_disabled(conn, ctx, &row, true, &mut diff, &mut tasks)
                 .await?;
         }
-        self.log_done(
-            conn,
-            ctx,
-            Entry {
-                resource: ResourceType::User,
-                phid: Some(&phid),
-                status: 201,
-                summary: &format!("create user {} as @{username}", spec.user_name),
-            },
-            diff,
-        )
-        .await?;
+        let summary = format!("create user {} as @{username}", spec.user_name);
+        let entry = Entry {
+            resource: ResourceType::User,
+            phid: Some(phid),
+            status: 201,
+            summary: &summary,
+        };
+        self.log_done(conn, ctx, entry, diff).await?;
         worker::queue(conn, t, &tasks).await?;
-        Ok((
-            Created::New,
-            StoredUser {
-                phid,
-                user_name: spec.user_name.clone(),
-                external_id: spec.external_id.clone(),
-                attributes: spec.attributes.clone(),
-                active,
-                version: 1,
-                created: ts,
-                modified: ts,
-                groups: Vec::new(),
-            },
-        ))
+        Ok(())
     }
 
     /// Inserts the `user` row under the first free derived name.
