@@ -200,6 +200,8 @@ impl Provisioner {
         result
     }
 
+    /// A POST in its transaction: the adoption of the project with the name's hashtag
+    /// (`adopt_project`), or a new project (`create_project`).
     async fn create_group_in(
         &self,
         conn: &mut Conn,
@@ -207,63 +209,122 @@ impl Provisioner {
         spec: &GroupSpec,
         slug: &str,
     ) -> Result<(Created, StoredGroup)> {
-        let t = &*self.db.t;
-        if let Some(existing) = pp::lock_project_by_slug(conn, t, slug).await? {
-            if let Some(group) = sidecar::lock_scim_group(conn, t, &existing.phid).await? {
-                return Err(ProvisionError::Conflict(format!(
-                    "the group {:?} ({}) already has the hashtag #{slug}",
-                    group.display_name, group.project_phid
-                )));
-            }
-            if !self.cfg.group_adoption {
-                return Err(ProvisionError::Conflict(format!(
-                    "the Phabricator project #{slug} ({}) exists and SCIM does not manage it (group_adoption is off)",
-                    existing.phid
-                )));
-            }
-            refuse_unmanageable(conn, t, &existing).await?;
-            self.insert_group_row(conn, &existing.phid, spec).await?;
-            let view = sidecar::lock_scim_group(conn, t, &existing.phid)
-                .await?
-                .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
-            // An adopted project keeps its members unless the POST names them.
-            let plan = spec.members.clone().map(MemberPlan::replace);
-            let (group, _) = self
-                .apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt)
-                .await?;
-            return Ok((Created::Adopted, group));
+        match pp::lock_project_by_slug(conn, &self.db.t, slug).await? {
+            Some(existing) => self.adopt_project(conn, ctx, spec, slug, existing).await,
+            None => self.create_project(conn, ctx, spec, slug).await,
         }
+    }
 
+    /// A POST whose hashtag a project already has: a conflict when SCIM manages it or
+    /// `group_adoption` is off, else its adoption.
+    async fn adopt_project(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &GroupSpec,
+        slug: &str,
+        existing: ProjectRow,
+    ) -> Result<(Created, StoredGroup)> {
+        let t = &*self.db.t;
+        if let Some(group) = sidecar::lock_scim_group(conn, t, &existing.phid).await? {
+            return Err(ProvisionError::Conflict(format!(
+                "the group {:?} ({}) already has the hashtag #{slug}",
+                group.display_name, group.project_phid
+            )));
+        }
+        if !self.cfg.group_adoption {
+            return Err(ProvisionError::Conflict(format!(
+                "the Phabricator project #{slug} ({}) exists and SCIM does not manage it (group_adoption is off)",
+                existing.phid
+            )));
+        }
+        refuse_unmanageable(conn, t, &existing).await?;
+        self.insert_group_row(conn, &existing.phid, spec).await?;
+        let view = sidecar::lock_scim_group(conn, t, &existing.phid)
+            .await?
+            .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
+        // An adopted project keeps its members unless the POST names them.
+        let plan = spec.members.clone().map(MemberPlan::replace);
+        let (group, _) = self
+            .apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt)
+            .await?;
+        Ok((Created::Adopted, group))
+    }
+
+    /// A POST for a new project: the SCIM record, the project (`write_new_project`), its
+    /// sync-log row and publish task.
+    async fn create_project(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        spec: &GroupSpec,
+        slug: &str,
+    ) -> Result<(Created, StoredGroup)> {
+        let t = &*self.db.t;
         let phid = pp::new_project_phid(conn, t).await?;
         // The scim_group unique key on displayName decides races between identical POSTs.
         self.insert_group_row(conn, &phid, spec).await?;
         let members = spec.members.clone().unwrap_or_default();
         let members = dedup(members);
         self.check_members(conn, &members).await?;
-        let id = pp::insert_project(
-            conn,
-            t,
-            &NewProject {
-                phid: &phid,
-                name: &spec.display_name,
-                primary_slug: slug,
-                author_phid: &ctx.actor_phid,
-                view_policy: DEFAULT_POLICY,
-                edit_policy: DEFAULT_POLICY,
-                join_policy: &self.cfg.project_join_policy,
-            },
-        )
-        .await?;
+        let xphids = self
+            .write_new_project(conn, ctx, &phid, spec, slug, &members)
+            .await?;
+        let mut diff = Diff::default();
+        diff.note("slug", json!(slug));
+        diff.members(&members, &[]);
+        let summary = format!("create group {:?} as #{slug}", spec.display_name);
+        let entry = Entry {
+            resource: ResourceType::Group,
+            phid: Some(&phid),
+            status: 201,
+            summary: &summary,
+        };
+        self.log_done(conn, ctx, entry, diff).await?;
+        let state = xaction::project_publish_state(&phid, &ctx.actor_phid, true);
+        let task = Task::publish(&phid, &ctx.actor_phid, &xphids, state);
+        worker::queue(conn, t, &[task]).await?;
+        let ts = now();
+        let group = StoredGroup {
+            phid,
+            display_name: spec.display_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            version: 1,
+            created: ts,
+            modified: ts,
+            no_members: members.is_empty(),
+        };
+        Ok((Created::New, group))
+    }
+
+    /// Writes a new project as `PhabricatorProjectTransactionEditor` does
+    /// (docs/write-paths.md#create-a-group): the row, its tokens, the transactions, the slug,
+    /// the member edges. Returns the transactions' PHIDs, for the publish task.
+    async fn write_new_project(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        phid: &str,
+        spec: &GroupSpec,
+        slug: &str,
+        members: &[String],
+    ) -> Result<Vec<String>> {
+        let t = &*self.db.t;
+        let new = NewProject {
+            phid,
+            name: &spec.display_name,
+            primary_slug: slug,
+            author_phid: &ctx.actor_phid,
+            view_policy: DEFAULT_POLICY,
+            edit_policy: DEFAULT_POLICY,
+            join_policy: &self.cfg.project_join_policy,
+        };
+        let id = pp::insert_project(conn, t, &new).await?;
         // The save writes tokens before the slug row exists: they come from the name
         // (docs/phabricator-tables.md#datasource-tokens).
-        pp::write_datasource_tokens(
-            conn,
-            t,
-            id,
-            &pp::datasource_tokens(&[], &spec.display_name),
-            false,
-        )
-        .await?;
+        let tokens = pp::datasource_tokens(&[], &spec.display_name);
+        pp::write_datasource_tokens(conn, t, id, &tokens, false).await?;
         let mut xactions = vec![
             Xaction {
                 kind: "core:create",
@@ -279,56 +340,21 @@ impl Provisioner {
             },
         ];
         if !members.is_empty() {
-            xactions.push(edge_xaction(&[], &members));
+            xactions.push(edge_xaction(&[], members));
         }
         let xphids = xaction::insert_group(
             conn,
             &t.project_transaction,
             "PROJ",
-            &phid,
+            phid,
             &ctx.actor_phid,
             &xactions,
             true,
         )
         .await?;
-        pp::insert_slug(conn, t, &phid, slug).await?;
-        edge::add_members(conn, t, &phid, &[], &members).await?;
-        let mut diff = Diff::default();
-        diff.note("slug", json!(slug));
-        diff.members(&members, &[]);
-        self.log_done(
-            conn,
-            ctx,
-            Entry {
-                resource: ResourceType::Group,
-                phid: Some(&phid),
-                status: 201,
-                summary: &format!("create group {:?} as #{slug}", spec.display_name),
-            },
-            diff,
-        )
-        .await?;
-        let state = xaction::project_publish_state(&phid, &ctx.actor_phid, true);
-        worker::queue(
-            conn,
-            t,
-            &[Task::publish(&phid, &ctx.actor_phid, &xphids, state)],
-        )
-        .await?;
-        let ts = now();
-        Ok((
-            Created::New,
-            StoredGroup {
-                phid,
-                display_name: spec.display_name.clone(),
-                external_id: spec.external_id.clone(),
-                attributes: spec.attributes.clone(),
-                version: 1,
-                created: ts,
-                modified: ts,
-                no_members: members.is_empty(),
-            },
-        ))
+        pp::insert_slug(conn, t, phid, slug).await?;
+        edge::add_members(conn, t, phid, &[], members).await?;
+        Ok(xphids)
     }
 
     async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
@@ -557,42 +583,19 @@ impl Provisioner {
         mode: Mode,
     ) -> Result<(StoredGroup, &'static str)> {
         let t = &*self.db.t;
-        let mut diff = Diff::default();
-        let mut xactions: Vec<Xaction> = Vec::new();
-        let mut changes = ProjectChanges::default();
-        let mut new_slug: Option<String> = None;
         let slugs = pp::lock_slugs(conn, t, &project.phid).await?;
-
-        if project.name != spec.display_name {
-            let slug = valid_slug(&spec.display_name)?;
-            if !slugs.contains(&slug) {
-                if let Some(owner) = pp::lock_slug_owner(conn, t, &slug).await? {
-                    return Err(ProvisionError::Conflict(format!(
-                        "the hashtag #{slug} belongs to another project ({owner})"
-                    )));
-                }
-                new_slug = Some(slug.clone());
-            }
-            if project.primary_slug.as_deref() != Some(slug.as_str()) {
-                changes.primary_slug = Some(slug);
-            }
-            changes.name = Some(spec.display_name.clone());
-            xactions.push(Xaction {
-                kind: "project:name",
-                old: json!(project.name),
-                new: json!(spec.display_name),
-                metadata: Vec::new(),
-            });
-            diff.set("name", project.name.clone(), spec.display_name.clone());
-        }
+        let mut edit = GroupEdit::default();
+        self.plan_rename(conn, &project, spec, &slugs, &mut edit)
+            .await?;
         if mode == Mode::Adopt && project.status == pp::STATUS_ARCHIVED {
             // The IdP creates a live group: an adopted archived project is activated
             // (docs/write-paths.md#adopt-a-project).
-            changes.status = Some(pp::STATUS_ACTIVE);
-            xactions.push(status_xaction(&project.status, pp::STATUS_ACTIVE));
-            diff.set("status", project.status.clone(), pp::STATUS_ACTIVE);
+            edit.changes.status = Some(pp::STATUS_ACTIVE);
+            edit.xactions
+                .push(status_xaction(&project.status, pp::STATUS_ACTIVE));
+            edit.diff
+                .set("status", project.status.clone(), pp::STATUS_ACTIVE);
         }
-
         let (to_add, to_remove) = match &plan {
             Some(plan) => self.member_delta(conn, &project.phid, plan).await?,
             None => (Vec::new(), Vec::new()),
@@ -601,106 +604,116 @@ impl Provisioner {
         if members_changed {
             refuse_unmanageable(conn, t, &project).await?;
             self.check_members(conn, &to_add).await?;
-            xactions.push(edge_xaction(&to_remove, &to_add));
-            diff.members(&to_add, &to_remove);
+            edit.xactions.push(edge_xaction(&to_remove, &to_add));
+            edit.diff.members(&to_add, &to_remove);
         }
-
         let mut tasks = Vec::new();
-        if !xactions.is_empty() {
-            let edit = ProjectEdit {
+        if !edit.xactions.is_empty() {
+            let save = ProjectEdit {
                 slugs: &slugs,
-                changes: &changes,
-                xactions: &xactions,
-                new_slug: new_slug.as_deref(),
+                changes: &edit.changes,
+                xactions: &edit.xactions,
+                new_slug: edit.new_slug.as_deref(),
                 to_add: &to_add,
                 to_remove: &to_remove,
             };
-            tasks.push(self.save_project(conn, ctx, &project, edit).await?);
+            tasks.push(self.save_project(conn, ctx, &project, save).await?);
         }
-
-        let old_attrs = parse_attributes(&view.attributes)?;
-        if view.display_name != spec.display_name && !diff.has("name") {
-            diff.set(
-                "displayName",
-                view.display_name.clone(),
-                spec.display_name.clone(),
-            );
-        }
-        if view.external_id != spec.external_id {
-            diff.set(
-                "externalId",
-                view.external_id.clone(),
-                spec.external_id.clone(),
-            );
-        }
-        let scim_changed = view.display_name != spec.display_name
-            || view.external_id != spec.external_id
-            || old_attrs != spec.attributes;
-        let (version, modified) = if scim_changed || !xactions.is_empty() {
-            let attrs = Value::Object(spec.attributes.clone());
-            match sidecar::update_scim_group(
-                conn,
-                t,
-                view.id,
-                &spec.display_name,
-                spec.external_id.as_deref(),
-                &attrs,
-            )
-            .await
-            {
-                Ok(()) => {}
-                Err(e) if e.is_unique_violation() => {
-                    return Err(ProvisionError::Conflict(format!(
-                        "a group named {:?} already exists",
-                        spec.display_name
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-            (view.version + 1, now())
+        let scim_changed = note_group_identity(&view, spec, &mut edit.diff)?;
+        let saved = !edit.xactions.is_empty();
+        let (version, modified) = if scim_changed || saved {
+            self.write_group_record(conn, &view, spec).await?
         } else {
             (view.version, view.date_modified)
         };
-
-        let (status, verb) = match mode {
-            Mode::Adopt => (201, "adopt"),
-            Mode::Update { status } if scim_changed || !xactions.is_empty() => (status, "update"),
-            Mode::Update { status } => (status, "no change to"),
+        let renamed = edit.diff.has("name");
+        let (status, verb, outcome) =
+            describe_group(mode, renamed, members_changed, scim_changed, saved);
+        let summary = format!("{verb} group {:?}", spec.display_name);
+        let entry = Entry {
+            resource: ResourceType::Group,
+            phid: Some(&project.phid),
+            status,
+            summary: &summary,
         };
-        let outcome = match (mode, diff.has("name"), members_changed) {
-            (Mode::Adopt, ..) => "adopted",
-            (_, true, true) => "renamed, members changed",
-            (_, true, false) => "renamed",
-            (_, false, true) => "members changed",
-            _ if scim_changed => "updated",
-            _ => "unchanged",
-        };
-        self.log_done(
-            conn,
-            ctx,
-            Entry {
-                resource: ResourceType::Group,
-                phid: Some(&project.phid),
-                status,
-                summary: &format!("{verb} group {:?}", spec.display_name),
-            },
-            diff,
-        )
-        .await?;
+        self.log_done(conn, ctx, entry, edit.diff).await?;
         worker::queue(conn, t, &tasks).await?;
-        Ok((
-            StoredGroup {
-                phid: project.phid,
-                display_name: spec.display_name.clone(),
-                external_id: spec.external_id.clone(),
-                attributes: spec.attributes.clone(),
-                version,
-                created: view.date_created,
-                modified,
-                no_members: false,
-            },
-            outcome,
-        ))
+        let group = StoredGroup {
+            phid: project.phid,
+            display_name: spec.display_name.clone(),
+            external_id: spec.external_id.clone(),
+            attributes: spec.attributes.clone(),
+            version,
+            created: view.date_created,
+            modified,
+            no_members: false,
+        };
+        Ok((group, outcome))
+    }
+
+    /// Plans a rename: the new name, the primary hashtag it makes (a new slug row unless the
+    /// project has it; a conflict when another project does), a `project:name` transaction.
+    async fn plan_rename(
+        &self,
+        conn: &mut Conn,
+        project: &ProjectRow,
+        spec: &GroupSpec,
+        slugs: &[String],
+        edit: &mut GroupEdit,
+    ) -> Result<()> {
+        if project.name == spec.display_name {
+            return Ok(());
+        }
+        let slug = valid_slug(&spec.display_name)?;
+        if !slugs.contains(&slug) {
+            if let Some(owner) = pp::lock_slug_owner(conn, &self.db.t, &slug).await? {
+                return Err(ProvisionError::Conflict(format!(
+                    "the hashtag #{slug} belongs to another project ({owner})"
+                )));
+            }
+            edit.new_slug = Some(slug.clone());
+        }
+        if project.primary_slug.as_deref() != Some(slug.as_str()) {
+            edit.changes.primary_slug = Some(slug);
+        }
+        edit.changes.name = Some(spec.display_name.clone());
+        edit.xactions.push(Xaction {
+            kind: "project:name",
+            old: json!(project.name),
+            new: json!(spec.display_name),
+            metadata: Vec::new(),
+        });
+        edit.diff
+            .set("name", project.name.clone(), spec.display_name.clone());
+        Ok(())
+    }
+
+    /// Writes the `scim_group` record; returns the new version and modification time. Its
+    /// displayName is unique: a name another group has is a conflict.
+    async fn write_group_record(
+        &self,
+        conn: &mut Conn,
+        view: &ScimGroupView,
+        spec: &GroupSpec,
+    ) -> Result<(u32, u32)> {
+        let attrs = Value::Object(spec.attributes.clone());
+        match sidecar::update_scim_group(
+            conn,
+            &self.db.t,
+            view.id,
+            &spec.display_name,
+            spec.external_id.as_deref(),
+            &attrs,
+        )
+        .await
+        {
+            Ok(()) => Ok((view.version + 1, now())),
+            Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
+                "a group named {:?} already exists",
+                spec.display_name
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Saves an edited project the way `PhabricatorProjectTransactionEditor` does, in its
@@ -874,6 +887,64 @@ impl Provisioner {
             .collect();
         Ok((to_add, to_remove))
     }
+}
+
+/// What one `apply_group` changes, gathered step by step: the sync-log diff, the project
+/// transactions, the project row's columns, and a hashtag to add.
+#[derive(Default)]
+struct GroupEdit {
+    diff: Diff,
+    xactions: Vec<Xaction>,
+    changes: ProjectChanges,
+    new_slug: Option<String>,
+}
+
+/// Notes a changed displayName (when the project was not renamed) or externalId; returns
+/// whether the `scim_group` record changes at all.
+fn note_group_identity(view: &ScimGroupView, spec: &GroupSpec, diff: &mut Diff) -> Result<bool> {
+    let old_attrs = parse_attributes(&view.attributes)?;
+    if view.display_name != spec.display_name && !diff.has("name") {
+        diff.set(
+            "displayName",
+            view.display_name.clone(),
+            spec.display_name.clone(),
+        );
+    }
+    if view.external_id != spec.external_id {
+        diff.set(
+            "externalId",
+            view.external_id.clone(),
+            spec.external_id.clone(),
+        );
+    }
+    Ok(view.display_name != spec.display_name
+        || view.external_id != spec.external_id
+        || old_attrs != spec.attributes)
+}
+
+/// What `apply_group` did, for its sync-log row and its INFO line: the status the client
+/// gets, the summary's verb and the outcome word. `saved`: the project was saved.
+fn describe_group(
+    mode: Mode,
+    renamed: bool,
+    members_changed: bool,
+    scim_changed: bool,
+    saved: bool,
+) -> (u16, &'static str, &'static str) {
+    let (status, verb) = match mode {
+        Mode::Adopt => (201, "adopt"),
+        Mode::Update { status } if scim_changed || saved => (status, "update"),
+        Mode::Update { status } => (status, "no change to"),
+    };
+    let outcome = match (mode, renamed, members_changed) {
+        (Mode::Adopt, ..) => "adopted",
+        (_, true, true) => "renamed, members changed",
+        (_, true, false) => "renamed",
+        (_, false, true) => "members changed",
+        _ if scim_changed => "updated",
+        _ => "unchanged",
+    };
+    (status, verb, outcome)
 }
 
 /// One project save: what changed and the rows it writes (`Provisioner::save_project`).
