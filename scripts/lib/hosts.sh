@@ -58,8 +58,10 @@
 _PHAB_SCIM_HOSTS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 
 # The Debian packages both hosts need (../shared/hosts/README.md); php-ldap for an LDAP provider;
-# curl, the host tests' HTTP client.
-PHAB_SCIM_HOST_PACKAGES=(php-cli php-mysql php-curl php-mbstring php-gd php-zip php-xml php-intl php-ldap curl)
+# curl, the host tests' HTTP client; slapd and ldap-utils for the LDAP login test's private
+# directory (tests/php/ldap-login.sh runs its own slapd on loopback; the package's own is told
+# not to configure itself, below).
+PHAB_SCIM_HOST_PACKAGES=(php-cli php-mysql php-curl php-mbstring php-gd php-zip php-xml php-intl php-ldap curl slapd ldap-utils)
 
 _phab_scim_hosts_log() { printf 'hosts: %s\n' "$*" >&2; }
 
@@ -99,6 +101,11 @@ ensure_host_packages() {
             break
         fi
     done
+    # slapd's postinst would otherwise build a directory of its own and start a server.
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo 'slapd slapd/no_configuration boolean true' \
+            | _phab_scim_hosts_as_root debconf-set-selections || return 1
+    fi
     _phab_scim_hosts_log "installing ${missing[*]}"
     _phab_scim_hosts_as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}" \
         </dev/null >/dev/null
