@@ -194,7 +194,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "Group", None, &result, |(how, g)| {
+        log_write(ctx, ResourceType::Group, None, &result, |(how, g)| {
             (g.phid.as_str(), how.outcome())
         });
         result
@@ -408,9 +408,13 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
-            (phid, *outcome)
-        });
+        log_write(
+            ctx,
+            ResourceType::Group,
+            Some(phid),
+            &result,
+            |(_, outcome)| (phid, *outcome),
+        );
         result.map(|(group, _)| group)
     }
 
@@ -450,9 +454,13 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
-            (phid, *outcome)
-        });
+        log_write(
+            ctx,
+            ResourceType::Group,
+            Some(phid),
+            &result,
+            |(_, outcome)| (phid, *outcome),
+        );
         result.map(|(group, _)| group)
     }
 
@@ -524,7 +532,7 @@ impl Provisioner {
             Ok(())
         })
         .await;
-        log_write(ctx, "Group", Some(phid), &result, |()| {
+        log_write(ctx, ResourceType::Group, Some(phid), &result, |()| {
             (phid, "deleted (project archived)")
         });
         result

@@ -12,6 +12,7 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::db::sidecar::ResourceType;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
@@ -47,7 +48,8 @@ impl std::fmt::Display for TokenId {
 /// what happened (`outcome`: a fixed word such as `updated` or `deactivated`). Written after
 /// COMMIT, so a write rolled back or retried after a deadlock is never reported as done; it
 /// carries ids only, never a request body or a secret.
-pub(crate) fn log_change(ctx: &Ctx, resource: &'static str, id: &str, outcome: &str) {
+pub(crate) fn log_change(ctx: &Ctx, resource: ResourceType, id: &str, outcome: &str) {
+    let resource = resource.as_str();
     tracing::info!(
         request_id = %ctx.request_id,
         token_id = %TokenId(ctx.token_id),
@@ -63,8 +65,9 @@ pub(crate) fn log_change(ctx: &Ctx, resource: &'static str, id: &str, outcome: &
 /// the reason the client got. Database failures say only `failed`: `http::error` logs them.
 /// The status is the one `http::error::refusal_answer` gives: the log says what the client
 /// got, and that table alone decides it.
-pub(crate) fn log_refusal(ctx: &Ctx, resource: &'static str, id: Option<&str>, e: &ProvisionError) {
+pub(crate) fn log_refusal(ctx: &Ctx, resource: ResourceType, id: Option<&str>, e: &ProvisionError) {
     let id = id.unwrap_or("-");
+    let resource = resource.as_str();
     match (crate::http::error::refusal_answer(e), e.reason()) {
         (Some((status, _)), Some(reason)) => tracing::info!(
             request_id = %ctx.request_id,
@@ -93,7 +96,7 @@ pub(crate) fn log_refusal(ctx: &Ctx, resource: &'static str, id: Option<&str>, e
 /// result, or [`log_refusal`].
 pub(crate) fn log_write<'a, T>(
     ctx: &Ctx,
-    resource: &'static str,
+    resource: ResourceType,
     id: Option<&str>,
     result: &'a Result<T>,
     done: impl FnOnce(&'a T) -> (&'a str, &'static str),

@@ -227,7 +227,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "User", None, &result, |(how, u)| {
+        log_write(ctx, ResourceType::User, None, &result, |(how, u)| {
             (u.phid.as_str(), how.outcome())
         });
         result
@@ -544,9 +544,13 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "User", Some(phid), &result, |(_, outcome)| {
-            (phid, *outcome)
-        });
+        log_write(
+            ctx,
+            ResourceType::User,
+            Some(phid),
+            &result,
+            |(_, outcome)| (phid, *outcome),
+        );
         result.map(|(user, _)| user)
     }
 
@@ -583,9 +587,13 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, "User", Some(phid), &result, |(_, outcome)| {
-            (phid, *outcome)
-        });
+        log_write(
+            ctx,
+            ResourceType::User,
+            Some(phid),
+            &result,
+            |(_, outcome)| (phid, *outcome),
+        );
         result.map(|(user, _)| user)
     }
 
@@ -609,10 +617,17 @@ impl Provisioner {
             Ok(left)
         })
         .await;
-        log_write(ctx, "User", Some(phid), &result, |_| (phid, "deleted"));
+        log_write(ctx, ResourceType::User, Some(phid), &result, |_| {
+            (phid, "deleted")
+        });
         if let Ok(left) = &result {
             for group in left {
-                log_change(ctx, "Group", group, "member removed (user deleted)");
+                log_change(
+                    ctx,
+                    ResourceType::Group,
+                    group,
+                    "member removed (user deleted)",
+                );
             }
         }
         result.map(|_| ())
