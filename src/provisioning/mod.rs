@@ -12,10 +12,10 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::db::sidecar::ResourceType;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
+use synclog::{log_change, log_write};
 
 /// Who asked, for transactions, logs and the sync log.
 #[derive(Debug, Clone, Default)]
@@ -30,84 +30,6 @@ pub struct Ctx {
     pub path: String,
     /// Client address, for `user_log.remoteAddr`.
     pub remote_addr: String,
-}
-
-/// A token id for the log: the number, or `-` for none.
-struct TokenId(Option<u32>);
-
-impl std::fmt::Display for TokenId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(id) => write!(f, "{id}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// The one INFO line of a write whose transaction committed: the request, the resource and
-/// what happened (`outcome`: a fixed word such as `updated` or `deactivated`). Written after
-/// COMMIT, so a write rolled back or retried after a deadlock is never reported as done; it
-/// carries ids only, never a request body or a secret.
-pub(crate) fn log_change(ctx: &Ctx, resource: ResourceType, id: &str, outcome: &str) {
-    let resource = resource.as_str();
-    tracing::info!(
-        request_id = %ctx.request_id,
-        token_id = %TokenId(ctx.token_id),
-        method = %ctx.method,
-        resource,
-        id,
-        outcome,
-        "SCIM change"
-    );
-}
-
-/// The one INFO line of a write that changed nothing because it was refused: its status and
-/// the reason the client got. Database failures say only `failed`: `http::error` logs them.
-/// The status is the one `http::error::refusal_answer` gives: the log says what the client
-/// got, and that table alone decides it.
-pub(crate) fn log_refusal(ctx: &Ctx, resource: ResourceType, id: Option<&str>, e: &ProvisionError) {
-    let id = id.unwrap_or("-");
-    let resource = resource.as_str();
-    match (crate::http::error::refusal_answer(e), e.reason()) {
-        (Some((status, _)), Some(reason)) => tracing::info!(
-            request_id = %ctx.request_id,
-            token_id = %TokenId(ctx.token_id),
-            method = %ctx.method,
-            resource,
-            id,
-            outcome = "refused",
-            status,
-            reason = %reason,
-            "SCIM change"
-        ),
-        _ => tracing::info!(
-            request_id = %ctx.request_id,
-            token_id = %TokenId(ctx.token_id),
-            method = %ctx.method,
-            resource,
-            id,
-            outcome = "failed",
-            "SCIM change"
-        ),
-    }
-}
-
-/// Logs the end of one write: [`log_change`] with the id and outcome `done` reads from its
-/// result, or [`log_refusal`].
-pub(crate) fn log_write<'a, T>(
-    ctx: &Ctx,
-    resource: ResourceType,
-    id: Option<&str>,
-    result: &'a Result<T>,
-    done: impl FnOnce(&'a T) -> (&'a str, &'static str),
-) {
-    match result {
-        Ok(v) => {
-            let (id, outcome) = done(v);
-            log_change(ctx, resource, id, outcome);
-        }
-        Err(e) => log_refusal(ctx, resource, id, e),
-    }
 }
 
 /// The provisioning service: database and configuration.
