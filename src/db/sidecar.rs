@@ -184,19 +184,25 @@ pub async fn is_token_bot(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbRes
     .is_some())
 }
 
+/// The columns of a SCIM user record the IdP decides.
+#[derive(Debug, Clone, Copy)]
+pub struct ScimUserFields<'a> {
+    pub user_name: &'a str,
+    pub external_id: Option<&'a str>,
+    /// The stored SCIM document (`attributes`).
+    pub attributes: &'a Value,
+}
+
 /// Inserts the SCIM record of a user (version 1), created and modified at `ts`. A duplicate
 /// userName fails with 1062 on `key_username`: that unique key decides races between identical
 /// POSTs. `account_created` says the service made the Phabricator account now (not an
 /// adoption): the deprovision guard does not count such an account deprovisioned within its
 /// window.
-#[allow(clippy::too_many_arguments)]
 pub async fn insert_scim_user(
     conn: &mut Conn,
     t: &Tables,
     user_phid: &str,
-    user_name: &str,
-    external_id: Option<&str>,
-    attributes: &Value,
+    fields: &ScimUserFields<'_>,
     ts: u32,
     account_created: bool,
 ) -> DbResult<()> {
@@ -206,9 +212,9 @@ pub async fn insert_scim_user(
         t.scim_user
     )))
     .bind(user_phid)
-    .bind(user_name)
-    .bind(external_id)
-    .bind(attributes.to_string())
+    .bind(fields.user_name)
+    .bind(fields.external_id)
+    .bind(fields.attributes.to_string())
     .bind(ts)
     .bind(ts)
     .bind(account_created.then_some(ts))
@@ -219,14 +225,11 @@ pub async fn insert_scim_user(
 
 /// Rewrites the SCIM record and bumps its version. `disabled_at` stamps `dateDeprovisioned`
 /// when this write disables the account: the deprovision guard counts those stamps.
-#[allow(clippy::too_many_arguments)]
 pub async fn update_scim_user(
     conn: &mut Conn,
     t: &Tables,
     id: u32,
-    user_name: &str,
-    external_id: Option<&str>,
-    attributes: &Value,
+    fields: &ScimUserFields<'_>,
     deprovisioned: bool,
     disabled_at: Option<u32>,
 ) -> DbResult<()> {
@@ -236,9 +239,9 @@ pub async fn update_scim_user(
          WHERE id = ?",
         t.scim_user
     )))
-    .bind(user_name)
-    .bind(external_id)
-    .bind(attributes.to_string())
+    .bind(fields.user_name)
+    .bind(fields.external_id)
+    .bind(fields.attributes.to_string())
     .bind(deprovisioned)
     .bind(now())
     .bind(disabled_at)

@@ -18,7 +18,9 @@ use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::sidecar::{self, ResourceType, ScimEmail, ScimUserRead, ScimUserView};
+use crate::db::sidecar::{
+    self, ResourceType, ScimEmail, ScimUserFields, ScimUserRead, ScimUserView,
+};
 use crate::db::status::{GUARD_REFUSAL, GuardSettings};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::list::ListParams;
@@ -324,18 +326,9 @@ impl Provisioner {
         let active = spec.active.unwrap_or(true);
         // One timestamp for the stored record and the answer: a GET right after must match.
         let ts = now();
-        if let Err(e) = sidecar::insert_scim_user(
-            conn,
-            t,
-            &phid,
-            &spec.user_name,
-            spec.external_id.as_deref(),
-            &Value::Object(with_desired_active(&spec.attributes, active)),
-            ts,
-            true,
-        )
-        .await
-        {
+        let attributes = Value::Object(with_desired_active(&spec.attributes, active));
+        let fields = record_fields(spec, &attributes);
+        if let Err(e) = sidecar::insert_scim_user(conn, t, &phid, &fields, ts, true).await {
             if !e.is_unique_violation() {
                 return Err(e.into());
             }
@@ -487,18 +480,9 @@ impl Provisioner {
         spec: &UserSpec,
     ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
-        if let Err(e) = sidecar::insert_scim_user(
-            conn,
-            t,
-            user_phid,
-            &spec.user_name,
-            spec.external_id.as_deref(),
-            &json!({}),
-            now(),
-            false,
-        )
-        .await
-        {
+        let empty = json!({});
+        let fields = record_fields(spec, &empty);
+        if let Err(e) = sidecar::insert_scim_user(conn, t, user_phid, &fields, now(), false).await {
             if e.is_unique_violation() {
                 return Err(ProvisionError::Conflict(format!(
                     "userName {} already exists",
@@ -933,13 +917,12 @@ impl Provisioner {
         let t = &*self.db.t;
         let spec = target.spec;
         let emails_changed = record.old_attrs.get("emails") != spec.attributes.get("emails");
+        let attributes = Value::Object(record.new_attrs);
         if let Err(e) = sidecar::update_scim_user(
             conn,
             t,
             view.id,
-            &spec.user_name,
-            spec.external_id.as_deref(),
-            &Value::Object(record.new_attrs),
+            &record_fields(spec, &attributes),
             target.mode == Mode::Delete,
             record.deprovisioned_at,
         )
@@ -1576,6 +1559,15 @@ impl EmailPlan {
                 .cloned()
                 .collect(),
         }
+    }
+}
+
+/// The columns of `spec`'s SCIM record, with `attributes` as its stored document.
+fn record_fields<'a>(spec: &'a UserSpec, attributes: &'a Value) -> ScimUserFields<'a> {
+    ScimUserFields {
+        user_name: &spec.user_name,
+        external_id: spec.external_id.as_deref(),
+        attributes,
     }
 }
 
