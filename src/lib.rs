@@ -12,5 +12,6 @@ pub mod http;
 pub mod net;
 pub mod provisioning;
 pub mod scim;
+pub mod status_gauges;
 pub mod telemetry;
 pub mod token;
