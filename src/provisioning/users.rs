@@ -1371,18 +1371,14 @@ impl Provisioner {
         if identifier.is_empty() {
             return Ok(None);
         }
-        match external::link(
-            conn,
-            t,
-            &provider,
+        let link = external::NewLink {
             user_phid,
-            &identifier,
-            Some(address),
+            identifier: &identifier,
+            email: Some(address),
             username,
-            &spec.real_name,
-        )
-        .await?
-        {
+            real_name: &spec.real_name,
+        };
+        match external::link(conn, t, &provider, &link).await? {
             LinkOutcome::Unchanged => Ok(None),
             LinkOutcome::OwnedByOther { user_phid: other } => {
                 Err(ProvisionError::Conflict(format!(

@@ -65,20 +65,34 @@ pub enum LinkOutcome {
     OwnedByOther { user_phid: String },
 }
 
-/// Links `user_phid` to `provider` with `identifier`
+/// A login link to make: whose account, by which identifier, and what a new external account
+/// records of the person.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLink<'a> {
+    pub user_phid: &'a str,
+    /// The identifier the provider knows the person by (hashed for the index).
+    pub identifier: &'a str,
+    pub email: Option<&'a str>,
+    pub username: &'a str,
+    pub real_name: &'a str,
+}
+
+/// Links `link.user_phid` to `provider` with `link.identifier`
 /// (docs/write-paths.md#link-the-login-account): reuse an account that owns the identifier
 /// hash (relinking a pending one), else insert account + identifier.
-#[allow(clippy::too_many_arguments)]
 pub async fn link(
     conn: &mut Conn,
     t: &Tables,
     provider: &ProviderRow,
-    user_phid: &str,
-    identifier: &str,
-    email: Option<&str>,
-    username: &str,
-    real_name: &str,
+    link: &NewLink<'_>,
 ) -> DbResult<LinkOutcome> {
+    let NewLink {
+        user_phid,
+        identifier,
+        email,
+        username,
+        real_name,
+    } = *link;
     let hash = digest_for_index(identifier);
     let owner = sqlx::query(AssertSqlSafe(format!(
         "SELECT a.phid, a.userPHID FROM {} i JOIN {} a ON a.phid = i.externalAccountPHID \
