@@ -239,7 +239,13 @@ mod tests {
         ];
         for (e, status, scim_type, retry_after) in cases {
             let what = format!("{e:?}");
+            // The refusal log line reads the table too: it must say what the client got.
+            let logged = refusal_answer(&e);
             let api = ApiError::from(e);
+            if let Some((logged_status, logged_type)) = logged {
+                assert_eq!(logged_status, status, "{what}");
+                assert_eq!(logged_type.map(ScimType::as_str), scim_type, "{what}");
+            }
             assert_eq!(api.status(), status, "{what}");
             assert_eq!(api.scim_type().map(ScimType::as_str), scim_type, "{what}");
             let body = api.body();
