@@ -662,11 +662,7 @@ impl Provisioner {
         let mut edit = UserEdit::default();
         let desired_active = self.plan_row(&target, &mut edit)?;
         if !desired_active && (edit.changes.is_disabled.is_some() || mode == Mode::Delete) {
-            let revoked = self.revoke(conn, &user.phid).await?;
-            edit.diff.note(
-                "revoked",
-                serde_json::to_value(revoked).unwrap_or(Value::Null),
-            );
+            self.revoke_noted(conn, &user.phid, &mut edit.diff).await?;
         }
         let deprovisioned_at = edit.ends_access.then(now);
         let address = self
@@ -1183,6 +1179,16 @@ impl Provisioner {
         )
         .await?;
         tasks.push(Task::identity_added(address));
+        Ok(())
+    }
+
+    /// `revoke`, and what it revoked in the sync log.
+    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &str, diff: &mut Diff) -> Result<()> {
+        let revoked = self.revoke(conn, user_phid).await?;
+        diff.note(
+            "revoked",
+            serde_json::to_value(revoked).unwrap_or(Value::Null),
+        );
         Ok(())
     }
 
