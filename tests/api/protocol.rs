@@ -118,7 +118,7 @@ async fn filtered(app: &TestApp, filter: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn discovery_describes_the_service() {
+async fn service_provider_config_states_what_is_supported() {
     let app = TestApp::spawn().await;
     let (s, h, spc) = app.send(Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(s, 200);
@@ -140,7 +140,12 @@ async fn discovery_describes_the_service() {
     assert_eq!(spc["etag"], json!({"supported": true}));
     assert_eq!(spc["changePassword"], json!({"supported": false}));
     assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn resource_types_and_schemas_describe_the_resources() {
+    let app = TestApp::spawn().await;
     let (s, rts) = app.get("/ResourceTypes").await;
     assert_eq!(s, 200);
     assert_eq!(rts["totalResults"], 2);
@@ -241,7 +246,12 @@ async fn discovery_describes_the_service() {
     );
     let (s, b) = app.get("/Schemas/urn:nope").await;
     assert_error(s, &b, 404, None);
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn discovery_refuses_other_methods_filters_and_me() {
+    let app = TestApp::spawn().await;
     // Other methods: 405 with a SCIM error (Okta spec test step 2).
     for path in [
         "/ServiceProviderConfig",
@@ -292,6 +302,12 @@ async fn discovery_describes_the_service() {
     }
     let (s, b) = app.get("/Nope").await;
     assert_error(s, &b, 404, None);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn endpoint_names_are_case_insensitive() {
+    let app = TestApp::spawn().await;
     // Endpoint names are case-insensitive (docs/scim-clients.md#other-clients).
     let (s, b) = app.get("/users?count=0").await;
     assert_eq!((s.as_u16(), b["totalResults"].clone()), (200, json!(0)));
@@ -794,8 +810,9 @@ async fn projection_applies_to_reads_and_writes() {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn etags_and_preconditions_on_every_method() {
+/// A user and a group to send preconditions to: the app, the user's path and version, the
+/// group's path and version.
+async fn precondition_targets() -> (TestApp, String, String, String, String) {
     let app = TestApp::spawn().await;
     let (s, h, u) = app
         .send(
@@ -816,6 +833,12 @@ async fn etags_and_preconditions_on_every_method() {
     let gpath = format!("/Groups/{}", g["id"].as_str().unwrap());
     let gv1 = g["meta"]["version"].as_str().unwrap().to_owned();
 
+    (app, path, v1, gpath, gv1)
+}
+
+#[tokio::test]
+async fn etags_and_if_none_match_on_reads() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     for (p, v) in [(&path, &v1), (&gpath, &gv1)] {
         // GET: ETag header equals meta.version; If-None-Match: 304 on match (weak or strong
         // spelling, in a list, or *), 200 otherwise.
@@ -856,6 +879,12 @@ async fn etags_and_preconditions_on_every_method() {
         assert_eq!(s, 200);
     }
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn if_none_match_on_a_write_is_412() {
+    let (app, path, v1, gpath, _) = precondition_targets().await;
     // If-None-Match on a write: naming the current version (or *) is 412 (RFC 7232 §3.2).
     for inm in [v1.as_str(), "*"] {
         let (s, _, b) = app
@@ -899,6 +928,12 @@ async fn etags_and_preconditions_on_every_method() {
         assert_error(s, &b, 412, None);
     }
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_412_and_changes_nothing() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     // PUT, PATCH, DELETE with a stale If-Match: 412, nothing changes.
     let stale = "W/\"999\"";
     let (s, _, b) = app
@@ -960,6 +995,12 @@ async fn etags_and_preconditions_on_every_method() {
         (json!("E"), json!(gv1))
     );
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_matching_if_match_succeeds_and_moves_the_version() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     // Matching If-Match (exact, strong spelling, *) succeeds and moves the version.
     let (s, h, b) = app
         .send_with(
