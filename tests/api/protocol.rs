@@ -463,7 +463,12 @@ async fn user_filters_cover_every_operator_and_attribute() {
         filtered(&app, r#"meta.created gt "2000-01-01T00:00:00+01:00""#).await,
         all.clone()
     );
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn bad_user_filters_are_refused_with_their_position() {
+    let app = TestApp::spawn().await;
     // Refused: unknown attributes, wrong types, bad syntax; the position is in the detail.
     for (f, pos) in [
         (r#"nickname2 eq "x""#, None),
