@@ -502,7 +502,7 @@ async fn bad_user_filters_are_refused_with_their_position() {
 }
 
 #[tokio::test]
-async fn group_filters_sorting_and_paging() {
+async fn group_filters_and_sorting() {
     let app = TestApp::spawn().await;
     let (alice, bob, _) = people(&app).await;
     let mut ids = Vec::new();
@@ -603,7 +603,13 @@ async fn group_filters_sorting_and_paging() {
         .get("/Groups?sortBy=displayName&sortOrder=sideways")
         .await;
     assert_error(s, &b, 400, Some("invalidValue"));
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn users_sort_by_columns_and_document_attributes() {
+    let app = TestApp::spawn().await;
+    let _ = people(&app).await;
     // Users sort by indexed columns and by document attributes.
     assert_eq!(
         user_names(&app, "sortBy=userName").await,
@@ -650,7 +656,13 @@ async fn group_filters_sorting_and_paging() {
         let (s, b) = app.get(&format!("/Users?sortBy={bad}")).await;
         assert_error(s, &b, 400, Some("invalidValue"));
     }
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn user_paging_is_clamped_stable_and_disjoint() {
+    let app = TestApp::spawn().await;
+    let _ = people(&app).await;
     // Paging (RFC 7644 §3.4.2.4).
     let page = |q: &'static str| {
         let app = &app;
