@@ -92,9 +92,19 @@ async fn secrets_stay_out_of_logs_errors_and_debug() {
     // A database that refuses the connection, with a password in its URL: the service's 503,
     // the error's Display and Debug, and the configuration's Debug.
     let dead_url = Secret::new(format!("mysql://root:{password}@127.0.0.1:9"));
-    let dead = phab_scim::db::Db::connect(&dead_url, app.ns.clone(), 1)
+    // Connecting names the server and the cause at once (`db::reach`): its error too.
+    let refused = phab_scim::db::Db::connect(&dead_url, app.ns.clone(), 1)
         .await
-        .unwrap();
+        .unwrap_err();
+    bodies.push_str(&format!("{refused} {refused:?}"));
+    // A pool made before the server went away: the requests' own errors.
+    let dead = phab_scim::db::Db::from_pool(
+        sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(phab_scim::db::connect_options(&dead_url).unwrap()),
+        app.ns.clone(),
+    );
     let verifier = TokenVerifier::new(dead.clone(), Duration::from_secs(1), 1000);
     let err = verifier
         .verify(&token, "127.0.0.1".parse().unwrap())

@@ -166,7 +166,16 @@ pub async fn require_token(
                 }
             };
             // Per request at debug only: the tally's write logs each address once a minute.
-            tracing::debug!(%client, reason = refusal.as_str(), "authentication failed");
+            // Over the limit, the request was refused for its address, whatever its token:
+            // saying "authentication failed" there blamed tokens that were never checked.
+            match refusal {
+                Refusal::RateLimited => tracing::debug!(
+                    %client,
+                    reason = refusal.as_str(),
+                    "request refused: too many failed authentications from this address"
+                ),
+                _ => tracing::debug!(%client, reason = refusal.as_str(), "authentication failed"),
+            }
             state.refused.record(client, refusal);
             let mut resp = error.into_response();
             resp.extensions_mut().insert(refusal);

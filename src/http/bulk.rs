@@ -218,7 +218,7 @@ async fn run(
                         status: 200,
                     }),
                 (Resource::Group, Method::Patch) => p
-                    .patch_group(&ctx, &id, &data, if_match)
+                    .patch_group(&ctx, &id, &data, if_match, 200)
                     .await
                     .map(|g| Done {
                         id,

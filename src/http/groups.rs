@@ -136,8 +136,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let (how, group) = state.prov.create_group(&ctx, &body).await?;
-    tracing::info!(id = %group.phid, how = ?how, "group provisioned");
+    let (_, group) = state.prov.create_group(&ctx, &body).await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 
@@ -169,11 +168,13 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
+    let no_content = !pp.given();
+    let status = if no_content { 204 } else { 200 };
     let group = state
         .prov
-        .patch_group(&ctx, &id, &body, preconditions(&headers))
+        .patch_group(&ctx, &id, &body, preconditions(&headers), status)
         .await?;
-    if !pp.given() {
+    if no_content {
         return Ok(ScimResponse::empty(StatusCode::NO_CONTENT).with_etag(etag(group.version)));
     }
     single(&state, &group, &p, StatusCode::OK).await

@@ -131,8 +131,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let (how, user) = state.prov.create_user(&ctx, &body).await?;
-    tracing::info!(id = %user.phid, how = ?how, "user provisioned");
+    let (_, user) = state.prov.create_user(&ctx, &body).await?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::users::Created;
-use super::{Ctx, Provisioner, Result};
+use super::{Ctx, Provisioner, Result, log_write};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
@@ -83,10 +83,13 @@ fn parse_attributes(text: &str) -> Result<Map<String, Value>> {
     }
 }
 
-/// Which write `apply` performs.
+/// Which write `apply_group` performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    Update,
+    /// PUT or PATCH, answered with `status` (a PATCH may answer 204).
+    Update {
+        status: u16,
+    },
     Adopt,
 }
 
@@ -208,11 +211,18 @@ impl Provisioner {
     /// the name's slug (by `group_adoption`), or 409.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
-        let spec = GroupSpec::from_body(body)?;
-        let slug = valid_slug(&spec.display_name)?;
-        in_transaction!(self.db, |tx| self
-            .create_group_in(&mut tx, ctx, &spec, &slug)
-            .await)
+        let result: Result<(Created, StoredGroup)> = async {
+            let spec = GroupSpec::from_body(body)?;
+            let slug = valid_slug(&spec.display_name)?;
+            in_transaction!(self.db, |tx| self
+                .create_group_in(&mut tx, ctx, &spec, &slug)
+                .await)
+        }
+        .await;
+        log_write(ctx, "Group", None, &result, |(how, g)| {
+            (g.phid.as_str(), how.outcome())
+        });
+        result
     }
 
     async fn create_group_in(
@@ -245,7 +255,7 @@ impl Provisioner {
                 .ok_or_else(|| DbError::Inconsistent("adopted group vanished".into()))?;
             // An adopted project keeps its members unless the POST names them.
             let plan = spec.members.clone().map(MemberPlan::replace);
-            let group = self
+            let (group, _) = self
                 .apply_group(conn, ctx, view, existing, spec, plan, Mode::Adopt)
                 .await?;
             return Ok((Created::Adopted, group));
@@ -377,27 +387,35 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredGroup> {
-        let mut spec = GroupSpec::from_body(body)?;
-        let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            self.apply_group(
-                &mut tx,
-                ctx,
-                view,
-                project,
-                &spec,
-                Some(plan.clone()),
-                Mode::Update,
-            )
-            .await
+        let result: Result<(StoredGroup, &str)> = async {
+            let mut spec = GroupSpec::from_body(body)?;
+            let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
+            in_transaction!(self.db, |tx| async {
+                let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                self.apply_group(
+                    &mut tx,
+                    ctx,
+                    view,
+                    project,
+                    &spec,
+                    Some(plan.clone()),
+                    Mode::Update { status: 200 },
+                )
+                .await
+            }
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(group, _)| group)
     }
 
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
-    /// as a delta (`scim::group::split_patch`).
+    /// as a delta (`scim::group::split_patch`). `status` is what the caller answers (200 with
+    /// the resource, or 204), for the sync log.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn patch_group(
         &self,
@@ -405,28 +423,36 @@ impl Provisioner {
         phid: &str,
         body: &Value,
         pre: Preconditions<'_>,
+        status: u16,
     ) -> Result<StoredGroup> {
-        let ops = patch::parse_request(body)?;
-        let split = split_patch(&ops)?;
-        in_transaction!(self.db, |tx| async {
-            let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            let attrs = parse_attributes(&view.attributes)?;
-            let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
-            patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
-            let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
-            self.apply_group(
-                &mut tx,
-                ctx,
-                view,
-                project,
-                &spec,
-                split.members.clone(),
-                Mode::Update,
-            )
-            .await
+        let result: Result<(StoredGroup, &str)> = async {
+            let ops = patch::parse_request(body)?;
+            let split = split_patch(&ops)?;
+            in_transaction!(self.db, |tx| async {
+                let (view, project) = self.lock_managed_group(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                let attrs = parse_attributes(&view.attributes)?;
+                let mut doc = stored_doc(&view.display_name, view.external_id.as_deref(), &attrs);
+                patch::apply(Resource::Group, &mut doc, &split.attribute_ops)?;
+                let spec = GroupSpec::from_doc(normalize(Resource::Group, &Value::Object(doc))?)?;
+                self.apply_group(
+                    &mut tx,
+                    ctx,
+                    view,
+                    project,
+                    &spec,
+                    split.members.clone(),
+                    Mode::Update { status },
+                )
+                .await
+            }
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "Group", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(group, _)| group)
     }
 
     /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`
@@ -435,7 +461,7 @@ impl Provisioner {
     /// is 404.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
-        in_transaction!(self.db, |tx| async {
+        let result = in_transaction!(self.db, |tx| async {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(&mut tx, t, phid)
                 .await?
@@ -493,7 +519,11 @@ impl Provisioner {
             worker::queue(&mut tx, t, &tasks).await?;
             Ok(())
         }
-        .await)
+        .await);
+        log_write(ctx, "Group", Some(phid), &result, |()| {
+            (phid, "deleted (project archived)")
+        });
+        result
     }
 
     async fn lock_managed_group(
@@ -548,7 +578,7 @@ impl Provisioner {
         spec: &GroupSpec,
         plan: Option<MemberPlan>,
         mode: Mode,
-    ) -> Result<StoredGroup> {
+    ) -> Result<(StoredGroup, &'static str)> {
         let t = &*self.db.t;
         let mut diff = Diff::default();
         let mut xactions: Vec<Xaction> = Vec::new();
@@ -601,43 +631,15 @@ impl Provisioner {
 
         let mut tasks = Vec::new();
         if !xactions.is_empty() {
-            pp::update_project(conn, t, project.id, &changes).await?;
-            let final_name = changes.name.as_deref().unwrap_or(&project.name);
-            // Tokens from the slugs that exist before this save (the one-save lag of
-            // docs/phabricator-tables.md#datasource-tokens).
-            pp::write_datasource_tokens(
-                conn,
-                t,
-                project.id,
-                &pp::datasource_tokens(&slugs, final_name),
-                true,
-            )
-            .await?;
-            let xphids = xaction::insert_group(
-                conn,
-                &t.project_transaction,
-                "PROJ",
-                &project.phid,
-                &ctx.actor_phid,
-                &xactions,
-                false,
-            )
-            .await?;
-            if let Some(slug) = &new_slug {
-                pp::insert_slug(conn, t, &project.phid, slug).await?;
-            }
-            if members_changed {
-                let ancestors = pp::lock_ancestors(conn, t, &project).await?;
-                edge::remove_members(conn, t, &project.phid, &ancestors, &to_remove).await?;
-                edge::add_members(conn, t, &project.phid, &ancestors, &to_add).await?;
-            }
-            let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
-            tasks.push(Task::publish(
-                &project.phid,
-                &ctx.actor_phid,
-                &xphids,
-                state,
-            ));
+            let edit = ProjectEdit {
+                slugs: &slugs,
+                changes: &changes,
+                xactions: &xactions,
+                new_slug: new_slug.as_deref(),
+                to_add: &to_add,
+                to_remove: &to_remove,
+            };
+            tasks.push(self.save_project(conn, ctx, &project, edit).await?);
         }
 
         let old_attrs = parse_attributes(&view.attributes)?;
@@ -687,8 +689,16 @@ impl Provisioner {
 
         let (status, verb) = match mode {
             Mode::Adopt => (201, "adopt"),
-            Mode::Update if scim_changed || !xactions.is_empty() => (200, "update"),
-            Mode::Update => (200, "no change to"),
+            Mode::Update { status } if scim_changed || !xactions.is_empty() => (status, "update"),
+            Mode::Update { status } => (status, "no change to"),
+        };
+        let outcome = match (mode, diff.0.contains_key("name"), members_changed) {
+            (Mode::Adopt, ..) => "adopted",
+            (_, true, true) => "renamed, members changed",
+            (_, true, false) => "renamed",
+            (_, false, true) => "members changed",
+            _ if scim_changed => "updated",
+            _ => "unchanged",
         };
         self.log_group(
             conn,
@@ -700,16 +710,148 @@ impl Provisioner {
         )
         .await?;
         worker::queue(conn, t, &tasks).await?;
-        Ok(StoredGroup {
-            phid: project.phid,
-            display_name: spec.display_name.clone(),
-            external_id: spec.external_id.clone(),
-            attributes: spec.attributes.clone(),
-            version,
-            created: view.date_created,
-            modified,
-            no_members: false,
-        })
+        Ok((
+            StoredGroup {
+                phid: project.phid,
+                display_name: spec.display_name.clone(),
+                external_id: spec.external_id.clone(),
+                attributes: spec.attributes.clone(),
+                version,
+                created: view.date_created,
+                modified,
+                no_members: false,
+            },
+            outcome,
+        ))
+    }
+
+    /// Saves an edited project the way `PhabricatorProjectTransactionEditor` does, in its
+    /// order (docs/write-paths.md#rename-a-group, #add-members and #remove-members): the
+    /// project row re-save, tokens, the transactions, the new slug, the edges. Returns the
+    /// publish task, for the caller to queue last.
+    async fn save_project(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        project: &ProjectRow,
+        edit: ProjectEdit<'_>,
+    ) -> Result<Task> {
+        let t = &*self.db.t;
+        pp::update_project(conn, t, project.id, edit.changes).await?;
+        let final_name = edit.changes.name.as_deref().unwrap_or(&project.name);
+        // Tokens from the slugs that exist before this save (the one-save lag of
+        // docs/phabricator-tables.md#datasource-tokens).
+        pp::write_datasource_tokens(
+            conn,
+            t,
+            project.id,
+            &pp::datasource_tokens(edit.slugs, final_name),
+            true,
+        )
+        .await?;
+        let xphids = xaction::insert_group(
+            conn,
+            &t.project_transaction,
+            "PROJ",
+            &project.phid,
+            &ctx.actor_phid,
+            edit.xactions,
+            false,
+        )
+        .await?;
+        if let Some(slug) = edit.new_slug {
+            pp::insert_slug(conn, t, &project.phid, slug).await?;
+        }
+        if !edit.to_add.is_empty() || !edit.to_remove.is_empty() {
+            let ancestors = pp::lock_ancestors(conn, t, project).await?;
+            edge::remove_members(conn, t, &project.phid, &ancestors, edit.to_remove).await?;
+            edge::add_members(conn, t, &project.phid, &ancestors, edit.to_add).await?;
+        }
+        let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
+        Ok(Task::publish(
+            &project.phid,
+            &ctx.actor_phid,
+            &xphids,
+            state,
+        ))
+    }
+
+    /// Takes a deleted user out of every group SCIM manages (`groups`: the user's
+    /// `(group id, displayName)` pairs, read with its locked record), each group as a PATCH
+    /// removing the member would: the same project save and edge deletes (`save_project`),
+    /// a new group version and a sync-log row answering `status`. Groups are locked in id
+    /// order, as concurrent deletions then wait for each other instead of deadlocking.
+    /// A project that gained subprojects in Phabricator is left as it is: Phabricator does
+    /// not edit a parent's members (docs/phabricator-tables.md#subprojects-and-milestones).
+    /// Returns the publish tasks to queue and the groups left.
+    pub(super) async fn leave_groups(
+        &self,
+        conn: &mut Conn,
+        ctx: &Ctx,
+        user_phid: &str,
+        groups: &[(String, String)],
+        status: u16,
+    ) -> Result<(Vec<Task>, Vec<String>)> {
+        let t = &*self.db.t;
+        let mut ids: Vec<&String> = groups.iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut tasks = Vec::new();
+        let mut left = Vec::new();
+        let member = [user_phid.to_owned()];
+        for phid in ids {
+            let Some(view) = sidecar::lock_scim_group(conn, t, phid).await? else {
+                continue;
+            };
+            let Some(project) = pp::lock_project(conn, t, phid).await? else {
+                continue;
+            };
+            if project.is_milestone() || pp::has_subprojects(conn, t, &project).await? {
+                continue;
+            }
+            if edge::members_among(conn, t, phid, &member)
+                .await?
+                .is_empty()
+            {
+                continue;
+            }
+            let slugs = pp::lock_slugs(conn, t, phid).await?;
+            let xactions = [edge_xaction(&member, &[])];
+            let edit = ProjectEdit {
+                slugs: &slugs,
+                changes: &ProjectChanges::default(),
+                xactions: &xactions,
+                new_slug: None,
+                to_add: &[],
+                to_remove: &member,
+            };
+            tasks.push(self.save_project(conn, ctx, &project, edit).await?);
+            sidecar::update_scim_group(
+                conn,
+                t,
+                view.id,
+                &view.display_name,
+                view.external_id.as_deref(),
+                &Value::Object(parse_attributes(&view.attributes)?),
+            )
+            .await?;
+            let mut diff = Diff::default();
+            diff.members(&[], &member);
+            self.log_group(
+                conn,
+                ctx,
+                phid,
+                status,
+                &format!(
+                    "remove deleted user {user_phid} from group {:?}",
+                    view.display_name
+                ),
+                diff,
+            )
+            .await?;
+            left.push(phid.clone());
+        }
+        Ok((tasks, left))
     }
 
     /// The edges a plan changes, computed against the current membership: for a delta only
@@ -777,6 +919,17 @@ impl Provisioner {
         sidecar::insert_event(conn, &self.db.t, &event).await?;
         Ok(())
     }
+}
+
+/// One project save: what changed and the rows it writes (`Provisioner::save_project`).
+struct ProjectEdit<'a> {
+    /// The project's slugs before this save.
+    slugs: &'a [String],
+    changes: &'a ProjectChanges,
+    xactions: &'a [Xaction],
+    new_slug: Option<&'a str>,
+    to_add: &'a [String],
+    to_remove: &'a [String],
 }
 
 /// The project hashtag of a name, or 400 when Phabricator would refuse it

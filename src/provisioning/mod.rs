@@ -31,6 +31,80 @@ pub struct Ctx {
     pub remote_addr: String,
 }
 
+/// A token id for the log: the number, or `-` for none.
+struct TokenId(Option<u32>);
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// The one INFO line of a write whose transaction committed: the request, the resource and
+/// what happened (`outcome`: a fixed word such as `updated` or `deactivated`). Written after
+/// COMMIT, so a write rolled back or retried after a deadlock is never reported as done; it
+/// carries ids only, never a request body or a secret.
+pub(crate) fn log_change(ctx: &Ctx, resource: &'static str, id: &str, outcome: &str) {
+    tracing::info!(
+        request_id = %ctx.request_id,
+        token_id = %TokenId(ctx.token_id),
+        method = %ctx.method,
+        resource,
+        id,
+        outcome,
+        "SCIM change"
+    );
+}
+
+/// The one INFO line of a write that changed nothing because it was refused: its status and
+/// the reason the client got. Database failures say only `failed`: `http::error` logs them.
+pub(crate) fn log_refusal(ctx: &Ctx, resource: &'static str, id: Option<&str>, e: &ProvisionError) {
+    let id = id.unwrap_or("-");
+    match e {
+        ProvisionError::Scim(s) => tracing::info!(
+            request_id = %ctx.request_id,
+            token_id = %TokenId(ctx.token_id),
+            method = %ctx.method,
+            resource,
+            id,
+            outcome = "refused",
+            status = s.status,
+            reason = %s.detail,
+            "SCIM change"
+        ),
+        ProvisionError::Db(_) => tracing::info!(
+            request_id = %ctx.request_id,
+            token_id = %TokenId(ctx.token_id),
+            method = %ctx.method,
+            resource,
+            id,
+            outcome = "failed",
+            "SCIM change"
+        ),
+    }
+}
+
+/// Logs the end of one write: [`log_change`] with the id and outcome `done` reads from its
+/// result, or [`log_refusal`].
+pub(crate) fn log_write<'a, T>(
+    ctx: &Ctx,
+    resource: &'static str,
+    id: Option<&str>,
+    result: &'a Result<T>,
+    done: impl FnOnce(&'a T) -> (&'a str, &'static str),
+) {
+    match result {
+        Ok(v) => {
+            let (id, outcome) = done(v);
+            log_change(ctx, resource, id, outcome);
+        }
+        Err(e) => log_refusal(ctx, resource, id, e),
+    }
+}
+
 /// The provisioning service: database and configuration.
 #[derive(Clone, Debug)]
 pub struct Provisioner {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::username::{base_username, candidate};
-use super::{Ctx, ProvisionError, Provisioner, Result};
+use super::{Ctx, ProvisionError, Provisioner, Result, log_change, log_write};
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
 use crate::db::phabricator::new_phid;
@@ -125,6 +125,17 @@ pub enum Created {
     Rehired,
 }
 
+impl Created {
+    /// The word the log uses for it.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Created::New => "created",
+            Created::Adopted => "adopted",
+            Created::Rehired => "rehired",
+        }
+    }
+}
+
 /// The diff of one write, for the sync log.
 #[derive(Debug, Default)]
 struct Diff {
@@ -215,11 +226,18 @@ impl Provisioner {
     /// POST /Users.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_user(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredUser)> {
-        let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
-        let address = self.address_for(&spec, None)?;
-        in_transaction!(self.db, |tx| self
-            .create_in(&mut tx, ctx, &spec, &address)
-            .await)
+        let result: Result<(Created, StoredUser)> = async {
+            let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
+            let address = self.address_for(&spec, None)?;
+            in_transaction!(self.db, |tx| self
+                .create_in(&mut tx, ctx, &spec, &address)
+                .await)
+        }
+        .await;
+        log_write(ctx, "User", None, &result, |(how, u)| {
+            (u.phid.as_str(), how.outcome())
+        });
+        result
     }
 
     async fn create_in(
@@ -244,6 +262,15 @@ impl Provisioner {
                     && existing.user_name.to_lowercase() == spec.user_name.to_lowercase()
                 {
                     return self.rehire(conn, ctx, existing, spec).await;
+                }
+                // The same user again (an IdP retrying its POST): the conflict is the
+                // userName, as for a re-POST with another address.
+                if existing.user_name.to_lowercase() == spec.user_name.to_lowercase() {
+                    return Err(ScimError::uniqueness(format!(
+                        "userName {} already exists",
+                        spec.user_name
+                    ))
+                    .into());
                 }
                 return Err(ScimError::uniqueness(format!(
                     "the email {address} belongs to another SCIM user ({})",
@@ -468,7 +495,7 @@ impl Provisioner {
         let view = sidecar::lock_scim_user(conn, t, user_phid)
             .await?
             .ok_or_else(|| DbError::Inconsistent("adopted user vanished".into()))?;
-        let user = self.apply(conn, ctx, view, spec, Mode::Adopt).await?;
+        let (user, _) = self.apply(conn, ctx, view, spec, Mode::Adopt).await?;
         Ok((Created::Adopted, user))
     }
 
@@ -479,7 +506,7 @@ impl Provisioner {
         existing: ScimUserView,
         spec: &UserSpec,
     ) -> Result<(Created, StoredUser)> {
-        let user = self.apply(conn, ctx, existing, spec, Mode::Rehire).await?;
+        let (user, _) = self.apply(conn, ctx, existing, spec, Mode::Rehire).await?;
         Ok((Created::Rehired, user))
     }
 
@@ -492,13 +519,20 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
-        let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
-        in_transaction!(self.db, |tx| async {
-            let view = self.lock_managed(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
+        let result: Result<(StoredUser, &str)> = async {
+            let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
+            in_transaction!(self.db, |tx| async {
+                let view = self.lock_managed(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
+            }
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "User", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(user, _)| user)
     }
 
     /// PATCH /Users/{id}.
@@ -510,43 +544,63 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
-        let ops = patch::parse_request(body)?;
-        in_transaction!(self.db, |tx| async {
-            let view = self.lock_managed(&mut tx, phid).await?;
-            pre.check_write(view.version)?;
-            let attrs = parse_attributes(&view.attributes)?;
-            let mut doc = stored_doc(
-                &view.user_name,
-                view.external_id.as_deref(),
-                !view.is_disabled,
-                &attrs,
-            );
-            patch::apply(Resource::User, &mut doc, &ops)?;
-            let unassigned = !doc.contains_key("active");
-            let mut spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
-            if unassigned {
-                spec.attributes
-                    .insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+        let result: Result<(StoredUser, &str)> = async {
+            let ops = patch::parse_request(body)?;
+            in_transaction!(self.db, |tx| async {
+                let view = self.lock_managed(&mut tx, phid).await?;
+                pre.check_write(view.version)?;
+                let attrs = parse_attributes(&view.attributes)?;
+                let mut doc = stored_doc(
+                    &view.user_name,
+                    view.external_id.as_deref(),
+                    !view.is_disabled,
+                    &attrs,
+                );
+                patch::apply(Resource::User, &mut doc, &ops)?;
+                let unassigned = !doc.contains_key("active");
+                let mut spec = UserSpec::from_doc(normalize(Resource::User, &Value::Object(doc))?)?;
+                if unassigned {
+                    spec.attributes
+                        .insert(ACTIVE_UNASSIGNED.into(), Value::Bool(true));
+                }
+                self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
             }
-            self.apply(&mut tx, ctx, view, &spec, Mode::Update).await
+            .await)
         }
-        .await)
+        .await;
+        log_write(ctx, "User", Some(phid), &result, |(_, outcome)| {
+            (phid, *outcome)
+        });
+        result.map(|(user, _)| user)
     }
 
-    /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens) and hide.
+    /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens), leave every
+    /// group, and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
-        in_transaction!(self.db, |tx| async {
+        let result = in_transaction!(self.db, |tx| async {
             let view = self.lock_managed(&mut tx, phid).await?;
             pre.check_write(view.version)?;
             let attrs = parse_attributes(&view.attributes)?;
             let doc = stored_doc(&view.user_name, view.external_id.as_deref(), false, &attrs);
             let spec = UserSpec::from_doc(doc)?;
-            self.apply(&mut tx, ctx, view, &spec, Mode::Delete)
-                .await
-                .map(|_| ())
+            // A hidden user must not stay a member whose `$ref` answers 404: it leaves every
+            // group with the writes a member removal makes. Their tasks go after the user's,
+            // so the task counter is taken as late as by any write.
+            let groups = parse_groups(view.groups_json.as_deref())?;
+            let (group_tasks, left) = self.leave_groups(&mut tx, ctx, phid, &groups, 204).await?;
+            self.apply(&mut tx, ctx, view, &spec, Mode::Delete).await?;
+            worker::queue(&mut tx, &self.db.t, &group_tasks).await?;
+            Ok(left)
         }
-        .await)
+        .await);
+        log_write(ctx, "User", Some(phid), &result, |_| (phid, "deleted"));
+        if let Ok(left) = &result {
+            for group in left {
+                log_change(ctx, "Group", group, "member removed (user deleted)");
+            }
+        }
+        result.map(|_| ())
     }
 
     async fn lock_managed(&self, conn: &mut Conn, phid: &str) -> Result<ScimUserView> {
@@ -557,7 +611,7 @@ impl Provisioner {
     }
 
     /// Brings a managed user to `spec`: the diff engine behind PUT, PATCH, DELETE, adoption
-    /// and rehire. Writes only what changed.
+    /// and rehire. Writes only what changed. Returns the user and, for the log, what happened.
     async fn apply(
         &self,
         conn: &mut Conn,
@@ -565,7 +619,7 @@ impl Provisioner {
         view: ScimUserView,
         spec: &UserSpec,
         mode: Mode,
-    ) -> Result<StoredUser> {
+    ) -> Result<(StoredUser, &'static str)> {
         let t = &*self.db.t;
         // Locked with the SCIM record: the live row, so protections follow Phabricator at once.
         let user = view.user_row();
@@ -785,15 +839,21 @@ impl Provisioner {
             (view.version, view.date_modified)
         };
 
-        let (status, verb) = match mode {
-            Mode::Delete => (204, "deprovision (delete)"),
-            Mode::Adopt => (201, "adopt"),
-            Mode::Rehire => (201, "rehire"),
-            Mode::Update if changes.is_disabled == Some(true) => (200, "deprovision"),
-            Mode::Update if changes.is_disabled == Some(false) => (200, "reactivate"),
-            Mode::Update if changes.is_system_agent == Some(true) => (200, "deprovision (bot)"),
-            Mode::Update if scim_changed || row_changed => (200, "update"),
-            Mode::Update => (200, "no change to"),
+        let (status, verb, outcome) = match mode {
+            Mode::Delete => (204, "deprovision (delete)", "deleted"),
+            Mode::Adopt => (201, "adopt", "adopted"),
+            Mode::Rehire => (201, "rehire", "rehired"),
+            Mode::Update if changes.is_disabled == Some(true) => {
+                (200, "deprovision", "deactivated")
+            }
+            Mode::Update if changes.is_disabled == Some(false) => {
+                (200, "reactivate", "reactivated")
+            }
+            Mode::Update if changes.is_system_agent == Some(true) => {
+                (200, "deprovision (bot)", "made a bot")
+            }
+            Mode::Update if scim_changed || row_changed => (200, "update", "updated"),
+            Mode::Update => (200, "no change to", "unchanged"),
         };
         self.log(
             conn,
@@ -811,17 +871,20 @@ impl Provisioner {
             // After the tasks: their counter allocation has locked the row the guard needs.
             self.guard_burst(conn, view.id, tasks.is_empty()).await?;
         }
-        Ok(StoredUser {
-            phid: user.phid,
-            user_name: spec.user_name.clone(),
-            external_id: spec.external_id.clone(),
-            attributes: spec.attributes.clone(),
-            active: desired_active,
-            version,
-            created: view.date_created,
-            modified,
-            groups,
-        })
+        Ok((
+            StoredUser {
+                phid: user.phid,
+                user_name: spec.user_name.clone(),
+                external_id: spec.external_id.clone(),
+                attributes: spec.attributes.clone(),
+                active: desired_active,
+                version,
+                created: view.date_created,
+                modified,
+                groups,
+            },
+            outcome,
+        ))
     }
 
     /// Disables an account inside a creation (rare: an IdP creating an inactive user).

@@ -1244,3 +1244,183 @@ async fn etags_guard_group_writes() {
     assert_eq!(app.count("SELECT COUNT(*) FROM {scim}.scim_group").await, 1);
     app.cleanup().await;
 }
+
+/// DELETE /Users takes the user out of every group SCIM manages in the same transaction, with
+/// the rows a member removal writes (13, 14 and 60 edges, a `core:edge` transaction, a publish
+/// task, a new group version, a sync-log row with the status the DELETE answered), so no
+/// member `$ref` answers 404. `active: false` keeps the memberships, as Phabricator's disable
+/// does (issue 15).
+#[tokio::test]
+async fn a_deleted_user_leaves_every_group() {
+    let app = TestApp::spawn().await;
+    let sam = create_user(&app, "sam").await;
+    let gene = create_user(&app, "gene").await;
+    let lab = create_group(&app, "Oracle Lab").await;
+    let night = create_group(&app, "Night Ops").await;
+    for g in [&lab, &night] {
+        let (s, b) = app
+            .patch(&format!("/Groups/{g}"), ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}, {"value": gene}]}])))
+            .await;
+        assert_eq!(s, 204, "{b}");
+    }
+    // A disabled user stays a member.
+    let (s, b) = app
+        .patch(
+            &format!("/Users/{gene}"),
+            ops(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let before: Vec<(usize, usize)> = {
+        let mut v = Vec::new();
+        for g in [&lab, &night] {
+            v.push((
+                xactions(&app, g).await.len(),
+                publish_tasks(&app, g).await.len(),
+            ));
+        }
+        v
+    };
+    let (s, b) = app.delete(&format!("/Users/{sam}")).await;
+    assert_eq!(s, 204, "{b}");
+    for (g, (nx, nt)) in [&lab, &night].into_iter().zip(before) {
+        let (s, group) = app.get(&format!("/Groups/{g}")).await;
+        assert_eq!(s, 200);
+        assert_eq!(member_ids(&group), vec![gene.clone()], "{group}");
+        assert_eq!(group["meta"]["version"], "W/\"3\"");
+        for m in group["members"].as_array().unwrap() {
+            let r = app
+                .client
+                .get(m["$ref"].as_str().unwrap())
+                .bearer_auth(&app.token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{m}");
+        }
+        assert_eq!(edge_dsts(&app, "project", g, 13).await, vec![gene.clone()]);
+        assert_eq!(phorge_members(&app, g).await, vec![gene.clone()]);
+        assert_eq!(inverse_srcs(&app, g).await, vec![gene.clone()]);
+        let xs = xactions(&app, g).await;
+        assert_eq!(xs.len(), nx + 1);
+        let x = xs.last().unwrap();
+        assert_eq!(x["transactionType"], "core:edge");
+        assert_eq!(
+            (
+                x["oldValue"].as_str().unwrap(),
+                x["newValue"].as_str().unwrap()
+            ),
+            (json!([sam]).to_string().as_str(), "[]")
+        );
+        assert_eq!(x["authorPHID"], app.bot_phid.as_str());
+        assert_eq!(publish_tasks(&app, g).await.len(), nt + 1);
+        let ev = app
+            .rows(&format!(
+                "SELECT method, status, outcome FROM {{scim}}.scim_event WHERE objectPHID = '{g}' ORDER BY id DESC LIMIT 1"
+            ))
+            .await;
+        assert_eq!(
+            ev[0],
+            json!({"method": "DELETE", "status": 204, "outcome": "ok"})
+        );
+    }
+    assert_eq!(
+        edge_dsts(&app, "user", &sam, 14).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        edge_dsts(&app, "user", &gene, 14).await,
+        sorted(vec![lab.clone(), night.clone()])
+    );
+    app.cleanup().await;
+}
+
+/// The sync log records the status a PATCH /Groups answered (204 without attributes, 200
+/// with them) and the token of every write, Bulk operations included (issue 15).
+#[tokio::test]
+async fn the_sync_log_records_the_status_sent_and_the_token() {
+    let app = TestApp::spawn().await;
+    let token_id: i64 = app
+        .count("SELECT id FROM {scim}.scim_token WHERE label = 'test'")
+        .await;
+    let sam = create_user(&app, "sam").await;
+    let id = create_group(&app, "Oracle Lab").await;
+    let (s, b) = app
+        .patch(
+            &format!("/Groups/{id}"),
+            ops(json!([{"op": "add", "path": "members", "value": [{"value": sam}]}])),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, _) = app
+        .patch(
+            &format!("/Groups/{id}?attributes=displayName"),
+            ops(json!([{"op": "replace", "path": "displayName", "value": "Oracle Lab 2"}])),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .put(
+            &format!("/Groups/{id}"),
+            json!({"schemas": [GROUP], "displayName": "Oracle Lab 3", "members": [{"value": sam}]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .put(
+            &format!("/Users/{sam}"),
+            user_body("sam@example.com", "sam@example.com", "Sam S"),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = app
+        .post(
+            "/Bulk",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "u", "data": user_body("kim@example.com", "kim@example.com", "Kim")},
+                {"method": "PATCH", "path": format!("/Groups/{id}"), "data": ops(json!([{"op": "add", "path": "members", "value": [{"value": "bulkId:u"}]}]))},
+                {"method": "DELETE", "path": format!("/Users/{sam}")}
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app.delete(&format!("/Groups/{id}")).await;
+    assert_eq!(s, 204);
+    let rows = app
+        .rows("SELECT method, path, status, tokenID FROM {scim}.scim_event ORDER BY id")
+        .await;
+    let statuses: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_owned(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want = |m: &str, s: i64| (m.to_owned(), s);
+    assert_eq!(
+        statuses,
+        vec![
+            want("POST", 201),
+            want("POST", 201),
+            want("PATCH", 204),
+            want("PATCH", 200),
+            want("PUT", 200),
+            want("PUT", 200),
+            want("POST", 201),
+            // Bulk answers each operation with its own status: 200 for a PATCH.
+            want("PATCH", 200),
+            // The deleted user leaves the group, then the user row.
+            want("DELETE", 204),
+            want("DELETE", 204),
+            want("DELETE", 204),
+        ],
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r["tokenID"].as_i64() == Some(token_id)),
+        "{rows:?}"
+    );
+    app.cleanup().await;
+}

@@ -17,6 +17,7 @@ mod helpers;
 mod hostile;
 mod invariants;
 mod lifecycle;
+mod logging;
 mod protocol;
 mod races;
 mod readiness;

@@ -710,3 +710,32 @@ async fn filters_compile_to_the_right_rows() {
     assert_eq!((s.as_u16(), found["totalResults"].clone()), (200, json!(1)));
     app.cleanup().await;
 }
+
+/// Re-POSTing an existing user unchanged is 409 `uniqueness` naming the userName, as a re-POST
+/// with another address is; it changes nothing (issue 15).
+#[tokio::test]
+async fn reposting_an_existing_user_names_the_user_name() {
+    let app = TestApp::spawn().await;
+    let body = user_body("ann.lee@corp.com", "ann.lee@corp.com", "Ann Lee");
+    let (s, created) = app.post("/Users", body.clone()).await;
+    assert_eq!(s, 201, "{created}");
+    let mut other = body.clone();
+    other["emails"] = json!([{"value": "ann.other@corp.com", "primary": true}]);
+    for (what, again) in [("unchanged", body.clone()), ("another address", other)] {
+        let (s, e) = app.post("/Users", again).await;
+        assert_eq!(
+            (s.as_u16(), e["scimType"].clone()),
+            (409, json!("uniqueness")),
+            "{what}: {e}"
+        );
+        assert_eq!(
+            e["detail"], "userName ann.lee@corp.com already exists",
+            "{what}: {e}"
+        );
+    }
+    let (_, got) = app
+        .get(&format!("/Users/{}", created["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(got["meta"]["version"], created["meta"]["version"]);
+    app.cleanup().await;
+}

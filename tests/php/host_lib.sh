@@ -11,7 +11,7 @@
 # After host_init: repo, root, ext, ns, tmp, conf_name, conf_file, mysql_*;
 # PHABRICATOR_ENV selects the namespace's config file.
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%3d s] %s\n' "$SECONDS" "$*"; }
 ok() { printf 'ok: %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; failures=$((failures + 1)); }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }

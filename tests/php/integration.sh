@@ -12,7 +12,17 @@
 #      names its binary;
 #   5. serves Phorge with `php -S` and fetches the four pages as an admin
 #      (and once as a non-admin), checking what they show;
-#   6. with PHAB_SCIM_SCREENSHOT_DIR set, screenshots the pages with
+#   6. with PHAB_SCIM_BIN, downstream of the rows: a SCIM lifecycle through
+#      the service (users, a renamed user, groups with member changes, a
+#      renamed and a deleted group), with the host's own workers run in
+#      between and after (`bin/worker execute --active`); no task may fail
+#      or stay active with a failure count, and the host's typeahead, Conduit
+#      search and global fulltext search must find the user and the project
+#      by their new names (tests/php/downstream.php). A project made in the
+#      host's own web form is the baseline: where the host cannot index its
+#      own project either, with the same error, tests/php/host-differences.md
+#      must list it (and must not list what no longer occurs);
+#   7. with PHAB_SCIM_SCREENSHOT_DIR set, screenshots the pages with
 #      headless chromium.
 #
 # Environment: PHABRICATOR_ROOT (required), PHAB_SCIM_BIN (optional),
@@ -188,6 +198,28 @@ post() {
   for field in "$@"; do data+=(--data-urlencode "$field"); done
   curl -s -H "X-Test-Session: $admin_session" -o "$tmp/page.html" -w '%{http_code}' "${data[@]}" "$base$path"
 }
+# submit_form <path> [field=value ...]: submits the form of <path> as a
+# browser would, with every field it shows (tests/php/form_fields.php) and the
+# given ones changed.
+submit_form() {
+  local path=$1; shift
+  fetch "$path" >/dev/null
+  local -A fields=()
+  local names=() item name
+  while IFS= read -r -d '' item; do
+    name=${item%%=*}
+    [ -n "${fields[$name]+set}" ] || names+=("$name")
+    fields[$name]=${item#*=}
+  done < <(php "$repo/tests/php/form_fields.php" "$tmp/page.html" "$path")
+  for item in "$@"; do
+    name=${item%%=*}
+    [ -n "${fields[$name]+set}" ] || names+=("$name")
+    fields[$name]=${item#*=}
+  done
+  local data=()
+  for name in "${names[@]}"; do data+=(--data-urlencode "$name=${fields[$name]}"); done
+  curl -s -H "X-Test-Session: $admin_session" -o "$tmp/page.html" -w '%{http_code}' "${data[@]}" "$base$path"
+}
 web_token() { grep -o 'phscim-[1-9][0-9]*-[a-z2-7]\{40\}' "$tmp/page.html" | head -n 1; }
 
 post /scim/tokens/issue/ "label=Web UI token" >/dev/null
@@ -277,6 +309,10 @@ expect_absent /scim/ "No replica has sent a heartbeat in the last minute"
 expect_page /scim/log/ "Created user alice" 'href="/p/alice/"' \
   "phoneNumbers kept in SCIM only" "phui-oi-highlighted" \
   "1000 requests from 203.0.113.9 refused" "reason"
+# Details as handles and readable text; the token of each call (issue 15).
+expect_page /scim/log/ '1 added (<a href="/p/alice/"' "Token $token_id: Integration test" \
+  "No token" "2 session(s) ended, 1 API token(s)" "Active</strong>: yes"
+expect_absent /scim/log/ "addedIds"
 expect_page "/scim/log/?outcomes=warning" "phoneNumbers kept in SCIM only"
 expect_absent "/scim/log/?outcomes=warning" "Created user alice"
 expect_page "/scim/log/?resourceTypes=Group" "conflicts with an existing project" \
@@ -288,6 +324,171 @@ expect_absent /scim/tokens/ "Tokens due for rotation"
 helper age-token "$token_id" 100
 expect_page /scim/tokens/ "Integration test" "Tokens due for rotation"
 expect_page /scim/ "Tokens due for rotation"
+
+step "downstream: the host's own workers, fulltext search and typeahead"
+# A SCIM lifecycle through the service, then the host's own code runs every
+# task it queued and finds the results by name (tests/php/downstream.php).
+downstream() { php "$repo/tests/php/downstream.php" "$@"; }
+if grep -q "phutil_register_library('phorge'" "$root/src/__phutil_library_init__.php"; then
+  host_kind=phorge
+else
+  host_kind=phabricator
+fi
+if [ -n "${PHAB_SCIM_BIN:-}" ] && [ -n "$svc_pid" ]; then
+  "$root/bin/user" scim-token issue --label "Downstream" >"$tmp/issue3.out" 2>/dev/null \
+    || die "scim-token issue (downstream) failed"
+  ds_token=$(tail -n 1 "$tmp/issue3.out")
+  # scim <method> <path> [body]: the HTTP status; the body is in $tmp/scim.json.
+  scim() {
+    curl -s -o "$tmp/scim.json" -w '%{http_code}' -X "$1" \
+      -H "Authorization: Bearer $ds_token" -H 'Content-Type: application/scim+json' \
+      ${3:+--data "$3"} "http://127.0.0.1:$svc_port/scim/v2$2"
+  }
+  json_id() { php -r '$j = json_decode(file_get_contents($argv[1]), true); echo $j["id"] ?? "";' "$tmp/scim.json"; }
+  # expect_scim <status> <what> <method> <path> [body]
+  expect_scim() {
+    local want=$1 what=$2 code
+    shift 2
+    code=$(scim "$@")
+    if [ "$code" = "$want" ]; then
+      ok "$what (HTTP $code)"
+    else
+      fail "$what: HTTP $code: $(head -c 400 "$tmp/scim.json")"
+    fi
+  }
+  patch_ops() { printf '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":%s}' "$1"; }
+
+  # The host's own workers: scripts/lib/hosts.sh, host_run_workers.
+  # shellcheck source=scripts/lib/hosts.sh
+  source "$repo/scripts/lib/hosts.sh"
+  run_workers() { host_run_workers "$tmp/worker.log"; }
+
+  mark=$(downstream task-mark)
+  # Phase 1: everything but the renames; then the workers run, so that in
+  # phase 2 only the renames' own tasks can bring the new names into the
+  # host's indexes.
+  expect_scim 201 "created user zelda.okafor (as Zelda Smith)" POST /Users \
+    '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"zelda.okafor@example.com","name":{"givenName":"Zelda","familyName":"Smith"},"displayName":"Zelda Smith","emails":[{"value":"zelda.okafor@example.com","type":"work","primary":true}],"active":true}'
+  zelda=$(json_id)
+  code=$(scim GET '/Users?filter=userName%20eq%20%22carol@example.com%22')
+  carol=$(php -r '$j = json_decode(file_get_contents($argv[1]), true); echo $j["Resources"][0]["id"] ?? "";' "$tmp/scim.json")
+  [ -n "$carol" ] || fail "carol not found over SCIM (HTTP $code)"
+  expect_scim 201 "created group Quasar Guild with carol and zelda" POST /Groups \
+    "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:Group\"],\"displayName\":\"Quasar Guild\",\"members\":[{\"value\":\"$carol\"},{\"value\":\"$zelda\"}]}"
+  guild=$(json_id)
+  expect_scim 204 "removed carol from it" PATCH "/Groups/$guild" \
+    "$(patch_ops "[{\"op\":\"remove\",\"path\":\"members[value eq \\\"$carol\\\"]\"}]")"
+  expect_scim 204 "added carol back" PATCH "/Groups/$guild" \
+    "$(patch_ops "[{\"op\":\"add\",\"path\":\"members\",\"value\":[{\"value\":\"$carol\"}]}]")"
+  expect_scim 200 "deactivated carol" PATCH "/Users/$carol" \
+    "$(patch_ops '[{"op":"replace","path":"active","value":false}]')"
+  expect_scim 200 "reactivated carol" PATCH "/Users/$carol" \
+    "$(patch_ops '[{"op":"replace","path":"active","value":true}]')"
+  expect_scim 201 "created group Doomed Guild" POST /Groups \
+    "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:Group\"],\"displayName\":\"Doomed Guild\",\"members\":[{\"value\":\"$zelda\"}]}"
+  doomed=$(json_id)
+  expect_scim 204 "deleted Doomed Guild" DELETE "/Groups/$doomed"
+
+  # The same kind of object made by the host itself, in its web form, as the
+  # baseline for what the host's workers and index do with a project.
+  code=$(submit_form /project/edit/form/default/ "name=Comet Crew")
+  comet_phid=$(sql "SELECT phid FROM \`${ns}_project\`.project WHERE name = 'Comet Crew'")
+  if [ -n "$comet_phid" ]; then
+    ok "the admin created project Comet Crew in the host's web form (HTTP $code)"
+  else
+    fail "creating a project in the host's web form (HTTP $code)"
+    sed -e 's/<[^>]*>/ /g' "$tmp/page.html" | tr -s ' \n' | grep -io 'error.\{0,200\}' | head -3 >&2 || true
+    comet_phid=PHID-PROJ-none
+  fi
+  run_workers
+
+  # Phase 2.
+  expect_scim 200 "renamed zelda Zelda Okafor" PATCH "/Users/$zelda" \
+    "$(patch_ops '[{"op":"replace","path":"displayName","value":"Zelda Okafor"},{"op":"replace","path":"name.familyName","value":"Okafor"}]')"
+  expect_scim 204 "renamed Quasar Guild Nebula Guild" PATCH "/Groups/$guild" \
+    "$(patch_ops '[{"op":"replace","path":"displayName","value":"Nebula Guild"}]')"
+  run_workers
+
+  if downstream tasks "$mark" >"$tmp/tasks.out"; then
+    ok "the host's workers ran all $(wc -l <"$tmp/tasks.out") task(s) queued since the lifecycle began; none failed"
+  else
+    fail "tasks failed or are still active:"
+    grep -v ' success 0 ' "$tmp/tasks.out" >&2
+    grep -E 'EXCEPTION|ERROR' "$tmp/worker.log" | sed -e 's/^\[[^]]*\] //' | sort | uniq -c | head -20 >&2
+  fi
+  awk '{print $2, $3}' "$tmp/tasks.out" | sort | uniq -c | sed 's/^/  /'
+
+  zelda_phid=$(sql "SELECT phid FROM \`${ns}_user\`.user WHERE userName = 'zelda.okafor'")
+  guild_phid=$(sql "SELECT phid FROM \`${ns}_project\`.project WHERE name = 'Nebula Guild'")
+  [ -n "$zelda_phid" ] || fail "no Phabricator user zelda.okafor"
+  [ -n "$guild_phid" ] || fail "no project Nebula Guild"
+  # find <kind> <query> <phid> <what>
+  find_ok() {
+    if downstream find "$1" "$2" "$3" 2>"$tmp/find.err"; then
+      ok "$1 finds $4 by '$2'"
+    else
+      fail "$1 does not find $4 by '$2': $(cat "$tmp/find.err")"
+    fi
+  }
+  # find_none <kind> <query> <phid> <what> <why>
+  find_none() {
+    local rc=0
+    downstream find "$1" "$2" "$3" 2>"$tmp/find.err" || rc=$?
+    case "$rc" in
+      0) fail "$1 finds $4 by '$2' ($5)" ;;
+      1) ok "$1 does not find $4 by '$2' ($5)" ;;
+      *) fail "$1 '$2' failed: $(tail -n 3 "$tmp/find.err")" ;;
+    esac
+  }
+  for kind in user-typeahead user-search fulltext; do
+    find_ok "$kind" "Okafor" "$zelda_phid" "zelda"
+  done
+  for kind in user-typeahead user-search; do
+    find_none "$kind" "Smith" "$zelda_phid" "zelda" "her old name"
+  done
+  find_ok project-typeahead "Nebula" "$guild_phid" "Nebula Guild"
+  # The project's fulltext index, compared with a project made in the host's
+  # own web form: where the host cannot index its own project either, the
+  # reason must be the same and listed in tests/php/host-differences.md.
+  key="downstream/project-fulltext"
+  listed=$(grep -E "^- ($host_kind|both) $key:" "$repo/tests/php/host-differences.md" || true)
+  indexed=1
+  for kind in project-search fulltext; do
+    downstream find "$kind" "Nebula" "$guild_phid" 2>/dev/null || indexed=
+    downstream find "$kind" "Comet" "$comet_phid" 2>/dev/null || indexed=
+  done
+  if [ -n "$indexed" ]; then
+    ok "project-search and fulltext find Nebula Guild by 'Nebula' (and the host-made Comet Crew by 'Comet')"
+    [ -z "$listed" ] || fail "tests/php/host-differences.md lists $key for $host_kind, but it no longer occurs"
+  else
+    # bin/search index --force indexes in strict mode: the error shows.
+    index_error() {
+      ("$root/bin/search" index --force "$1" 2>&1 || true) | grep -o 'Failed to update search index.*' \
+        | sed -e 's/PHID-[A-Z]*-[a-z0-9]*/<phid>/g' | head -n 1 || true
+    }
+    ours=$(index_error "$guild_phid")
+    theirs=$(index_error "$comet_phid")
+    echo "  phab-scim's project:  ${ours:-indexed}"
+    echo "  host-made project:    ${theirs:-indexed}"
+    if [ -n "$ours" ] && [ "$ours" = "$theirs" ] && [ -n "$listed" ]; then
+      ok "known host difference ($key): the host cannot index its own project either, with the same error"
+    elif [ -n "$ours" ] && [ "$ours" = "$theirs" ]; then
+      fail "the host cannot index projects (its own either), and tests/php/host-differences.md does not list $key for $host_kind"
+    else
+      fail "the host's fulltext index does not find the project phab-scim made (Nebula Guild)"
+    fi
+  fi
+  # NOTE: Nothing forgets a renamed project's old name: the host keeps its
+  # old hashtag (PhabricatorProjectNameTransaction), which the typeahead
+  # tokens and the fulltext body (PhabricatorProjectFulltextEngine) include.
+  # That a query is applied at all: another project's name finds not this one.
+  find_none project-typeahead "Comet" "$guild_phid" "Nebula Guild" "another project's name"
+  if [ -n "$indexed" ]; then
+    find_none project-search "Comet" "$guild_phid" "Nebula Guild" "another project's name"
+  fi
+else
+  echo "skipped: PHAB_SCIM_BIN not set (nothing queued by the Rust service)"
+fi
 
 if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
   step "screenshots"

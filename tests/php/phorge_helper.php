@@ -438,7 +438,44 @@ function scim_seed_service($username, $admin_username) {
         '"firstSeen":"2026-12-02T07:00:01Z","lastSeen":"2026-12-02T07:00:59Z"}',
       60,
     ),
+    // Details as the service writes them: a member delta with ids, a change
+    // of a value, what a deactivation revoked.
+    array(
+      'PATCH', '/scim/v2/Groups/'.$project->getPHID(), 'Group',
+      $project->getPHID(), 204, 'ok',
+      'update group "Design Team"',
+      phutil_json_encode(array(
+        'members' => array(
+          'added' => 1,
+          'removed' => 0,
+          'addedIds' => array($user->getPHID()),
+          'removedIds' => array(),
+        ),
+      )),
+      50,
+    ),
+    array(
+      'PATCH', '/scim/v2/Users/'.$user->getPHID(), 'User', $user->getPHID(),
+      200, 'ok',
+      'deprovision user '.$username.'@example.com (@'.$username.')',
+      phutil_json_encode(array(
+        'active' => array('old' => true, 'new' => false),
+        'revoked' => array(
+          'sessions' => 2,
+          'api_tokens' => 1,
+          'temporary_tokens' => 0,
+        ),
+      )),
+      40,
+    ),
   );
+
+  // Every event but the refused one was made with the first token.
+  $token_id = queryfx_one(
+    $conn,
+    'SELECT MIN(id) id FROM %R',
+    new PhabricatorScimToken());
+  $token_id = (int)$token_id['id'];
 
   foreach ($events as $ii => $event) {
     list($method, $path, $type, $phid, $status, $outcome, $summary,
@@ -448,9 +485,10 @@ function scim_seed_service($username, $admin_username) {
       'INSERT INTO %R (requestID, tokenID, method, path, resourceType,
           objectPHID, status, outcome, summary, details, dateCreated,
           dateModified)
-        VALUES (%s, NULL, %s, %s, %ns, %ns, %d, %s, %s, %s, %d, %d)',
+        VALUES (%s, %nd, %s, %s, %ns, %ns, %d, %s, %s, %s, %d, %d)',
       new PhabricatorScimEvent(),
       'req-'.($ii + 1),
+      ($status == 401) ? null : $token_id,
       $method,
       $path,
       $type,
