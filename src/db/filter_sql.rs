@@ -164,43 +164,7 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             };
             out.text.push_str(text);
         }
-        UserFilter::Cmp(field, op, lit) => match field {
-            UserField::Active => {
-                // An unassigned `active` equals neither value (so `ne` matches it).
-                let disabled = if matches!(lit, Literal::Bool(true)) {
-                    0
-                } else {
-                    1
-                };
-                let not = if *op == CompareOp::Ne { "NOT " } else { "" };
-                out.binds.push(Bind::Str(active_unassigned_path()));
-                let is_disabled = out.user_column("u.isDisabled");
-                out.text.push_str(&format!(
-                    "{not}({is_disabled} = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"
-                ));
-            }
-            UserField::Created | UserField::LastModified => {
-                let col = if *field == UserField::Created {
-                    "s.dateCreated"
-                } else {
-                    "s.dateModified"
-                };
-                let Literal::Time(ts) = lit else {
-                    out.text.push_str("1 = 0");
-                    return;
-                };
-                out.text.push_str(&format!("{col} {} ?", sql_op(*op)));
-                out.binds.push(Bind::Int(*ts));
-            }
-            UserField::Id => string_cmp("s.userPHID", false, *op, lit, out),
-            UserField::UserName => string_cmp("s.userName", false, *op, lit, out),
-            UserField::ExternalId => string_cmp("s.externalID", true, *op, lit, out),
-            UserField::DisplayName => {
-                let col = out.user_column("u.realName COLLATE utf8mb4_unicode_ci");
-                string_cmp(col, false, *op, lit, out);
-            }
-            UserField::Json(j) => json_cmp(j, *op, lit, out),
-        },
+        UserFilter::Cmp(field, op, lit) => user_cmp(field, *op, lit, out),
         UserFilter::Email(cond) => {
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (",
@@ -211,21 +175,60 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
         }
         UserFilter::Multi(m, cond) => multi(*m, cond, out),
         UserFilter::InAnyGroup => {
-            // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2), type 14: user is
-            // member of project.
+            // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2).
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} ge JOIN {} sg ON sg.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = {MEMBER_OF_PROJECT})",
                 t.user_edge, t.scim_group
             ));
         }
         UserFilter::Group(_, id) => {
-            // Type 14: user is member of project.
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} ge WHERE ge.src = s.userPHID AND ge.type = {MEMBER_OF_PROJECT} AND ge.dst = ?)",
                 t.user_edge
             ));
             out.binds.push(Bind::Str(id.clone()));
         }
+    }
+}
+
+/// A comparison of one user attribute with a literal.
+fn user_cmp(field: &UserField, op: CompareOp, lit: &Literal, out: &mut Sql) {
+    match field {
+        UserField::Active => {
+            // An unassigned `active` equals neither value (so `ne` matches it).
+            let disabled = if matches!(lit, Literal::Bool(true)) {
+                0
+            } else {
+                1
+            };
+            let not = if op == CompareOp::Ne { "NOT " } else { "" };
+            out.binds.push(Bind::Str(active_unassigned_path()));
+            let is_disabled = out.user_column("u.isDisabled");
+            out.text.push_str(&format!(
+                "{not}({is_disabled} = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"
+            ));
+        }
+        UserField::Created | UserField::LastModified => {
+            let col = if *field == UserField::Created {
+                "s.dateCreated"
+            } else {
+                "s.dateModified"
+            };
+            let Literal::Time(ts) = lit else {
+                out.text.push_str("1 = 0");
+                return;
+            };
+            out.text.push_str(&format!("{col} {} ?", sql_op(op)));
+            out.binds.push(Bind::Int(*ts));
+        }
+        UserField::Id => string_cmp("s.userPHID", false, op, lit, out),
+        UserField::UserName => string_cmp("s.userName", false, op, lit, out),
+        UserField::ExternalId => string_cmp("s.externalID", true, op, lit, out),
+        UserField::DisplayName => {
+            let col = out.user_column("u.realName COLLATE utf8mb4_unicode_ci");
+            string_cmp(col, false, op, lit, out);
+        }
+        UserField::Json(j) => json_cmp(j, op, lit, out),
     }
 }
 
