@@ -404,10 +404,25 @@ function differential_operations() {
     ),
   );
 
+  // NOTE: A SCIM DELETE ends the user's SCIM resource, so phab-scim also takes
+  // the user out of every group it manages (a member that answers 404 would be
+  // left in each group's "members" otherwise). The oracle does what an admin
+  // would do in the host for the same outcome: disable the account, then
+  // remove it from each of its projects with the project editor.
   $ops['user-delete'] = array(
     'prepare' => array('carol'),
     'host' => function () {
       oracle_set_disabled('carol', true);
+      $projects = id(new PhabricatorProjectQuery())
+        ->setViewer(oracle_viewer())
+        ->withMemberPHIDs(array(oracle_user('carol')->getPHID()))
+        ->execute();
+      $projects = msort($projects, 'getID');
+      foreach ($projects as $project) {
+        oracle_project_transactions($project->getName(), array(
+          oracle_members_xaction('-', array('carol')),
+        ));
+      }
     },
     'scim' => array(
       array('DELETE', '/Users/{carol}', null),
