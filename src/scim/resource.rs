@@ -365,54 +365,66 @@ impl Projection {
             return doc;
         };
         if !self.attributes.is_empty() {
-            let mut out = Map::new();
-            for (k, v) in obj.iter() {
-                if k == "schemas" || k == "id" {
-                    out.insert(k.clone(), v.clone());
-                    continue;
-                }
-                if let Some(ext) = schema::extension_urn(res, k) {
-                    let picked: Map<String, Value> = v
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .filter(|(ik, _)| {
-                                    self.attributes.iter().any(|(u, n, _)| {
-                                        (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext))
-                                            && n.eq_ignore_ascii_case(ik))
-                                            || (u.is_none() && n.eq_ignore_ascii_case(ext))
-                                    })
-                                })
-                                .map(|(a, b)| (a.clone(), b.clone()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if !picked.is_empty() {
-                        out.insert(k.clone(), Value::Object(picked));
-                    }
-                    continue;
-                }
-                let subs: Vec<&Option<String>> = self
-                    .attributes
-                    .iter()
-                    .filter(|(u, n, _)| {
-                        u.as_deref()
-                            .is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn()))
-                            && n.eq_ignore_ascii_case(k)
-                    })
-                    .map(|(_, _, s)| s)
-                    .collect();
-                if subs.is_empty() {
-                    continue;
-                }
-                if subs.iter().any(|s| s.is_none()) {
-                    out.insert(k.clone(), v.clone());
-                } else {
-                    out.insert(k.clone(), pick_subs(v, &subs));
-                }
-            }
-            obj = out;
+            obj = self.keep_attributes(res, &obj);
         }
+        self.drop_excluded(res, &mut obj);
+        Value::Object(obj)
+    }
+
+    /// `attributes`: the named attributes (and sub-attributes) of `obj`, with `schemas` and
+    /// `id`.
+    fn keep_attributes(&self, res: Resource, obj: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (k, v) in obj {
+            if k == "schemas" || k == "id" {
+                out.insert(k.clone(), v.clone());
+                continue;
+            }
+            if let Some(ext) = schema::extension_urn(res, k) {
+                let picked: Map<String, Value> = v
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(ik, _)| {
+                                self.attributes.iter().any(|(u, n, _)| {
+                                    (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext))
+                                        && n.eq_ignore_ascii_case(ik))
+                                        || (u.is_none() && n.eq_ignore_ascii_case(ext))
+                                })
+                            })
+                            .map(|(a, b)| (a.clone(), b.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !picked.is_empty() {
+                    out.insert(k.clone(), Value::Object(picked));
+                }
+                continue;
+            }
+            let subs: Vec<&Option<String>> = self
+                .attributes
+                .iter()
+                .filter(|(u, n, _)| {
+                    u.as_deref()
+                        .is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn()))
+                        && n.eq_ignore_ascii_case(k)
+                })
+                .map(|(_, _, s)| s)
+                .collect();
+            if subs.is_empty() {
+                continue;
+            }
+            if subs.iter().any(|s| s.is_none()) {
+                out.insert(k.clone(), v.clone());
+            } else {
+                out.insert(k.clone(), pick_subs(v, &subs));
+            }
+        }
+        out
+    }
+
+    /// `excludedAttributes`: removes the named attributes (and sub-attributes) but `id`.
+    fn drop_excluded(&self, res: Resource, obj: &mut Map<String, Value>) {
         for (u, n, s) in &self.excluded {
             let key = match u {
                 Some(u) if schema::extension_urn(res, u).is_some() => {
@@ -451,7 +463,6 @@ impl Projection {
                 }
             }
         }
-        Value::Object(obj)
     }
 }
 
