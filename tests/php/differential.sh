@@ -40,8 +40,8 @@ export PHABRICATOR_ROOT="$root"
 PHAB_SCIM_BIN=$(cd "$(dirname "$PHAB_SCIM_BIN")" && pwd)/$(basename "$PHAB_SCIM_BIN")
 here="$repo/tests/php/differential"
 listing="$repo/tests/php/host-differences.md"
-# shellcheck source=tests/php/hostlib.sh
-source "$repo/tests/php/hostlib.sh"
+# shellcheck source=tests/php/differential_lib.sh
+source "$repo/tests/php/differential_lib.sh"
 
 if [ ! -x "$root/bin/storage" ]; then
   echo "PHABRICATOR_ROOT=$root is not a Phorge or Phabricator checkout" >&2

@@ -16,22 +16,8 @@ ok() { printf 'ok: %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; failures=$((failures + 1)); }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
-# sql <query>: rows, tab-separated.
-sql() {
-  php -r '
-    $c = mysqli_connect(getenv("mysql_host"), getenv("mysql_user"),
-      getenv("mysql_pass"), "", (int)getenv("mysql_port"));
-    $r = mysqli_query($c, $argv[1]);
-    if ($r instanceof mysqli_result) {
-      while ($row = mysqli_fetch_row($r)) { echo implode("\t", $row), "\n"; }
-    }' "$1"
-}
-
-free_port() {
-  php -r '$s = stream_socket_server("tcp://127.0.0.1:0");
-    $n = stream_socket_get_name($s, false);
-    echo substr($n, strrpos($n, ":") + 1);'
-}
+# shellcheck source=tests/php/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 helper() { php "$repo/tests/php/phorge_helper.php" "$@"; }
 

@@ -25,21 +25,8 @@ mysql_user=${PHAB_SCIM_TEST_MYSQL_USER:-root}
 mysql_pass=${PHAB_SCIM_TEST_MYSQL_PASS:-}
 export mysql_host mysql_port mysql_user mysql_pass
 
-sql() {
-  php -r '
-    $c = mysqli_connect(getenv("mysql_host"), getenv("mysql_user"),
-      getenv("mysql_pass"), "", (int)getenv("mysql_port"));
-    $r = mysqli_query($c, $argv[1]);
-    if ($r instanceof mysqli_result) {
-      while ($row = mysqli_fetch_row($r)) { echo implode("\t", $row), "\n"; }
-    }' "$1"
-}
-
-free_port() {
-  php -r '$s = stream_socket_server("tcp://127.0.0.1:0");
-    $n = stream_socket_get_name($s, false);
-    echo substr($n, strrpos($n, ":") + 1);'
-}
+# shellcheck source=tests/php/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 host_conf() {
   local ns=$1 name=$2 base=${3:-http://127.0.0.1/}
