@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::resource::meta;
+use super::resource::{self, meta};
 use super::schema::{self, Resource, urn};
 
 /// Largest SCIM userName we store: `scim_user.userName` is Phorge's `sort128` (a unique key
@@ -109,20 +109,9 @@ fn take_user_name(doc: &mut Map<String, Value>) -> Result<String, ScimError> {
     Ok(user_name)
 }
 
-/// Removes and checks `externalId`: at most 128 characters, no control characters.
+/// Removes and checks `externalId`: at most `MAX_EXTERNAL_ID_CHARS`, no control characters.
 fn take_external_id(doc: &mut Map<String, Value>) -> Result<Option<String>, ScimError> {
-    let external_id = match doc.remove("externalId") {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    };
-    if external_id
-        .as_ref()
-        .is_some_and(|e| e.chars().count() > 128)
-    {
-        return Err(ScimError::invalid_value(
-            "externalId is longer than 128 characters",
-        ));
-    }
+    let external_id = resource::take_external_id(doc)?;
     // It may become a login identifier (`login_identifier`), like userName.
     if external_id
         .as_ref()
