@@ -14,6 +14,7 @@ use crate::http::serve::{self, ConnLimits};
 use crate::http::{AppState, canonical_endpoints, router};
 use crate::provisioning::Provisioner;
 use crate::provisioning::service::{RejectedRequest, new_request_id};
+use crate::status_gauges::{self, StatusGauges};
 use crate::token::TokenVerifier;
 
 /// A built application: bound listener and state.
@@ -21,6 +22,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    gauges: Arc<StatusGauges>,
 }
 
 impl Application {
@@ -71,6 +73,7 @@ impl Application {
             listener,
             state,
             addr,
+            gauges: Arc::default(),
         })
     }
 
@@ -82,6 +85,11 @@ impl Application {
     /// The state (tests use its pool).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The gauges `/metrics` shows of the database's state (tests refresh them at will).
+    pub fn status_gauges(&self) -> Arc<StatusGauges> {
+        self.gauges.clone()
     }
 
     /// Serves until SIGTERM or Ctrl-C, with the heartbeat and sync-log pruning running.
@@ -97,13 +105,20 @@ impl Application {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let instance = instance_key();
-        let bg = spawn_background(self.state.clone(), instance.clone());
+        let bg = spawn_background(self.state.clone(), instance.clone(), self.gauges.clone());
         let refused = spawn_refused_writer(self.state.clone());
         let limits = ConnLimits::from_config(&self.state.prov.cfg);
         // The endpoint-name rewrite wraps the router: it must run before routing.
         let app = tower::Layer::layer(
             &axum::middleware::from_fn(canonical_endpoints),
             router(self.state.clone()),
+        );
+        let app = tower::Layer::layer(
+            &axum::middleware::from_fn_with_state(
+                self.gauges.clone(),
+                status_gauges::append_to_metrics,
+            ),
+            app,
         );
         let served = serve::serve(self.listener, app, limits, stop).await;
         bg.abort();
@@ -221,9 +236,14 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), drift every
-/// `drift_interval_secs`, and pruning of the sync log once an hour.
-fn spawn_background(state: AppState, key: String) -> tokio::task::JoinHandle<()> {
+/// Heartbeat every 15 s (the status page calls a replica gone after 60 s), the gauges of
+/// `/metrics` every minute, drift every `drift_interval_secs`, and pruning of the sync log once
+/// an hour.
+fn spawn_background(
+    state: AppState,
+    key: String,
+    gauges: Arc<StatusGauges>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let db = state.prov.db.clone();
         let cfg = state.prov.cfg.clone();
@@ -246,6 +266,8 @@ fn spawn_background(state: AppState, key: String) -> tokio::task::JoinHandle<()>
                 .await
                 {
                     tracing::warn!(error = %e, "heartbeat failed");
+                } else {
+                    gauges.heartbeat_written(now());
                 }
                 if n.is_multiple_of(240) {
                     let cutoff =
@@ -261,6 +283,14 @@ fn spawn_background(state: AppState, key: String) -> tokio::task::JoinHandle<()>
                     Ok(Some(found)) => tracing::debug!(found, "drift computed"),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "drift check failed"),
+                }
+            }
+            // After drift, so a new drift run shows at once; every 4th tick, since the alerts
+            // built on them (packaging/prometheus/phab-scim.rules.yml) wait minutes anyway.
+            if n.is_multiple_of(4) {
+                let guard = crate::db::status::GuardSettings::of(&cfg);
+                if let Err(e) = gauges.refresh(&db, guard).await {
+                    tracing::warn!(error = %e, "reading the status gauges failed");
                 }
             }
             n += 1;

@@ -13,7 +13,9 @@
 //! - `scim/`: pure, used by every layer above: schema, normalisation, filter parser, PATCH
 //!   engine, rendering; no I/O.
 //!
-//! `config`, `net` and `telemetry` serve every layer; `app` and `cli` assemble them.
+//! `config`, `net` and `telemetry` serve every layer. `status_gauges` appends the database's
+//! view of the deployment to `/metrics`: it reads `db` beside `http/`, not from it, as a
+//! middleware `app` adds. `app` and `cli` assemble them.
 
 pub mod app;
 pub mod cli;
@@ -23,5 +25,6 @@ pub mod http;
 pub mod net;
 pub mod provisioning;
 pub mod scim;
+pub mod status_gauges;
 pub mod telemetry;
 pub mod token;

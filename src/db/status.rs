@@ -309,3 +309,81 @@ impl fmt::Display for GuardState {
         }
     }
 }
+
+/// The kinds of drift finding `db::drift` stores: the closed set of the `kind` label of
+/// `phab_scim_drift_findings` (a kind outside it is counted as `other`).
+pub const DRIFT_KINDS: [&str; 4] = [
+    "project-renamed",
+    "project-members",
+    "user-reenabled",
+    "phantom-account",
+];
+
+/// What `/metrics` exports of the database's state (`crate::status_gauges`): replicas, drift,
+/// tokens and the deprovision guard, read by the background loop.
+#[derive(Debug)]
+pub struct Gauges {
+    /// Replicas of the namespace with a heartbeat in the last minute (`Replica::is_live`).
+    pub replicas_live: i64,
+    /// Replicas whose heartbeat stopped without a clean shutdown, not yet pruned.
+    pub replicas_not_seen: i64,
+    /// Drift findings by kind: every kind of `DRIFT_KINDS` (0 when none), then `other`.
+    pub drift: Vec<(&'static str, i64)>,
+    /// Tokens neither revoked nor expired.
+    pub tokens_active: i64,
+    /// (token id, dateExpires) of the active tokens that expire.
+    pub token_expiry: Vec<(u32, u32)>,
+    /// The deprovision guard now.
+    pub guard: GuardState,
+}
+
+/// Reads the gauges: one query each for replicas, drift and tokens, and the guard's.
+pub async fn gauges(db: &Db, guard: GuardSettings) -> DbResult<Gauges> {
+    let t = &db.t;
+    let ts = now();
+    let seen = ts.saturating_sub(LIVE_WINDOW_SECS);
+    let (replicas_live, replicas_not_seen): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT CAST(COALESCE(SUM(dateStopped IS NULL AND dateModified >= ?), 0) AS SIGNED), \
+                CAST(COALESCE(SUM(dateStopped IS NULL AND dateModified < ?), 0) AS SIGNED) \
+         FROM {}",
+        t.scim_instance
+    )))
+    .bind(seen)
+    .bind(seen)
+    .fetch_one(&db.pool)
+    .await?;
+    let by_kind: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT driftType, COUNT(*) FROM {} GROUP BY driftType",
+        t.scim_drift
+    )))
+    .fetch_all(&db.pool)
+    .await?;
+    let mut drift: Vec<(&'static str, i64)> = DRIFT_KINDS.iter().map(|k| (*k, 0)).collect();
+    drift.push(("other", 0));
+    for (kind, n) in by_kind {
+        let slot = DRIFT_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(DRIFT_KINDS.len());
+        drift[slot].1 += n;
+    }
+    let tokens: Vec<(u32, Option<u32>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT id, dateExpires FROM {} \
+         WHERE dateRevoked IS NULL AND (dateExpires IS NULL OR dateExpires > ?) ORDER BY id",
+        t.scim_token
+    )))
+    .bind(ts)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(Gauges {
+        replicas_live,
+        replicas_not_seen,
+        drift,
+        tokens_active: i64::try_from(tokens.len()).unwrap_or(i64::MAX),
+        token_expiry: tokens
+            .into_iter()
+            .filter_map(|(id, exp)| Some((id, exp?)))
+            .collect(),
+        guard: guard_state(db, guard).await?,
+    })
+}

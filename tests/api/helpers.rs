@@ -97,6 +97,8 @@ pub struct TestApp {
     pub cfg: Config,
     /// The running app's state (its refused-request tally, its token verifier).
     pub state: phab_scim::http::AppState,
+    /// The gauges of the database's state that `/metrics` appends (refresh them at will).
+    pub gauges: Arc<phab_scim::status_gauges::StatusGauges>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -155,6 +157,7 @@ impl TestApp {
             .expect("build");
         let addr = app.addr();
         let state = app.state().clone();
+        let gauges = app.status_gauges();
         let db = app.state().prov.db.clone();
         let prov = Provisioner {
             db: db.clone(),
@@ -186,6 +189,7 @@ impl TestApp {
             ns,
             cfg,
             state,
+            gauges,
             stop: Some(tx),
             server: Some(server),
         }

@@ -18,6 +18,7 @@ mod hostile;
 mod invariants;
 mod lifecycle;
 mod logging;
+mod metrics;
 mod protocol;
 mod races;
 mod readiness;

@@ -18,8 +18,8 @@ use crate::helpers::TestApp;
 /// The methods a SCIM client sends; everything else is an invented method.
 const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-/// The process-wide Prometheus recorder; only this module installs it.
-fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+/// The process-wide Prometheus recorder; only this function installs it (`metrics` uses it too).
+pub(crate) fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         OnceLock::new();
     HANDLE
