@@ -6,7 +6,7 @@
 //! table), and of a GET of a 50,000-member group (streamed), with and without
 //! `excludedAttributes=members`. Prints the numbers; the namespace is dropped at the end.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use crate::http::refused::RefusedRequests;
 use crate::http::serve::{self, ConnLimits};
 use crate::http::{AppState, canonical_endpoints, router};
 use crate::provisioning::Provisioner;
+use crate::provisioning::service::{RejectedRequest, new_request_id};
 use crate::status_gauges::{self, StatusGauges};
 use crate::token::TokenVerifier;
 
@@ -178,9 +179,8 @@ pub async fn flush_refused(state: &AppState) -> usize {
     if tallies.is_empty() {
         return 0;
     }
-    let db = &state.prov.db;
-    let mut conn = match db.pool.acquire().await {
-        Ok(c) => c,
+    let mut log = match state.prov.sync_log().await {
+        Ok(log) => log,
         Err(e) => {
             tracing::warn!(
                 error = %e,
@@ -199,19 +199,17 @@ pub async fn flush_refused(state: &AppState) -> usize {
             count = tally.count,
             "requests refused before authentication"
         );
-        let event = sidecar::Event {
-            request_id: crate::db::phabricator::random_chars(20),
+        let rejected = RejectedRequest {
+            request_id: new_request_id(),
             token_id: None,
             method: "*".into(),
             path: "*".into(),
             resource_type: None,
-            object_phid: None,
             status: tally.reason.status(),
-            outcome: sidecar::Outcome::Error,
             summary: tally.summary(),
             details: tally.details(),
         };
-        match sidecar::insert_event(&mut conn, &db.t, &event).await {
+        match log.write(&rejected).await {
             Ok(()) => written += 1,
             Err(e) => tracing::warn!(error = %e, "could not write the sync log"),
         }

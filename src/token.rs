@@ -278,6 +278,29 @@ impl TokenVerifier {
         }
     }
 
+    /// The principal of a token checked less than `recheck` ago.
+    fn cached_principal(&self, key: &[u8; 32]) -> Result<Option<Principal>, AuthError> {
+        let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
+        Ok(cache
+            .get(key)
+            .filter(|c| c.checked.elapsed() < self.recheck)
+            .map(|c| Principal {
+                token_id: c.token_id,
+                bot_phid: c.bot_phid.clone(),
+            }))
+    }
+
+    /// The lock that lets one check of a token run at a time.
+    fn gate(&self, key: [u8; 32]) -> Result<std::sync::Arc<tokio::sync::Mutex<()>>, AuthError> {
+        let mut m = self.inflight.lock().map_err(|_| AuthError::Invalid)?;
+        if m.len() >= CACHE_LIMIT {
+            m.clear();
+        }
+        Ok(m.entry(key)
+            .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
+            .clone())
+    }
+
     /// The check behind `verify`; `equalise` runs the dummy verification for unusable rows (an
     /// address over the limit learns nothing from timing it could not learn from the ids
     /// being sequential, and must not make the service run argon2 for nothing).
@@ -287,45 +310,19 @@ impl TokenVerifier {
         key: [u8; 32],
         equalise: bool,
     ) -> Result<Principal, AuthError> {
-        let fresh = {
-            let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
-            cache
-                .get(&key)
-                .filter(|c| c.checked.elapsed() < self.recheck)
-                .map(|c| Principal {
-                    token_id: c.token_id,
-                    bot_phid: c.bot_phid.clone(),
-                })
-        };
+        let fresh = self.cached_principal(&key)?;
         if let Some(p) = fresh {
             self.touch(p.token_id);
             return Ok(p);
         }
-        let gate = {
-            let mut m = self.inflight.lock().map_err(|_| AuthError::Invalid)?;
-            if m.len() >= CACHE_LIMIT {
-                m.clear();
-            }
-            m.entry(key)
-                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Mutex::new(())))
-                .clone()
-        };
+        let gate = self.gate(key)?;
         // The wait for the gate and the read share one limit: when the database hangs, each
         // waiter would otherwise take its turn at a read that runs out of time.
         let deadline = tokio::time::Instant::now() + self.db.timeouts.statement;
         let _one_at_a_time = tokio::time::timeout_at(deadline, gate.lock())
             .await
             .map_err(|_| DbError::Timeout("waiting for a token check"))?;
-        let fresh = {
-            let cache = self.cache.lock().map_err(|_| AuthError::Invalid)?;
-            cache
-                .get(&key)
-                .filter(|c| c.checked.elapsed() < self.recheck)
-                .map(|c| Principal {
-                    token_id: c.token_id,
-                    bot_phid: c.bot_phid.clone(),
-                })
-        };
+        let fresh = self.cached_principal(&key)?;
         if let Some(p) = fresh {
             return Ok(p);
         }

@@ -1,7 +1,7 @@
 //! Secrets in logs (issue 6, point 5): a binary of its own, because it installs the global
 //! `tracing` subscriber at TRACE level and greps everything every thread wrote.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "api/helpers.rs"]
 mod helpers;

@@ -243,121 +243,182 @@ fn cluster_master(
     json: &Map<String, Value>,
     endpoint: &mut Endpoint,
 ) -> Result<Option<String>, ConfigError> {
-    const KEY: &str = "cluster.databases";
-    let servers = match json.get(KEY) {
+    let servers = match json.get(CLUSTER_KEY) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(a)) if a.is_empty() => return Ok(None),
         Some(Value::Object(o)) if o.is_empty() => return Ok(None),
         Some(Value::Array(a)) => a.iter().collect::<Vec<_>>(),
         // PHP reads a JSON object as a list keyed by its names.
         Some(Value::Object(o)) => o.values().collect(),
-        Some(_) => return Err(err(file, format!("key {KEY:?} must be a list of servers"))),
+        Some(_) => {
+            return Err(err(
+                file,
+                format!("key {CLUSTER_KEY:?} must be a list of servers"),
+            ));
+        }
     };
     let mut masters = Vec::new();
     let mut replicas = Vec::new();
     for (index, server) in servers.iter().enumerate() {
-        let bad = |what: &str| err(file, format!("key {KEY:?}, server {index}: {what}"));
-        let Value::Object(server) = server else {
-            return Err(bad("must be an object"));
-        };
-        let field = |name: &str| -> Result<Option<&str>, ConfigError> {
-            match server.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                // Not quoted: it may be the password.
-                Some(_) => Err(bad(&format!("\"{name}\" must be a string"))),
-            }
-        };
-        let host = field("host")?
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("\"host\" is required"))?;
-        let port = match server.get("port") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|&p| p != 0)
-                    .ok_or_else(|| bad("\"port\" must be a port number (1-65535)"))?,
-            ),
-            Some(Value::String(s)) => Some(
-                s.trim()
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p != 0)
-                    .ok_or_else(|| bad("\"port\" must be a port number (1-65535)"))?,
-            ),
-            Some(_) => return Err(bad("\"port\" must be a port number (1-65535)")),
-        };
-        // Checked on every server, though only the master's are used: a typo is a typo.
-        field("user")?;
-        field("pass")?;
-        let disabled = matches!(server.get("disabled"), Some(Value::Bool(true)));
-        let shown = format!("{host}:{}", port.unwrap_or(endpoint.port));
-        match field("role")? {
-            Some("master") => masters.push((server, host, port, disabled, shown)),
-            Some("replica") => replicas.push(shown),
-            _ => return Err(bad("\"role\" must be \"master\" or \"replica\"")),
+        let server = cluster_server(file, index, server, endpoint.port)?;
+        if server.master {
+            masters.push(server);
+        } else {
+            replicas.push(server.shown);
         }
     }
-    let (server, host, port, disabled, shown) = match masters.len() {
-        1 => masters.remove(0),
-        0 => {
-            return Err(err(
-                file,
-                format!("key {KEY:?} lists no server with the role \"master\""),
-            ));
-        }
-        n => {
-            let names: Vec<&str> = masters.iter().map(|m| m.4.as_str()).collect();
-            return Err(err(
-                file,
-                format!(
-                    "key {KEY:?} lists {n} masters ({}): Phabricator partitions its \
-                     databases between them, and phab-scim does not follow partitions yet. \
-                     It needs the user, project, worker, auth, conduit and scim databases of \
-                     the namespace on one server: if one master holds them all, set \
-                     database_url (PHAB_SCIM_DATABASE_URL) to it explicitly",
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
-    if disabled {
+    let master = one_master(file, masters)?;
+    if master.disabled {
         return Err(err(
             file,
             format!(
-                "key {KEY:?}: the master {shown} is disabled (Phabricator itself does not \
-                 write to it)"
+                "key {CLUSTER_KEY:?}: the master {} is disabled (Phabricator itself does not \
+                 write to it)",
+                master.shown
             ),
         ));
     }
-    endpoint.host = host_for_tcp(host);
-    if let Some(port) = port {
-        endpoint.port = port;
-    }
-    if let Some(user) = server
-        .get("user")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-    {
-        endpoint.user = user.to_owned();
-    }
-    // Phorge takes the server's password when it is truthy in PHP ("" and "0" are not).
-    if let Some(pass) = server
-        .get("pass")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty() && *p != "0")
-    {
-        endpoint.pass = pass.to_owned();
-    }
+    master.apply_to(endpoint);
     let replicas = if replicas.is_empty() {
         "no replicas".to_owned()
     } else {
         format!("replicas {} are never written", replicas.join(", "))
     };
     Ok(Some(format!(
-        "cluster.databases: writes go to the master {shown}; {replicas}"
+        "cluster.databases: writes go to the master {}; {replicas}",
+        master.shown
     )))
+}
+
+/// The key of Phorge's configuration that lists the database servers.
+const CLUSTER_KEY: &str = "cluster.databases";
+
+/// One server of `cluster.databases`, checked.
+struct ClusterServer<'a> {
+    server: &'a Map<String, Value>,
+    host: &'a str,
+    port: Option<u16>,
+    master: bool,
+    disabled: bool,
+    /// `host:port`, as `check` and errors name it.
+    shown: String,
+}
+
+impl ClusterServer<'_> {
+    /// Points `endpoint` at this server; each key it lacks keeps the `mysql.*` value, as in
+    /// Phorge's `PhabricatorDatabaseRefParser`.
+    fn apply_to(&self, endpoint: &mut Endpoint) {
+        endpoint.host = host_for_tcp(self.host);
+        if let Some(port) = self.port {
+            endpoint.port = port;
+        }
+        if let Some(user) = self
+            .server
+            .get("user")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+        {
+            endpoint.user = user.to_owned();
+        }
+        // Phorge takes the server's password when it is truthy in PHP ("" and "0" are not).
+        if let Some(pass) = self
+            .server
+            .get("pass")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty() && *p != "0")
+        {
+            endpoint.pass = pass.to_owned();
+        }
+    }
+}
+
+/// Reads and checks server `index` of `cluster.databases`.
+fn cluster_server<'a>(
+    file: &Path,
+    index: usize,
+    server: &'a Value,
+    default_port: u16,
+) -> Result<ClusterServer<'a>, ConfigError> {
+    let bad = |what: &str| err(file, format!("key {CLUSTER_KEY:?}, server {index}: {what}"));
+    let Value::Object(server) = server else {
+        return Err(bad("must be an object"));
+    };
+    let field = |name: &str| -> Result<Option<&'a str>, ConfigError> {
+        match server.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            // Not quoted: it may be the password.
+            Some(_) => Err(bad(&format!("\"{name}\" must be a string"))),
+        }
+    };
+    let host = field("host")?
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("\"host\" is required"))?;
+    let bad_port = || bad("\"port\" must be a port number (1-65535)");
+    let port = match server.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(bad_port)?,
+        ),
+        Some(Value::String(s)) => Some(
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(bad_port)?,
+        ),
+        Some(_) => return Err(bad_port()),
+    };
+    // Checked on every server, though only the master's are used: a typo is a typo.
+    field("user")?;
+    field("pass")?;
+    let disabled = matches!(server.get("disabled"), Some(Value::Bool(true)));
+    let shown = format!("{host}:{}", port.unwrap_or(default_port));
+    let master = match field("role")? {
+        Some("master") => true,
+        Some("replica") => false,
+        _ => return Err(bad("\"role\" must be \"master\" or \"replica\"")),
+    };
+    Ok(ClusterServer {
+        server,
+        host,
+        port,
+        master,
+        disabled,
+        shown,
+    })
+}
+
+/// The one master of `cluster.databases`; none, or several (a partitioned install), is
+/// refused, saying what to set.
+fn one_master<'a>(
+    file: &Path,
+    mut masters: Vec<ClusterServer<'a>>,
+) -> Result<ClusterServer<'a>, ConfigError> {
+    match masters.len() {
+        1 => Ok(masters.remove(0)),
+        0 => Err(err(
+            file,
+            format!("key {CLUSTER_KEY:?} lists no server with the role \"master\""),
+        )),
+        n => {
+            let names: Vec<&str> = masters.iter().map(|m| m.shown.as_str()).collect();
+            Err(err(
+                file,
+                format!(
+                    "key {CLUSTER_KEY:?} lists {n} masters ({}): Phabricator partitions its \
+                     databases between them, and phab-scim does not follow partitions yet. \
+                     It needs the user, project, worker, auth, conduit and scim databases of \
+                     the namespace on one server: if one master holds them all, set \
+                     database_url (PHAB_SCIM_DATABASE_URL) to it explicitly",
+                    names.join(", ")
+                ),
+            ))
+        }
+    }
 }
 
 /// A host as this service connects to it. Without a port, PHP reaches `localhost` through the

@@ -12,8 +12,9 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 
+use super::phabricator::edge::PROJECT_HAS_MEMBER;
 use super::{Db, DbResult, bin_text, now};
 
 /// One finding.
@@ -30,25 +31,23 @@ const MAX_PHANTOMS: u32 = 5000;
 
 /// Computes the findings (reads only).
 pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
-    let t = &db.t;
-    let pool = &db.pool;
-    let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT DISTINCT botPHID FROM {}",
-        t.scim_token
-    )))
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| bin_text(r, 0))
-    .collect::<Result<_, _>>()?;
-    let mut out = Vec::new();
+    let mut out = renamed_projects(db).await?;
+    out.extend(members_changed_outside_scim(db).await?);
+    out.extend(reenabled_users(db).await?);
+    out.extend(phantom_accounts(db).await?);
+    Ok(out)
+}
 
+/// `project-renamed`: the project's name is not the group's displayName.
+async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
+    let mut out = Vec::new();
     for r in sqlx::query(AssertSqlSafe(format!(
         "SELECT g.projectPHID, g.displayName, p.name FROM {} g JOIN {} p ON p.phid = g.projectPHID \
          WHERE CAST(p.name AS BINARY) <> CAST(g.displayName AS BINARY)",
         t.scim_group, t.project
     )))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?
     {
         let phid = bin_text(&r, 0)?;
@@ -61,15 +60,30 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
             details: json!({"idpName": want, "projectName": have}),
         });
     }
+    Ok(out)
+}
 
+/// `project-members`: membership edge transactions on a SCIM-managed project authored by
+/// anyone but a SCIM bot.
+async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
+    let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT DISTINCT botPHID FROM {}",
+        t.scim_token
+    )))
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| bin_text(r, 0))
+    .collect::<Result<_, _>>()?;
     let mut by_project: HashMap<String, (u32, Vec<String>, u32)> = HashMap::new();
     for r in sqlx::query(AssertSqlSafe(format!(
         "SELECT x.objectPHID, x.authorPHID, x.dateCreated FROM {} x JOIN {} g ON g.projectPHID = x.objectPHID \
-         WHERE x.transactionType = 'core:edge' AND x.metadata LIKE '%\"edge:type\":13%' AND x.dateCreated >= g.dateCreated \
+         WHERE x.transactionType = 'core:edge' AND x.metadata LIKE '%\"edge:type\":{PROJECT_HAS_MEMBER}%' AND x.dateCreated >= g.dateCreated \
          ORDER BY x.id",
         t.project_transaction, t.scim_group
     )))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?
     {
         let author = bin_text(&r, 1)?;
@@ -85,8 +99,9 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
     }
     let mut projects: Vec<_> = by_project.into_iter().collect();
     projects.sort_by(|a, b| a.0.cmp(&b.0));
-    for (phid, (n, authors, last)) in projects {
-        out.push(Finding {
+    Ok(projects
+        .into_iter()
+        .map(|(phid, (n, authors, last))| Finding {
             kind: "project-members",
             object_phid: phid,
             summary: format!(
@@ -94,32 +109,44 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
                 crate::scim::resource::datetime(last)
             ),
             details: json!({"changes": n, "authors": authors, "last": last}),
-        });
-    }
+        })
+        .collect())
+}
 
+/// `user-reenabled`: an enabled account the IdP deprovisioned or set inactive.
+async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
     // The stored document keeps the `active` the IdP asked for (provisioning::users).
-    for r in sqlx::query(AssertSqlSafe(format!(
+    sqlx::query(AssertSqlSafe(format!(
         "SELECT s.userPHID FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE u.isDisabled = 0 \
          AND (s.isDeprovisioned = 1 OR JSON_UNQUOTE(JSON_EXTRACT(s.attributes, '$.active')) = 'false') ORDER BY s.userPHID",
         t.scim_user, t.user
     )))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?
-    {
-        out.push(Finding {
+    .iter()
+    .map(|r| {
+        Ok(Finding {
             kind: "user-reenabled",
-            object_phid: bin_text(&r, 0)?,
+            object_phid: bin_text(r, 0)?,
             summary: "SCIM disabled this account, but it is enabled again".into(),
             details: json!({}),
-        });
-    }
+        })
+    })
+    .collect()
+}
 
+/// `phantom-account`: an enabled person's account SCIM does not manage (at most
+/// [`MAX_PHANTOMS`]).
+async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
+    let mut out = Vec::new();
     for r in sqlx::query(AssertSqlSafe(format!(
         "SELECT u.phid, u.userName, u.isAdmin FROM {} u LEFT JOIN {} s ON s.userPHID = u.phid \
          WHERE s.id IS NULL AND u.isDisabled = 0 AND u.isSystemAgent = 0 AND u.isMailingList = 0 ORDER BY u.id LIMIT {MAX_PHANTOMS}",
         t.user, t.scim_user
     )))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?
     {
         let name: String = r.try_get(1)?;
@@ -147,28 +174,19 @@ pub async fn store(db: &Db, findings: &[Finding]) -> DbResult<usize> {
         .await?;
     let ts = now();
     for chunk in findings.chunks(500) {
-        let mut sql = format!(
-            "INSERT INTO {} (driftType, objectPHID, summary, details, dateCreated, dateModified) VALUES ",
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "INSERT INTO {} (driftType, objectPHID, summary, details, dateCreated, dateModified) ",
             t.scim_drift
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?, ?, ?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?, ?, ?)"
-            });
-        }
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for f in chunk {
-            q = q
-                .bind(f.kind)
-                .bind(&f.object_phid)
-                .bind(&f.summary)
-                .bind(f.details.to_string())
-                .bind(ts)
-                .bind(ts);
-        }
-        q.execute(&mut *tx).await?;
+        ));
+        q.push_values(chunk, |mut row, f| {
+            row.push_bind(f.kind)
+                .push_bind(&f.object_phid)
+                .push_bind(&f.summary)
+                .push_bind(f.details.to_string())
+                .push_bind(ts)
+                .push_bind(ts);
+        });
+        q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(findings.len())

@@ -28,6 +28,7 @@ use crate::scim::schema::Ty;
 use crate::scim::user::ACTIVE_UNASSIGNED;
 
 use super::Tables;
+use super::phabricator::edge::{MEMBER_OF_PROJECT, PROJECT_HAS_MEMBER};
 use super::sidecar::Bind;
 
 /// A compiled fragment.
@@ -37,6 +38,17 @@ pub struct Sql {
     pub text: String,
     /// The values of the placeholders, in order.
     pub binds: Vec<Bind>,
+    /// The text reads a column of `user u` (the real name, `isDisabled`), so the statement
+    /// must join it; set where such a column is written, never read back from `text`.
+    pub needs_user: bool,
+}
+
+impl Sql {
+    /// A column of `user u`: marks the fragment as needing the join.
+    fn user_column(&mut self, column: &'static str) -> &'static str {
+        self.needs_user = true;
+        column
+    }
 }
 
 /// The value expression of a JSON-document attribute; case-insensitive attributes
@@ -90,8 +102,8 @@ pub fn user_order(t: &Tables, sort: Option<UserSort>, descending: bool) -> Sql {
                 UserField::Id => "s.userPHID",
                 UserField::UserName => "s.userName",
                 UserField::ExternalId => "s.externalID",
-                UserField::DisplayName => "u.realName COLLATE utf8mb4_unicode_ci",
-                UserField::Active => "u.isDisabled",
+                UserField::DisplayName => out.user_column("u.realName COLLATE utf8mb4_unicode_ci"),
+                UserField::Active => out.user_column("u.isDisabled"),
                 UserField::Created => "s.dateCreated",
                 UserField::LastModified => "s.dateModified",
                 UserField::Json(_) => "s.id",
@@ -139,55 +151,20 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
             out.binds.push(Bind::Str(active_unassigned_path()));
             out.text.push_str("JSON_VALUE(s.attributes, ?) IS NULL");
         }
-        UserFilter::Present(field) => out.text.push_str(match field {
-            UserField::Id
-            | UserField::UserName
-            | UserField::Active
-            | UserField::Created
-            | UserField::LastModified => "1 = 1",
-            UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
-            UserField::DisplayName => "u.realName <> ''",
-            UserField::Json(_) => "1 = 0",
-        }),
-        UserFilter::Cmp(field, op, lit) => match field {
-            UserField::Active => {
-                // An unassigned `active` equals neither value (so `ne` matches it).
-                let disabled = if matches!(lit, Literal::Bool(true)) {
-                    0
-                } else {
-                    1
-                };
-                let not = if *op == CompareOp::Ne { "NOT " } else { "" };
-                out.binds.push(Bind::Str(active_unassigned_path()));
-                out.text.push_str(&format!(
-                    "{not}(u.isDisabled = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"
-                ));
-            }
-            UserField::Created | UserField::LastModified => {
-                let col = if *field == UserField::Created {
-                    "s.dateCreated"
-                } else {
-                    "s.dateModified"
-                };
-                let Literal::Time(ts) = lit else {
-                    out.text.push_str("1 = 0");
-                    return;
-                };
-                out.text.push_str(&format!("{col} {} ?", sql_op(*op)));
-                out.binds.push(Bind::Int(*ts));
-            }
-            UserField::Id => string_cmp("s.userPHID", false, *op, lit, out),
-            UserField::UserName => string_cmp("s.userName", false, *op, lit, out),
-            UserField::ExternalId => string_cmp("s.externalID", true, *op, lit, out),
-            UserField::DisplayName => string_cmp(
-                "u.realName COLLATE utf8mb4_unicode_ci",
-                false,
-                *op,
-                lit,
-                out,
-            ),
-            UserField::Json(j) => json_cmp(j, *op, lit, out),
-        },
+        UserFilter::Present(field) => {
+            let text = match field {
+                UserField::Id
+                | UserField::UserName
+                | UserField::Active
+                | UserField::Created
+                | UserField::LastModified => "1 = 1",
+                UserField::ExternalId => "(s.externalID IS NOT NULL AND s.externalID <> '')",
+                UserField::DisplayName => out.user_column("u.realName <> ''"),
+                UserField::Json(_) => "1 = 0",
+            };
+            out.text.push_str(text);
+        }
+        UserFilter::Cmp(field, op, lit) => user_cmp(field, *op, lit, out),
         UserFilter::Email(cond) => {
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} em WHERE em.userPHID = s.userPHID AND (",
@@ -198,21 +175,60 @@ fn user(t: &Tables, f: &UserFilter, out: &mut Sql) {
         }
         UserFilter::Multi(m, cond) => multi(*m, cond, out),
         UserFilter::InAnyGroup => {
-            // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2), type 14: user is
-            // member of project.
+            // `groups` lists SCIM-managed groups only (RFC 7643 §4.1.2).
             out.text.push_str(&format!(
-                "EXISTS (SELECT 1 FROM {} ge JOIN {} sg ON sg.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = 14)",
+                "EXISTS (SELECT 1 FROM {} ge JOIN {} sg ON sg.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = {MEMBER_OF_PROJECT})",
                 t.user_edge, t.scim_group
             ));
         }
         UserFilter::Group(_, id) => {
-            // Type 14: user is member of project.
             out.text.push_str(&format!(
-                "EXISTS (SELECT 1 FROM {} ge WHERE ge.src = s.userPHID AND ge.type = 14 AND ge.dst = ?)",
+                "EXISTS (SELECT 1 FROM {} ge WHERE ge.src = s.userPHID AND ge.type = {MEMBER_OF_PROJECT} AND ge.dst = ?)",
                 t.user_edge
             ));
             out.binds.push(Bind::Str(id.clone()));
         }
+    }
+}
+
+/// A comparison of one user attribute with a literal.
+fn user_cmp(field: &UserField, op: CompareOp, lit: &Literal, out: &mut Sql) {
+    match field {
+        UserField::Active => {
+            // An unassigned `active` equals neither value (so `ne` matches it).
+            let disabled = if matches!(lit, Literal::Bool(true)) {
+                0
+            } else {
+                1
+            };
+            let not = if op == CompareOp::Ne { "NOT " } else { "" };
+            out.binds.push(Bind::Str(active_unassigned_path()));
+            let is_disabled = out.user_column("u.isDisabled");
+            out.text.push_str(&format!(
+                "{not}({is_disabled} = {disabled} AND JSON_VALUE(s.attributes, ?) IS NULL)"
+            ));
+        }
+        UserField::Created | UserField::LastModified => {
+            let col = if *field == UserField::Created {
+                "s.dateCreated"
+            } else {
+                "s.dateModified"
+            };
+            let Literal::Time(ts) = lit else {
+                out.text.push_str("1 = 0");
+                return;
+            };
+            out.text.push_str(&format!("{col} {} ?", sql_op(op)));
+            out.binds.push(Bind::Int(*ts));
+        }
+        UserField::Id => string_cmp("s.userPHID", false, op, lit, out),
+        UserField::UserName => string_cmp("s.userName", false, op, lit, out),
+        UserField::ExternalId => string_cmp("s.externalID", true, op, lit, out),
+        UserField::DisplayName => {
+            let col = out.user_column("u.realName COLLATE utf8mb4_unicode_ci");
+            string_cmp(col, false, op, lit, out);
+        }
+        UserField::Json(j) => json_cmp(j, op, lit, out),
     }
 }
 
@@ -283,14 +299,14 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
         GroupFilter::Const(b) => out.text.push_str(if *b { "1 = 1" } else { "1 = 0" }),
         GroupFilter::HasMembers => {
             out.text.push_str(&format!(
-                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = 13)",
+                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = {PROJECT_HAS_MEMBER})",
                 t.project_edge
             ));
         }
         GroupFilter::Member(id) => {
             // Type 13: project has member (docs/phabricator-tables.md#edges).
             out.text.push_str(&format!(
-                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = 13 AND me.dst = ?)",
+                "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = {PROJECT_HAS_MEMBER} AND me.dst = ?)",
                 t.project_edge
             ));
             out.binds.push(Bind::Str(id.clone()));
@@ -558,6 +574,47 @@ mod tests {
                 Bind::Str("%!%a!_%".into())
             ]
         );
+    }
+
+    /// Does `sql` use the alias `u` (as `u.column`)? What the join decision was made by
+    /// before the compiler reported it; kept here to check the report against the text.
+    fn mentions_user(sql: &str) -> bool {
+        let b = sql.as_bytes();
+        b.windows(2).enumerate().any(|(i, w)| {
+            w == b"u." && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+        })
+    }
+
+    #[test]
+    fn the_user_join_is_reported_where_a_user_column_is_written() {
+        for (f, needs) in [
+            (r#"userName eq "a""#, false),
+            (r#"externalId pr"#, false),
+            (r#"emails[type eq "work"]"#, false),
+            (r#"name.givenName sw "B""#, false),
+            (r#"groups pr"#, false),
+            (r#"displayName eq "A""#, true),
+            (r#"displayName pr"#, true),
+            (r#"active eq true"#, true),
+            (r#"not (active ne false)"#, true),
+            (r#"userName eq "a" or displayName co "b""#, true),
+        ] {
+            let sql = compile(f);
+            assert_eq!(sql.needs_user, needs, "{f}: {}", sql.text);
+            assert_eq!(mentions_user(&sql.text), needs, "{f}: {}", sql.text);
+        }
+        let t = Tables::new(&Namespace::parse("ns").unwrap());
+        for (sort, needs) in [
+            (None, false),
+            (Some(UserSort::Email), false),
+            (Some(UserSort::Field(UserField::UserName)), false),
+            (Some(UserSort::Field(UserField::DisplayName)), true),
+            (Some(UserSort::Field(UserField::Active)), true),
+        ] {
+            let order = user_order(&t, sort, false);
+            assert_eq!(order.needs_user, needs, "{}", order.text);
+            assert_eq!(mentions_user(&order.text), needs, "{}", order.text);
+        }
     }
 
     #[test]

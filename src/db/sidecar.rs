@@ -2,9 +2,11 @@
 //! what SCIM manages, the sync log, token hashes and replica heartbeats.
 
 use serde_json::Value;
-use sqlx::AssertSqlSafe;
 use sqlx::FromRow;
+use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
+use super::filter_sql::Sql;
+use super::phabricator::edge::MEMBER_OF_PROJECT;
 use super::status::GuardSettings;
 use super::{Conn, DbResult, Tables, now, placeholders};
 
@@ -280,26 +282,17 @@ pub async fn write_scim_emails(
     if emails.is_empty() {
         return Ok(());
     }
-    let mut sql = format!(
-        "INSERT INTO {} (userPHID, address, emailType, isPrimary) VALUES ",
+    let mut q = QueryBuilder::<MySql>::new(format!(
+        "INSERT INTO {} (userPHID, address, emailType, isPrimary) ",
         t.scim_useremail
-    );
-    for i in 0..emails.len() {
-        sql.push_str(if i == 0 {
-            "(?, ?, ?, ?)"
-        } else {
-            ", (?, ?, ?, ?)"
-        });
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for e in emails {
-        q = q
-            .bind(user_phid)
-            .bind(&e.address)
-            .bind(e.kind.as_deref())
-            .bind(e.primary);
-    }
-    q.execute(&mut *conn).await?;
+    ));
+    q.push_values(emails, |mut row, e| {
+        row.push_bind(user_phid)
+            .push_bind(&e.address)
+            .push_bind(e.kind.as_deref())
+            .push_bind(e.primary);
+    });
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -312,27 +305,27 @@ pub enum Bind {
     Bool(bool),
 }
 
-/// A page of managed users matching `where_sql` (over aliases `s`, `u`), ordered by
-/// `order_sql` (whose placeholders take `order_binds`), and the total count.
+/// A page of managed users matching `filter` (over aliases `s`, `u`), ordered by `order`, and
+/// the total count. `user u` is joined for the ids only when either fragment says it reads a
+/// column of it ([`Sql::needs_user`]).
 ///
 /// Round trips are what a lookup costs (benches/README.md): the page comes first, and the
 /// count is skipped when a first page comes back short (an IdP's `userName eq` lookup is then
 /// one statement). The page selects ids first and joins the wide rows for those only, so a deep
 /// `startIndex` skips over index entries, not over whole rows; without a condition on `user`
 /// the ids come from `scim_user`'s own `(isDeprovisioned, id)` key.
-#[allow(clippy::too_many_arguments)]
 pub async fn list_scim_users(
     conn: &mut Conn,
     t: &Tables,
-    where_sql: &str,
-    binds: &[Bind],
-    order_sql: &str,
-    order_binds: &[Bind],
+    filter: &Sql,
+    order: &Sql,
     offset: u64,
     limit: u64,
     want_groups: bool,
 ) -> DbResult<(u64, Vec<ScimUserRead>)> {
-    let needs_user = mentions_alias(where_sql, 'u') || mentions_alias(order_sql, 'u');
+    let (where_sql, binds) = (filter.text.as_str(), filter.binds.as_slice());
+    let (order_sql, order_binds) = (order.text.as_str(), order.binds.as_slice());
+    let needs_user = filter.needs_user || order.needs_user;
     let from = if needs_user {
         format!(
             "FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND ({where_sql})",
@@ -392,22 +385,12 @@ pub async fn list_scim_users(
     Ok((total, rows))
 }
 
-/// Does `sql` use the table alias `alias` (as `alias.column`)?
-fn mentions_alias(sql: &str, alias: char) -> bool {
-    let b = sql.as_bytes();
-    b.windows(2).enumerate().any(|(i, w)| {
-        w[0] == alias as u8
-            && w[1] == b'.'
-            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
-    })
-}
-
 /// A `groupsJson` column: the SCIM-managed groups of user `s` as `[[id, displayName], ...]`
-/// (type 14: user is member of project), so a page needs no second query for them.
+/// (`MEMBER_OF_PROJECT` edges), so a page needs no second query for them.
 pub fn user_groups_column(t: &Tables) -> String {
     format!(
         ", (SELECT JSON_ARRAYAGG(JSON_ARRAY(CAST(g.projectPHID AS CHAR), g.displayName)) FROM {} ge \
-         JOIN {} g ON g.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = 14) AS groupsJson",
+         JOIN {} g ON g.projectPHID = ge.dst WHERE ge.src = s.userPHID AND ge.type = {MEMBER_OF_PROJECT}) AS groupsJson",
         t.user_edge, t.scim_group
     )
 }

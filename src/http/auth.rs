@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::refused::Refusal;
 use super::state::AppState;
-use crate::db::phabricator::random_chars;
-use crate::db::sidecar::{self, Event, Outcome, ResourceType};
 use crate::net::{self, IpNet};
 use crate::provisioning::Ctx;
+use crate::provisioning::service::{RejectedRequest, ResourceType, new_request_id};
 use crate::token::{AuthError, Principal};
 
 /// The error detail of a failed response, for the sync log.
@@ -68,7 +67,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_safe_request_id(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| random_chars(20));
+        .unwrap_or_else(new_request_id);
     let method = req.method().as_str().to_owned();
     // Nested routers see a stripped path; the sync log shows the one the client called.
     let path = req
@@ -106,23 +105,21 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         } else {
             None
         };
-        let event = Event {
+        let rejected = RejectedRequest {
             request_id,
             token_id,
             method,
             path,
             resource_type,
-            object_phid: None,
             status,
-            outcome: Outcome::Error,
             summary: detail,
             details: serde_json::json!({}),
         };
-        let db = state.prov.db.clone();
+        let prov = state.prov.clone();
         // Off the response path; a failure to log must not turn into a second error.
         tokio::spawn(async move {
-            if let Ok(mut conn) = db.pool.acquire().await
-                && let Err(e) = sidecar::insert_event(&mut conn, &db.t, &event).await
+            if let Ok(mut log) = prov.sync_log().await
+                && let Err(e) = log.write(&rejected).await
             {
                 tracing::warn!(error = %e, "could not write the sync log");
             }

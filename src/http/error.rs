@@ -200,7 +200,6 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::DbError;
     use crate::provisioning::error::GUARD_RETRY_AFTER_SECS;
 
     #[test]
@@ -231,7 +230,7 @@ mod tests {
             ),
             (ProvisionError::Misconfigured("x".into()), 500, None, None),
             (
-                ProvisionError::Db(DbError::Timeout("a transaction")),
+                ProvisionError::from(sqlx::Error::PoolTimedOut),
                 503,
                 None,
                 Some("5"),

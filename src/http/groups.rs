@@ -5,29 +5,18 @@
 //! bytes, not also as a JSON tree. With `excludedAttributes=members` (Entra) they are not
 //! read at all.
 
-use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
 
-use super::error::{ApiError, SCIM_JSON};
-use super::extract::ScimBody;
+use super::error::ApiError;
+use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
-use super::users::{ProjectionParams, preconditions};
 use crate::provisioning::Ctx;
 use crate::provisioning::groups::StoredGroup;
 use crate::scim::group::{GroupParts, MemberFields, render_group};
 use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
 use crate::scim::schema::Resource;
-
-fn projection(pp: &ProjectionParams) -> Result<Projection, ApiError> {
-    Ok(Projection::parse(
-        Resource::Group,
-        pp.attributes.as_deref(),
-        pp.excluded_attributes.as_deref(),
-    )?)
-}
 
 /// Appends one group, projected, with its members streamed in when the projection wants them.
 pub(crate) async fn write_group(
@@ -73,44 +62,26 @@ pub(crate) async fn write_group(
     Ok(())
 }
 
-pub(crate) fn respond(
-    status: StatusCode,
-    body: Vec<u8>,
-    tag: Option<String>,
-    location: Option<String>,
-) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
-    if let Some(e) = tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
-        headers.insert(header::ETAG, e);
-    }
-    if let Some(l) = location
-        .as_deref()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        headers.insert(header::LOCATION, l);
-    }
-    (status, headers, Body::from(body)).into_response()
-}
-
 async fn single(
     state: &AppState,
     g: &StoredGroup,
     p: &Projection,
     status: StatusCode,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     let mut buf = Vec::new();
     write_group(state, g, p, &mut buf).await?;
     let location =
         (status == StatusCode::CREATED).then(|| format!("{}/Groups/{}", state.base_url, g.phid));
-    Ok(respond(status, buf, Some(etag(g.version)), location))
+    Ok(ScimResponse::written(status, buf)
+        .with_etag(etag(g.version))
+        .with_location(location))
 }
 
 /// GET /Groups
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     search_groups(&state, params).await
 }
 
@@ -118,11 +89,11 @@ pub async fn list(
 pub async fn search(
     State(state): State<AppState>,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     search_groups(&state, ListParams::from_search_body(&body)?).await
 }
 
-async fn search_groups(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
+async fn search_groups(state: &AppState, params: ListParams) -> Result<ScimResponse, ApiError> {
     let p = Projection::parse(
         Resource::Group,
         params.attributes.as_deref(),
@@ -139,7 +110,7 @@ async fn search_groups(state: &AppState, params: ListParams) -> Result<Response,
         write_group(state, g, &p, &mut buf).await?;
     }
     buf.extend_from_slice(b"]}");
-    Ok(respond(StatusCode::OK, buf, None, None))
+    Ok(ScimResponse::written(StatusCode::OK, buf))
 }
 
 /// GET /Groups/{id}
@@ -148,15 +119,11 @@ pub async fn get(
     Path(id): Path<String>,
     Query(pp): Query<ProjectionParams>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let p = projection(&pp)?;
+) -> Result<ScimResponse, ApiError> {
+    let p = pp.projection(Resource::Group)?;
     let group = state.prov.get_group(&id).await?;
     if preconditions(&headers).check_read(group.version)? == ReadCheck::NotModified {
-        let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
-            resp.headers_mut().insert(header::ETAG, v);
-        }
-        return Ok(resp);
+        return Ok(ScimResponse::empty(StatusCode::NOT_MODIFIED).with_etag(etag(group.version)));
     }
     single(&state, &group, &p, StatusCode::OK).await
 }
@@ -167,8 +134,8 @@ pub async fn create(
     Extension(ctx): Extension<Ctx>,
     Query(pp): Query<ProjectionParams>,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
-    let p = projection(&pp)?;
+) -> Result<ScimResponse, ApiError> {
+    let p = pp.projection(Resource::Group)?;
     let (_, group) = state.prov.create_group(&ctx, &body).await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
@@ -181,8 +148,8 @@ pub async fn replace(
     Query(pp): Query<ProjectionParams>,
     headers: HeaderMap,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
-    let p = projection(&pp)?;
+) -> Result<ScimResponse, ApiError> {
+    let p = pp.projection(Resource::Group)?;
     let group = state
         .prov
         .replace_group(&ctx, &id, &body, preconditions(&headers))
@@ -199,20 +166,16 @@ pub async fn patch(
     Query(pp): Query<ProjectionParams>,
     headers: HeaderMap,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
-    let p = projection(&pp)?;
-    let no_content = pp.attributes.is_none() && pp.excluded_attributes.is_none();
+) -> Result<ScimResponse, ApiError> {
+    let p = pp.projection(Resource::Group)?;
+    let no_content = !pp.given();
     let status = if no_content { 204 } else { 200 };
     let group = state
         .prov
         .patch_group(&ctx, &id, &body, preconditions(&headers), status)
         .await?;
     if no_content {
-        let mut resp = StatusCode::NO_CONTENT.into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag(group.version)) {
-            resp.headers_mut().insert(header::ETAG, v);
-        }
-        return Ok(resp);
+        return Ok(ScimResponse::empty(StatusCode::NO_CONTENT).with_etag(etag(group.version)));
     }
     single(&state, &group, &p, StatusCode::OK).await
 }
@@ -223,10 +186,10 @@ pub async fn delete(
     Extension(ctx): Extension<Ctx>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     state
         .prov
         .delete_group(&ctx, &id, preconditions(&headers))
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

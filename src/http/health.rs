@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::state::AppState;
-use crate::db::check::Readiness;
+use crate::provisioning::service::Readiness;
 
 /// GET /healthz: the process answers.
 pub async fn healthz() -> Response {
@@ -15,13 +15,12 @@ pub async fn healthz() -> Response {
 
 /// GET /readyz: the database answers and the namespace has what the service needs. Needs no
 /// token, so it answers from a check shared by all callers of the same second
-/// (`db::check::ReadinessCache`) and names no table or namespace: the log and
+/// (`Provisioner::readiness`) and names no table or namespace: the log and
 /// `phab-scim check` do.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let db = &state.prov.db;
-    match db.readiness.get(db).await {
+    match state.prov.readiness().await {
         Readiness::Ready => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
-        Readiness::Incomplete(_) => (
+        Readiness::Incomplete => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({
                 "status": "not ready",

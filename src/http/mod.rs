@@ -223,4 +223,29 @@ mod tests {
         assert_eq!(canonical_path("/scim/v2/").as_deref(), Some("/scim/v2"));
         assert_eq!(canonical_path("/scim/v2"), None);
     }
+
+    /// The layering of `lib.rs`: nothing under `src/http/` names the database layer, and the
+    /// resource handlers share `extract`'s types rather than each other's.
+    #[test]
+    fn http_reaches_the_database_only_through_provisioning() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+        // Built so that this test's own text does not match.
+        let (db_path, db_field) = (["crate", "::db"].concat(), [".db", "."].concat());
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let src = std::fs::read_to_string(&path).unwrap();
+            files += 1;
+            assert!(!src.contains(&db_path), "{name} uses the db module");
+            assert!(!src.contains(&db_field), "{name} reaches into a Db");
+            if name == "users.rs" {
+                assert!(!src.contains("super::groups"), "users.rs imports groups.rs");
+            }
+            if name == "groups.rs" {
+                assert!(!src.contains("super::users"), "groups.rs imports users.rs");
+            }
+        }
+        assert!(files > 10, "read {files} files of {}", dir.display());
+    }
 }

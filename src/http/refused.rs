@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::db::now;
+use crate::provisioning::service::now;
 use crate::scim::resource::datetime;
 
 /// Why a request was refused before it reached a handler. A closed set: it is part of the key

@@ -3,11 +3,11 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 
 use super::error::ApiError;
 use super::extract::ScimBody;
-use super::groups::{respond, write_group};
+use super::extract::ScimResponse;
+use super::groups::write_group;
 use super::state::AppState;
 use super::users::write_user;
 use crate::scim::list::{ListParams, write_list_head};
@@ -18,7 +18,7 @@ use crate::scim::schema::Resource;
 pub async fn search(
     State(state): State<AppState>,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     root_query(&state, ListParams::from_search_body(&body)?).await
 }
 
@@ -26,11 +26,11 @@ pub async fn search(
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     root_query(&state, params).await
 }
 
-async fn root_query(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
+async fn root_query(state: &AppState, params: ListParams) -> Result<ScimResponse, ApiError> {
     let (attributes, excluded) = (
         params.attributes.as_deref(),
         params.excluded_attributes.as_deref(),
@@ -62,5 +62,5 @@ async fn root_query(state: &AppState, params: ListParams) -> Result<Response, Ap
         write_group(state, g, &group_p, &mut buf).await?;
     }
     buf.extend_from_slice(b"]}");
-    Ok(respond(StatusCode::OK, buf, None, None))
+    Ok(ScimResponse::written(StatusCode::OK, buf))
 }

@@ -1,29 +1,18 @@
 //! `/Users` handlers: parse, call one provisioning function, map the result.
 
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{ScimBody, ScimResponse};
-use super::groups::respond;
+use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
 use crate::provisioning::Ctx;
 use crate::provisioning::users::{ReadUser, StoredUser};
 use crate::scim::list::{ListParams, write_list_head};
-use crate::scim::resource::{Preconditions, Projection, ReadCheck, etag};
+use crate::scim::resource::{Projection, ReadCheck, etag};
 use crate::scim::schema::Resource;
 use crate::scim::user::{self, RawUserParts, UserParts, render_user};
-
-/// `attributes` / `excludedAttributes` on single-resource requests.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProjectionParams {
-    pub attributes: Option<String>,
-    pub excluded_attributes: Option<String>,
-}
 
 pub(crate) fn render(state: &AppState, u: StoredUser) -> Value {
     render_user(UserParts {
@@ -75,29 +64,16 @@ pub(crate) fn write_user(
 fn single(state: &AppState, u: StoredUser, p: &Projection, status: StatusCode) -> ScimResponse {
     let location = format!("{}/Users/{}", state.base_url, u.phid);
     let etag = etag(u.version);
-    ScimResponse {
-        status,
-        body: Some(p.apply(Resource::User, render(state, u))),
-        etag: Some(etag),
-        location: (status == StatusCode::CREATED).then_some(location),
-    }
-}
-
-/// `If-Match` / `If-None-Match` (RFC 7644 §3.14).
-pub(crate) fn preconditions(headers: &HeaderMap) -> Preconditions<'_> {
-    Preconditions {
-        if_match: headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()),
-        if_none_match: headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok()),
-    }
+    ScimResponse::json(status, p.apply(Resource::User, render(state, u)))
+        .with_etag(etag)
+        .with_location((status == StatusCode::CREATED).then_some(location))
 }
 
 /// GET /Users
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     search_users(&state, params).await
 }
 
@@ -105,11 +81,11 @@ pub async fn list(
 pub async fn search(
     State(state): State<AppState>,
     ScimBody(body): ScimBody,
-) -> Result<Response, ApiError> {
+) -> Result<ScimResponse, ApiError> {
     search_users(&state, ListParams::from_search_body(&body)?).await
 }
 
-async fn search_users(state: &AppState, params: ListParams) -> Result<Response, ApiError> {
+async fn search_users(state: &AppState, params: ListParams) -> Result<ScimResponse, ApiError> {
     let p = Projection::parse(
         Resource::User,
         params.attributes.as_deref(),
@@ -126,7 +102,7 @@ async fn search_users(state: &AppState, params: ListParams) -> Result<Response, 
         write_user(state, u, &p, &mut buf)?;
     }
     buf.extend_from_slice(b"]}");
-    Ok(respond(StatusCode::OK, buf, None, None))
+    Ok(ScimResponse::written(StatusCode::OK, buf))
 }
 
 /// GET /Users/{id}
@@ -135,26 +111,16 @@ pub async fn get(
     Path(id): Path<String>,
     Query(pp): Query<ProjectionParams>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let p = Projection::parse(
-        Resource::User,
-        pp.attributes.as_deref(),
-        pp.excluded_attributes.as_deref(),
-    )?;
+) -> Result<ScimResponse, ApiError> {
+    let p = pp.projection(Resource::User)?;
     let user = state.prov.get_user(&id).await?;
     let tag = etag(user.version);
     if preconditions(&headers).check_read(user.version)? == ReadCheck::NotModified {
-        return Ok(ScimResponse {
-            status: StatusCode::NOT_MODIFIED,
-            body: None,
-            etag: Some(tag),
-            location: None,
-        }
-        .into_response());
+        return Ok(ScimResponse::empty(StatusCode::NOT_MODIFIED).with_etag(tag));
     }
     let mut buf = Vec::with_capacity(1024);
     write_user(&state, user, &p, &mut buf)?;
-    Ok(respond(StatusCode::OK, buf, Some(tag), None))
+    Ok(ScimResponse::written(StatusCode::OK, buf).with_etag(tag))
 }
 
 /// POST /Users
@@ -164,11 +130,7 @@ pub async fn create(
     Query(pp): Query<ProjectionParams>,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(
-        Resource::User,
-        pp.attributes.as_deref(),
-        pp.excluded_attributes.as_deref(),
-    )?;
+    let p = pp.projection(Resource::User)?;
     let (_, user) = state.prov.create_user(&ctx, &body).await?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
@@ -182,11 +144,7 @@ pub async fn replace(
     headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(
-        Resource::User,
-        pp.attributes.as_deref(),
-        pp.excluded_attributes.as_deref(),
-    )?;
+    let p = pp.projection(Resource::User)?;
     let user = state
         .prov
         .replace_user(&ctx, &id, &body, preconditions(&headers))
@@ -203,11 +161,7 @@ pub async fn patch(
     headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
-    let p = Projection::parse(
-        Resource::User,
-        pp.attributes.as_deref(),
-        pp.excluded_attributes.as_deref(),
-    )?;
+    let p = pp.projection(Resource::User)?;
     let user = state
         .prov
         .patch_user(&ctx, &id, &body, preconditions(&headers))
@@ -226,10 +180,5 @@ pub async fn delete(
         .prov
         .delete_user(&ctx, &id, preconditions(&headers))
         .await?;
-    Ok(ScimResponse {
-        status: StatusCode::NO_CONTENT,
-        body: None,
-        etag: None,
-        location: None,
-    })
+    Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

@@ -5,6 +5,7 @@ pub mod bot;
 pub mod error;
 pub mod groups;
 pub mod search;
+pub mod service;
 mod synclog;
 pub mod username;
 pub mod users;

@@ -196,18 +196,8 @@ impl Provisioner {
         let (total, rows) = self
             .db
             .read(async |conn| {
-                sidecar::list_scim_users(
-                    conn,
-                    &self.db.t,
-                    &sql.text,
-                    &sql.binds,
-                    &order.text,
-                    &order.binds,
-                    offset,
-                    limit,
-                    want_groups,
-                )
-                .await
+                sidecar::list_scim_users(conn, &self.db.t, &sql, &order, offset, limit, want_groups)
+                    .await
             })
             .await?;
         let users = rows

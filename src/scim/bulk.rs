@@ -228,22 +228,7 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
         }
     };
     let err = |e: ScimError| reject(method_text.clone(), bulk_id.clone(), e);
-    let method = match method_text
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        Some("POST") => Method::Post,
-        Some("PUT") => Method::Put,
-        Some("PATCH") => Method::Patch,
-        Some("DELETE") => Method::Delete,
-        Some(other) => {
-            return Err(err(ScimError::invalid_value(format!(
-                "method {other:?} is not POST, PUT, PATCH or DELETE"
-            ))));
-        }
-        None => return Err(err(ScimError::invalid_syntax("method is required"))),
-    };
+    let method = parse_method(method_text.as_deref()).map_err(&err)?;
     let version = get(o, "version").and_then(Value::as_str).map(str::to_owned);
     let path = get(o, "path")
         .and_then(Value::as_str)
@@ -255,27 +240,7 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
             "path {path:?} is not /Users, /Groups or one of their resources"
         )))
     })?;
-    match (method, &target) {
-        // RFC 7644 §3.7: bulkId is REQUIRED for POST.
-        (Method::Post, Target::Collection(_)) if bulk_id.is_none() => {
-            return Err(err(ScimError::invalid_value(
-                "a POST operation needs a bulkId",
-            )));
-        }
-        (Method::Post, Target::Collection(_)) => {}
-        (Method::Post, Target::Item(..)) => {
-            return Err(err(ScimError::invalid_value(
-                "POST goes to /Users or /Groups",
-            )));
-        }
-        (_, Target::Collection(_)) => {
-            return Err(err(ScimError::invalid_value(format!(
-                "{} needs a resource path",
-                method.as_str()
-            ))));
-        }
-        _ => {}
-    }
+    check_target(method, &target, bulk_id.is_some()).map_err(&err)?;
     let data = match get(o, "data") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.clone()),
@@ -286,23 +251,7 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
             method.as_str()
         ))));
     }
-    let mut refs = HashSet::new();
-    if let Target::Item(_, id) = &target
-        && let Some(b) = id.strip_prefix(BULK_ID_PREFIX)
-    {
-        refs.insert(b.to_owned());
-    }
-    if let Some(d) = &data {
-        collect_refs(d, &mut refs);
-    }
-    if let Some(b) = &bulk_id
-        && refs.contains(b)
-    {
-        return Err(err(ScimError::status(
-            409,
-            format!("operation {b:?} refers to itself"),
-        )));
-    }
+    let refs = operation_refs(&target, data.as_ref(), bulk_id.as_deref()).map_err(&err)?;
     Ok(Operation {
         index,
         method,
@@ -313,6 +262,66 @@ fn parse_operation(index: usize, op: &Value) -> Result<Operation, Rejected> {
         data,
         refs,
     })
+}
+
+/// The operation's `method`, case-insensitively.
+fn parse_method(text: Option<&str>) -> Result<Method, ScimError> {
+    match text.map(str::to_ascii_uppercase).as_deref() {
+        Some("POST") => Ok(Method::Post),
+        Some("PUT") => Ok(Method::Put),
+        Some("PATCH") => Ok(Method::Patch),
+        Some("DELETE") => Ok(Method::Delete),
+        Some(other) => Err(ScimError::invalid_value(format!(
+            "method {other:?} is not POST, PUT, PATCH or DELETE"
+        ))),
+        None => Err(ScimError::invalid_syntax("method is required")),
+    }
+}
+
+/// POST goes to a collection with a bulkId, every other method to one resource.
+fn check_target(method: Method, target: &Target, has_bulk_id: bool) -> Result<(), ScimError> {
+    match (method, target) {
+        // RFC 7644 §3.7: bulkId is REQUIRED for POST.
+        (Method::Post, Target::Collection(_)) if !has_bulk_id => {
+            Err(ScimError::invalid_value("a POST operation needs a bulkId"))
+        }
+        (Method::Post, Target::Collection(_)) => Ok(()),
+        (Method::Post, Target::Item(..)) => {
+            Err(ScimError::invalid_value("POST goes to /Users or /Groups"))
+        }
+        (_, Target::Collection(_)) => Err(ScimError::invalid_value(format!(
+            "{} needs a resource path",
+            method.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The bulkIds an operation refers to, in its path and its data; referring to its own bulkId
+/// is a conflict.
+fn operation_refs(
+    target: &Target,
+    data: Option<&Value>,
+    bulk_id: Option<&str>,
+) -> Result<HashSet<String>, ScimError> {
+    let mut refs = HashSet::new();
+    if let Target::Item(_, id) = target
+        && let Some(b) = id.strip_prefix(BULK_ID_PREFIX)
+    {
+        refs.insert(b.to_owned());
+    }
+    if let Some(d) = data {
+        collect_refs(d, &mut refs);
+    }
+    if let Some(b) = bulk_id
+        && refs.contains(b)
+    {
+        return Err(ScimError::status(
+            409,
+            format!("operation {b:?} refers to itself"),
+        ));
+    }
+    Ok(refs)
 }
 
 fn parse_target(path: &str) -> Option<Target> {

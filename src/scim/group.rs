@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::error::ScimError;
 use super::filter::{AttrPath, CompValue, CompareOp, Filter, parse_path};
 use super::patch::{OpKind, PatchOp};
-use super::resource::{Projection, meta, normalize};
+use super::resource::{Projection, meta, normalize, take_external_id};
 use super::schema::{Resource, urn};
 
 /// `project.name` is `sort128`; Phorge validates 128 bytes.
@@ -77,18 +77,7 @@ impl GroupSpec {
                 "displayName contains control characters",
             ));
         }
-        let external_id = match doc.remove("externalId") {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
-        if external_id
-            .as_ref()
-            .is_some_and(|e| e.chars().count() > 128)
-        {
-            return Err(ScimError::invalid_value(
-                "externalId is longer than 128 characters",
-            ));
-        }
+        let external_id = take_external_id(&mut doc)?;
         doc.remove("members");
         Ok(Self {
             display_name,

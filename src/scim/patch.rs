@@ -404,135 +404,194 @@ fn apply_multi(
             .collect(),
         None => (0..items.len()).collect(),
     };
-    let mut touched: Vec<usize> = Vec::new();
-    match (op, sub) {
+    let touched = match (op, sub) {
         (OpKind::Remove, None) => {
-            if filter.is_none() {
-                match value.and_then(|v| coerce(def, v, def.name).transpose()) {
-                    // Entra's legacy dialect: `Remove` with path `members` and a value list.
-                    Some(values) => {
-                        let values = values?;
-                        let drop: Vec<Value> = values
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|v| v.get("value").cloned()).collect())
-                            .unwrap_or_default();
-                        items.retain(|it| !it.get("value").is_some_and(|v| drop.contains(v)));
-                    }
-                    None => items.clear(),
-                }
-            } else {
-                let mut i = 0;
-                items.retain(|_| {
-                    let keep = !matched.contains(&i);
-                    i += 1;
-                    keep
-                });
-            }
+            remove_values(&mut items, def, filter, &matched, value)?;
+            Vec::new()
         }
         (OpKind::Remove, Some(s)) => {
-            for i in matched {
-                if let Some(Value::Object(m)) = items.get_mut(i) {
-                    m.remove(s.name);
-                }
-            }
-            items.retain(|it| it.as_object().is_none_or(|m| !m.is_empty()));
+            remove_sub_attribute(&mut items, s, matched);
+            Vec::new()
         }
-        (_, Some(s)) => {
-            let v = coerce(
-                s,
-                value.unwrap_or(&Value::Null),
-                &format!("{}.{}", def.name, s.name),
-            )?;
-            if matched.is_empty() {
-                // Entra sets `emails[type eq "work"].value` on a user without a work email:
-                // create the value from the filter's equalities
-                // (docs/scim-clients.md#put-and-patch-semantics).
-                let mut m = filter.map(seed_from_filter).unwrap_or_default();
-                if let Some(v) = v {
-                    m.insert(s.name.to_owned(), v);
-                    items.push(Value::Object(m));
-                    touched.push(items.len() - 1);
-                }
-            } else {
-                for i in matched {
-                    if let Some(Value::Object(m)) = items.get_mut(i) {
-                        match &v {
-                            Some(v) => {
-                                m.insert(s.name.to_owned(), v.clone());
-                            }
-                            None => {
-                                m.remove(s.name);
-                            }
-                        }
-                        touched.push(i);
-                    }
-                }
-            }
-        }
+        (_, Some(s)) => set_sub_attribute(&mut items, def, s, filter, matched, value)?,
         (OpKind::Replace, None) if filter.is_none() => {
             let new = coerce(def, value.unwrap_or(&Value::Null), def.name)?;
             items = match new {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             };
-            touched = (0..items.len()).collect();
+            (0..items.len()).collect()
         }
-        (OpKind::Add, None) if filter.is_none() => {
-            if let Some(Value::Array(new)) = coerce(def, value.unwrap_or(&Value::Null), def.name)? {
-                for v in new {
-                    // Adding a value already present is a success that changes nothing.
-                    match items.iter().position(|it| same_value(it, &v)) {
-                        Some(i) => {
-                            if items[i] != v {
-                                items[i] = v;
-                            }
-                            touched.push(i);
-                        }
-                        None => {
-                            items.push(v);
-                            touched.push(items.len() - 1);
-                        }
+        (OpKind::Add, None) if filter.is_none() => add_values(&mut items, def, value)?,
+        (_, None) => replace_matched_values(&mut items, def, op, matched, value)?,
+    };
+    keep_one_primary(&mut items, &touched);
+    if !items.is_empty() {
+        target.insert(def.name.to_owned(), Value::Array(items));
+    }
+    Ok(())
+}
+
+/// `remove` of whole values: the matched ones, Entra's listed ones, or all of them.
+fn remove_values(
+    items: &mut Vec<Value>,
+    def: &'static Attr,
+    filter: Option<&Filter>,
+    matched: &[usize],
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    if filter.is_none() {
+        match value.and_then(|v| coerce(def, v, def.name).transpose()) {
+            // Entra's legacy dialect: `Remove` with path `members` and a value list.
+            Some(values) => {
+                let values = values?;
+                let drop: Vec<Value> = values
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.get("value").cloned()).collect())
+                    .unwrap_or_default();
+                items.retain(|it| !it.get("value").is_some_and(|v| drop.contains(v)));
+            }
+            None => items.clear(),
+        }
+    } else {
+        let mut i = 0;
+        items.retain(|_| {
+            let keep = !matched.contains(&i);
+            i += 1;
+            keep
+        });
+    }
+    Ok(())
+}
+
+/// `remove` of one sub-attribute of the matched values; a value left empty goes.
+fn remove_sub_attribute(items: &mut Vec<Value>, sub: &'static Attr, matched: Vec<usize>) {
+    for i in matched {
+        if let Some(Value::Object(m)) = items.get_mut(i) {
+            m.remove(sub.name);
+        }
+    }
+    items.retain(|it| it.as_object().is_none_or(|m| !m.is_empty()));
+}
+
+/// `add`/`replace` of one sub-attribute of the matched values (or of a value seeded from the
+/// filter when none matches). Returns the indices it touched.
+fn set_sub_attribute(
+    items: &mut Vec<Value>,
+    def: &'static Attr,
+    sub: &'static Attr,
+    filter: Option<&Filter>,
+    matched: Vec<usize>,
+    value: Option<&Value>,
+) -> Result<Vec<usize>, ScimError> {
+    let mut touched = Vec::new();
+    let v = coerce(
+        sub,
+        value.unwrap_or(&Value::Null),
+        &format!("{}.{}", def.name, sub.name),
+    )?;
+    if matched.is_empty() {
+        // Entra sets `emails[type eq "work"].value` on a user without a work email:
+        // create the value from the filter's equalities
+        // (docs/scim-clients.md#put-and-patch-semantics).
+        let mut m = filter.map(seed_from_filter).unwrap_or_default();
+        if let Some(v) = v {
+            m.insert(sub.name.to_owned(), v);
+            items.push(Value::Object(m));
+            touched.push(items.len() - 1);
+        }
+    } else {
+        for i in matched {
+            if let Some(Value::Object(m)) = items.get_mut(i) {
+                match &v {
+                    Some(v) => {
+                        m.insert(sub.name.to_owned(), v.clone());
+                    }
+                    None => {
+                        m.remove(sub.name);
                     }
                 }
+                touched.push(i);
             }
         }
-        (_, None) => {
-            // A value filter without sub-attribute: replace (or merge into) the matched values.
-            let new = coerce(
-                def,
-                &Value::Array(vec![value.cloned().unwrap_or(Value::Null)]),
-                def.name,
-            )?;
-            let Some(new) = new.and_then(|v| v.as_array().and_then(|a| a.first().cloned())) else {
-                return Err(ScimError::invalid_value(format!(
-                    "{} needs a value",
-                    def.name
-                )));
-            };
-            if matched.is_empty() {
-                if op == OpKind::Replace {
-                    return Err(ScimError::no_target(format!(
-                        "no {} value matches the filter",
-                        def.name
-                    )));
-                }
-                items.push(new);
-                touched.push(items.len() - 1);
-            } else {
-                for i in matched {
-                    if op == OpKind::Replace {
-                        items[i] = new.clone();
-                    } else if let (Some(m), Some(n)) = (items[i].as_object_mut(), new.as_object()) {
-                        for (k, v) in n {
-                            m.insert(k.clone(), v.clone());
-                        }
+    }
+    Ok(touched)
+}
+
+/// `add` of a list of values without filter. Returns the indices it touched.
+fn add_values(
+    items: &mut Vec<Value>,
+    def: &'static Attr,
+    value: Option<&Value>,
+) -> Result<Vec<usize>, ScimError> {
+    let mut touched = Vec::new();
+    if let Some(Value::Array(new)) = coerce(def, value.unwrap_or(&Value::Null), def.name)? {
+        for v in new {
+            // Adding a value already present is a success that changes nothing.
+            match items.iter().position(|it| same_value(it, &v)) {
+                Some(i) => {
+                    if items[i] != v {
+                        items[i] = v;
                     }
                     touched.push(i);
+                }
+                None => {
+                    items.push(v);
+                    touched.push(items.len() - 1);
                 }
             }
         }
     }
-    // At most one primary value: the one this operation set wins (RFC 7643 §2.4).
+    Ok(touched)
+}
+
+/// A value filter without sub-attribute: replace (or merge into) the matched values. Returns
+/// the indices it touched.
+fn replace_matched_values(
+    items: &mut Vec<Value>,
+    def: &'static Attr,
+    op: OpKind,
+    matched: Vec<usize>,
+    value: Option<&Value>,
+) -> Result<Vec<usize>, ScimError> {
+    let mut touched = Vec::new();
+    let new = coerce(
+        def,
+        &Value::Array(vec![value.cloned().unwrap_or(Value::Null)]),
+        def.name,
+    )?;
+    let Some(new) = new.and_then(|v| v.as_array().and_then(|a| a.first().cloned())) else {
+        return Err(ScimError::invalid_value(format!(
+            "{} needs a value",
+            def.name
+        )));
+    };
+    if matched.is_empty() {
+        if op == OpKind::Replace {
+            return Err(ScimError::no_target(format!(
+                "no {} value matches the filter",
+                def.name
+            )));
+        }
+        items.push(new);
+        touched.push(items.len() - 1);
+    } else {
+        for i in matched {
+            if op == OpKind::Replace {
+                items[i] = new.clone();
+            } else if let (Some(m), Some(n)) = (items[i].as_object_mut(), new.as_object()) {
+                for (k, v) in n {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            touched.push(i);
+        }
+    }
+    Ok(touched)
+}
+
+/// At most one primary value: the one this operation set wins (RFC 7643 §2.4).
+fn keep_one_primary(items: &mut [Value], touched: &[usize]) {
     let new_primary = touched
         .iter()
         .rev()
@@ -547,10 +606,6 @@ fn apply_multi(
             }
         }
     }
-    if !items.is_empty() {
-        target.insert(def.name.to_owned(), Value::Array(items));
-    }
-    Ok(())
 }
 
 /// Two values of a multi-valued attribute are the same value when their `value` matches (ids

@@ -210,6 +210,28 @@ fn coerce_single(def: &Attr, value: &Value, path: &str) -> Result<Option<Value>,
     }
 }
 
+/// Largest `externalId` kept, in characters (`scim_user.externalID` and
+/// `scim_group.externalID` are `varchar(128)`).
+pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
+
+/// Removes `externalId` from a canonical document; one longer than
+/// [`MAX_EXTERNAL_ID_CHARS`] is refused.
+pub fn take_external_id(doc: &mut Map<String, Value>) -> Result<Option<String>, ScimError> {
+    let external_id = match doc.remove("externalId") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    if external_id
+        .as_ref()
+        .is_some_and(|e| e.chars().count() > MAX_EXTERNAL_ID_CHARS)
+    {
+        return Err(ScimError::invalid_value(format!(
+            "externalId is longer than {MAX_EXTERNAL_ID_CHARS} characters"
+        )));
+    }
+    Ok(external_id)
+}
+
 /// Epoch seconds as an RFC 3339 UTC timestamp (`xsd:dateTime`).
 pub fn datetime(epoch: u32) -> String {
     OffsetDateTime::from_unix_timestamp(i64::from(epoch))
@@ -365,54 +387,66 @@ impl Projection {
             return doc;
         };
         if !self.attributes.is_empty() {
-            let mut out = Map::new();
-            for (k, v) in obj.iter() {
-                if k == "schemas" || k == "id" {
-                    out.insert(k.clone(), v.clone());
-                    continue;
-                }
-                if let Some(ext) = schema::extension_urn(res, k) {
-                    let picked: Map<String, Value> = v
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .filter(|(ik, _)| {
-                                    self.attributes.iter().any(|(u, n, _)| {
-                                        (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext))
-                                            && n.eq_ignore_ascii_case(ik))
-                                            || (u.is_none() && n.eq_ignore_ascii_case(ext))
-                                    })
-                                })
-                                .map(|(a, b)| (a.clone(), b.clone()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if !picked.is_empty() {
-                        out.insert(k.clone(), Value::Object(picked));
-                    }
-                    continue;
-                }
-                let subs: Vec<&Option<String>> = self
-                    .attributes
-                    .iter()
-                    .filter(|(u, n, _)| {
-                        u.as_deref()
-                            .is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn()))
-                            && n.eq_ignore_ascii_case(k)
-                    })
-                    .map(|(_, _, s)| s)
-                    .collect();
-                if subs.is_empty() {
-                    continue;
-                }
-                if subs.iter().any(|s| s.is_none()) {
-                    out.insert(k.clone(), v.clone());
-                } else {
-                    out.insert(k.clone(), pick_subs(v, &subs));
-                }
-            }
-            obj = out;
+            obj = self.keep_attributes(res, &obj);
         }
+        self.drop_excluded(res, &mut obj);
+        Value::Object(obj)
+    }
+
+    /// `attributes`: the named attributes (and sub-attributes) of `obj`, with `schemas` and
+    /// `id`.
+    fn keep_attributes(&self, res: Resource, obj: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (k, v) in obj {
+            if k == "schemas" || k == "id" {
+                out.insert(k.clone(), v.clone());
+                continue;
+            }
+            if let Some(ext) = schema::extension_urn(res, k) {
+                let picked: Map<String, Value> = v
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(ik, _)| {
+                                self.attributes.iter().any(|(u, n, _)| {
+                                    (u.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(ext))
+                                        && n.eq_ignore_ascii_case(ik))
+                                        || (u.is_none() && n.eq_ignore_ascii_case(ext))
+                                })
+                            })
+                            .map(|(a, b)| (a.clone(), b.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !picked.is_empty() {
+                    out.insert(k.clone(), Value::Object(picked));
+                }
+                continue;
+            }
+            let subs: Vec<&Option<String>> = self
+                .attributes
+                .iter()
+                .filter(|(u, n, _)| {
+                    u.as_deref()
+                        .is_none_or(|u| u.eq_ignore_ascii_case(res.core_urn()))
+                        && n.eq_ignore_ascii_case(k)
+                })
+                .map(|(_, _, s)| s)
+                .collect();
+            if subs.is_empty() {
+                continue;
+            }
+            if subs.iter().any(|s| s.is_none()) {
+                out.insert(k.clone(), v.clone());
+            } else {
+                out.insert(k.clone(), pick_subs(v, &subs));
+            }
+        }
+        out
+    }
+
+    /// `excludedAttributes`: removes the named attributes (and sub-attributes) but `id`.
+    fn drop_excluded(&self, res: Resource, obj: &mut Map<String, Value>) {
         for (u, n, s) in &self.excluded {
             let key = match u {
                 Some(u) if schema::extension_urn(res, u).is_some() => {
@@ -451,7 +485,6 @@ impl Projection {
                 }
             }
         }
-        Value::Object(obj)
     }
 }
 
@@ -532,6 +565,35 @@ fn parse_list(res: Resource, list: Option<&str>) -> Result<Vec<AttrRef>, ScimErr
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_external_id_longer_than_its_column_is_refused_on_both_resources() {
+        use crate::scim::group::GroupSpec;
+        use crate::scim::user::UserSpec;
+        let fits = "é".repeat(MAX_EXTERNAL_ID_CHARS);
+        let long = "é".repeat(MAX_EXTERNAL_ID_CHARS + 1);
+        let user = |e: &str| {
+            UserSpec::from_doc(
+                normalize(
+                    Resource::User,
+                    &json!({"userName": "a@x.com", "externalId": e}),
+                )
+                .unwrap(),
+            )
+        };
+        let group = |e: &str| GroupSpec::from_body(&json!({"displayName": "G", "externalId": e}));
+        assert_eq!(
+            user(&fits).unwrap().external_id.as_deref(),
+            Some(fits.as_str())
+        );
+        assert_eq!(
+            group(&fits).unwrap().external_id.as_deref(),
+            Some(fits.as_str())
+        );
+        for e in [user(&long).unwrap_err(), group(&long).unwrap_err()] {
+            assert_eq!(e.detail, "externalId is longer than 128 characters");
+        }
+    }
 
     #[test]
     fn normalises_entra_and_microsoft_shapes() {

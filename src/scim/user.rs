@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::resource::meta;
+use super::resource::{self, meta};
 use super::schema::{self, Resource, urn};
 
 /// Largest SCIM userName we store: `scim_user.userName` is Phorge's `sort128` (a unique key
@@ -51,103 +51,15 @@ pub struct UserSpec {
 impl UserSpec {
     /// Reads a canonical document (see `resource::normalize`).
     pub fn from_doc(mut doc: Map<String, Value>) -> Result<Self, ScimError> {
-        let user_name = match doc.remove("userName") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s,
-            _ => return Err(ScimError::invalid_value("userName is required")),
-        };
-        if user_name.chars().count() > MAX_USER_NAME_CHARS {
-            return Err(ScimError::invalid_value(format!(
-                "userName is longer than {MAX_USER_NAME_CHARS} characters"
-            )));
-        }
-        if user_name.chars().any(char::is_control) {
-            return Err(ScimError::invalid_value(
-                "userName contains control characters",
-            ));
-        }
-        let external_id = match doc.remove("externalId") {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        };
-        if external_id
-            .as_ref()
-            .is_some_and(|e| e.chars().count() > 128)
-        {
-            return Err(ScimError::invalid_value(
-                "externalId is longer than 128 characters",
-            ));
-        }
-        // It may become a login identifier (`login_identifier`), like userName.
-        if external_id
-            .as_ref()
-            .is_some_and(|e| e.chars().any(char::is_control))
-        {
-            return Err(ScimError::invalid_value(
-                "externalId contains control characters",
-            ));
-        }
+        let user_name = take_user_name(&mut doc)?;
+        let external_id = take_external_id(&mut doc)?;
         let active = match doc.remove("active") {
             Some(Value::Bool(b)) => Some(b),
             _ => None,
         };
-        let str_at = |d: &Map<String, Value>, a: &str, b: Option<&str>| -> Option<String> {
-            let v = d.get(a)?;
-            let v = match b {
-                Some(b) => v.get(b)?,
-                None => v,
-            };
-            v.as_str()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
         clean_names(&mut doc);
-        let display = str_at(&doc, "displayName", None);
-        let formatted = str_at(&doc, "name", Some("formatted"));
-        let from_display = display.is_some();
-        let from_formatted = !from_display && formatted.is_some();
-        let real_name = display
-            .or(formatted)
-            .or_else(|| {
-                let parts: Vec<String> = [
-                    str_at(&doc, "name", Some("givenName")),
-                    str_at(&doc, "name", Some("familyName")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                (!parts.is_empty()).then(|| parts.join(" "))
-            })
-            .unwrap_or_default();
-        let real_name = truncate_bytes(&real_name, MAX_REAL_NAME_BYTES)
-            .trim_end()
-            .to_owned();
-        // The attribute the real name comes from says what was stored, not what was sent:
-        // RFC 7644 §3.3 lets the service provider alter what it stores and answers with the
-        // result. Cutting to what Phabricator holds, rather than refusing, keeps the person
-        // provisioned (a 400 would leave them without an account until someone shortens the
-        // name in the IdP); the IdP sees the stored value in the answer.
-        if from_display {
-            doc.insert("displayName".into(), Value::String(real_name.clone()));
-        } else if from_formatted && let Some(Value::Object(name)) = doc.get_mut("name") {
-            name.insert("formatted".into(), Value::String(real_name.clone()));
-        }
-        let emails = doc
-            .get("emails")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| {
-                        Some(EmailValue {
-                            value: e.get("value")?.as_str()?.trim().to_owned(),
-                            kind: e.get("type").and_then(Value::as_str).map(str::to_lowercase),
-                            primary: e.get("primary").and_then(Value::as_bool).unwrap_or(false),
-                        })
-                    })
-                    .filter(|e| !e.value.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let real_name = real_name(&mut doc);
+        let emails = email_values(&doc);
         let user_type = str_at(&doc, "userType", None);
         Ok(Self {
             user_name,
@@ -175,6 +87,109 @@ impl UserSpec {
             .map(|e| e.value.clone())
             .or_else(|| is_valid_email(&self.user_name).then(|| self.user_name.clone()))
     }
+}
+
+/// Removes and checks `userName`: required, at most `MAX_USER_NAME_CHARS`, no control
+/// characters.
+fn take_user_name(doc: &mut Map<String, Value>) -> Result<String, ScimError> {
+    let user_name = match doc.remove("userName") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
+        _ => return Err(ScimError::invalid_value("userName is required")),
+    };
+    if user_name.chars().count() > MAX_USER_NAME_CHARS {
+        return Err(ScimError::invalid_value(format!(
+            "userName is longer than {MAX_USER_NAME_CHARS} characters"
+        )));
+    }
+    if user_name.chars().any(char::is_control) {
+        return Err(ScimError::invalid_value(
+            "userName contains control characters",
+        ));
+    }
+    Ok(user_name)
+}
+
+/// Removes and checks `externalId`: at most `MAX_EXTERNAL_ID_CHARS`, no control characters.
+fn take_external_id(doc: &mut Map<String, Value>) -> Result<Option<String>, ScimError> {
+    let external_id = resource::take_external_id(doc)?;
+    // It may become a login identifier (`login_identifier`), like userName.
+    if external_id
+        .as_ref()
+        .is_some_and(|e| e.chars().any(char::is_control))
+    {
+        return Err(ScimError::invalid_value(
+            "externalId contains control characters",
+        ));
+    }
+    Ok(external_id)
+}
+
+/// A trimmed, non-empty string at `a` (or `a.b`).
+fn str_at(d: &Map<String, Value>, a: &str, b: Option<&str>) -> Option<String> {
+    let v = d.get(a)?;
+    let v = match b {
+        Some(b) => v.get(b)?,
+        None => v,
+    };
+    v.as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The Phabricator real name (displayName, else name.formatted, else given + family), cut to
+/// `MAX_REAL_NAME_BYTES`; the attribute it comes from is rewritten to what is stored.
+fn real_name(doc: &mut Map<String, Value>) -> String {
+    let display = str_at(doc, "displayName", None);
+    let formatted = str_at(doc, "name", Some("formatted"));
+    let from_display = display.is_some();
+    let from_formatted = !from_display && formatted.is_some();
+    let real_name = display
+        .or(formatted)
+        .or_else(|| {
+            let parts: Vec<String> = [
+                str_at(doc, "name", Some("givenName")),
+                str_at(doc, "name", Some("familyName")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .unwrap_or_default();
+    let real_name = truncate_bytes(&real_name, MAX_REAL_NAME_BYTES)
+        .trim_end()
+        .to_owned();
+    // The attribute the real name comes from says what was stored, not what was sent:
+    // RFC 7644 §3.3 lets the service provider alter what it stores and answers with the
+    // result. Cutting to what Phabricator holds, rather than refusing, keeps the person
+    // provisioned (a 400 would leave them without an account until someone shortens the
+    // name in the IdP); the IdP sees the stored value in the answer.
+    if from_display {
+        doc.insert("displayName".into(), Value::String(real_name.clone()));
+    } else if from_formatted && let Some(Value::Object(name)) = doc.get_mut("name") {
+        name.insert("formatted".into(), Value::String(real_name.clone()));
+    }
+    real_name
+}
+
+/// The document's email values with a non-empty address.
+fn email_values(doc: &Map<String, Value>) -> Vec<EmailValue> {
+    doc.get("emails")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some(EmailValue {
+                        value: e.get("value")?.as_str()?.trim().to_owned(),
+                        kind: e.get("type").and_then(Value::as_str).map(str::to_lowercase),
+                        primary: e.get("primary").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                })
+                .filter(|e| !e.value.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The name attributes (`displayName`, `name`'s strings) without control characters, which

@@ -3,7 +3,7 @@
 
 // Test code may panic: a failed unwrap is a failed test. (clippy.toml's allow-*-in-tests only
 // covers `#[test]` functions, not the fixture and helpers of an integration test binary.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
 mod bulk;

@@ -118,7 +118,7 @@ async fn filtered(app: &TestApp, filter: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn discovery_describes_the_service() {
+async fn service_provider_config_states_what_is_supported() {
     let app = TestApp::spawn().await;
     let (s, h, spc) = app.send(Method::GET, "/ServiceProviderConfig", None).await;
     assert_eq!(s, 200);
@@ -140,7 +140,12 @@ async fn discovery_describes_the_service() {
     assert_eq!(spc["etag"], json!({"supported": true}));
     assert_eq!(spc["changePassword"], json!({"supported": false}));
     assert_eq!(spc["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn resource_types_and_schemas_describe_the_resources() {
+    let app = TestApp::spawn().await;
     let (s, rts) = app.get("/ResourceTypes").await;
     assert_eq!(s, 200);
     assert_eq!(rts["totalResults"], 2);
@@ -241,7 +246,12 @@ async fn discovery_describes_the_service() {
     );
     let (s, b) = app.get("/Schemas/urn:nope").await;
     assert_error(s, &b, 404, None);
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn discovery_refuses_other_methods_filters_and_me() {
+    let app = TestApp::spawn().await;
     // Other methods: 405 with a SCIM error (Okta spec test step 2).
     for path in [
         "/ServiceProviderConfig",
@@ -292,6 +302,12 @@ async fn discovery_describes_the_service() {
     }
     let (s, b) = app.get("/Nope").await;
     assert_error(s, &b, 404, None);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn endpoint_names_are_case_insensitive() {
+    let app = TestApp::spawn().await;
     // Endpoint names are case-insensitive (docs/scim-clients.md#other-clients).
     let (s, b) = app.get("/users?count=0").await;
     assert_eq!((s.as_u16(), b["totalResults"].clone()), (200, json!(0)));
@@ -447,7 +463,12 @@ async fn user_filters_cover_every_operator_and_attribute() {
         filtered(&app, r#"meta.created gt "2000-01-01T00:00:00+01:00""#).await,
         all.clone()
     );
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn bad_user_filters_are_refused_with_their_position() {
+    let app = TestApp::spawn().await;
     // Refused: unknown attributes, wrong types, bad syntax; the position is in the detail.
     for (f, pos) in [
         (r#"nickname2 eq "x""#, None),
@@ -481,7 +502,7 @@ async fn user_filters_cover_every_operator_and_attribute() {
 }
 
 #[tokio::test]
-async fn group_filters_sorting_and_paging() {
+async fn group_filters_and_sorting() {
     let app = TestApp::spawn().await;
     let (alice, bob, _) = people(&app).await;
     let mut ids = Vec::new();
@@ -582,7 +603,13 @@ async fn group_filters_sorting_and_paging() {
         .get("/Groups?sortBy=displayName&sortOrder=sideways")
         .await;
     assert_error(s, &b, 400, Some("invalidValue"));
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn users_sort_by_columns_and_document_attributes() {
+    let app = TestApp::spawn().await;
+    let _ = people(&app).await;
     // Users sort by indexed columns and by document attributes.
     assert_eq!(
         user_names(&app, "sortBy=userName").await,
@@ -629,7 +656,13 @@ async fn group_filters_sorting_and_paging() {
         let (s, b) = app.get(&format!("/Users?sortBy={bad}")).await;
         assert_error(s, &b, 400, Some("invalidValue"));
     }
+    app.cleanup().await;
+}
 
+#[tokio::test]
+async fn user_paging_is_clamped_stable_and_disjoint() {
+    let app = TestApp::spawn().await;
+    let _ = people(&app).await;
     // Paging (RFC 7644 §3.4.2.4).
     let page = |q: &'static str| {
         let app = &app;
@@ -794,8 +827,9 @@ async fn projection_applies_to_reads_and_writes() {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn etags_and_preconditions_on_every_method() {
+/// A user and a group to send preconditions to: the app, the user's path and version, the
+/// group's path and version.
+async fn precondition_targets() -> (TestApp, String, String, String, String) {
     let app = TestApp::spawn().await;
     let (s, h, u) = app
         .send(
@@ -816,6 +850,12 @@ async fn etags_and_preconditions_on_every_method() {
     let gpath = format!("/Groups/{}", g["id"].as_str().unwrap());
     let gv1 = g["meta"]["version"].as_str().unwrap().to_owned();
 
+    (app, path, v1, gpath, gv1)
+}
+
+#[tokio::test]
+async fn etags_and_if_none_match_on_reads() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     for (p, v) in [(&path, &v1), (&gpath, &gv1)] {
         // GET: ETag header equals meta.version; If-None-Match: 304 on match (weak or strong
         // spelling, in a list, or *), 200 otherwise.
@@ -856,6 +896,12 @@ async fn etags_and_preconditions_on_every_method() {
         assert_eq!(s, 200);
     }
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn if_none_match_on_a_write_is_412() {
+    let (app, path, v1, gpath, _) = precondition_targets().await;
     // If-None-Match on a write: naming the current version (or *) is 412 (RFC 7232 §3.2).
     for inm in [v1.as_str(), "*"] {
         let (s, _, b) = app
@@ -899,6 +945,12 @@ async fn etags_and_preconditions_on_every_method() {
         assert_error(s, &b, 412, None);
     }
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_412_and_changes_nothing() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     // PUT, PATCH, DELETE with a stale If-Match: 412, nothing changes.
     let stale = "W/\"999\"";
     let (s, _, b) = app
@@ -960,6 +1012,12 @@ async fn etags_and_preconditions_on_every_method() {
         (json!("E"), json!(gv1))
     );
 
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_matching_if_match_succeeds_and_moves_the_version() {
+    let (app, path, v1, gpath, gv1) = precondition_targets().await;
     // Matching If-Match (exact, strong spelling, *) succeeds and moves the version.
     let (s, h, b) = app
         .send_with(

@@ -25,7 +25,7 @@
 //! each attribute is known: the last acknowledged (2xx) value, or the value of the one request
 //! that got no answer (it may or may not have committed). A 4xx is an answer: nothing changed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../api/invariants.rs"]
 mod invariants;

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 use futures_util::TryStreamExt;
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use super::project::ProjectRow;
 use crate::db::{Conn, DbResult, Tables, bin_text, now, placeholders};
@@ -121,43 +121,37 @@ pub async fn add_members(
 ) -> DbResult<()> {
     let ts = now();
     for (c, chunk) in users.chunks(CHUNK).enumerate() {
-        let mut sql = format!(
-            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ",
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) ",
             t.project_edge
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?, 13, ?, ?, ?, NULL)"
-            } else {
-                ", (?, 13, ?, ?, ?, NULL)"
-            });
-        }
-        // Existing edges keep their dateCreated and seq (docs/phabricator-tables.md#edges).
-        sql.push_str(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for (i, u) in chunk.iter().enumerate() {
+        ));
+        q.push_values(chunk.iter().enumerate(), |mut row, (i, u)| {
             let seq = u32::try_from(c * CHUNK + i).unwrap_or(u32::MAX);
-            q = q.bind(project_phid).bind(u).bind(ts).bind(seq);
-        }
-        q.execute(&mut *conn).await?;
+            row.push_bind(project_phid)
+                .push(PROJECT_HAS_MEMBER)
+                .push_bind(u)
+                .push_bind(ts)
+                .push_bind(seq)
+                .push("NULL");
+        });
+        // Existing edges keep their dateCreated and seq (docs/phabricator-tables.md#edges).
+        q.push(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
+        q.build().execute(&mut *conn).await?;
 
-        let mut sql = format!(
-            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) VALUES ",
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "INSERT INTO {} (src, type, dst, dateCreated, seq, dataID) ",
             t.user_edge
-        );
-        for i in 0..chunk.len() {
-            sql.push_str(if i == 0 {
-                "(?, 14, ?, ?, 0, NULL)"
-            } else {
-                ", (?, 14, ?, ?, 0, NULL)"
-            });
-        }
-        sql.push_str(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for u in chunk {
-            q = q.bind(u).bind(project_phid).bind(ts);
-        }
-        q.execute(&mut *conn).await?;
+        ));
+        q.push_values(chunk, |mut row, u| {
+            row.push_bind(u)
+                .push(MEMBER_OF_PROJECT)
+                .push_bind(project_phid)
+                .push_bind(ts)
+                .push("0")
+                .push("NULL");
+        });
+        q.push(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
+        q.build().execute(&mut *conn).await?;
 
         let targets =
             std::iter::once(project_phid).chain(ancestors.iter().map(|a| a.phid.as_str()));

@@ -1,7 +1,7 @@
 //! `PhabricatorProject`, `PhabricatorProjectSlug` and `PhabricatorProjectDatasourceToken`
 //! (docs/phabricator-tables.md#projects; the rows per operation: docs/write-paths.md).
 
-use sqlx::{AssertSqlSafe, FromRow};
+use sqlx::{AssertSqlSafe, FromRow, MySql, QueryBuilder};
 
 use super::{digest_for_index, random_chars};
 use crate::db::{Conn, DbError, DbResult, Tables, now, placeholders};
@@ -370,19 +370,15 @@ pub async fn write_datasource_tokens(
     if tokens.is_empty() {
         return Ok(());
     }
-    let mut sql = format!(
-        "INSERT INTO {} (projectID, token) VALUES ",
+    let mut q = QueryBuilder::<MySql>::new(format!(
+        "INSERT INTO {} (projectID, token) ",
         t.project_datasourcetoken
-    );
-    for i in 0..tokens.len() {
-        sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for tok in tokens {
-        // `token` is varchar(128); a name is at most 128 bytes, so a token always fits.
-        q = q.bind(project_id).bind(tok);
-    }
-    q.execute(&mut *conn).await?;
+    ));
+    // `token` is varchar(128); a name is at most 128 bytes, so a token always fits.
+    q.push_values(tokens, |mut row, tok| {
+        row.push_bind(project_id).push_bind(tok);
+    });
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `PhabricatorUser`, `PhabricatorUserEmail`, name tokens, sessions, credentials and the user
 //! log (docs/phabricator-tables.md#users; the rows per operation: docs/write-paths.md).
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
@@ -203,15 +203,12 @@ pub async fn write_name_tokens(
     if tokens.is_empty() {
         return Ok(());
     }
-    let mut sql = format!("INSERT INTO {} (token, userID) VALUES ", t.user_nametoken);
-    for i in 0..tokens.len() {
-        sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for tok in tokens {
-        q = q.bind(tok).bind(user_id);
-    }
-    q.execute(&mut *conn).await?;
+    let mut q =
+        QueryBuilder::<MySql>::new(format!("INSERT INTO {} (token, userID) ", t.user_nametoken));
+    q.push_values(tokens, |mut row, tok| {
+        row.push_bind(tok).push_bind(user_id);
+    });
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! (docs/design.md#tasks-inside-the-transaction).
 
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use crate::db::{Conn, DbResult, Tables, now};
 
@@ -123,14 +123,13 @@ pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> 
         None
     };
     if let Some(step) = step {
-        let mut sql = format!("INSERT INTO {} (data) VALUES ", t.worker_taskdata);
-        sql.push_str(&vec!["(?)"; tasks.len()].join(", "));
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        for task in tasks {
-            q = q.bind(task.data.to_string());
-        }
+        let mut q =
+            QueryBuilder::<MySql>::new(format!("INSERT INTO {} (data) ", t.worker_taskdata));
+        q.push_values(tasks, |mut row, task| {
+            row.push_bind(task.data.to_string());
+        });
         // The id of a multi-row INSERT is its first row's; the others follow by `step`.
-        let first = q.execute(&mut *conn).await?.last_insert_id();
+        let first = q.build().execute(&mut *conn).await?.last_insert_id();
         data_ids.extend((0..tasks.len() as u64).map(|i| first + i * step));
     } else {
         let sql = format!("INSERT INTO {} (data) VALUES (?)", t.worker_taskdata);
@@ -156,29 +155,27 @@ pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> 
     let last = res.last_insert_id();
     let first = last + 1 - n;
     let ts = now();
-    let mut sql = format!(
+    let mut q = QueryBuilder::<MySql>::new(format!(
         "INSERT INTO {} (id, taskClass, leaseOwner, leaseExpires, failureCount, dataID, \
-         failureTime, priority, objectPHID, dateCreated, dateModified, containerPHID) VALUES ",
+         failureTime, priority, objectPHID, dateCreated, dateModified, containerPHID) ",
         t.worker_activetask
+    ));
+    q.push_values(
+        tasks.iter().zip(&data_ids).enumerate(),
+        |mut row, (i, (task, data_id))| {
+            row.push_bind(first + i as u64)
+                .push_bind(task.class)
+                .push("NULL, NULL, 0")
+                .push_bind(*data_id)
+                .push("NULL")
+                .push_bind(task.priority)
+                .push_bind(task.object_phid.as_deref())
+                .push_bind(ts)
+                .push_bind(ts)
+                .push("NULL");
+        },
     );
-    for i in 0..tasks.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, NULL, NULL, 0, ?, NULL, ?, ?, ?, ?, NULL)");
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for (i, task) in tasks.iter().enumerate() {
-        q = q
-            .bind(first + i as u64)
-            .bind(task.class)
-            .bind(data_ids[i])
-            .bind(task.priority)
-            .bind(task.object_phid.as_deref())
-            .bind(ts)
-            .bind(ts);
-    }
-    q.execute(&mut *conn).await?;
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `PhabricatorApplicationTransactionEditor` (docs/phabricator-tables.md#transactions).
 
 use serde_json::{Value, json};
-use sqlx::AssertSqlSafe;
+use sqlx::{MySql, QueryBuilder};
 
 use super::{new_xaction_phid, random_chars};
 use crate::db::{Conn, DbResult, now};
@@ -41,19 +41,12 @@ pub async fn insert_group(
     if xactions.is_empty() {
         return Ok(phids);
     }
-    let mut sql = format!(
+    let mut q = QueryBuilder::<MySql>::new(format!(
         "INSERT INTO {table} (phid, authorPHID, objectPHID, viewPolicy, editPolicy, commentPHID, \
          commentVersion, transactionType, oldValue, newValue, metadata, contentSource, \
-         dateCreated, dateModified) VALUES "
-    );
-    for i in 0..xactions.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, ?, 'public', ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-    for x in xactions {
+         dateCreated, dateModified) "
+    ));
+    q.push_values(xactions, |mut row, x| {
         let phid = new_xaction_phid(object_kind);
         let mut meta = serde_json::Map::new();
         for (k, v) in &x.metadata {
@@ -63,21 +56,22 @@ pub async fn insert_group(
             meta.insert("core.create".into(), Value::Bool(true));
         }
         meta.insert("core.groupID".into(), Value::String(group_id.clone()));
-        q = q
-            .bind(phid.clone())
-            .bind(actor_phid.to_owned())
-            .bind(object_phid.to_owned())
-            .bind(actor_phid.to_owned())
-            .bind(x.kind)
-            .bind(x.old.to_string())
-            .bind(x.new.to_string())
-            .bind(Value::Object(meta).to_string())
-            .bind(CONTENT_SOURCE)
-            .bind(ts)
-            .bind(ts);
+        row.push_bind(phid.clone())
+            .push_bind(actor_phid.to_owned())
+            .push_bind(object_phid.to_owned())
+            .push("'public'")
+            .push_bind(actor_phid.to_owned())
+            .push("NULL, 0")
+            .push_bind(x.kind)
+            .push_bind(x.old.to_string())
+            .push_bind(x.new.to_string())
+            .push_bind(Value::Object(meta).to_string())
+            .push_bind(CONTENT_SOURCE)
+            .push_bind(ts)
+            .push_bind(ts);
         phids.push(phid);
-    }
-    q.execute(&mut *conn).await?;
+    });
+    q.build().execute(&mut *conn).await?;
     Ok(phids)
 }
 
