@@ -179,18 +179,7 @@ pub async fn flush_refused(state: &AppState) -> usize {
     if tallies.is_empty() {
         return 0;
     }
-    let mut log = match state.prov.sync_log().await {
-        Ok(log) => log,
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                refused = tallies.len(),
-                "could not write refused requests to the sync log"
-            );
-            return 0;
-        }
-    };
-    let mut written = 0;
+    let mut rows = Vec::with_capacity(tallies.len());
     for tally in tallies {
         // One line per address and reason: the log shows a flood without growing with it.
         tracing::warn!(
@@ -199,7 +188,7 @@ pub async fn flush_refused(state: &AppState) -> usize {
             count = tally.count,
             "requests refused before authentication"
         );
-        let rejected = RejectedRequest {
+        rows.push(RejectedRequest {
             request_id: new_request_id(),
             token_id: None,
             method: "*".into(),
@@ -208,13 +197,19 @@ pub async fn flush_refused(state: &AppState) -> usize {
             status: tally.reason.status(),
             summary: tally.summary(),
             details: tally.details(),
-        };
-        match log.write(&rejected).await {
-            Ok(()) => written += 1,
-            Err(e) => tracing::warn!(error = %e, "could not write the sync log"),
+        });
+    }
+    match state.prov.write_rejected(&rows).await {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                refused = rows.len(),
+                "could not write refused requests to the sync log"
+            );
+            0
         }
     }
-    written
 }
 
 async fn shutdown_signal() {

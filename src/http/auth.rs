@@ -90,8 +90,12 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let status = resp.status().as_u16();
     let is_read = method == "GET" || method == "HEAD";
+    // Only a request whose token verified gets a row: any other (refused, timed out before
+    // its token was checked, a database failure while checking it, an unknown route) was
+    // made by someone the service does not know, and must cost the service nothing it keeps.
+    let authenticated = resp.extensions().get::<Principal>().is_some();
     let refused = resp.extensions().get::<Refusal>().is_some();
-    if status >= 400 && !(is_read && status == 404) && !refused {
+    if status >= 400 && !(is_read && status == 404) && !refused && authenticated {
         let detail = resp
             .extensions()
             .get::<ErrorDetail>()
@@ -118,9 +122,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         let prov = state.prov.clone();
         // Off the response path; a failure to log must not turn into a second error.
         tokio::spawn(async move {
-            if let Ok(mut log) = prov.sync_log().await
-                && let Err(e) = log.write(&rejected).await
-            {
+            if let Err(e) = prov.write_rejected(std::slice::from_ref(&rejected)).await {
                 tracing::warn!(error = %e, "could not write the sync log");
             }
         });

@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use super::{Provisioner, Result};
+use crate::db::phabricator::random_chars;
 pub use crate::db::sidecar::ResourceType;
 use crate::db::sidecar::{self, Event, Outcome};
-use crate::db::{Lease, phabricator::random_chars};
 
 /// A request that was rejected, as its sync-log row records it (outcome `error`, no object).
 #[derive(Debug, Clone, Default)]
@@ -35,41 +35,41 @@ pub enum Readiness {
     Unreachable,
 }
 
-/// One pooled connection for writing sync-log rows of rejected requests, outside any
-/// operation's transaction.
-pub struct SyncLogWriter {
-    prov: Provisioner,
-    conn: Lease,
-}
-
-impl SyncLogWriter {
-    /// Writes one rejected request's row.
-    pub async fn write(&mut self, r: &RejectedRequest) -> Result<()> {
-        let event = Event {
-            request_id: r.request_id.clone(),
-            token_id: r.token_id,
-            method: r.method.clone(),
-            path: r.path.clone(),
-            resource_type: r.resource_type,
+impl RejectedRequest {
+    /// Its sync-log row: outcome `error`, no object.
+    fn event(&self) -> Event {
+        Event {
+            request_id: self.request_id.clone(),
+            token_id: self.token_id,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            resource_type: self.resource_type,
             object_phid: None,
-            status: r.status,
+            status: self.status,
             outcome: Outcome::Error,
-            summary: r.summary.clone(),
-            details: r.details.clone(),
-        };
-        sidecar::insert_event(&mut self.conn, &self.prov.db.t, &event).await?;
-        Ok(())
+            summary: self.summary.clone(),
+            details: self.details.clone(),
+        }
     }
 }
 
 impl Provisioner {
-    /// A connection for sync-log rows of rejected requests.
-    pub async fn sync_log(&self) -> Result<SyncLogWriter> {
-        let conn = self.db.pool.acquire().await?;
-        Ok(SyncLogWriter {
-            prov: self.clone(),
-            conn,
-        })
+    /// Writes the sync-log rows of rejected requests, outside any operation's transaction,
+    /// within the database's time limits like every other operation: a hung database must not
+    /// hold pool connections for rows nobody waits for. Returns how many were written.
+    pub async fn write_rejected(&self, rows: &[RejectedRequest]) -> Result<usize> {
+        let db = &self.db;
+        db.within(
+            db.deadline(),
+            "the sync log",
+            async |conn: &mut crate::db::Conn| {
+                for r in rows {
+                    sidecar::insert_event(conn, &db.t, &r.event()).await?;
+                }
+                Ok(rows.len())
+            },
+        )
+        .await
     }
 
     /// The database's readiness, from the check shared by every caller of the same second
