@@ -917,7 +917,9 @@ pub async fn list_scim_groups(
 
 /// Which of `phids` are users SCIM manages and has not deprovisioned (the only valid group
 /// members). The service's own bot never is, even where an older version adopted it: SCIM
-/// never changes it (README.md, Security).
+/// never changes it (README.md, Security). Read in share mode: a `DELETE /Users` running at
+/// the same time (which takes its user out of every group) either commits first, and the user
+/// is not a valid member here, or waits for this write, and then finds the new membership.
 pub async fn managed_users_among(
     conn: &mut Conn,
     t: &Tables,
@@ -927,7 +929,8 @@ pub async fn managed_users_among(
     for chunk in phids.chunks(super::phabricator::edge::CHUNK) {
         let sql = format!(
             "SELECT userPHID FROM {} s WHERE isDeprovisioned = 0 AND userPHID IN {} \
-             AND NOT EXISTS (SELECT 1 FROM {} k WHERE k.botPHID = s.userPHID)",
+             AND NOT EXISTS (SELECT 1 FROM {} k WHERE k.botPHID = s.userPHID) \
+             LOCK IN SHARE MODE",
             t.scim_user,
             placeholders(chunk.len()),
             t.scim_token
