@@ -498,6 +498,13 @@ impl Config {
                 )));
             }
         }
+        if self.request_timeout_secs < self.transaction_timeout_secs {
+            // A request cut off inside its transaction would drop the connection mid-statement
+            // instead of closing it as a timed-out operation does.
+            return Err(ConfigError::Invalid(
+                "request_timeout_secs must be at least transaction_timeout_secs".into(),
+            ));
+        }
         if self.statement_timeout_secs == 0
             || self.transaction_timeout_secs == 0
             || self.request_timeout_secs == 0
