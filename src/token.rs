@@ -213,16 +213,16 @@ impl TokenVerifier {
     }
 
     /// Verifies `secret` against `phc` off the async runtime, in the current span.
-    async fn run_verify(&self, secret: &str, phc: String) -> bool {
-        let Ok(_slot) = self.slots.acquire().await else {
-            return false;
-        };
+    /// `None` when the check could not run (the semaphore closed, the blocking task lost):
+    /// not an answer about the secret, so the caller must not remember it as wrong.
+    async fn run_verify(&self, secret: &str, phc: String) -> Option<bool> {
+        let _slot = self.slots.acquire().await.ok()?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let s = secret.to_owned();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(|| verify_secret(&s, &phc)))
             .await
-            .unwrap_or(false)
+            .ok()
     }
 
     /// Checks a bearer token presented by `client`. A token the service has verified before
@@ -364,10 +364,17 @@ impl TokenVerifier {
         if self.known_wrong(&key, Some(&row.token_hash)) {
             return Err(AuthError::Invalid);
         }
-        if !cached_hash_matches && !self.run_verify(secret, row.token_hash.clone()).await {
-            self.forget(&key);
-            self.remember_wrong(key, row.token_hash.clone());
-            return Err(AuthError::Invalid);
+        if !cached_hash_matches {
+            match self.run_verify(secret, row.token_hash.clone()).await {
+                Some(true) => {}
+                Some(false) => {
+                    self.forget(&key);
+                    self.remember_wrong(key, row.token_hash.clone());
+                    return Err(AuthError::Invalid);
+                }
+                // Refused this time, but not remembered: the secret may well be right.
+                None => return Err(AuthError::Invalid),
+            }
         }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {
