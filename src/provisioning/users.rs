@@ -484,7 +484,10 @@ impl Provisioner {
         let view = sidecar::lock_scim_user(conn, t, user_phid)
             .await?
             .ok_or_else(|| DbError::Inconsistent("adopted user vanished".into()))?;
-        let (user, _) = self.apply(conn, ctx, view, spec, Mode::Adopt).await?;
+        let (user, _) = self
+            .apply(conn, ctx, view, spec, Mode::Adopt)
+            .await
+            .map_err(refused_as_conflict)?;
         Ok((Created::Adopted, user))
     }
 
@@ -495,7 +498,10 @@ impl Provisioner {
         existing: ScimUserView,
         spec: &UserSpec,
     ) -> Result<(Created, StoredUser)> {
-        let (user, _) = self.apply(conn, ctx, existing, spec, Mode::Rehire).await?;
+        let (user, _) = self
+            .apply(conn, ctx, existing, spec, Mode::Rehire)
+            .await
+            .map_err(refused_as_conflict)?;
         Ok((Created::Rehired, user))
     }
 
@@ -1423,6 +1429,15 @@ impl Provisioner {
                     .into(),
             )),
         }
+    }
+}
+
+/// A POST that adopts or rehires and is refused conflicts with the existing account: 409, as
+/// an adoption refused outright is (RFC 7644 §3.3), not the 403 of a refused PUT or PATCH.
+fn refused_as_conflict(e: ProvisionError) -> ProvisionError {
+    match e {
+        ProvisionError::Forbidden(why) => ProvisionError::Conflict(why),
+        other => other,
     }
 }
 

@@ -643,3 +643,22 @@ async fn names_are_stored_as_phabricator_holds_them() {
     assert_eq!(real_name(hand.clone()).await, "Hand Maker");
     app.cleanup().await;
 }
+
+/// An adoption refused part-way (here: an administrator, adoptable by setting, whose addresses
+/// the POST would change) is a POST that conflicts with the existing account: 409, like an
+/// adoption refused outright, not the 403 of a refused PATCH; and nothing is written.
+#[tokio::test]
+async fn an_adoption_refused_part_way_is_a_conflict() {
+    let app = TestApp::spawn_with(|c| c.adopt_administrators = true).await;
+    let admin = insert_account(&app, "boss", "boss@corp.example", Kind::Admin).await;
+    let before = snapshot(&app, &admin).await;
+    let mut body = user_body("boss@corp.example", "boss@corp.example", "Boss");
+    body["emails"] = json!([
+        {"value": "boss@corp.example", "primary": true},
+        {"value": "attacker@elsewhere.example"}
+    ]);
+    let (s, e) = app.post("/Users", body).await;
+    assert_refused(s, &e, 409, "boss", "administrator");
+    assert_eq!(snapshot(&app, &admin).await, before);
+    app.cleanup().await;
+}
