@@ -15,7 +15,7 @@ use tracing::instrument;
 
 use super::synclog::{Diff, Entry};
 use super::users::Created;
-use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_write};
+use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_update, log_write};
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
@@ -388,7 +388,7 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredGroup> {
-        let result: Result<(StoredGroup, &str)> = async {
+        let result: Result<(StoredGroup, &'static str)> = async {
             let mut spec = GroupSpec::from_body(body)?;
             let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
             in_transaction(&self.db, async |tx| {
@@ -408,14 +408,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(
-            ctx,
-            ResourceType::Group,
-            Some(phid),
-            &result,
-            |(_, outcome)| (phid, *outcome),
-        );
-        result.map(|(group, _)| group)
+        log_update(ctx, ResourceType::Group, phid, result)
     }
 
     /// PATCH /Groups/{id}: attribute operations through the PATCH engine, member operations
@@ -430,7 +423,7 @@ impl Provisioner {
         pre: Preconditions<'_>,
         status: u16,
     ) -> Result<StoredGroup> {
-        let result: Result<(StoredGroup, &str)> = async {
+        let result: Result<(StoredGroup, &'static str)> = async {
             let ops = patch::parse_request(body)?;
             let split = split_patch(&ops)?;
             in_transaction(&self.db, async |tx| {
@@ -454,14 +447,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(
-            ctx,
-            ResourceType::Group,
-            Some(phid),
-            &result,
-            |(_, outcome)| (phid, *outcome),
-        );
-        result.map(|(group, _)| group)
+        log_update(ctx, ResourceType::Group, phid, result)
     }
 
     /// DELETE /Groups/{id}: archives the project the way `PhabricatorProjectArchiveController`

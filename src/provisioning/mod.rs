@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
-use synclog::{log_change, log_write};
+use synclog::{log_change, log_update, log_write};
 
 /// Who asked, for transactions, logs and the sync log.
 #[derive(Debug, Clone, Default)]

@@ -160,3 +160,17 @@ pub(super) fn log_write<'a, T>(
         Err(e) => log_refusal(ctx, resource, id, e),
     }
 }
+
+/// Logs the end of a write to the existing resource `id` (PUT, PATCH) with [`log_write`] and
+/// returns its result without the outcome word.
+pub(super) fn log_update<T>(
+    ctx: &Ctx,
+    resource: ResourceType,
+    id: &str,
+    result: Result<(T, &'static str)>,
+) -> Result<T> {
+    log_write(ctx, resource, Some(id), &result, |(_, outcome)| {
+        (id, *outcome)
+    });
+    result.map(|(value, _)| value)
+}

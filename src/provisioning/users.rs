@@ -11,7 +11,9 @@ use tracing::instrument;
 use super::error::GUARD_RETRY_AFTER_SECS;
 use super::synclog::{Diff, Entry};
 use super::username::{base_username, candidate};
-use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_change, log_write};
+use super::{
+    Ctx, ProvisionError, Provisioner, Result, in_transaction, log_change, log_update, log_write,
+};
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
 use crate::db::phabricator::new_phid;
@@ -514,7 +516,7 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
-        let result: Result<(StoredUser, &str)> = async {
+        let result: Result<(StoredUser, &'static str)> = async {
             let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
             in_transaction(&self.db, async |tx| {
                 let view = self.lock_managed(tx, phid).await?;
@@ -524,14 +526,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(
-            ctx,
-            ResourceType::User,
-            Some(phid),
-            &result,
-            |(_, outcome)| (phid, *outcome),
-        );
-        result.map(|(user, _)| user)
+        log_update(ctx, ResourceType::User, phid, result)
     }
 
     /// PATCH /Users/{id}.
@@ -543,7 +538,7 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
-        let result: Result<(StoredUser, &str)> = async {
+        let result: Result<(StoredUser, &'static str)> = async {
             let ops = patch::parse_request(body)?;
             in_transaction(&self.db, async |tx| {
                 let view = self.lock_managed(tx, phid).await?;
@@ -567,14 +562,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(
-            ctx,
-            ResourceType::User,
-            Some(phid),
-            &result,
-            |(_, outcome)| (phid, *outcome),
-        );
-        result.map(|(user, _)| user)
+        log_update(ctx, ResourceType::User, phid, result)
     }
 
     /// DELETE /Users/{id}: deprovision (disable, end sessions, revoke tokens), leave every
