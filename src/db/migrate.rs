@@ -63,6 +63,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261202.scim.11.deprovisionguard.sql",
         include_str!("../../schema/scim/20261202.scim.11.deprovisionguard.sql"),
     ),
+    (
+        "20261202.scim.12.rollout.sql",
+        include_str!("../../schema/scim/20261202.scim.12.rollout.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.
