@@ -7,12 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, RolloutMode};
+use crate::db::stage::Phase;
 use crate::db::{Db, migrate, now, sidecar};
 use crate::http::refused::RefusedRequests;
 use crate::http::serve::{self, ConnLimits};
 use crate::http::{AppState, canonical_endpoints, router};
 use crate::provisioning::Provisioner;
+use crate::provisioning::rollout::Switch;
 use crate::provisioning::service::{RejectedRequest, new_request_id};
 use crate::status_gauges::{self, StatusGauges};
 use crate::token::TokenVerifier;
@@ -59,15 +61,21 @@ impl Application {
             Duration::from_secs(cfg.token_recheck_secs),
             cfg.auth_failures_per_minute,
         ));
+        let prov = Provisioner {
+            db,
+            cfg: Arc::new(cfg),
+        };
+        let rollout = match prov.cfg.mode {
+            RolloutMode::Live => None,
+            RolloutMode::Staged => Some(Arc::new(staged_switch(&prov).await?)),
+        };
         let state = AppState {
-            prov: Provisioner {
-                db,
-                cfg: Arc::new(cfg),
-            },
+            prov,
             auth,
             metrics,
             base_url,
             refused: Arc::new(RefusedRequests::default()),
+            rollout,
         };
         Ok(Self {
             listener,
@@ -291,4 +299,20 @@ fn spawn_background(
             n += 1;
         }
     })
+}
+
+/// Staged mode's switch, once a staged rollout exists (`phab-scim stage` makes it): serving
+/// without one would write nowhere the plan can show.
+async fn staged_switch(prov: &Provisioner) -> anyhow::Result<Switch> {
+    let switch = Switch::new(prov.clone());
+    match switch.phase().await {
+        None => anyhow::bail!(
+            "mode = \"staged\", but no staged rollout was begun in this namespace: run `phab-scim stage` first (README.md, First rollout)"
+        ),
+        Some(Phase::Applied) => tracing::info!(
+            "mode = \"staged\": the staged rollout was applied, so the service writes Phabricator directly; set mode = \"live\""
+        ),
+        Some(phase) => tracing::info!(phase = phase.as_str(), "mode = \"staged\": SCIM writes become a plan (the Plan page)"),
+    }
+    Ok(switch)
 }

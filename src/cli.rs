@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Begin a staged rollout: copy the tables SCIM writes and start an empty plan; then serve
+    /// with mode = "staged" (README.md, First rollout). Needs the migrate account's grants.
+    Stage {
+        /// Forget the plan of an earlier staged rollout and start over.
+        #[arg(long)]
+        discard: bool,
+    },
+    /// Apply the staged plan to Phabricator, in order, each operation in its own transaction;
+    /// run again to go on after a failure or an interruption.
+    Apply,
     /// Build a demo namespace (Phabricator's tables), issue a token and serve.
     Demo {
         /// Demo namespace.
@@ -152,8 +162,48 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<ExitCode> {
         Command::Check => return check_cmd(cfg).await,
         Command::Token { action } => token_cmd(cfg, action).await?,
         Command::Status { json } => status_cmd(cfg, json).await?,
+        Command::Stage { discard } => stage_cmd(cfg, discard).await?,
+        Command::Apply => return apply_cmd(cfg).await,
         Command::Demo { namespace, reset } => demo_cmd(cfg, &namespace, reset).await?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stage_cmd(cfg: Config, discard: bool) -> anyhow::Result<()> {
+    let p = provisioner(cfg).await?;
+    let report = p.begin_stage(discard).await?;
+    for (table, rows) in &report.copied {
+        outln!("copied {rows} row(s) of {table}")?;
+    }
+    outln!(
+        "staged rollout begun: serve with mode = \"staged\"; the IdP's writes become the plan on the Plan page (/scim/plan/); then `phab-scim apply`"
+    )?;
+    Ok(())
+}
+
+async fn apply_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
+    let p = provisioner(cfg).await?;
+    let report = p
+        .apply_plan(|op, result| {
+            let outcome = match result {
+                Ok(()) => "applied".to_owned(),
+                Err(e) => format!("refused: {}", e.reason().unwrap_or("database error")),
+            };
+            // Progress only; a closed pipe is noticed by the summary below.
+            let _ = outln!("{} {} {}: {outcome}", op.id, op.operation, op.object_phid);
+        })
+        .await?;
+    if report.already > 0 {
+        outln!("{} operation(s) were applied by an earlier run", report.already)?;
+    }
+    outln!("{} operation(s) applied", report.applied)?;
+    if let Some((id, why)) = report.failed {
+        outln!(
+            "stopped at operation {id}: {why}\nfix the cause (or change the setting it names) and run `phab-scim apply` again"
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
+    outln!("the plan is applied: the service now writes Phabricator directly; set mode = \"live\"")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -214,7 +264,13 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         outln!("schema: compatible")?;
     }
     // Before a write fails: every privilege `serve` needs (README.md, *The database account*).
-    let missing = crate::db::grants::missing(&p.db, crate::db::grants::SERVE).await?;
+    let needs = match p.cfg.mode {
+        crate::config::RolloutMode::Live => crate::db::grants::SERVE.to_vec(),
+        crate::config::RolloutMode::Staged => {
+            [crate::db::grants::SERVE, crate::db::grants::STAGED].concat()
+        }
+    };
+    let missing = crate::db::grants::missing(&p.db, &needs).await?;
     for m in &missing {
         outln!("missing grant: {m}")?;
     }

@@ -97,6 +97,18 @@ pub enum AdoptionPolicy {
     Never,
 }
 
+/// How the service's writes reach Phabricator (README.md, First rollout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutMode {
+    /// Every SCIM write changes Phabricator at once.
+    #[default]
+    Live,
+    /// A staged rollout (`phab-scim stage`): the IdP's writes become a plan that
+    /// `phab-scim apply` carries out; once applied, the service writes Phabricator at once.
+    Staged,
+}
+
 /// How a Phabricator username is derived from a SCIM `userName`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +176,8 @@ pub struct Config {
     pub transaction_timeout_secs: u64,
     /// Seconds a whole request may take (a Bulk request runs many operations); then 503.
     pub request_timeout_secs: u64,
+    /// `live`, or `staged` for a first rollout that an administrator reviews and applies.
+    pub mode: RolloutMode,
     /// Username derivation policy.
     pub username_policy: UsernamePolicy,
     /// Adoption of existing accounts on POST.
@@ -243,6 +257,7 @@ impl Default for Config {
             statement_timeout_secs: 5,
             transaction_timeout_secs: 10,
             request_timeout_secs: 60,
+            mode: RolloutMode::Live,
             username_policy: UsernamePolicy::LocalPart,
             adoption: AdoptionPolicy::VerifiedEmail,
             adopt_administrators: false,

@@ -77,8 +77,17 @@ pub const SERVE: &[Need] = &[
     },
 ];
 
+/// What `serve` needs in addition to [`SERVE`] with `mode = "staged"`: the staged rollout's
+/// copies of the tables it writes (`db::stage`).
+pub const STAGED: &[Need] = &[Need {
+    app: "scimstage",
+    table: None,
+    privileges: &[S, I, U, D],
+}];
+
 /// What `phab-scim migrate` needs in addition to [`SERVE`]: create `<ns>_scim` and its tables,
-/// alter them, and record each patch.
+/// alter them, and record each patch. `phab-scim stage`, run with the same account, also makes
+/// `<ns>_scimstage` and its copies (and needs [`STAGED`] to fill them).
 pub const MIGRATE: &[Need] = &[
     Need {
         app: "scim",
@@ -86,6 +95,11 @@ pub const MIGRATE: &[Need] = &[
         privileges: &["CREATE", "ALTER", "INDEX"],
     },
     table("meta_data", "patch_status", &[I]),
+    Need {
+        app: "scimstage",
+        table: None,
+        privileges: &["CREATE", "DROP"],
+    },
 ];
 
 /// Whether `serve` touches table `table` of `<ns>_<app>` (the schema check skips the others).

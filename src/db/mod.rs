@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod phabricator;
 pub mod reach;
 pub mod sidecar;
+pub mod stage;
 pub mod status;
 
 use std::sync::Arc;
@@ -153,12 +154,28 @@ pub struct Tables {
     pub scim_event: String,
     pub scim_instance: String,
     pub scim_drift: String,
+    pub scim_rollout: String,
+    pub scim_stageop: String,
+    pub scim_planentry: String,
 }
 
 impl Tables {
     /// Renders every table name for `ns`.
     pub fn new(ns: &Namespace) -> Self {
-        let t = |app: &str, table: &str| format!("{}.`{}`", ns.db(app), table);
+        Self::render(|app, table| format!("{}.`{}`", ns.db(app), table))
+    }
+
+    /// The names a staged rollout writes instead (`db::stage`): its copies of Phabricator's
+    /// tables and of the SCIM records, and the real names of everything else.
+    pub fn staged(ns: &Namespace) -> Self {
+        Self::render(|app, table| match stage::shadow_of(ns, app, table) {
+            Some(shadow) => shadow,
+            None => format!("{}.`{}`", ns.db(app), table),
+        })
+    }
+
+    /// Every name, from the application's database name and the table's.
+    fn render(t: impl Fn(&str, &str) -> String) -> Self {
         Self {
             user: t("user", "user"),
             user_email: t("user", "user_email"),
@@ -191,6 +208,9 @@ impl Tables {
             scim_event: t("scim", "scim_event"),
             scim_instance: t("scim", "scim_instance"),
             scim_drift: t("scim", "scim_drift"),
+            scim_rollout: t("scim", "scim_rollout"),
+            scim_stageop: t("scim", "scim_stageop"),
+            scim_planentry: t("scim", "scim_planentry"),
         }
     }
 }
@@ -228,6 +248,9 @@ pub struct Db {
     pub timeouts: Timeouts,
     /// `/readyz`'s cached check, shared by the clones of this `Db`.
     pub readiness: Arc<check::ReadinessCache>,
+    /// Whether `t` names a staged rollout's copies ([`Db::staged`]): every transaction then
+    /// first holds the rollout's phase (`stage::hold_phase`).
+    pub staged: bool,
 }
 
 /// How long a pooled connection may sit unused before it is pinged on its next use.
@@ -308,6 +331,16 @@ impl Db {
             t,
             timeouts: Timeouts::default(),
             readiness: Arc::default(),
+            staged: false,
+        }
+    }
+
+    /// The same pool, naming a staged rollout's copies instead of Phabricator's tables.
+    pub fn staged(&self) -> Self {
+        Self {
+            t: Arc::new(Tables::staged(&self.ns)),
+            staged: true,
+            ..self.clone()
         }
     }
 

@@ -82,6 +82,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
         method: method.clone(),
         path: path.clone(),
         remote_addr: client_addr(&req, &state.prov.cfg.trusted_proxies).to_string(),
+        stage: None,
     };
     req.extensions_mut().insert(ctx);
     let mut resp = next.run(req).await;

@@ -164,7 +164,7 @@ async fn run(
         ..ctx.clone()
     };
     let if_match = Preconditions::if_match(op.version.as_deref());
-    let p = &state.prov;
+    let p = state.scim().await;
     match &op.target {
         Target::Collection(Resource::User) => {
             let (_, u) = p.create_user(&ctx, &data).await?;

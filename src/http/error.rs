@@ -24,6 +24,10 @@ pub enum ApiError {
     /// Too many requests; retry after this many seconds.
     #[error("rate limited: {detail}")]
     RateLimited { retry_after: u64, detail: String },
+    /// The service cannot take the write now (a staged rollout being applied); retry after
+    /// this many seconds.
+    #[error("busy: {detail}")]
+    Busy { retry_after: u64, detail: String },
     /// The database cannot be reached: retry later.
     #[error("database unavailable")]
     Unavailable,
@@ -39,7 +43,7 @@ impl ApiError {
             ApiError::Scim(e) => e.status,
             ApiError::Unauthorized(_) => 401,
             ApiError::RateLimited { .. } => 429,
-            ApiError::Unavailable => 503,
+            ApiError::Busy { .. } | ApiError::Unavailable => 503,
             ApiError::Internal => 500,
         }
     }
@@ -49,7 +53,9 @@ impl ApiError {
         match self {
             ApiError::Scim(e) => e.detail.clone(),
             ApiError::Unauthorized(d) => d.clone(),
-            ApiError::RateLimited { detail, .. } => detail.clone(),
+            ApiError::RateLimited { detail, .. } | ApiError::Busy { detail, .. } => {
+                detail.clone()
+            }
             ApiError::Unavailable => "the Phabricator database is unavailable; retry later".into(),
             ApiError::Internal => "internal error; the service log has the details".into(),
         }
@@ -76,6 +82,8 @@ pub fn refusal_answer(e: &ProvisionError) -> Option<(u16, Option<ScimType>)> {
         ProvisionError::InvalidValue(_) => (400, Some(ScimType::InvalidValue)),
         // RFC 6585 §4; its `Retry-After` goes with `ApiError::RateLimited`.
         ProvisionError::GuardTripped { .. } => (429, None),
+        // RFC 9110 §15.6.4; its `Retry-After` goes with `ApiError::Busy`.
+        ProvisionError::RolloutApplying => (503, None),
         // The operator's to fix, so the client is told what is wrong.
         ProvisionError::Misconfigured(_) => (500, None),
         ProvisionError::Db(_) => return None,
@@ -94,6 +102,10 @@ impl From<ProvisionError> for ApiError {
             } => ApiError::RateLimited {
                 retry_after: retry_after_secs,
                 detail,
+            },
+            ProvisionError::RolloutApplying => ApiError::Busy {
+                retry_after: crate::provisioning::error::APPLYING_RETRY_AFTER_SECS,
+                detail: "the staged rollout is being applied; retry shortly".into(),
             },
             ProvisionError::NotFound(detail)
             | ProvisionError::Conflict(detail)
@@ -183,7 +195,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Bearer realm=\"phab-scim\""),
                 );
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited { retry_after, .. } | ApiError::Busy { retry_after, .. } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.max(&1).to_string()) {
                     headers.insert(header::RETRY_AFTER, v);
                 }
@@ -229,6 +241,7 @@ mod tests {
                 Some("60"),
             ),
             (ProvisionError::Misconfigured("x".into()), 500, None, None),
+            (ProvisionError::RolloutApplying, 503, None, Some("10")),
             (
                 ProvisionError::from(sqlx::Error::PoolTimedOut),
                 503,

@@ -50,7 +50,8 @@ pub(crate) async fn write_group(
     }
     buf.extend_from_slice(b"\"members\":[");
     let n = state
-        .prov
+        .scim()
+        .await
         .write_group_members(&g.phid, &state.base_url, MemberFields::of(p), buf)
         .await?;
     if n == 0 {
@@ -99,7 +100,7 @@ async fn search_groups(state: &AppState, params: ListParams) -> Result<ScimRespo
         params.attributes.as_deref(),
         params.excluded_attributes.as_deref(),
     )?;
-    let (total, start, groups) = state.prov.list_groups(&params).await?;
+    let (total, start, groups) = state.scim().await.list_groups(&params).await?;
     // A ListResponse (RFC 7644 §3.4.2) with each group streamed in.
     let mut buf = Vec::new();
     write_list_head(&mut buf, total, start, groups.len()).map_err(|_| ApiError::Internal)?;
@@ -121,7 +122,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let group = state.prov.get_group(&id).await?;
+    let group = state.scim().await.get_group(&id).await?;
     if preconditions(&headers).check_read(group.version)? == ReadCheck::NotModified {
         return Ok(ScimResponse::empty(StatusCode::NOT_MODIFIED).with_etag(etag(group.version)));
     }
@@ -136,7 +137,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let (_, group) = state.prov.create_group(&ctx, &body).await?;
+    let (_, group) = state.scim().await.create_group(&ctx, &body).await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 
@@ -151,7 +152,8 @@ pub async fn replace(
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
     let group = state
-        .prov
+        .scim()
+        .await
         .replace_group(&ctx, &id, &body, preconditions(&headers))
         .await?;
     single(&state, &group, &p, StatusCode::OK).await
@@ -171,7 +173,8 @@ pub async fn patch(
     let no_content = !pp.given();
     let status = if no_content { 204 } else { 200 };
     let group = state
-        .prov
+        .scim()
+        .await
         .patch_group(&ctx, &id, &body, preconditions(&headers), status)
         .await?;
     if no_content {
@@ -188,7 +191,8 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
     state
-        .prov
+        .scim()
+        .await
         .delete_group(&ctx, &id, preconditions(&headers))
         .await?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))

@@ -38,7 +38,8 @@ async fn root_query(state: &AppState, params: ListParams) -> Result<ScimResponse
     let user_p = Projection::parse(Resource::User, attributes, excluded)?;
     let group_p = Projection::parse(Resource::Group, attributes, excluded)?;
     let page = state
-        .prov
+        .scim()
+        .await
         .search_all(&params, user_p.wants("groups"))
         .await?;
     let items = page.users.len() + page.groups.len();

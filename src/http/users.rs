@@ -91,7 +91,7 @@ async fn search_users(state: &AppState, params: ListParams) -> Result<ScimRespon
         params.attributes.as_deref(),
         params.excluded_attributes.as_deref(),
     )?;
-    let (total, start, users) = state.prov.list_users(&params, p.wants("groups")).await?;
+    let (total, start, users) = state.scim().await.list_users(&params, p.wants("groups")).await?;
     // About 700 bytes a user: one allocation, not a dozen doublings.
     let mut buf = Vec::with_capacity(256 + 768 * users.len());
     write_list_head(&mut buf, total, start, users.len()).map_err(|_| ApiError::Internal)?;
@@ -113,7 +113,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let user = state.prov.get_user(&id).await?;
+    let user = state.scim().await.get_user(&id).await?;
     let tag = etag(user.version);
     if preconditions(&headers).check_read(user.version)? == ReadCheck::NotModified {
         return Ok(ScimResponse::empty(StatusCode::NOT_MODIFIED).with_etag(tag));
@@ -131,7 +131,7 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let (_, user) = state.prov.create_user(&ctx, &body).await?;
+    let (_, user) = state.scim().await.create_user(&ctx, &body).await?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 
@@ -146,7 +146,8 @@ pub async fn replace(
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
     let user = state
-        .prov
+        .scim()
+        .await
         .replace_user(&ctx, &id, &body, preconditions(&headers))
         .await?;
     Ok(single(&state, user, &p, StatusCode::OK))
@@ -163,7 +164,8 @@ pub async fn patch(
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
     let user = state
-        .prov
+        .scim()
+        .await
         .patch_user(&ctx, &id, &body, preconditions(&headers))
         .await?;
     Ok(single(&state, user, &p, StatusCode::OK))
@@ -177,7 +179,8 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
     state
-        .prov
+        .scim()
+        .await
         .delete_user(&ctx, &id, preconditions(&headers))
         .await?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))

@@ -10,6 +10,10 @@ use crate::scim::ScimError;
 /// retries (docs/design.md#deprovision-guard).
 pub const GUARD_RETRY_AFTER_SECS: u64 = 60;
 
+/// How long a client should wait while a staged rollout is applied: `apply` takes seconds to
+/// minutes, and the IdP's retry then goes to Phabricator directly.
+pub const APPLYING_RETRY_AFTER_SECS: u64 = 10;
+
 /// A provisioning failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -35,6 +39,10 @@ pub enum ProvisionError {
         retry_after_secs: u64,
         detail: String,
     },
+    /// A staged rollout's plan is being applied (or was, a moment ago): the write is to be
+    /// retried shortly, when the service writes Phabricator itself.
+    #[error("the staged rollout is being applied; retry shortly")]
+    RolloutApplying,
     /// The service's configuration does not match the Phabricator it writes to.
     #[error("misconfigured: {0}")]
     Misconfigured(String),
@@ -66,6 +74,9 @@ impl ProvisionError {
             | ProvisionError::InvalidValue(d)
             | ProvisionError::Misconfigured(d) => Some(d),
             ProvisionError::GuardTripped { detail, .. } => Some(detail),
+            ProvisionError::RolloutApplying => {
+                Some("the staged rollout is being applied; retry shortly")
+            }
             ProvisionError::Db(_) => None,
         }
     }

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
 
+use super::rollout::Operation;
 use super::synclog::{Diff, Entry};
 use super::users::Created;
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_update, log_write};
@@ -185,6 +186,8 @@ impl Provisioner {
     /// the name's slug (by `group_adoption`), or a conflict.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_group(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredGroup)> {
+        let staged = self.stage_ctx(ctx, Operation::CreateGroup, None, Some(body));
+        let ctx = &*staged;
         let result: Result<(Created, StoredGroup)> = async {
             let spec = GroupSpec::from_body(body)?;
             let slug = valid_slug(&spec.display_name)?;
@@ -197,6 +200,8 @@ impl Provisioner {
         log_write(ctx, ResourceType::Group, None, &result, |(how, g)| {
             (g.phid.as_str(), how.outcome())
         });
+        self.stage_outcome(ctx, ResourceType::Group, None, &result)
+            .await;
         result
     }
 
@@ -261,7 +266,10 @@ impl Provisioner {
         slug: &str,
     ) -> Result<(Created, StoredGroup)> {
         let t = &*self.db.t;
-        let phid = pp::new_project_phid(conn, t).await?;
+        let phid = match ctx.staged_new_phid() {
+            Some(phid) => phid,
+            None => pp::new_project_phid(conn, t).await?,
+        };
         // The scim_group unique key on displayName decides races between identical POSTs.
         self.insert_group_row(conn, &phid, spec).await?;
         let members = spec.members.clone().unwrap_or_default();
@@ -279,6 +287,7 @@ impl Provisioner {
             phid: Some(&phid),
             status: 201,
             summary: &summary,
+            outcome: "created",
         };
         self.log_done(conn, ctx, entry, diff).await?;
         let state = xaction::project_publish_state(&phid, &ctx.actor_phid, true);
@@ -388,6 +397,8 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredGroup> {
+        let staged = self.stage_ctx(ctx, Operation::ReplaceGroup, Some(phid), Some(body));
+        let ctx = &*staged;
         let result: Result<(StoredGroup, &'static str)> = async {
             let mut spec = GroupSpec::from_body(body)?;
             let plan = MemberPlan::replace(spec.members.take().unwrap_or_default());
@@ -408,6 +419,8 @@ impl Provisioner {
             .await
         }
         .await;
+        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
+            .await;
         log_update(ctx, ResourceType::Group, phid, result)
     }
 
@@ -423,6 +436,8 @@ impl Provisioner {
         pre: Preconditions<'_>,
         status: u16,
     ) -> Result<StoredGroup> {
+        let staged = self.stage_ctx(ctx, Operation::PatchGroup, Some(phid), Some(body));
+        let ctx = &*staged;
         let result: Result<(StoredGroup, &'static str)> = async {
             let ops = patch::parse_request(body)?;
             let split = split_patch(&ops)?;
@@ -447,6 +462,8 @@ impl Provisioner {
             .await
         }
         .await;
+        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
+            .await;
         log_update(ctx, ResourceType::Group, phid, result)
     }
 
@@ -456,6 +473,8 @@ impl Provisioner {
     /// is not found.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_group(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
+        let staged = self.stage_ctx(ctx, Operation::DeleteGroup, Some(phid), None);
+        let ctx = &*staged;
         let result = in_transaction(&self.db, async |tx| {
             let t = &*self.db.t;
             let view = sidecar::lock_scim_group(tx, t, phid)
@@ -510,6 +529,7 @@ impl Provisioner {
                     phid: Some(phid),
                     status: 204,
                     summary: &format!("delete group {:?} (archive the project)", view.display_name),
+                    outcome: "deleted",
                 },
                 diff,
             )
@@ -521,6 +541,8 @@ impl Provisioner {
         log_write(ctx, ResourceType::Group, Some(phid), &result, |()| {
             (phid, "deleted (project archived)")
         });
+        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
+            .await;
         result
     }
 
@@ -629,6 +651,7 @@ impl Provisioner {
             phid: Some(&project.phid),
             status,
             summary: &summary,
+            outcome,
         };
         self.log_done(conn, ctx, entry, edit.diff).await?;
         worker::queue(conn, t, &tasks).await?;
@@ -833,6 +856,7 @@ impl Provisioner {
                         "remove deleted user {user_phid} from group {:?}",
                         view.display_name
                     ),
+                    outcome: "member removed (user deleted)",
                 },
                 diff,
             )

@@ -1,9 +1,11 @@
 //! Domain operations: one database transaction each, writing every row Phabricator's own
 //! editors write for the same change (docs/write-paths.md), plus its sync-log row.
 
+pub mod apply;
 pub mod bot;
 pub mod error;
 pub mod groups;
+pub mod rollout;
 pub mod search;
 pub mod service;
 mod synclog;
@@ -31,6 +33,9 @@ pub struct Ctx {
     pub path: String,
     /// Client address, for `user_log.remoteAddr`.
     pub remote_addr: String,
+    /// In a staged rollout, or replayed by `apply`: the operation this write is
+    /// (`rollout::StageOp`).
+    pub stage: Option<Arc<rollout::StageOp>>,
 }
 
 /// The provisioning service: database and configuration.
@@ -66,7 +71,12 @@ pub async fn in_transaction<T>(
         let mut lease = db.acquire_until(deadline).await?;
         let run = async {
             let mut tx = sqlx::Connection::begin(&mut *lease).await?;
-            match body.clone()(&mut tx).await {
+            let held = if db.staged {
+                rollout::hold_staged(&mut tx, db).await
+            } else {
+                Ok(())
+            };
+            match async { held?; body.clone()(&mut tx).await }.await {
                 // Cut off during COMMIT, the outcome is unknown to us (the server may have
                 // committed the whole transaction), but never partial.
                 Ok(v) => Ok(tx.commit().await.map(|_| v)?),

@@ -55,6 +55,9 @@ pub(super) struct Entry<'a> {
     pub phid: Option<&'a str>,
     pub status: u16,
     pub summary: &'a str,
+    /// The outcome word of its INFO line (`created`, `deactivated`...): a staged rollout's
+    /// plan entry is of the kind it names (`rollout::PlanKind`).
+    pub outcome: &'a str,
 }
 
 impl Provisioner {
@@ -66,6 +69,10 @@ impl Provisioner {
         entry: Entry<'_>,
         diff: Diff,
     ) -> Result<()> {
+        let details = Value::Object(diff.0);
+        if let Some(op) = &ctx.stage {
+            self.stage_done(conn, ctx, op, &entry, &details).await?;
+        }
         let event = Event {
             request_id: ctx.request_id.clone(),
             token_id: ctx.token_id,
@@ -76,7 +83,7 @@ impl Provisioner {
             status: entry.status,
             outcome: Outcome::Ok,
             summary: entry.summary.to_owned(),
-            details: Value::Object(diff.0),
+            details,
         };
         sidecar::insert_event(conn, &self.db.t, &event).await?;
         Ok(())

@@ -10,6 +10,7 @@ use tracing::instrument;
 
 use super::error::GUARD_RETRY_AFTER_SECS;
 use super::synclog::{Diff, Entry};
+use super::rollout::Operation;
 use super::username::{base_username, candidate};
 use super::{
     Ctx, ProvisionError, Provisioner, Result, in_transaction, log_change, log_update, log_write,
@@ -212,6 +213,8 @@ impl Provisioner {
     /// POST /Users.
     #[instrument(skip_all, fields(request_id = %ctx.request_id))]
     pub async fn create_user(&self, ctx: &Ctx, body: &Value) -> Result<(Created, StoredUser)> {
+        let staged = self.stage_ctx(ctx, Operation::CreateUser, None, Some(body));
+        let ctx = &*staged;
         let result: Result<(Created, StoredUser)> = async {
             let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
             let address = self.address_for(&spec, None)?;
@@ -224,6 +227,8 @@ impl Provisioner {
         log_write(ctx, ResourceType::User, None, &result, |(how, u)| {
             (u.phid.as_str(), how.outcome())
         });
+        self.stage_outcome(ctx, ResourceType::User, None, &result)
+            .await;
         result
     }
 
@@ -314,7 +319,7 @@ impl Provisioner {
         address: &str,
     ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
-        let phid = new_phid("USER");
+        let phid = ctx.staged_new_phid().unwrap_or_else(|| new_phid("USER"));
         let active = spec.active.unwrap_or(true);
         // One timestamp for the stored record and the answer: a GET right after must match.
         let ts = now();
@@ -376,6 +381,11 @@ impl Provisioner {
         sidecar::write_scim_emails(conn, t, phid, &scim_emails(spec), false).await?;
         let mut diff = Diff::default();
         diff.note("username", username.clone());
+        let base = base_username(&spec.user_name, self.cfg.username_policy);
+        if username != base {
+            // Another account has the name: worth a look before a staged plan is applied.
+            diff.note("usernameTaken", base);
+        }
         diff.note("email", address.to_owned());
         if is_bot {
             diff.note("bot", true);
@@ -410,6 +420,7 @@ impl Provisioner {
             phid: Some(phid),
             status: 201,
             summary: &summary,
+            outcome: "created",
         };
         self.log_done(conn, ctx, entry, diff).await?;
         worker::queue(conn, t, &tasks).await?;
@@ -516,6 +527,8 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
+        let staged = self.stage_ctx(ctx, Operation::ReplaceUser, Some(phid), Some(body));
+        let ctx = &*staged;
         let result: Result<(StoredUser, &'static str)> = async {
             let spec = UserSpec::from_doc(normalize(Resource::User, body)?)?;
             in_transaction(&self.db, async |tx| {
@@ -526,6 +539,8 @@ impl Provisioner {
             .await
         }
         .await;
+        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
+            .await;
         log_update(ctx, ResourceType::User, phid, result)
     }
 
@@ -538,6 +553,8 @@ impl Provisioner {
         body: &Value,
         pre: Preconditions<'_>,
     ) -> Result<StoredUser> {
+        let staged = self.stage_ctx(ctx, Operation::PatchUser, Some(phid), Some(body));
+        let ctx = &*staged;
         let result: Result<(StoredUser, &'static str)> = async {
             let ops = patch::parse_request(body)?;
             in_transaction(&self.db, async |tx| {
@@ -562,6 +579,8 @@ impl Provisioner {
             .await
         }
         .await;
+        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
+            .await;
         log_update(ctx, ResourceType::User, phid, result)
     }
 
@@ -569,6 +588,8 @@ impl Provisioner {
     /// group, and hide.
     #[instrument(skip_all, fields(request_id = %ctx.request_id, id = %phid))]
     pub async fn delete_user(&self, ctx: &Ctx, phid: &str, pre: Preconditions<'_>) -> Result<()> {
+        let staged = self.stage_ctx(ctx, Operation::DeleteUser, Some(phid), None);
+        let ctx = &*staged;
         let result = in_transaction(&self.db, async |tx| {
             let view = self.lock_managed(tx, phid).await?;
             pre.check_write(view.version)?;
@@ -588,6 +609,8 @@ impl Provisioner {
         log_write(ctx, ResourceType::User, Some(phid), &result, |_| {
             (phid, "deleted")
         });
+        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
+            .await;
         if let Ok(left) = &result {
             for group in left {
                 log_change(
@@ -675,6 +698,7 @@ impl Provisioner {
             phid: Some(&user.phid),
             status,
             summary: &summary,
+            outcome,
         };
         self.log_done(conn, ctx, entry, edit.diff).await?;
         let groups = parse_groups(view.groups_json.as_deref())?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phab_scim::app::Application;
-use phab_scim::config::{Config, Namespace, Secret};
+use phab_scim::config::{Config, Namespace, RolloutMode, Secret};
 use phab_scim::db::{Db, Tables, grants, migrate};
 use phab_scim::provisioning::Provisioner;
 use reqwest::{Method, StatusCode};
@@ -141,10 +141,7 @@ impl TestApp {
         migrate::migrate(&Db::from_pool(root.clone(), ns.clone()))
             .await
             .expect("migrate");
-        let service_url = create_account(&mut conn, &ns, grants::SERVE).await;
-        conn.close().await.ok();
         let mut cfg = Config {
-            database_url: service_url,
             namespace: ns.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             pool_size: 12,
@@ -152,6 +149,19 @@ impl TestApp {
             ..Config::default()
         };
         tweak(&mut cfg);
+        // Staged mode serves a rollout `phab-scim stage` began, with the migrate account.
+        let needs = if cfg.mode == RolloutMode::Staged {
+            let stager = Provisioner {
+                db: Db::from_pool(root.clone(), ns.clone()),
+                cfg: Arc::new(cfg.clone()),
+            };
+            stager.begin_stage(false).await.expect("stage");
+            [grants::SERVE, grants::STAGED].concat()
+        } else {
+            grants::SERVE.to_vec()
+        };
+        cfg.database_url = create_account(&mut conn, &ns, &needs).await;
+        conn.close().await.ok();
         let app = Application::build(cfg.clone(), metrics)
             .await
             .expect("build");

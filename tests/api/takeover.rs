@@ -21,7 +21,7 @@ async fn exec(app: &TestApp, template: &str) {
 
 /// What kind of account [`insert_account`] makes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Person,
     Admin,
     MailingList,
@@ -30,7 +30,7 @@ enum Kind {
 
 /// An account made outside SCIM, as Phorge's own editors leave it: verified primary `address`,
 /// real name "Hand Made", one web session.
-async fn insert_account(app: &TestApp, username: &str, address: &str, kind: Kind) -> String {
+pub(crate) async fn insert_account(app: &TestApp, username: &str, address: &str, kind: Kind) -> String {
     let phid = phab_scim::db::phabricator::new_phid("USER");
     let now = phab_scim::db::now();
     exec(app, &format!(
