@@ -205,7 +205,7 @@ pub async fn copy_rows(conn: &mut Conn, ns: &Namespace) -> DbResult<Vec<(String,
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
         )
-        .bind(ns.db(app))
+        .bind(format!("{}_{app}", ns.as_str()))
         .bind(*table)
         .fetch_all(&mut *conn)
         .await?;

@@ -24,6 +24,7 @@ mod races;
 mod readiness;
 mod schema;
 mod security;
+mod staged;
 mod status;
 mod takeover;
 mod timeouts;

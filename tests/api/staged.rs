@@ -1,0 +1,503 @@
+//! A staged rollout (issue 14): the IdP's writes touch none of Phabricator's tables, read back
+//! as live mode would answer them, and become a plan; `phab-scim apply` then writes exactly the
+//! rows live mode writes for the same requests, and resumes after a kill.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phab_scim::config::RolloutMode;
+use phab_scim::db::Db;
+use phab_scim::provisioning::Provisioner;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, database_url, user_body};
+use crate::takeover::{Kind, insert_account};
+
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// Every table a SCIM write changes, in an order that does not depend on when rows were written
+/// relative to other tables: what live and staged-then-applied must hold alike.
+const WRITTEN: &[(&str, &str)] = &[
+    ("{user}.user", "id"),
+    ("{user}.user_email", "id"),
+    ("{user}.user_nametoken", "userID, token"),
+    ("{user}.user_log", "id"),
+    ("{user}.user_transaction", "id"),
+    ("{user}.edge", EDGE_ORDER),
+    ("{user}.user_externalaccount", "id"),
+    ("{user}.phabricator_session", "id"),
+    ("{project}.project", "id"),
+    ("{project}.project_slug", "id"),
+    ("{project}.project_datasourcetoken", "id"),
+    ("{project}.project_transaction", "id"),
+    ("{project}.edge", EDGE_ORDER),
+    ("{worker}.worker_activetask", "id"),
+    ("{worker}.worker_taskdata", "id"),
+    ("{worker}.lisk_counter", "counterName"),
+    ("{auth}.auth_temporarytoken", "id"),
+    ("{conduit}.conduit_token", "id"),
+    ("{system}.system_destructionlog", "id"),
+    ("{scim}.scim_user", "id"),
+    ("{scim}.scim_useremail", "id"),
+    ("{scim}.scim_group", "id"),
+];
+
+/// Edges by type, then by the ids of their ends: their PHIDs are random.
+const EDGE_ORDER: &str = "type, COALESCE((SELECT id FROM {user}.user WHERE phid = src), (SELECT id FROM {project}.project WHERE phid = src)), COALESCE((SELECT id FROM {user}.user WHERE phid = dst), (SELECT id FROM {project}.project WHERE phid = dst))";
+
+/// Values that differ between two runs of the same requests: times and random secrets.
+fn is_volatile(column: &str) -> bool {
+    column.starts_with("date")
+        || column.ends_with("Date")
+        || column.ends_with("Epoch")
+        || matches!(
+            column,
+            "accountSecret"
+                | "conduitCertificate"
+                | "verificationCode"
+                | "mailKey"
+                | "sessionKey"
+                | "sessionStart"
+                | "sessionExpires"
+                | "projectPathKey"
+                | "projectPath"
+                | "leaseExpires"
+                | "dataID"
+        )
+}
+
+/// The rows of [`WRITTEN`], with volatile values masked and each PHID replaced by its order of
+/// first appearance: two runs that wrote the same rows give the same value.
+///
+/// With `renumber`, ids are compared by their order instead: an interrupted transaction uses
+/// up auto-increment values (InnoDB does not give them back), so after a kill the ids of
+/// later rows differ by the gap, and only their order and references must match.
+async fn written_rows(app: &TestApp, renumber: bool) -> Value {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let ordinals = |rows: Vec<Value>| -> HashMap<i64, usize> {
+        rows.iter()
+            .enumerate()
+            .map(|(n, r)| (r["id"].as_i64().unwrap(), n))
+            .collect()
+    };
+    let users = ordinals(app.rows("SELECT id FROM {user}.user ORDER BY id").await);
+    let projects = ordinals(app.rows("SELECT id FROM {project}.project ORDER BY id").await);
+    let mut out = serde_json::Map::new();
+    for (table, order) in WRITTEN {
+        let rows = app
+            .rows(&format!("SELECT * FROM {table} ORDER BY {order}"))
+            .await;
+        let masked: Vec<Value> = rows
+            .into_iter()
+            .map(|row| {
+                let Value::Object(cols) = row else {
+                    return row;
+                };
+                let cols = cols
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            _ if is_volatile(&k) => json!("*"),
+                            _ if renumber && (k == "id" || k == "counterValue") => json!("#"),
+                            Value::Number(n) if renumber && k == "userID" => {
+                                json!(format!("user#{}", users[&n.as_i64().unwrap()]))
+                            }
+                            Value::Number(n) if renumber && k == "projectID" => {
+                                json!(format!("project#{}", projects[&n.as_i64().unwrap()]))
+                            }
+                            // A transaction group's id is random: the rest of it is not.
+                            Value::String(s) if k == "metadata" => {
+                                let mut m: Value = serde_json::from_str(&s).unwrap_or(json!(s));
+                                if let Some(o) = m.as_object_mut() {
+                                    o.remove("core.groupID");
+                                }
+                                Value::String(number_phids(&m.to_string(), &mut seen))
+                            }
+                            Value::String(s) => Value::String(number_phids(&s, &mut seen)),
+                            other => other,
+                        };
+                        (k, v)
+                    })
+                    .collect();
+                Value::Object(cols)
+            })
+            .collect();
+        out.insert((*table).to_owned(), Value::Array(masked));
+    }
+    Value::Object(out)
+}
+
+/// `s` with each PHID (`PHID-` and the letters, digits and dashes after it) replaced by
+/// `PHID#<n>`, `n` its order of first appearance in `seen`.
+fn number_phids(s: &str, seen: &mut HashMap<String, usize>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("PHID-") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .unwrap_or(tail.len());
+        let n = seen.len();
+        let n = *seen.entry(tail[..len].to_owned()).or_insert(n);
+        out.push_str(&format!("PHID#{n}"));
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Asserts two [`written_rows`] are equal, naming the first table and row that differ.
+fn assert_same_rows(staged: &Value, live: &Value) {
+    for (table, _) in WRITTEN {
+        let (a, b) = (&staged[*table], &live[*table]);
+        let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert_eq!(x, y, "{table}, row {i}: staged then applied, then live");
+        }
+        assert_eq!(a.len(), b.len(), "{table}: rows staged then applied, then live");
+    }
+}
+
+/// Accounts made by hand before provisioning: a person with a session, an administrator, and
+/// an account that has the username a new hire would get.
+async fn seed_accounts(app: &TestApp) {
+    insert_account(app, "hand", "hand@example.com", Kind::Person).await;
+    insert_account(app, "boss", "boss@example.com", Kind::Admin).await;
+    insert_account(app, "carol", "c.other@example.com", Kind::Person).await;
+}
+
+/// Begins the staged rollout again, after the test seeded Phabricator (nothing was staged yet).
+async fn restage(app: &TestApp) {
+    let stager = Provisioner {
+        db: Db::from_pool(app.pool.clone(), app.ns.clone()),
+        cfg: Arc::new(app.cfg.clone()),
+    };
+    stager.begin_stage(false).await.expect("stage");
+}
+
+fn patch(ops: Value) -> Value {
+    json!({"schemas": [PATCH], "Operations": ops})
+}
+
+/// An IdP's first push and a few changes: new hires, an adoption, a hire whose username is
+/// taken, an administrator it may not adopt, updates, deactivations, groups and members.
+/// Returns the ids it was given, by name.
+async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
+    let mut ids = HashMap::new();
+    for (name, email) in [
+        ("alice", "alice@example.com"),
+        ("hand", "hand@example.com"),
+        ("carol", "carol@example.com"),
+        ("dave", "dave@example.com"),
+    ] {
+        let (s, b) = app
+            .post("/Users", user_body(email, email, &format!("{name} Example")))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{name}: {b}");
+        ids.insert(name, b["id"].as_str().unwrap().to_owned());
+    }
+    let (s, b) = app
+        .post("/Users", user_body("boss@example.com", "boss@example.com", "Boss"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "an administrator is not adopted: {b}");
+    let (s, b) = app
+        .patch(
+            &format!("/Users/{}", ids["alice"]),
+            patch(json!([{"op": "replace", "path": "displayName", "value": "Alice Renamed"}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for name in ["hand", "dave"] {
+        let (s, b) = app
+            .patch(
+                &format!("/Users/{}", ids[name]),
+                patch(json!([{"op": "replace", "path": "active", "value": false}])),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{name}: {b}");
+    }
+    let (s, b) = app
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Engineering",
+                   "members": [{"value": ids["alice"]}, {"value": ids["hand"]}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    ids.insert("engineering", b["id"].as_str().unwrap().to_owned());
+    let (s, b) = app
+        .patch(
+            &format!("/Groups/{}", ids["engineering"]),
+            patch(json!([
+                {"op": "add", "path": "members", "value": [{"value": ids["carol"]}]},
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", ids["hand"])},
+            ])),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, b) = app
+        .post("/Groups", json!({"schemas": [GROUP], "displayName": "Short Lived"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let short = b["id"].as_str().unwrap().to_owned();
+    let (s, _) = app.delete(&format!("/Groups/{short}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.delete(&format!("/Users/{}", ids["dave"])).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    ids
+}
+
+/// Runs `phab-scim apply` on the app's namespace as the migrate account would.
+fn apply_command(app: &TestApp) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phab-scim"));
+    cmd.arg("apply")
+        .env("PHAB_SCIM_DATABASE_URL", database_url())
+        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+        .env("PHAB_SCIM_TEST_DATABASE_URL", "ignored by the service");
+    cmd
+}
+
+fn staged(cfg: &mut phab_scim::config::Config) {
+    cfg.mode = RolloutMode::Staged;
+}
+
+#[tokio::test]
+async fn staged_writes_leave_phabricator_untouched_and_read_back_as_live() {
+    let app = TestApp::spawn_with(staged).await;
+    seed_accounts(&app).await;
+    restage(&app).await;
+    let before = written_rows(&app, false).await;
+    let ids = idp_sequence(&app).await;
+    assert_eq!(
+        written_rows(&app, false).await,
+        before,
+        "a staged rollout writes none of Phabricator's tables (nor the SCIM records)"
+    );
+    // The IdP reads back what it wrote: resources, filters, members.
+    let (s, alice) = app.get(&format!("/Users/{}", ids["alice"])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(alice["displayName"], "Alice Renamed");
+    let (_, found) = app
+        .get("/Users?filter=userName%20eq%20%22carol@example.com%22")
+        .await;
+    assert_eq!(found["totalResults"], 1, "{found}");
+    assert_eq!(found["Resources"][0]["id"], ids["carol"].as_str());
+    let (_, hand) = app.get(&format!("/Users/{}", ids["hand"])).await;
+    assert_eq!(hand["active"], false);
+    let (_, group) = app.get(&format!("/Groups/{}", ids["engineering"])).await;
+    let mut members: Vec<&str> = group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    members.sort_unstable();
+    let mut expected = vec![ids["alice"].as_str(), ids["carol"].as_str()];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    let (s, _) = app.get(&format!("/Users/{}", ids["dave"])).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "deleted, as live would answer");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_plan_names_each_change_and_each_conflict() {
+    let app = TestApp::spawn_with(staged).await;
+    seed_accounts(&app).await;
+    restage(&app).await;
+    let ids = idp_sequence(&app).await;
+    let kinds: HashMap<String, i64> = app
+        .rows("SELECT kind, COUNT(*) AS n FROM {scim}.scim_planentry GROUP BY kind")
+        .await
+        .into_iter()
+        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap()))
+        .collect();
+    let want: HashMap<String, i64> = [
+        ("user.create", 3),
+        ("user.adopt", 1),
+        ("user.update", 1),
+        ("user.deactivate", 2),
+        ("user.delete", 1),
+        ("group.create", 2),
+        ("group.members", 1),
+        ("group.delete", 1),
+        ("conflict", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(kinds, want);
+    let entry = |kind: &'static str, phid: String| {
+        let app = &app;
+        async move {
+            let rows = app
+                .rows(&format!(
+                    "SELECT * FROM {{scim}}.scim_planentry WHERE kind = '{kind}' AND objectPHID = '{phid}'"
+                ))
+                .await;
+            assert_eq!(rows.len(), 1, "{kind} {phid}: {rows:?}");
+            let details: Value =
+                serde_json::from_str(rows[0]["details"].as_str().unwrap()).unwrap();
+            (rows[0].clone(), details)
+        }
+    };
+    // The hire whose username is taken gets another, and the plan says so.
+    let (_, carol) = entry("user.create", ids["carol"].clone()).await;
+    assert_eq!(carol["username"], "carol2");
+    assert_eq!(carol["usernameTaken"], "carol");
+    // The adoption names the account it takes over, which keeps its PHID.
+    let hand_phid = app
+        .rows("SELECT phid FROM {user}.user WHERE userName = 'hand'")
+        .await[0]["phid"]
+        .clone();
+    assert_eq!(ids["hand"], hand_phid.as_str().unwrap());
+    entry("user.adopt", ids["hand"].clone()).await;
+    // The deactivation of a person with a web session says it would end it.
+    let (_, hand) = entry("user.deactivate", ids["hand"].clone()).await;
+    assert_eq!(hand["revoked"]["sessions"], 1, "{hand}");
+    assert_eq!(hand["active"], json!({"old": true, "new": false}));
+    // The administrator is a conflict, with the status the IdP got.
+    let conflict = app
+        .rows("SELECT * FROM {scim}.scim_planentry WHERE kind = 'conflict'")
+        .await;
+    assert_eq!(conflict[0]["status"], 409);
+    assert!(
+        conflict[0]["summary"].as_str().unwrap().contains("boss"),
+        "{conflict:?}"
+    );
+    let (_, members) = entry("group.members", ids["engineering"].clone()).await;
+    assert_eq!(members["members"]["added"], 1);
+    assert_eq!(members["members"]["removed"], 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn apply_writes_what_live_mode_writes() {
+    let live = TestApp::spawn().await;
+    seed_accounts(&live).await;
+    let live_ids = idp_sequence(&live).await;
+
+    let app = TestApp::spawn_with(staged).await;
+    seed_accounts(&app).await;
+    restage(&app).await;
+    let ids = idp_sequence(&app).await;
+    let out = apply_command(&app).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_rows(
+        &written_rows(&app, false).await,
+        &written_rows(&live, false).await,
+    );
+    // The ids the IdP got while staged are the accounts' and projects' own.
+    for name in ["alice", "carol", "engineering"] {
+        let path = if name == "engineering" {
+            format!("/Groups/{}", ids[name])
+        } else {
+            format!("/Users/{}", ids[name])
+        };
+        let (s, b) = app.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{name} after apply: {b}");
+        assert_ne!(ids[name], live_ids[name], "two runs, two sets of PHIDs");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {scim}.scim_stageop WHERE state <> 'applied'")
+            .await,
+        0
+    );
+    // Now live: a write changes Phabricator at once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, b) = app
+        .post("/Users", user_body("erin@example.com", "erin@example.com", "Erin"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE userName = 'erin'")
+            .await,
+        1
+    );
+    live.cleanup().await;
+    app.cleanup().await;
+}
+
+/// Many users and changes: enough operations for a kill to land in the middle of `apply`.
+async fn long_sequence(app: &TestApp) {
+    for i in 0..60 {
+        let email = format!("user{i:03}@example.com");
+        let (s, b) = app.post("/Users", user_body(&email, &email, "Many")).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let id = b["id"].as_str().unwrap().to_owned();
+        let (s, b) = app
+            .patch(
+                &format!("/Users/{id}"),
+                patch(json!([{"op": "replace", "path": "displayName", "value": format!("Many {i}")}])),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn apply_killed_midway_resumes_to_the_same_rows() {
+    let live = TestApp::spawn().await;
+    long_sequence(&live).await;
+
+    let app = TestApp::spawn_with(staged).await;
+    long_sequence(&app).await;
+    let total = app.count("SELECT COUNT(*) FROM {scim}.scim_stageop").await;
+    assert_eq!(total, 120);
+    let mut child = apply_command(&app)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut applied = 0;
+    for _ in 0..2000 {
+        applied = app
+            .count("SELECT COUNT(*) FROM {scim}.scim_stageop WHERE state = 'applied'")
+            .await;
+        if applied >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let applied = app
+        .count("SELECT COUNT(*) FROM {scim}.scim_stageop WHERE state = 'applied'")
+        .await
+        .max(applied);
+    assert!(
+        applied > 0 && applied < total,
+        "the kill landed mid-way: {applied} of {total} applied"
+    );
+    // Writes wait while the plan is half applied.
+    let (s, _, _) = app
+        .send(
+            reqwest::Method::POST,
+            "/Users",
+            Some(user_body("late@example.com", "late@example.com", "Late")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let out = apply_command(&app).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("applied by an earlier run"),
+        "the second run goes on from the first: {stdout}"
+    );
+    assert_same_rows(
+        &written_rows(&app, true).await,
+        &written_rows(&live, true).await,
+    );
+    live.cleanup().await;
+    app.cleanup().await;
+}
