@@ -377,8 +377,10 @@ async fn token_cmd(cfg: Config, action: TokenAction) -> anyhow::Result<()> {
 
 async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
     let guard = crate::db::status::GuardSettings::of(&cfg);
+    let mode = cfg.mode;
     let p = provisioner(cfg).await?;
-    let s = crate::db::status::load(&p.db, guard).await?;
+    let mut s = crate::db::status::load(&p.db, guard).await?;
+    s.mode = mode;
     if json {
         outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {

@@ -164,6 +164,23 @@ pub struct Status {
     pub drift_findings: i64,
     /// The deprovision guard under the settings `load` was given.
     pub deprovision_guard: GuardState,
+    /// The `mode` setting of whoever reads this (`live` unless they say).
+    pub mode: crate::config::RolloutMode,
+    /// The staged rollout, if one was begun (`phab-scim stage`).
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A staged rollout's phase and plan, for `status` (the Plan page shows the entries).
+#[derive(Debug, Serialize)]
+pub struct RolloutStatus {
+    /// `staged`, `applying` or `applied`.
+    pub phase: &'static str,
+    pub date_staged: u32,
+    pub date_applied: Option<u32>,
+    /// Operations by state: `staged` (pending), `applied`, `failed`.
+    pub operations: Vec<(String, u64)>,
+    /// Plan entries by kind (`user.create`, `conflict`...).
+    pub entries: Vec<(String, u64)>,
 }
 
 /// Reads the status; the deprovision guard's under `guard`.
@@ -218,12 +235,59 @@ pub async fn load(db: &Db, guard: GuardSettings) -> DbResult<Status> {
         .await?,
         drift_findings: count(format!("SELECT COUNT(*) FROM {}", t.scim_drift)).await?,
         deprovision_guard: guard_state(db, guard).await?,
+        mode: crate::config::RolloutMode::Live,
+        rollout: rollout_status(db).await?,
     })
+}
+
+async fn rollout_status(db: &Db) -> DbResult<Option<RolloutStatus>> {
+    let mut conn = db.pool.acquire().await?;
+    let Some(r) = super::stage::rollout(&mut conn, &db.t).await? else {
+        return Ok(None);
+    };
+    let counts = super::stage::plan_counts(&mut conn, &db.t).await?;
+    Ok(Some(RolloutStatus {
+        phase: r.phase.as_str(),
+        date_staged: r.date_staged,
+        date_applied: r.date_applied,
+        operations: counts.ops,
+        entries: counts.kinds,
+    }))
+}
+
+impl fmt::Display for RolloutStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[(String, u64)]| {
+            if v.is_empty() {
+                return "none".to_owned();
+            }
+            v.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "staged rollout:   {} (staged {})",
+            self.phase,
+            crate::scim::resource::datetime(self.date_staged)
+        )?;
+        writeln!(f, "  operations:     {}", list(&self.operations))?;
+        write!(f, "  plan entries:   {}", list(&self.entries))
+    }
 }
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "namespace:        {}", self.namespace)?;
+        let mode = match self.mode {
+            crate::config::RolloutMode::Live => "live",
+            crate::config::RolloutMode::Staged => "staged",
+        };
+        writeln!(f, "mode:             {mode}")?;
+        if let Some(r) = &self.rollout {
+            writeln!(f, "{r}")?;
+        }
         if self.live_replicas == 0 {
             writeln!(
                 f,

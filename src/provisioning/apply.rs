@@ -18,6 +18,9 @@ use crate::db::stage::{self, Phase, StageOpRow};
 use crate::db::{Conn, DbError};
 use crate::scim::resource::Preconditions;
 
+/// How long after the phase turns `applied` a staged-mode service may still read the copies.
+const COPIES_LAST_READ: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Whatever a staged rollout is doing, `stage` and `apply` say why they will not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -153,6 +156,10 @@ impl Provisioner {
         if rollout.phase != Phase::Applied {
             stage::set_phase(&mut conn, &db.t, Phase::Applied).await?;
         }
+        // The copies hold people's names and addresses: gone once nothing reads them. A
+        // staged-mode service reads the phase at most a second late (`rollout::Switch`).
+        tokio::time::sleep(COPIES_LAST_READ).await;
+        stage::drop_copies(db).await?;
         Ok(report)
     }
 

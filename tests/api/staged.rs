@@ -206,6 +206,10 @@ async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "an administrator is not adopted: {b}");
     let (s, b) = app
+        .post("/Users", user_body("h.and@example.com", "hand@example.com", "Hand Again"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "two IdP users cannot claim one account: {b}");
+    let (s, b) = app
         .patch(
             &format!("/Users/{}", ids["alice"]),
             patch(json!([{"op": "replace", "path": "displayName", "value": "Alice Renamed"}])),
@@ -326,7 +330,7 @@ async fn the_plan_names_each_change_and_each_conflict() {
         ("group.create", 2),
         ("group.members", 1),
         ("group.delete", 1),
-        ("conflict", 1),
+        ("conflict", 2),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_owned(), n))
@@ -363,16 +367,34 @@ async fn the_plan_names_each_change_and_each_conflict() {
     assert_eq!(hand["active"], json!({"old": true, "new": false}));
     // The administrator is a conflict, with the status the IdP got.
     let conflict = app
-        .rows("SELECT * FROM {scim}.scim_planentry WHERE kind = 'conflict'")
+        .rows("SELECT * FROM {scim}.scim_planentry WHERE kind = 'conflict' ORDER BY id")
         .await;
     assert_eq!(conflict[0]["status"], 409);
     assert!(
         conflict[0]["summary"].as_str().unwrap().contains("boss"),
         "{conflict:?}"
     );
+    assert_eq!(conflict[1]["status"], 409);
+    assert!(
+        conflict[1]["summary"].as_str().unwrap().contains("another SCIM user"),
+        "{conflict:?}"
+    );
     let (_, members) = entry("group.members", ids["engineering"].clone()).await;
     assert_eq!(members["members"]["added"], 1);
     assert_eq!(members["members"]["removed"], 1);
+    // `phab-scim status` says where the rollout is.
+    let out = Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+        .arg("status")
+        .env("PHAB_SCIM_DATABASE_URL", database_url())
+        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+        .env("PHAB_SCIM_MODE", "staged")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status}");
+    for line in ["mode:             staged", "staged rollout:   staged", "2 conflict", "3 user.create"] {
+        assert!(status.contains(line), "{line:?} in {status}");
+    }
     app.cleanup().await;
 }
 
@@ -412,6 +434,15 @@ async fn apply_writes_what_live_mode_writes() {
         app.count("SELECT COUNT(*) FROM {scim}.scim_stageop WHERE state <> 'applied'")
             .await,
         0
+    );
+    let copies = format!("{}_scimstage", app.ns.as_str());
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{copies}'"
+        ))
+        .await,
+        0,
+        "the staged copies are dropped once applied"
     );
     // Now live: a write changes Phabricator at once.
     tokio::time::sleep(Duration::from_millis(1100)).await;
