@@ -86,8 +86,7 @@ pub const STAGED: &[Need] = &[Need {
 }];
 
 /// What `phab-scim migrate` needs in addition to [`SERVE`]: create `<ns>_scim` and its tables,
-/// alter them, and record each patch. `phab-scim stage`, run with the same account, also makes
-/// `<ns>_scimstage` and its copies (and needs [`STAGED`] to fill them).
+/// alter them, and record each patch.
 pub const MIGRATE: &[Need] = &[
     Need {
         app: "scim",
@@ -95,12 +94,15 @@ pub const MIGRATE: &[Need] = &[
         privileges: &["CREATE", "ALTER", "INDEX"],
     },
     table("meta_data", "patch_status", &[I]),
-    Need {
-        app: "scimstage",
-        table: None,
-        privileges: &["CREATE", "DROP"],
-    },
 ];
+
+/// What `phab-scim stage` and `phab-scim apply` need in addition to [`SERVE`] and [`STAGED`]:
+/// make `<ns>_scimstage` and its copies, and drop them once the plan is applied.
+pub const STAGE: &[Need] = &[Need {
+    app: "scimstage",
+    table: None,
+    privileges: &["CREATE", "DROP"],
+}];
 
 /// Whether `serve` touches table `table` of `<ns>_<app>` (the schema check skips the others).
 pub fn used(app: &str, table: &str) -> bool {
@@ -382,6 +384,8 @@ mod readme {
         for s in statements(SERVE, &ns, "'phabscim'@'%'")
             .into_iter()
             .chain(statements(MIGRATE, &ns, "'phabscim-migrate'@'%'"))
+            .chain(statements(STAGED, &ns, "'phabscim'@'%'"))
+            .chain(statements(STAGE, &ns, "'phabscim-migrate'@'%'"))
         {
             assert!(readme.contains(&s), "README.md lacks: {s}");
         }
