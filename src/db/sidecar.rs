@@ -6,6 +6,7 @@ use sqlx::FromRow;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use super::filter_sql::Sql;
+use super::phabricator::Phid;
 use super::phabricator::edge::MEMBER_OF_PROJECT;
 use super::status::GuardSettings;
 use super::{Conn, DbResult, Tables, now, placeholders};
@@ -14,8 +15,8 @@ use super::{Conn, DbResult, Tables, now, placeholders};
 #[derive(Debug, Clone, FromRow)]
 pub struct ScimUserView {
     pub id: u32,
-    #[sqlx(rename = "userPHID", try_from = "crate::db::Bin")]
-    pub user_phid: String,
+    #[sqlx(rename = "userPHID")]
+    pub user_phid: Phid,
     #[sqlx(rename = "userName")]
     pub user_name: String,
     #[sqlx(rename = "externalID")]
@@ -588,8 +589,8 @@ pub async fn count_active_managed_users(conn: &mut Conn, t: &Tables) -> DbResult
 pub struct TokenRow {
     pub id: u32,
     pub label: String,
-    #[sqlx(rename = "botPHID", try_from = "crate::db::Bin")]
-    pub bot_phid: String,
+    #[sqlx(rename = "botPHID")]
+    pub bot_phid: Phid,
     #[sqlx(rename = "tokenHash")]
     pub token_hash: String,
     #[sqlx(rename = "dateExpires")]

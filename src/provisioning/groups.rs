@@ -16,10 +16,11 @@ use tracing::instrument;
 use super::synclog::{Diff, Entry};
 use super::users::Created;
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_update, log_write};
+use crate::db::phabricator::Phid;
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
-use crate::db::phabricator::xaction::{self, Xaction};
+use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
 use crate::db::sidecar::{self, ResourceType, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::group::{
@@ -286,7 +287,7 @@ impl Provisioner {
         worker::queue(conn, t, &[task]).await?;
         let ts = now();
         let group = StoredGroup {
-            phid,
+            phid: phid.into(),
             display_name: spec.display_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -305,11 +306,11 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        phid: &str,
+        phid: &Phid,
         spec: &GroupSpec,
         slug: &str,
         members: &[String],
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Phid>> {
         let t = &*self.db.t;
         let new = NewProject {
             phid,
@@ -344,12 +345,13 @@ impl Provisioner {
         }
         let xphids = xaction::insert_group(
             conn,
-            &t.project_transaction,
-            "PROJ",
-            phid,
-            &ctx.actor_phid,
-            &xactions,
-            true,
+            t,
+            &XactionGroup {
+                object: xaction::Object::Project(phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: &xactions,
+                is_create: true,
+            },
         )
         .await?;
         pp::insert_slug(conn, t, phid, slug).await?;
@@ -489,16 +491,22 @@ impl Provisioner {
                 let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
                 let xphids = xaction::insert_group(
                     tx,
-                    &t.project_transaction,
-                    "PROJ",
-                    phid,
-                    &ctx.actor_phid,
-                    &[x],
-                    false,
+                    t,
+                    &XactionGroup {
+                        object: xaction::Object::Project(&project.phid),
+                        actor_phid: &ctx.actor_phid,
+                        xactions: &[x],
+                        is_create: false,
+                    },
                 )
                 .await?;
-                let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
-                tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
+                let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
+                tasks.push(Task::publish(
+                    &project.phid,
+                    &ctx.actor_phid,
+                    &xphids,
+                    state,
+                ));
                 diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
             sidecar::delete_scim_group(tx, t, view.id).await?;
@@ -633,7 +641,7 @@ impl Provisioner {
         self.log_done(conn, ctx, entry, edit.diff).await?;
         worker::queue(conn, t, &tasks).await?;
         let group = StoredGroup {
-            phid: project.phid,
+            phid: project.phid.into(),
             display_name: spec.display_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -736,12 +744,13 @@ impl Provisioner {
         .await?;
         let xphids = xaction::insert_group(
             conn,
-            &t.project_transaction,
-            "PROJ",
-            &project.phid,
-            &ctx.actor_phid,
-            edit.xactions,
-            false,
+            t,
+            &XactionGroup {
+                object: xaction::Object::Project(&project.phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: edit.xactions,
+                is_create: false,
+            },
         )
         .await?;
         if let Some(slug) = edit.new_slug {

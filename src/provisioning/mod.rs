@@ -13,6 +13,7 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::db::phabricator::Phid;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
@@ -26,7 +27,7 @@ pub struct Ctx {
     /// The token that authenticated the request.
     pub token_id: Option<u32>,
     /// The token's bot: the actor of every transaction and log row.
-    pub actor_phid: String,
+    pub actor_phid: Phid,
     pub method: String,
     pub path: String,
     /// Client address, for `user_log.remoteAddr`.

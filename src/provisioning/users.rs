@@ -16,10 +16,10 @@ use super::{
 };
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
-use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
-use crate::db::phabricator::xaction::{self, Xaction};
+use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
+use crate::db::phabricator::{Phid, PhidKind};
 use crate::db::sidecar::{
     self, ResourceType, ScimEmail, ScimUserFields, ScimUserRead, ScimUserView,
 };
@@ -314,7 +314,7 @@ impl Provisioner {
         address: &str,
     ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
-        let phid = new_phid("USER");
+        let phid = Phid::new(PhidKind::User);
         let active = spec.active.unwrap_or(true);
         // One timestamp for the stored record and the answer: a GET right after must match.
         let ts = now();
@@ -338,7 +338,7 @@ impl Provisioner {
         self.write_new_account(conn, ctx, &phid, spec, address)
             .await?;
         let user = StoredUser {
-            phid,
+            phid: phid.into(),
             user_name: spec.user_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -359,7 +359,7 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        phid: &str,
+        phid: &Phid,
         spec: &UserSpec,
         address: &str,
     ) -> Result<()> {
@@ -420,7 +420,7 @@ impl Provisioner {
     async fn insert_account(
         &self,
         conn: &mut Conn,
-        phid: &str,
+        phid: &Phid,
         spec: &UserSpec,
         is_bot: bool,
         verified: bool,
@@ -681,7 +681,7 @@ impl Provisioner {
         self.queue_and_guard(conn, &edit.tasks, deprovisioned_at.map(|_| view.id))
             .await?;
         let stored = StoredUser {
-            phid: user.phid,
+            phid: user.phid.into(),
             user_name: spec.user_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -826,12 +826,13 @@ impl Provisioner {
         if !edit.xactions.is_empty() {
             let phids = xaction::insert_group(
                 conn,
-                &t.user_transaction,
-                "USER",
-                &user.phid,
-                &ctx.actor_phid,
-                &edit.xactions,
-                false,
+                t,
+                &XactionGroup {
+                    object: xaction::Object::User(&user.phid),
+                    actor_phid: &ctx.actor_phid,
+                    xactions: &edit.xactions,
+                    is_create: false,
+                },
             )
             .await?;
             edit.tasks.push(Task::publish(
@@ -969,12 +970,13 @@ impl Provisioner {
         };
         let phids = xaction::insert_group(
             conn,
-            &t.user_transaction,
-            "USER",
-            &user.phid,
-            &ctx.actor_phid,
-            &[x],
-            false,
+            t,
+            &XactionGroup {
+                object: xaction::Object::User(&user.phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: &[x],
+                is_create: false,
+            },
         )
         .await?;
         tasks.push(Task::publish(
@@ -1123,7 +1125,7 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        user_phid: &str,
+        user_phid: &Phid,
         address: &str,
         verified: bool,
         tasks: &mut Vec<Task>,
@@ -1167,7 +1169,7 @@ impl Provisioner {
     }
 
     /// `revoke`, and what it revoked in the sync log.
-    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &str, diff: &mut Diff) -> Result<()> {
+    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &Phid, diff: &mut Diff) -> Result<()> {
         let revoked = self.revoke(conn, user_phid).await?;
         diff.note(
             "revoked",
@@ -1177,7 +1179,7 @@ impl Provisioner {
     }
 
     /// Ends sessions and revokes credentials, per configuration (docs/design.md#deprovisioning).
-    async fn revoke(&self, conn: &mut Conn, user_phid: &str) -> Result<Revoked> {
+    async fn revoke(&self, conn: &mut Conn, user_phid: &Phid) -> Result<Revoked> {
         let t = &*self.db.t;
         let r = &self.cfg.revoke;
         Ok(Revoked {
@@ -1340,7 +1342,7 @@ impl Provisioner {
     async fn link_login(
         &self,
         conn: &mut Conn,
-        user_phid: &str,
+        user_phid: &Phid,
         spec: &UserSpec,
         address: &str,
         username: &str,
