@@ -249,13 +249,16 @@ fn spawn_background(
         loop {
             tick.tick().await;
             if let Ok(mut conn) = db.pool.acquire().await {
+                let instance = sidecar::Instance {
+                    key: &key,
+                    hostname: &host,
+                    version: env!("CARGO_PKG_VERSION"),
+                    started,
+                };
                 if let Err(e) = sidecar::heartbeat(
                     &mut conn,
                     &db.t,
-                    &key,
-                    &host,
-                    env!("CARGO_PKG_VERSION"),
-                    started,
+                    &instance,
                     &crate::db::status::GuardSettings::of(&cfg),
                 )
                 .await

@@ -554,7 +554,12 @@ pub async fn issue(
         .map_err(|_| IssueError::Hash)?
         .map_err(|_| IssueError::Hash)?;
     let mut tx = db.begin().await?;
-    let id = sidecar::insert_token(&mut tx, &db.t, label, bot_phid, expires).await?;
+    let token = sidecar::NewToken {
+        label,
+        bot_phid,
+        expires,
+    };
+    let id = sidecar::insert_token(&mut tx, &db.t, &token).await?;
     sidecar::set_token_hash(&mut tx, &db.t, id, &hash).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok((id, format(id, &secret)))

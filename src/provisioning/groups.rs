@@ -21,7 +21,7 @@ use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
-use crate::db::sidecar::{self, ResourceType, ScimGroupView};
+use crate::db::sidecar::{self, ResourceType, ScimGroupFields, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
@@ -169,10 +169,7 @@ impl Provisioner {
         let (total, rows) = self
             .db
             .read(async |conn| {
-                sidecar::list_scim_groups(
-                    conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit,
-                )
-                .await
+                sidecar::list_scim_groups(conn, &self.db.t, &sql, &order, offset, limit).await
             })
             .await?;
         let groups = rows
@@ -361,15 +358,7 @@ impl Provisioner {
 
     async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
         let attrs = Value::Object(spec.attributes.clone());
-        match sidecar::insert_scim_group(
-            conn,
-            &self.db.t,
-            phid,
-            &spec.display_name,
-            spec.external_id.as_deref(),
-            &attrs,
-        )
-        .await
+        match sidecar::insert_scim_group(conn, &self.db.t, phid, &group_fields(spec, &attrs)).await
         {
             Ok(()) => Ok(()),
             Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
@@ -699,15 +688,8 @@ impl Provisioner {
         spec: &GroupSpec,
     ) -> Result<(u32, u32)> {
         let attrs = Value::Object(spec.attributes.clone());
-        match sidecar::update_scim_group(
-            conn,
-            &self.db.t,
-            view.id,
-            &spec.display_name,
-            spec.external_id.as_deref(),
-            &attrs,
-        )
-        .await
+        match sidecar::update_scim_group(conn, &self.db.t, view.id, &group_fields(spec, &attrs))
+            .await
         {
             Ok(()) => Ok((view.version + 1, now())),
             Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
@@ -824,9 +806,11 @@ impl Provisioner {
                 conn,
                 t,
                 view.id,
-                &view.display_name,
-                view.external_id.as_deref(),
-                &Value::Object(parse_attributes(&view.attributes)?),
+                &ScimGroupFields {
+                    display_name: &view.display_name,
+                    external_id: view.external_id.as_deref(),
+                    attributes: &Value::Object(parse_attributes(&view.attributes)?),
+                },
             )
             .await?;
             let mut diff = Diff::default();
@@ -900,6 +884,15 @@ struct GroupEdit {
     xactions: Vec<Xaction>,
     changes: ProjectChanges,
     new_slug: Option<String>,
+}
+
+/// The columns of `spec`'s SCIM record, with `attributes` as its stored attributes.
+fn group_fields<'a>(spec: &'a GroupSpec, attributes: &'a Value) -> ScimGroupFields<'a> {
+    ScimGroupFields {
+        display_name: &spec.display_name,
+        external_id: spec.external_id.as_deref(),
+        attributes,
+    }
 }
 
 /// Notes a changed displayName (when the project was not renamed) or externalId; returns
