@@ -10,6 +10,7 @@ use super::phabricator::Phid;
 use super::phabricator::edge::MEMBER_OF_PROJECT;
 use super::status::GuardSettings;
 use super::{Conn, DbResult, Tables, now, placeholders};
+use crate::scim::schema::Resource;
 
 /// A managed user joined with the Phabricator columns a SCIM response needs.
 #[derive(Debug, Clone, FromRow)]
@@ -451,6 +452,15 @@ pub enum ResourceType {
     User,
     /// `RESOURCE_GROUP`.
     Group,
+}
+
+impl From<Resource> for ResourceType {
+    fn from(r: Resource) -> Self {
+        match r {
+            Resource::User => ResourceType::User,
+            Resource::Group => ResourceType::Group,
+        }
+    }
 }
 
 impl ResourceType {

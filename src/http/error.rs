@@ -4,7 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::provisioning::ProvisionError;
+use crate::provisioning::service::ResourceType;
+use crate::provisioning::{Ctx, ProvisionError, log_refusal};
 use crate::scim::schema::urn;
 use crate::scim::{ScimError, ScimType};
 use crate::token::AuthError;
@@ -80,6 +81,21 @@ pub fn refusal_answer(e: &ProvisionError) -> Option<(u16, Option<ScimType>)> {
         ProvisionError::Misconfigured(_) => (500, None),
         ProvisionError::Db(_) => return None,
     })
+}
+
+/// A provisioning write that was refused, as the client's answer: its INFO line first
+/// (`provisioning::log_refusal`), carrying the status [`refusal_answer`] gives, so the log
+/// says what the client got. Every write route and each Bulk operation answer a refused
+/// write through here; `id` is the resource written to (`None` for a POST).
+pub fn refused_write(
+    ctx: &Ctx,
+    resource: ResourceType,
+    id: Option<&str>,
+    e: ProvisionError,
+) -> ApiError {
+    let status = refusal_answer(&e).map(|(status, _)| status);
+    log_refusal(ctx, resource, id, &e, status);
+    ApiError::from(e)
 }
 
 /// Each provisioning error as the answer [`refusal_answer`] gives it, `Retry-After` included.

@@ -8,11 +8,12 @@
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 
-use super::error::ApiError;
+use super::error::{ApiError, refused_write};
 use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
 use crate::provisioning::Ctx;
 use crate::provisioning::groups::StoredGroup;
+use crate::provisioning::service::ResourceType;
 use crate::scim::group::{GroupParts, MemberFields, render_group};
 use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
@@ -136,7 +137,11 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let (_, group) = state.prov.create_group(&ctx, &body).await?;
+    let (_, group) = state
+        .prov
+        .create_group(&ctx, &body)
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::Group, None, e))?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 
@@ -153,7 +158,8 @@ pub async fn replace(
     let group = state
         .prov
         .replace_group(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::Group, Some(&id), e))?;
     single(&state, &group, &p, StatusCode::OK).await
 }
 
@@ -173,7 +179,8 @@ pub async fn patch(
     let group = state
         .prov
         .patch_group(&ctx, &id, &body, preconditions(&headers), status)
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::Group, Some(&id), e))?;
     if no_content {
         return Ok(ScimResponse::empty(StatusCode::NO_CONTENT).with_etag(etag(group.version)));
     }
@@ -190,6 +197,7 @@ pub async fn delete(
     state
         .prov
         .delete_group(&ctx, &id, preconditions(&headers))
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::Group, Some(&id), e))?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

@@ -4,10 +4,11 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, refused_write};
 use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
 use crate::provisioning::Ctx;
+use crate::provisioning::service::ResourceType;
 use crate::provisioning::users::{ReadUser, StoredUser};
 use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
@@ -131,7 +132,11 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let (_, user) = state.prov.create_user(&ctx, &body).await?;
+    let (_, user) = state
+        .prov
+        .create_user(&ctx, &body)
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::User, None, e))?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 
@@ -148,7 +153,8 @@ pub async fn replace(
     let user = state
         .prov
         .replace_user(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::User, Some(&id), e))?;
     Ok(single(&state, user, &p, StatusCode::OK))
 }
 
@@ -165,7 +171,8 @@ pub async fn patch(
     let user = state
         .prov
         .patch_user(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::User, Some(&id), e))?;
     Ok(single(&state, user, &p, StatusCode::OK))
 }
 
@@ -179,6 +186,7 @@ pub async fn delete(
     state
         .prov
         .delete_user(&ctx, &id, preconditions(&headers))
-        .await?;
+        .await
+        .map_err(|e| refused_write(&ctx, ResourceType::User, Some(&id), e))?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

@@ -192,7 +192,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, ResourceType::Group, None, &result, |(how, g)| {
+        log_write(ctx, ResourceType::Group, &result, |(how, g)| {
             (g.phid.as_str(), how.outcome())
         });
         result
@@ -515,7 +515,7 @@ impl Provisioner {
             Ok(())
         })
         .await;
-        log_write(ctx, ResourceType::Group, Some(phid), &result, |()| {
+        log_write(ctx, ResourceType::Group, &result, |()| {
             (phid, "deleted (project archived)")
         });
         result

@@ -17,6 +17,7 @@ use crate::db::phabricator::Phid;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
+pub use synclog::log_refusal;
 use synclog::{log_change, log_update, log_write};
 
 /// Who asked, for transactions, logs and the sync log.

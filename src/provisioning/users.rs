@@ -221,7 +221,7 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, ResourceType::User, None, &result, |(how, u)| {
+        log_write(ctx, ResourceType::User, &result, |(how, u)| {
             (u.phid.as_str(), how.outcome())
         });
         result
@@ -585,9 +585,7 @@ impl Provisioner {
             Ok(left)
         })
         .await;
-        log_write(ctx, ResourceType::User, Some(phid), &result, |_| {
-            (phid, "deleted")
-        });
+        log_write(ctx, ResourceType::User, &result, |_| (phid, "deleted"));
         if let Ok(left) = &result {
             for group in left {
                 log_change(
