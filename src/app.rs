@@ -257,13 +257,16 @@ fn spawn_background(
         loop {
             tick.tick().await;
             if let Ok(mut conn) = db.pool.acquire().await {
+                let instance = sidecar::Instance {
+                    key: &key,
+                    hostname: &host,
+                    version: env!("CARGO_PKG_VERSION"),
+                    started,
+                };
                 if let Err(e) = sidecar::heartbeat(
                     &mut conn,
                     &db.t,
-                    &key,
-                    &host,
-                    env!("CARGO_PKG_VERSION"),
-                    started,
+                    &instance,
                     &crate::db::status::GuardSettings::of(&cfg),
                 )
                 .await
@@ -312,7 +315,10 @@ async fn staged_switch(prov: &Provisioner) -> anyhow::Result<Switch> {
         Some(Phase::Applied) => tracing::info!(
             "mode = \"staged\": the staged rollout was applied, so the service writes Phabricator directly; set mode = \"live\""
         ),
-        Some(phase) => tracing::info!(phase = phase.as_str(), "mode = \"staged\": SCIM writes become a plan (the Plan page)"),
+        Some(phase) => tracing::info!(
+            phase = phase.as_str(),
+            "mode = \"staged\": SCIM writes become a plan (the Plan page)"
+        ),
     }
     Ok(switch)
 }

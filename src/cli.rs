@@ -194,7 +194,10 @@ async fn apply_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         })
         .await?;
     if report.already > 0 {
-        outln!("{} operation(s) were applied by an earlier run", report.already)?;
+        outln!(
+            "{} operation(s) were applied by an earlier run",
+            report.already
+        )?;
     }
     outln!("{} operation(s) applied", report.applied)?;
     if let Some((id, why)) = report.failed {
@@ -203,7 +206,9 @@ async fn apply_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::FAILURE);
     }
-    outln!("the plan is applied: the service now writes Phabricator directly; set mode = \"live\"")?;
+    outln!(
+        "the plan is applied: the service now writes Phabricator directly; set mode = \"live\""
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@ use argon2::password_hash::{self, Output, PasswordHash, PasswordHasher, SaltStri
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 
+use crate::db::phabricator::Phid;
 use crate::db::{Db, DbError, now, sidecar};
 
 /// Token prefix.
@@ -128,7 +129,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ysXheisBtk+MEkbHQqjusg$
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub token_id: u32,
-    pub bot_phid: String,
+    pub bot_phid: Phid,
 }
 
 /// Why authentication failed. The messages never contain the token.
@@ -148,7 +149,7 @@ pub enum AuthError {
 
 struct Cached {
     token_id: u32,
-    bot_phid: String,
+    bot_phid: Phid,
     /// The PHC string the secret verified against.
     hash: String,
     checked: Instant,
@@ -553,7 +554,12 @@ pub async fn issue(
         .map_err(|_| IssueError::Hash)?
         .map_err(|_| IssueError::Hash)?;
     let mut tx = db.begin().await?;
-    let id = sidecar::insert_token(&mut tx, &db.t, label, bot_phid, expires).await?;
+    let token = sidecar::NewToken {
+        label,
+        bot_phid,
+        expires,
+    };
+    let id = sidecar::insert_token(&mut tx, &db.t, &token).await?;
     sidecar::set_token_hash(&mut tx, &db.t, id, &hash).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok((id, format(id, &secret)))

@@ -434,7 +434,8 @@ pub fn placeholders(n: usize) -> String {
 
 /// Bytes of a `varbinary`/`binary` column (PHIDs, secrets): Phabricator stores PHIDs as
 /// binary strings, which sqlx will not decode into `String` directly. Fields read them with
-/// `#[sqlx(try_from = "Bin")]`.
+/// `#[sqlx(try_from = "Bin")]`; the PHIDs of Phabricator's rows decode as
+/// [`phabricator::Phid`] through it.
 #[derive(Debug, Clone)]
 pub struct Bin(pub Vec<u8>);
 

@@ -6,16 +6,18 @@ use sqlx::FromRow;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use super::filter_sql::Sql;
+use super::phabricator::Phid;
 use super::phabricator::edge::MEMBER_OF_PROJECT;
 use super::status::GuardSettings;
 use super::{Conn, DbResult, Tables, now, placeholders};
+use crate::scim::schema::Resource;
 
 /// A managed user joined with the Phabricator columns a SCIM response needs.
 #[derive(Debug, Clone, FromRow)]
 pub struct ScimUserView {
     pub id: u32,
-    #[sqlx(rename = "userPHID", try_from = "crate::db::Bin")]
-    pub user_phid: String,
+    #[sqlx(rename = "userPHID")]
+    pub user_phid: Phid,
     #[sqlx(rename = "userName")]
     pub user_name: String,
     #[sqlx(rename = "externalID")]
@@ -452,6 +454,15 @@ pub enum ResourceType {
     Group,
 }
 
+impl From<Resource> for ResourceType {
+    fn from(r: Resource) -> Self {
+        match r {
+            Resource::User => ResourceType::User,
+            Resource::Group => ResourceType::Group,
+        }
+    }
+}
+
 impl ResourceType {
     /// The column's value.
     pub fn as_str(self) -> &'static str {
@@ -588,8 +599,8 @@ pub async fn count_active_managed_users(conn: &mut Conn, t: &Tables) -> DbResult
 pub struct TokenRow {
     pub id: u32,
     pub label: String,
-    #[sqlx(rename = "botPHID", try_from = "crate::db::Bin")]
-    pub bot_phid: String,
+    #[sqlx(rename = "botPHID")]
+    pub bot_phid: Phid,
     #[sqlx(rename = "tokenHash")]
     pub token_hash: String,
     #[sqlx(rename = "dateExpires")]
@@ -629,23 +640,27 @@ pub async fn list_tokens(conn: &mut Conn, t: &Tables) -> DbResult<Vec<TokenRow>>
     .await?)
 }
 
+/// A token row to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    pub label: &'a str,
+    /// The bot the token speaks for.
+    pub bot_phid: &'a str,
+    /// `dateExpires`, epoch seconds; `None` never expires.
+    pub expires: Option<u32>,
+}
+
 /// Inserts a token row with a placeholder hash; returns its id (the id is part of the token).
-pub async fn insert_token(
-    conn: &mut Conn,
-    t: &Tables,
-    label: &str,
-    bot_phid: &str,
-    expires: Option<u32>,
-) -> DbResult<u32> {
+pub async fn insert_token(conn: &mut Conn, t: &Tables, token: &NewToken<'_>) -> DbResult<u32> {
     let ts = now();
     let res = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (label, botPHID, tokenHash, issuedByPHID, dateExpires, dateLastUsed, \
          dateRevoked, dateCreated, dateModified) VALUES (?, ?, '', NULL, ?, NULL, NULL, ?, ?)",
         t.scim_token
     )))
-    .bind(label)
-    .bind(bot_phid)
-    .bind(expires)
+    .bind(token.label)
+    .bind(token.bot_phid)
+    .bind(token.expires)
     .bind(ts)
     .bind(ts)
     .execute(&mut *conn)
@@ -697,16 +712,26 @@ pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
     Ok(())
 }
 
+/// One replica of the service, as its heartbeat row (`scim_instance`) records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Instance<'a> {
+    /// The replica's key (`instanceKey`).
+    pub key: &'a str,
+    /// The machine it runs on.
+    pub hostname: &'a str,
+    /// The service's version.
+    pub version: &'a str,
+    /// When it started, epoch seconds.
+    pub started: u32,
+}
+
 /// Upserts this replica's heartbeat; a heartbeat also clears a stop mark (a replica restarted
 /// under the same key is running again). It publishes the replica's deprovision guard settings,
 /// which the extension's Status page shows with the guard's state.
 pub async fn heartbeat(
     conn: &mut Conn,
     t: &Tables,
-    key: &str,
-    host: &str,
-    version: &str,
-    started: u32,
+    instance: &Instance<'_>,
     guard: &GuardSettings,
 ) -> DbResult<()> {
     let ts = now();
@@ -717,10 +742,10 @@ pub async fn heartbeat(
          guardShare = VALUES(guardShare), guardMin = VALUES(guardMin), guardWindow = VALUES(guardWindow)",
         t.scim_instance
     )))
-    .bind(key)
-    .bind(host)
-    .bind(version)
-    .bind(started)
+    .bind(instance.key)
+    .bind(instance.hostname)
+    .bind(instance.version)
+    .bind(instance.started)
     .bind(ts)
     .bind(ts)
     .bind(guard.share)
@@ -817,6 +842,15 @@ pub async fn lock_scim_group(
     .await?)
 }
 
+/// The columns of a SCIM group record the IdP decides.
+#[derive(Debug, Clone, Copy)]
+pub struct ScimGroupFields<'a> {
+    pub display_name: &'a str,
+    pub external_id: Option<&'a str>,
+    /// The stored SCIM attributes (`attributes`).
+    pub attributes: &'a Value,
+}
+
 /// Inserts the SCIM record of a group (version 1). A displayName already used by another
 /// group (case-insensitively, by the column's collation) fails with 1062 on
 /// `key_displayname`: that unique key decides races between identical POSTs.
@@ -824,9 +858,7 @@ pub async fn insert_scim_group(
     conn: &mut Conn,
     t: &Tables,
     project_phid: &str,
-    display_name: &str,
-    external_id: Option<&str>,
-    attributes: &Value,
+    fields: &ScimGroupFields<'_>,
 ) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
@@ -835,9 +867,9 @@ pub async fn insert_scim_group(
         t.scim_group
     )))
     .bind(project_phid)
-    .bind(display_name)
-    .bind(external_id)
-    .bind(attributes.to_string())
+    .bind(fields.display_name)
+    .bind(fields.external_id)
+    .bind(fields.attributes.to_string())
     .bind(ts)
     .bind(ts)
     .execute(&mut *conn)
@@ -851,17 +883,15 @@ pub async fn update_scim_group(
     conn: &mut Conn,
     t: &Tables,
     id: u32,
-    display_name: &str,
-    external_id: Option<&str>,
-    attributes: &Value,
+    fields: &ScimGroupFields<'_>,
 ) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET displayName = ?, externalID = ?, attributes = ?, version = version + 1, dateModified = ? WHERE id = ?",
         t.scim_group
     )))
-    .bind(display_name)
-    .bind(external_id)
-    .bind(attributes.to_string())
+    .bind(fields.display_name)
+    .bind(fields.external_id)
+    .bind(fields.attributes.to_string())
     .bind(now())
     .bind(id)
     .execute(&mut *conn)
@@ -885,12 +915,12 @@ pub async fn delete_scim_group(conn: &mut Conn, t: &Tables, id: u32) -> DbResult
 pub async fn list_scim_groups(
     conn: &mut Conn,
     t: &Tables,
-    where_sql: &str,
-    binds: &[Bind],
+    filter: &Sql,
     order_sql: &str,
     offset: u64,
     limit: u64,
 ) -> DbResult<(u64, Vec<ScimGroupView>)> {
+    let (where_sql, binds) = (filter.text.as_str(), filter.binds.as_slice());
     let from = format!("FROM {} g WHERE ({where_sql})", t.scim_group);
     let count_sql = format!("SELECT COUNT(*) {from}");
     let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql.as_str()));

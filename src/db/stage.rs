@@ -11,7 +11,8 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Conn, Db, DbResult, Tables, bin_text, now};
+use super::phabricator::Phid;
+use super::{Conn, Db, DbResult, Tables, now};
 use crate::config::Namespace;
 
 /// The application name of the copies' database: `<ns>_scimstage`.
@@ -162,7 +163,9 @@ pub async fn set_phase(conn: &mut Conn, t: &Tables, phase: Phase) -> DbResult<()
         t.scim_rollout
     );
     let ts = now();
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(phase.as_str()).bind(ts);
+    let mut q = sqlx::query(AssertSqlSafe(sql))
+        .bind(phase.as_str())
+        .bind(ts);
     if phase != Phase::Staged {
         q = q.bind(ts);
     }
@@ -273,12 +276,12 @@ pub struct StageOpRow {
     /// `PhabricatorScimStageOp::OPERATION_*` (`user.create`...).
     pub operation: String,
     /// The resource: the id in the path, or the one a create made or adopted.
-    pub object_phid: String,
+    pub object_phid: Phid,
     /// The request body (JSON), `null` for a DELETE.
     pub request: String,
     pub request_id: String,
     pub token_id: Option<u32>,
-    pub actor_phid: String,
+    pub actor_phid: Phid,
     pub remote_addr: String,
     /// `staged`, `applied` or `failed`.
     pub state: String,
@@ -376,11 +379,11 @@ pub async fn pending_ops(conn: &mut Conn, t: &Tables) -> DbResult<Vec<StageOpRow
             Ok(StageOpRow {
                 id: r.try_get(0)?,
                 operation: r.try_get(1)?,
-                object_phid: bin_text(r, 2)?,
+                object_phid: r.try_get(2)?,
                 request: r.try_get(3)?,
                 request_id: r.try_get(4)?,
                 token_id: r.try_get(5)?,
-                actor_phid: bin_text(r, 6)?,
+                actor_phid: r.try_get(6)?,
                 remote_addr: r.try_get(7)?,
                 state: r.try_get(8)?,
             })
@@ -431,14 +434,12 @@ pub async fn plan_counts(conn: &mut Conn, t: &Tables) -> DbResult<PlanCounts> {
     let count = |table: &str, column: &str| {
         format!("SELECT {column}, COUNT(*) FROM {table} GROUP BY {column} ORDER BY {column}")
     };
-    let ops: Vec<(String, i64)> =
-        sqlx::query_as(AssertSqlSafe(count(&t.scim_stageop, "state")))
-            .fetch_all(&mut *conn)
-            .await?;
-    let kinds: Vec<(String, i64)> =
-        sqlx::query_as(AssertSqlSafe(count(&t.scim_planentry, "kind")))
-            .fetch_all(&mut *conn)
-            .await?;
+    let ops: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(count(&t.scim_stageop, "state")))
+        .fetch_all(&mut *conn)
+        .await?;
+    let kinds: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(count(&t.scim_planentry, "kind")))
+        .fetch_all(&mut *conn)
+        .await?;
     let unsigned = |v: Vec<(String, i64)>| {
         v.into_iter()
             .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))

@@ -78,7 +78,7 @@ pub async fn audit(State(state): State<AppState>, mut req: Request, next: Next) 
     let ctx = Ctx {
         request_id: request_id.clone(),
         token_id: None,
-        actor_phid: String::new(),
+        actor_phid: Default::default(),
         method: method.clone(),
         path: path.clone(),
         remote_addr: client_addr(&req, &state.prov.cfg.trusted_proxies).to_string(),

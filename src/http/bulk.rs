@@ -15,10 +15,11 @@ use axum::extract::{Extension, State};
 use serde_json::Value;
 use tracing::instrument;
 
-use super::error::ApiError;
+use super::error::{ApiError, answered};
 use super::extract::{ScimBody, ScimResponse};
 use super::state::AppState;
 use crate::provisioning::Ctx;
+use crate::provisioning::service::ResourceType;
 use crate::scim::ScimError;
 use crate::scim::bulk::{self, Limits, Method, Operation, Outcome, Readiness, Target};
 use crate::scim::resource::{Preconditions, etag};
@@ -167,7 +168,14 @@ async fn run(
     let p = state.scim().await;
     match &op.target {
         Target::Collection(Resource::User) => {
-            let (_, u) = p.create_user(&ctx, &data).await?;
+            let (_, u) = answered(
+                p,
+                &ctx,
+                ResourceType::User,
+                None,
+                p.create_user(&ctx, &data).await,
+            )
+            .await?;
             Ok(Done {
                 id: u.phid,
                 version: Some(u.version),
@@ -175,7 +183,14 @@ async fn run(
             })
         }
         Target::Collection(Resource::Group) => {
-            let (_, g) = p.create_group(&ctx, &data).await?;
+            let (_, g) = answered(
+                p,
+                &ctx,
+                ResourceType::Group,
+                None,
+                p.create_group(&ctx, &data).await,
+            )
+            .await?;
             Ok(Done {
                 id: g.phid,
                 version: Some(g.version),
@@ -185,58 +200,45 @@ async fn run(
         Target::Item(res, raw) => {
             let id = bulk::target_id(raw, ids)
                 .ok_or_else(|| ScimError::not_found(format!("no resource {raw}")))?;
-            match (res, op.method) {
+            // The new version, none after a DELETE.
+            let written = match (res, op.method) {
                 (Resource::User, Method::Put) => p
                     .replace_user(&ctx, &id, &data, if_match)
                     .await
-                    .map(|u| Done {
-                        id,
-                        version: Some(u.version),
-                        status: 200,
-                    }),
+                    .map(|u| Some(u.version)),
                 (Resource::User, Method::Patch) => p
                     .patch_user(&ctx, &id, &data, if_match)
                     .await
-                    .map(|u| Done {
-                        id,
-                        version: Some(u.version),
-                        status: 200,
-                    }),
+                    .map(|u| Some(u.version)),
                 (Resource::User, Method::Delete) => {
-                    p.delete_user(&ctx, &id, if_match).await.map(|()| Done {
-                        id,
-                        version: None,
-                        status: 204,
-                    })
+                    p.delete_user(&ctx, &id, if_match).await.map(|()| None)
                 }
                 (Resource::Group, Method::Put) => p
                     .replace_group(&ctx, &id, &data, if_match)
                     .await
-                    .map(|g| Done {
-                        id,
-                        version: Some(g.version),
-                        status: 200,
-                    }),
+                    .map(|g| Some(g.version)),
                 (Resource::Group, Method::Patch) => p
                     .patch_group(&ctx, &id, &data, if_match, 200)
                     .await
-                    .map(|g| Done {
-                        id,
-                        version: Some(g.version),
-                        status: 200,
-                    }),
+                    .map(|g| Some(g.version)),
                 (Resource::Group, Method::Delete) => {
-                    p.delete_group(&ctx, &id, if_match).await.map(|()| Done {
-                        id,
-                        version: None,
-                        status: 204,
-                    })
+                    p.delete_group(&ctx, &id, if_match).await.map(|()| None)
                 }
                 (_, Method::Post) => {
-                    Err(ScimError::invalid_value("POST goes to a collection").into())
+                    return Err(ScimError::invalid_value("POST goes to a collection").into());
                 }
-            }
-            .map_err(ApiError::from)
+            };
+            let version = answered(p, &ctx, ResourceType::from(*res), Some(&id), written).await?;
+            let status = if op.method == Method::Delete {
+                204
+            } else {
+                200
+            };
+            Ok(Done {
+                id,
+                version,
+                status,
+            })
         }
     }
 }

@@ -4,7 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::provisioning::ProvisionError;
+use crate::provisioning::service::ResourceType;
+use crate::provisioning::{Ctx, ProvisionError, Provisioner, log_refusal};
 use crate::scim::schema::urn;
 use crate::scim::{ScimError, ScimType};
 use crate::token::AuthError;
@@ -53,9 +54,7 @@ impl ApiError {
         match self {
             ApiError::Scim(e) => e.detail.clone(),
             ApiError::Unauthorized(d) => d.clone(),
-            ApiError::RateLimited { detail, .. } | ApiError::Busy { detail, .. } => {
-                detail.clone()
-            }
+            ApiError::RateLimited { detail, .. } | ApiError::Busy { detail, .. } => detail.clone(),
             ApiError::Unavailable => "the Phabricator database is unavailable; retry later".into(),
             ApiError::Internal => "internal error; the service log has the details".into(),
         }
@@ -88,6 +87,41 @@ pub fn refusal_answer(e: &ProvisionError) -> Option<(u16, Option<ScimType>)> {
         ProvisionError::Misconfigured(_) => (500, None),
         ProvisionError::Db(_) => return None,
     })
+}
+
+/// A provisioning write that was refused, as the client's answer: its INFO line first
+/// (`provisioning::log_refusal`), carrying the status [`refusal_answer`] gives, so the log
+/// says what the client got; in a staged rollout, also its plan entry
+/// (`Provisioner::stage_refused`). Every write route and each Bulk operation answer a refused
+/// write through here; `id` is the resource written to (`None` for a POST).
+pub async fn refused_write(
+    p: &Provisioner,
+    ctx: &Ctx,
+    resource: ResourceType,
+    id: Option<&str>,
+    e: ProvisionError,
+) -> ApiError {
+    let status = refusal_answer(&e).map(|(status, _)| status);
+    log_refusal(ctx, resource, id, &e, status);
+    if let (Some(status), Some(reason)) = (status, e.reason()) {
+        p.stage_refused(ctx, resource, id, status, reason).await;
+    }
+    ApiError::from(e)
+}
+
+/// A write's result as the client's answer: the value, or the refusal through
+/// [`refused_write`].
+pub async fn answered<T>(
+    p: &Provisioner,
+    ctx: &Ctx,
+    resource: ResourceType,
+    id: Option<&str>,
+    result: Result<T, ProvisionError>,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => Err(refused_write(p, ctx, resource, id, e).await),
+    }
 }
 
 /// Each provisioning error as the answer [`refusal_answer`] gives it, `Retry-After` included.

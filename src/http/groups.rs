@@ -8,11 +8,12 @@
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 
-use super::error::ApiError;
+use super::error::{ApiError, answered};
 use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
 use crate::provisioning::Ctx;
 use crate::provisioning::groups::StoredGroup;
+use crate::provisioning::service::ResourceType;
 use crate::scim::group::{GroupParts, MemberFields, render_group};
 use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
@@ -137,7 +138,15 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let (_, group) = state.scim().await.create_group(&ctx, &body).await?;
+    let scim = state.scim().await;
+    let (_, group) = answered(
+        scim,
+        &ctx,
+        ResourceType::Group,
+        None,
+        scim.create_group(&ctx, &body).await,
+    )
+    .await?;
     single(&state, &group, &p, StatusCode::CREATED).await
 }
 
@@ -151,11 +160,16 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::Group)?;
-    let group = state
-        .scim()
-        .await
-        .replace_group(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+    let scim = state.scim().await;
+    let group = answered(
+        scim,
+        &ctx,
+        ResourceType::Group,
+        Some(&id),
+        scim.replace_group(&ctx, &id, &body, preconditions(&headers))
+            .await,
+    )
+    .await?;
     single(&state, &group, &p, StatusCode::OK).await
 }
 
@@ -172,11 +186,16 @@ pub async fn patch(
     let p = pp.projection(Resource::Group)?;
     let no_content = !pp.given();
     let status = if no_content { 204 } else { 200 };
-    let group = state
-        .scim()
-        .await
-        .patch_group(&ctx, &id, &body, preconditions(&headers), status)
-        .await?;
+    let scim = state.scim().await;
+    let group = answered(
+        scim,
+        &ctx,
+        ResourceType::Group,
+        Some(&id),
+        scim.patch_group(&ctx, &id, &body, preconditions(&headers), status)
+            .await,
+    )
+    .await?;
     if no_content {
         return Ok(ScimResponse::empty(StatusCode::NO_CONTENT).with_etag(etag(group.version)));
     }
@@ -190,10 +209,14 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
-    state
-        .scim()
-        .await
-        .delete_group(&ctx, &id, preconditions(&headers))
-        .await?;
+    let scim = state.scim().await;
+    answered(
+        scim,
+        &ctx,
+        ResourceType::Group,
+        Some(&id),
+        scim.delete_group(&ctx, &id, preconditions(&headers)).await,
+    )
+    .await?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

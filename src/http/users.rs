@@ -4,10 +4,11 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, answered};
 use super::extract::{ProjectionParams, ScimBody, ScimResponse, preconditions};
 use super::state::AppState;
 use crate::provisioning::Ctx;
+use crate::provisioning::service::ResourceType;
 use crate::provisioning::users::{ReadUser, StoredUser};
 use crate::scim::list::{ListParams, write_list_head};
 use crate::scim::resource::{Projection, ReadCheck, etag};
@@ -91,7 +92,11 @@ async fn search_users(state: &AppState, params: ListParams) -> Result<ScimRespon
         params.attributes.as_deref(),
         params.excluded_attributes.as_deref(),
     )?;
-    let (total, start, users) = state.scim().await.list_users(&params, p.wants("groups")).await?;
+    let (total, start, users) = state
+        .scim()
+        .await
+        .list_users(&params, p.wants("groups"))
+        .await?;
     // About 700 bytes a user: one allocation, not a dozen doublings.
     let mut buf = Vec::with_capacity(256 + 768 * users.len());
     write_list_head(&mut buf, total, start, users.len()).map_err(|_| ApiError::Internal)?;
@@ -131,7 +136,15 @@ pub async fn create(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let (_, user) = state.scim().await.create_user(&ctx, &body).await?;
+    let scim = state.scim().await;
+    let (_, user) = answered(
+        scim,
+        &ctx,
+        ResourceType::User,
+        None,
+        scim.create_user(&ctx, &body).await,
+    )
+    .await?;
     Ok(single(&state, user, &p, StatusCode::CREATED))
 }
 
@@ -145,11 +158,16 @@ pub async fn replace(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let user = state
-        .scim()
-        .await
-        .replace_user(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+    let scim = state.scim().await;
+    let user = answered(
+        scim,
+        &ctx,
+        ResourceType::User,
+        Some(&id),
+        scim.replace_user(&ctx, &id, &body, preconditions(&headers))
+            .await,
+    )
+    .await?;
     Ok(single(&state, user, &p, StatusCode::OK))
 }
 
@@ -163,11 +181,16 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<ScimResponse, ApiError> {
     let p = pp.projection(Resource::User)?;
-    let user = state
-        .scim()
-        .await
-        .patch_user(&ctx, &id, &body, preconditions(&headers))
-        .await?;
+    let scim = state.scim().await;
+    let user = answered(
+        scim,
+        &ctx,
+        ResourceType::User,
+        Some(&id),
+        scim.patch_user(&ctx, &id, &body, preconditions(&headers))
+            .await,
+    )
+    .await?;
     Ok(single(&state, user, &p, StatusCode::OK))
 }
 
@@ -178,10 +201,14 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<ScimResponse, ApiError> {
-    state
-        .scim()
-        .await
-        .delete_user(&ctx, &id, preconditions(&headers))
-        .await?;
+    let scim = state.scim().await;
+    answered(
+        scim,
+        &ctx,
+        ResourceType::User,
+        Some(&id),
+        scim.delete_user(&ctx, &id, preconditions(&headers)).await,
+    )
+    .await?;
     Ok(ScimResponse::empty(StatusCode::NO_CONTENT))
 }

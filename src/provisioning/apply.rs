@@ -66,7 +66,10 @@ pub struct ApplyReport {
 impl Provisioner {
     /// Begins a staged rollout: copies the tables a SCIM write changes (`db::stage`) and
     /// starts an empty plan. Refuses to discard one that has operations, unless `discard`.
-    pub async fn begin_stage(&self, discard: bool) -> std::result::Result<StageReport, RolloutError> {
+    pub async fn begin_stage(
+        &self,
+        discard: bool,
+    ) -> std::result::Result<StageReport, RolloutError> {
         let db = &self.db;
         let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
         if let Some(r) = stage::rollout(&mut conn, &db.t).await? {
@@ -187,7 +190,8 @@ impl Provisioner {
             stage: Some(Arc::new(StageOp {
                 key: String::new(),
                 operation,
-                object: row.object_phid.clone(),
+                object: row.object_phid.to_string(),
+                created: operation.is_create().then(|| row.object_phid.clone()),
                 request: body.clone(),
                 applying: Some(row.id),
             })),
@@ -201,10 +205,7 @@ impl Provisioner {
             Operation::DeleteUser => self.delete_user(&ctx, id, none).await,
             Operation::CreateGroup => self.create_group(&ctx, &body).await.map(drop),
             Operation::ReplaceGroup => self.replace_group(&ctx, id, &body, none).await.map(drop),
-            Operation::PatchGroup => self
-                .patch_group(&ctx, id, &body, none, 200)
-                .await
-                .map(drop),
+            Operation::PatchGroup => self.patch_group(&ctx, id, &body, none, 200).await.map(drop),
             Operation::DeleteGroup => self.delete_group(&ctx, id, none).await,
         }
     }

@@ -5,9 +5,9 @@
 
 use super::{ProvisionError, Provisioner, Result, in_transaction};
 use crate::db::DbError;
-use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser};
 use crate::db::phabricator::worker::{self, Task};
+use crate::db::phabricator::{Phid, PhidKind};
 use sqlx::AssertSqlSafe;
 
 /// Real name of the bot.
@@ -45,7 +45,7 @@ impl Provisioner {
                 }
                 return Ok(phid);
             }
-            let phid = new_phid("USER");
+            let phid = Phid::new(PhidKind::User);
             let id = pu::insert_user(
                 tx,
                 t,
@@ -68,7 +68,7 @@ impl Provisioner {
                 &[Task::search(&phid, false), Task::identity_added(&address)],
             )
             .await?;
-            Ok(phid)
+            Ok(phid.into())
         })
         .await
     }

@@ -17,11 +17,12 @@ use super::rollout::Operation;
 use super::synclog::{Diff, Entry};
 use super::users::Created;
 use super::{Ctx, ProvisionError, Provisioner, Result, in_transaction, log_update, log_write};
+use crate::db::phabricator::Phid;
 use crate::db::phabricator::edge;
 use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, ProjectRow};
 use crate::db::phabricator::worker::{self, Task};
-use crate::db::phabricator::xaction::{self, Xaction};
-use crate::db::sidecar::{self, ResourceType, ScimGroupView};
+use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
+use crate::db::sidecar::{self, ResourceType, ScimGroupFields, ScimGroupView};
 use crate::db::{Conn, DbError, filter_sql, now};
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
@@ -169,10 +170,7 @@ impl Provisioner {
         let (total, rows) = self
             .db
             .read(async |conn| {
-                sidecar::list_scim_groups(
-                    conn, &self.db.t, &sql.text, &sql.binds, &order, offset, limit,
-                )
-                .await
+                sidecar::list_scim_groups(conn, &self.db.t, &sql, &order, offset, limit).await
             })
             .await?;
         let groups = rows
@@ -197,11 +195,9 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, ResourceType::Group, None, &result, |(how, g)| {
+        log_write(ctx, ResourceType::Group, &result, |(how, g)| {
             (g.phid.as_str(), how.outcome())
         });
-        self.stage_outcome(ctx, ResourceType::Group, None, &result)
-            .await;
         result
     }
 
@@ -295,7 +291,7 @@ impl Provisioner {
         worker::queue(conn, t, &[task]).await?;
         let ts = now();
         let group = StoredGroup {
-            phid,
+            phid: phid.into(),
             display_name: spec.display_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -314,11 +310,11 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        phid: &str,
+        phid: &Phid,
         spec: &GroupSpec,
         slug: &str,
         members: &[String],
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Phid>> {
         let t = &*self.db.t;
         let new = NewProject {
             phid,
@@ -353,12 +349,13 @@ impl Provisioner {
         }
         let xphids = xaction::insert_group(
             conn,
-            &t.project_transaction,
-            "PROJ",
-            phid,
-            &ctx.actor_phid,
-            &xactions,
-            true,
+            t,
+            &XactionGroup {
+                object: xaction::Object::Project(phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: &xactions,
+                is_create: true,
+            },
         )
         .await?;
         pp::insert_slug(conn, t, phid, slug).await?;
@@ -368,15 +365,7 @@ impl Provisioner {
 
     async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
         let attrs = Value::Object(spec.attributes.clone());
-        match sidecar::insert_scim_group(
-            conn,
-            &self.db.t,
-            phid,
-            &spec.display_name,
-            spec.external_id.as_deref(),
-            &attrs,
-        )
-        .await
+        match sidecar::insert_scim_group(conn, &self.db.t, phid, &group_fields(spec, &attrs)).await
         {
             Ok(()) => Ok(()),
             Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
@@ -419,8 +408,6 @@ impl Provisioner {
             .await
         }
         .await;
-        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
-            .await;
         log_update(ctx, ResourceType::Group, phid, result)
     }
 
@@ -462,8 +449,6 @@ impl Provisioner {
             .await
         }
         .await;
-        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
-            .await;
         log_update(ctx, ResourceType::Group, phid, result)
     }
 
@@ -508,16 +493,22 @@ impl Provisioner {
                 let x = status_xaction(&project.status, pp::STATUS_ARCHIVED);
                 let xphids = xaction::insert_group(
                     tx,
-                    &t.project_transaction,
-                    "PROJ",
-                    phid,
-                    &ctx.actor_phid,
-                    &[x],
-                    false,
+                    t,
+                    &XactionGroup {
+                        object: xaction::Object::Project(&project.phid),
+                        actor_phid: &ctx.actor_phid,
+                        xactions: &[x],
+                        is_create: false,
+                    },
                 )
                 .await?;
-                let state = xaction::project_publish_state(phid, &ctx.actor_phid, false);
-                tasks.push(Task::publish(phid, &ctx.actor_phid, &xphids, state));
+                let state = xaction::project_publish_state(&project.phid, &ctx.actor_phid, false);
+                tasks.push(Task::publish(
+                    &project.phid,
+                    &ctx.actor_phid,
+                    &xphids,
+                    state,
+                ));
                 diff.set("status", project.status.clone(), pp::STATUS_ARCHIVED);
             }
             sidecar::delete_scim_group(tx, t, view.id).await?;
@@ -538,11 +529,9 @@ impl Provisioner {
             Ok(())
         })
         .await;
-        log_write(ctx, ResourceType::Group, Some(phid), &result, |()| {
+        log_write(ctx, ResourceType::Group, &result, |()| {
             (phid, "deleted (project archived)")
         });
-        self.stage_outcome(ctx, ResourceType::Group, Some(phid), &result)
-            .await;
         result
     }
 
@@ -656,7 +645,7 @@ impl Provisioner {
         self.log_done(conn, ctx, entry, edit.diff).await?;
         worker::queue(conn, t, &tasks).await?;
         let group = StoredGroup {
-            phid: project.phid,
+            phid: project.phid.into(),
             display_name: spec.display_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -714,15 +703,8 @@ impl Provisioner {
         spec: &GroupSpec,
     ) -> Result<(u32, u32)> {
         let attrs = Value::Object(spec.attributes.clone());
-        match sidecar::update_scim_group(
-            conn,
-            &self.db.t,
-            view.id,
-            &spec.display_name,
-            spec.external_id.as_deref(),
-            &attrs,
-        )
-        .await
+        match sidecar::update_scim_group(conn, &self.db.t, view.id, &group_fields(spec, &attrs))
+            .await
         {
             Ok(()) => Ok((view.version + 1, now())),
             Err(e) if e.is_unique_violation() => Err(ProvisionError::Conflict(format!(
@@ -759,12 +741,13 @@ impl Provisioner {
         .await?;
         let xphids = xaction::insert_group(
             conn,
-            &t.project_transaction,
-            "PROJ",
-            &project.phid,
-            &ctx.actor_phid,
-            edit.xactions,
-            false,
+            t,
+            &XactionGroup {
+                object: xaction::Object::Project(&project.phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: edit.xactions,
+                is_create: false,
+            },
         )
         .await?;
         if let Some(slug) = edit.new_slug {
@@ -838,9 +821,11 @@ impl Provisioner {
                 conn,
                 t,
                 view.id,
-                &view.display_name,
-                view.external_id.as_deref(),
-                &Value::Object(parse_attributes(&view.attributes)?),
+                &ScimGroupFields {
+                    display_name: &view.display_name,
+                    external_id: view.external_id.as_deref(),
+                    attributes: &Value::Object(parse_attributes(&view.attributes)?),
+                },
             )
             .await?;
             let mut diff = Diff::default();
@@ -915,6 +900,15 @@ struct GroupEdit {
     xactions: Vec<Xaction>,
     changes: ProjectChanges,
     new_slug: Option<String>,
+}
+
+/// The columns of `spec`'s SCIM record, with `attributes` as its stored attributes.
+fn group_fields<'a>(spec: &'a GroupSpec, attributes: &'a Value) -> ScimGroupFields<'a> {
+    ScimGroupFields {
+        display_name: &spec.display_name,
+        external_id: spec.external_id.as_deref(),
+        attributes,
+    }
 }
 
 /// Notes a changed displayName (when the project was not renamed) or externalId; returns

@@ -15,9 +15,11 @@ pub mod users;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::db::phabricator::Phid;
 use crate::db::{Conn, Db};
 
 pub use error::{ProvisionError, Result};
+pub use synclog::log_refusal;
 use synclog::{log_change, log_update, log_write};
 
 /// Who asked, for transactions, logs and the sync log.
@@ -28,7 +30,7 @@ pub struct Ctx {
     /// The token that authenticated the request.
     pub token_id: Option<u32>,
     /// The token's bot: the actor of every transaction and log row.
-    pub actor_phid: String,
+    pub actor_phid: Phid,
     pub method: String,
     pub path: String,
     /// Client address, for `user_log.remoteAddr`.
@@ -76,7 +78,12 @@ pub async fn in_transaction<T>(
             } else {
                 Ok(())
             };
-            match async { held?; body.clone()(&mut tx).await }.await {
+            match async {
+                held?;
+                body.clone()(&mut tx).await
+            }
+            .await
+            {
                 // Cut off during COMMIT, the outcome is unknown to us (the server may have
                 // committed the whole transaction), but never partial.
                 Ok(v) => Ok(tx.commit().await.map(|_| v)?),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::synclog::Entry;
 use super::{Ctx, ProvisionError, Provisioner, Result};
-use crate::db::phabricator::{new_phid, random_chars};
+use crate::db::phabricator::{Phid, PhidKind, random_chars};
 use crate::db::sidecar::ResourceType;
 use crate::db::stage::{self, NewStageOp, PlanEntryRow};
 use crate::db::{Conn, DbError};
@@ -70,7 +70,7 @@ impl Operation {
         }
     }
 
-    fn is_create(self) -> bool {
+    pub fn is_create(self) -> bool {
         matches!(self, Operation::CreateUser | Operation::CreateGroup)
     }
 }
@@ -156,9 +156,11 @@ pub struct StageOp {
     /// Tells apart the operations of one request (a Bulk request has many).
     pub key: String,
     pub operation: Operation,
-    /// The resource: the id in the path; for a create, the PHID a new account or project gets
-    /// (the id the IdP keeps, so it stays valid once applied).
+    /// The resource: the id in the path; for a create, the PHID a new account or project gets.
     pub object: String,
+    /// For a create: the PHID a new account or project gets, the id the IdP keeps (so that it
+    /// stays valid once applied).
+    pub created: Option<Phid>,
     /// The request body (`null` for a DELETE).
     pub request: Value,
     /// While `apply` replays it: the operation's id, marked applied in the same transaction.
@@ -168,11 +170,8 @@ pub struct StageOp {
 impl Ctx {
     /// The PHID a new account or project of this request gets, when a staged rollout chose it
     /// (`StageOp::object`); else the caller makes a new one.
-    pub(super) fn staged_new_phid(&self) -> Option<String> {
-        self.stage
-            .as_ref()
-            .filter(|op| op.operation.is_create())
-            .map(|op| op.object.clone())
+    pub(super) fn staged_new_phid(&self) -> Option<Phid> {
+        self.stage.as_ref().and_then(|op| op.created.clone())
     }
 }
 
@@ -190,14 +189,20 @@ impl Provisioner {
             return Cow::Borrowed(ctx);
         }
         let kind = if operation.resource() == ResourceType::User {
-            "USER"
+            PhidKind::User
         } else {
-            "PROJ"
+            PhidKind::Project
+        };
+        let created = operation.is_create().then(|| Phid::new(kind));
+        let object = match (&created, object) {
+            (Some(phid), _) => phid.to_string(),
+            (None, object) => object.unwrap_or_default().to_owned(),
         };
         let op = StageOp {
             key: random_chars(20),
             operation,
-            object: object.map_or_else(|| new_phid(kind), str::to_owned),
+            object,
+            created,
             request: request.cloned().unwrap_or(Value::Null),
             applying: None,
         };
@@ -269,35 +274,11 @@ impl Provisioner {
         Ok(())
     }
 
-    /// The end of a write in a staged rollout: a refusal (not a missing resource, a failed
-    /// precondition or a database failure: nothing the plan would change) is a conflict entry.
-    pub(super) async fn stage_outcome<T>(
-        &self,
-        ctx: &Ctx,
-        resource: ResourceType,
-        object: Option<&str>,
-        result: &Result<T>,
-    ) {
-        let Err(e) = result else { return };
-        if !self.db.staged || ctx.stage.as_ref().is_some_and(|op| op.applying.is_some()) {
-            return;
-        }
-        // The status the client got, from the one table that decides it.
-        let (Some((status, _)), Some(reason)) = (crate::http::error::refusal_answer(e), e.reason())
-        else {
-            return;
-        };
-        if matches!(status, 404 | 412 | 503) {
-            return;
-        }
-        self.stage_refused(ctx, resource, object, status, reason)
-            .await;
-    }
-
     /// A staged write that was refused is a plan entry too (a conflict the administrator
     /// resolves before applying): written on its own, since the write's transaction rolled
-    /// back. `status` is the one the IdP got.
-    async fn stage_refused(
+    /// back. `status` is the one the IdP got (`http::error` decides it). Not a missing
+    /// resource, a failed precondition or an unavailable service: nothing the plan would change.
+    pub async fn stage_refused(
         &self,
         ctx: &Ctx,
         resource: ResourceType,
@@ -305,7 +286,7 @@ impl Provisioner {
         status: u16,
         reason: &str,
     ) {
-        if !self.db.staged {
+        if !self.db.staged || ctx.stage.is_some() || matches!(status, 404 | 412 | 503) {
             return;
         }
         let details = serde_json::json!({

@@ -1,7 +1,8 @@
 //! The record of a write: what it changed ([`Diff`]) and its `scim_event` row, written
 //! inside the write's transaction so that the row commits with the change or not at all
 //! (docs/design.md#transactions-and-locking); and its INFO line in the service log, written
-//! once the transaction has ended.
+//! once the transaction has ended. A refused write's INFO line says the status the client
+//! gets, which only `http::error` decides: the http layer writes it, with [`log_refusal`].
 
 use serde_json::{Map, Value, json};
 
@@ -121,13 +122,19 @@ pub(super) fn log_change(ctx: &Ctx, resource: ResourceType, id: &str, outcome: &
 
 /// The one INFO line of a write that changed nothing because it was refused: its status and
 /// the reason the client got. Database failures say only `failed`: `http::error` logs them.
-/// The status is the one `http::error::refusal_answer` gives: the log says what the client
-/// got, and that table alone decides it.
-fn log_refusal(ctx: &Ctx, resource: ResourceType, id: Option<&str>, e: &ProvisionError) {
+/// `status` is the one the client is answered (`None` for a database failure): the http
+/// layer passes it from `http::error`, the table that alone decides it.
+pub fn log_refusal(
+    ctx: &Ctx,
+    resource: ResourceType,
+    id: Option<&str>,
+    e: &ProvisionError,
+    status: Option<u16>,
+) {
     let id = id.unwrap_or("-");
     let resource = resource.as_str();
-    match (crate::http::error::refusal_answer(e), e.reason()) {
-        (Some((status, _)), Some(reason)) => tracing::info!(
+    match (status, e.reason()) {
+        (Some(status), Some(reason)) => tracing::info!(
             request_id = %ctx.request_id,
             token_id = %TokenId(ctx.token_id),
             method = %ctx.method,
@@ -150,21 +157,17 @@ fn log_refusal(ctx: &Ctx, resource: ResourceType, id: Option<&str>, e: &Provisio
     }
 }
 
-/// Logs the end of one write: [`log_change`] with the id and outcome `done` reads from its
-/// result, or [`log_refusal`].
+/// Logs the end of one write that was done: [`log_change`] with the id and outcome `done`
+/// reads from its result. A refusal is the caller's to log ([`log_refusal`]).
 pub(super) fn log_write<'a, T>(
     ctx: &Ctx,
     resource: ResourceType,
-    id: Option<&str>,
     result: &'a Result<T>,
     done: impl FnOnce(&'a T) -> (&'a str, &'static str),
 ) {
-    match result {
-        Ok(v) => {
-            let (id, outcome) = done(v);
-            log_change(ctx, resource, id, outcome);
-        }
-        Err(e) => log_refusal(ctx, resource, id, e),
+    if let Ok(v) = result {
+        let (id, outcome) = done(v);
+        log_change(ctx, resource, id, outcome);
     }
 }
 
@@ -176,8 +179,6 @@ pub(super) fn log_update<T>(
     id: &str,
     result: Result<(T, &'static str)>,
 ) -> Result<T> {
-    log_write(ctx, resource, Some(id), &result, |(_, outcome)| {
-        (id, *outcome)
-    });
+    log_write(ctx, resource, &result, |(_, outcome)| (id, *outcome));
     result.map(|(value, _)| value)
 }

@@ -9,18 +9,18 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::error::GUARD_RETRY_AFTER_SECS;
-use super::synclog::{Diff, Entry};
 use super::rollout::Operation;
+use super::synclog::{Diff, Entry};
 use super::username::{base_username, candidate};
 use super::{
     Ctx, ProvisionError, Provisioner, Result, in_transaction, log_change, log_update, log_write,
 };
 use crate::config::AdoptionPolicy;
 use crate::db::phabricator::external::{self, LinkOutcome};
-use crate::db::phabricator::new_phid;
 use crate::db::phabricator::user::{self as pu, NewUser, Revoked, UserChanges, UserRow};
 use crate::db::phabricator::worker::{self, Task};
-use crate::db::phabricator::xaction::{self, Xaction};
+use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
+use crate::db::phabricator::{Phid, PhidKind};
 use crate::db::sidecar::{
     self, ResourceType, ScimEmail, ScimUserFields, ScimUserRead, ScimUserView,
 };
@@ -224,11 +224,9 @@ impl Provisioner {
             .await
         }
         .await;
-        log_write(ctx, ResourceType::User, None, &result, |(how, u)| {
+        log_write(ctx, ResourceType::User, &result, |(how, u)| {
             (u.phid.as_str(), how.outcome())
         });
-        self.stage_outcome(ctx, ResourceType::User, None, &result)
-            .await;
         result
     }
 
@@ -319,7 +317,9 @@ impl Provisioner {
         address: &str,
     ) -> Result<(Created, StoredUser)> {
         let t = &*self.db.t;
-        let phid = ctx.staged_new_phid().unwrap_or_else(|| new_phid("USER"));
+        let phid = ctx
+            .staged_new_phid()
+            .unwrap_or_else(|| Phid::new(PhidKind::User));
         let active = spec.active.unwrap_or(true);
         // One timestamp for the stored record and the answer: a GET right after must match.
         let ts = now();
@@ -343,7 +343,7 @@ impl Provisioner {
         self.write_new_account(conn, ctx, &phid, spec, address)
             .await?;
         let user = StoredUser {
-            phid,
+            phid: phid.into(),
             user_name: spec.user_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -364,7 +364,7 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        phid: &str,
+        phid: &Phid,
         spec: &UserSpec,
         address: &str,
     ) -> Result<()> {
@@ -431,7 +431,7 @@ impl Provisioner {
     async fn insert_account(
         &self,
         conn: &mut Conn,
-        phid: &str,
+        phid: &Phid,
         spec: &UserSpec,
         is_bot: bool,
         verified: bool,
@@ -539,8 +539,6 @@ impl Provisioner {
             .await
         }
         .await;
-        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
-            .await;
         log_update(ctx, ResourceType::User, phid, result)
     }
 
@@ -579,8 +577,6 @@ impl Provisioner {
             .await
         }
         .await;
-        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
-            .await;
         log_update(ctx, ResourceType::User, phid, result)
     }
 
@@ -606,11 +602,7 @@ impl Provisioner {
             Ok(left)
         })
         .await;
-        log_write(ctx, ResourceType::User, Some(phid), &result, |_| {
-            (phid, "deleted")
-        });
-        self.stage_outcome(ctx, ResourceType::User, Some(phid), &result)
-            .await;
+        log_write(ctx, ResourceType::User, &result, |_| (phid, "deleted"));
         if let Ok(left) = &result {
             for group in left {
                 log_change(
@@ -705,7 +697,7 @@ impl Provisioner {
         self.queue_and_guard(conn, &edit.tasks, deprovisioned_at.map(|_| view.id))
             .await?;
         let stored = StoredUser {
-            phid: user.phid,
+            phid: user.phid.into(),
             user_name: spec.user_name.clone(),
             external_id: spec.external_id.clone(),
             attributes: spec.attributes.clone(),
@@ -850,12 +842,13 @@ impl Provisioner {
         if !edit.xactions.is_empty() {
             let phids = xaction::insert_group(
                 conn,
-                &t.user_transaction,
-                "USER",
-                &user.phid,
-                &ctx.actor_phid,
-                &edit.xactions,
-                false,
+                t,
+                &XactionGroup {
+                    object: xaction::Object::User(&user.phid),
+                    actor_phid: &ctx.actor_phid,
+                    xactions: &edit.xactions,
+                    is_create: false,
+                },
             )
             .await?;
             edit.tasks.push(Task::publish(
@@ -993,12 +986,13 @@ impl Provisioner {
         };
         let phids = xaction::insert_group(
             conn,
-            &t.user_transaction,
-            "USER",
-            &user.phid,
-            &ctx.actor_phid,
-            &[x],
-            false,
+            t,
+            &XactionGroup {
+                object: xaction::Object::User(&user.phid),
+                actor_phid: &ctx.actor_phid,
+                xactions: &[x],
+                is_create: false,
+            },
         )
         .await?;
         tasks.push(Task::publish(
@@ -1147,7 +1141,7 @@ impl Provisioner {
         &self,
         conn: &mut Conn,
         ctx: &Ctx,
-        user_phid: &str,
+        user_phid: &Phid,
         address: &str,
         verified: bool,
         tasks: &mut Vec<Task>,
@@ -1191,7 +1185,7 @@ impl Provisioner {
     }
 
     /// `revoke`, and what it revoked in the sync log.
-    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &str, diff: &mut Diff) -> Result<()> {
+    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &Phid, diff: &mut Diff) -> Result<()> {
         let revoked = self.revoke(conn, user_phid).await?;
         diff.note(
             "revoked",
@@ -1201,7 +1195,7 @@ impl Provisioner {
     }
 
     /// Ends sessions and revokes credentials, per configuration (docs/design.md#deprovisioning).
-    async fn revoke(&self, conn: &mut Conn, user_phid: &str) -> Result<Revoked> {
+    async fn revoke(&self, conn: &mut Conn, user_phid: &Phid) -> Result<Revoked> {
         let t = &*self.db.t;
         let r = &self.cfg.revoke;
         Ok(Revoked {
@@ -1364,7 +1358,7 @@ impl Provisioner {
     async fn link_login(
         &self,
         conn: &mut Conn,
-        user_phid: &str,
+        user_phid: &Phid,
         spec: &UserSpec,
         address: &str,
         username: &str,

@@ -330,3 +330,92 @@ async fn the_failed_authentication_limit_is_logged_as_what_happened() {
     );
     app.cleanup().await;
 }
+
+/// A refused write is one INFO line with the status the client got, on its own route and as
+/// an operation of a Bulk request (each operation its own line, with the operation's method);
+/// an operation refused before it reached a write (a POST to an item) has none.
+#[tokio::test]
+async fn every_refused_write_is_one_info_line_with_the_status_the_client_got() {
+    use reqwest::Method as M;
+    let app = TestApp::spawn().await;
+    let log = std::env::temp_dir().join(format!("phab-scim-log-{}.txt", app.ns.as_str()));
+    let s = serve(&app, &log, &[]).await;
+    let missing = "PHID-USER-nosuchuserxxxxxxxxxxx";
+    let (st, b) = call(
+        &app,
+        &s,
+        M::PATCH,
+        &format!("/Users/{missing}"),
+        "rq-patch-missing",
+        Some(ops(
+            json!([{"op": "replace", "path": "displayName", "value": "X"}]),
+        )),
+    )
+    .await;
+    assert_eq!(st, 404, "{b}");
+    let (st, b) = call(
+        &app,
+        &s,
+        M::DELETE,
+        &format!("/Groups/{missing}"),
+        "rq-delete-missing",
+        None,
+    )
+    .await;
+    assert_eq!(st, 404, "{b}");
+    let ann = user_body("ann@corp.com", "ann@corp.com", "Ann");
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "a", "data": ann.clone()},
+        {"method": "POST", "path": "/Users", "bulkId": "b", "data": ann},
+        {"method": "PATCH", "path": format!("/Users/{missing}"), "data": ops(json!([{"op": "replace", "path": "active", "value": false}]))},
+        {"method": "POST", "path": format!("/Users/{missing}"), "bulkId": "c", "data": {}}]});
+    let (st, b) = call(&app, &s, M::POST, "/Bulk", "rq-bulk-refused", Some(bulk)).await;
+    assert_eq!(st, 200, "{b}");
+    let statuses: Vec<&str> = b["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(&statuses[..3], ["201", "409", "404"], "{b}");
+    drop(s);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let info_lines = |rid: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(&format!("request_id={rid} ")))
+            .map(str::to_owned)
+            .collect()
+    };
+    for (rid, expected) in [
+        (
+            "rq-patch-missing",
+            vec![("PATCH", missing, "outcome=\"refused\" status=404")],
+        ),
+        (
+            "rq-delete-missing",
+            vec![("DELETE", missing, "outcome=\"refused\" status=404")],
+        ),
+        (
+            "rq-bulk-refused",
+            vec![
+                ("POST", "", "outcome=\"created\""),
+                ("POST", "-", "outcome=\"refused\" status=409"),
+                ("PATCH", missing, "outcome=\"refused\" status=404"),
+            ],
+        ),
+    ] {
+        let lines = info_lines(rid);
+        assert_eq!(lines.len(), expected.len(), "{rid}: {lines:#?}\n{text}");
+        for (line, (method, id, outcome)) in lines.iter().zip(expected) {
+            assert!(
+                line.contains(&format!("method={method} "))
+                    && (id.is_empty() || line.contains(&format!("id=\"{id}\"")))
+                    && line.contains(outcome),
+                "{rid}: {line}"
+            );
+        }
+    }
+    app.cleanup().await;
+}

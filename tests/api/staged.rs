@@ -85,7 +85,10 @@ async fn written_rows(app: &TestApp, renumber: bool) -> Value {
             .collect()
     };
     let users = ordinals(app.rows("SELECT id FROM {user}.user ORDER BY id").await);
-    let projects = ordinals(app.rows("SELECT id FROM {project}.project ORDER BY id").await);
+    let projects = ordinals(
+        app.rows("SELECT id FROM {project}.project ORDER BY id")
+            .await,
+    );
     let mut out = serde_json::Map::new();
     for (table, order) in WRITTEN {
         let rows = app
@@ -159,7 +162,11 @@ fn assert_same_rows(staged: &Value, live: &Value) {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert_eq!(x, y, "{table}, row {i}: staged then applied, then live");
         }
-        assert_eq!(a.len(), b.len(), "{table}: rows staged then applied, then live");
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "{table}: rows staged then applied, then live"
+        );
     }
 }
 
@@ -196,19 +203,36 @@ async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
         ("dave", "dave@example.com"),
     ] {
         let (s, b) = app
-            .post("/Users", user_body(email, email, &format!("{name} Example")))
+            .post(
+                "/Users",
+                user_body(email, email, &format!("{name} Example")),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{name}: {b}");
         ids.insert(name, b["id"].as_str().unwrap().to_owned());
     }
     let (s, b) = app
-        .post("/Users", user_body("boss@example.com", "boss@example.com", "Boss"))
+        .post(
+            "/Users",
+            user_body("boss@example.com", "boss@example.com", "Boss"),
+        )
         .await;
-    assert_eq!(s, StatusCode::CONFLICT, "an administrator is not adopted: {b}");
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "an administrator is not adopted: {b}"
+    );
     let (s, b) = app
-        .post("/Users", user_body("h.and@example.com", "hand@example.com", "Hand Again"))
+        .post(
+            "/Users",
+            user_body("h.and@example.com", "hand@example.com", "Hand Again"),
+        )
         .await;
-    assert_eq!(s, StatusCode::CONFLICT, "two IdP users cannot claim one account: {b}");
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "two IdP users cannot claim one account: {b}"
+    );
     let (s, b) = app
         .patch(
             &format!("/Users/{}", ids["alice"]),
@@ -245,7 +269,10 @@ async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
         .await;
     assert!(s.is_success(), "{s} {b}");
     let (s, b) = app
-        .post("/Groups", json!({"schemas": [GROUP], "displayName": "Short Lived"}))
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Short Lived"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let short = b["id"].as_str().unwrap().to_owned();
@@ -319,7 +346,12 @@ async fn the_plan_names_each_change_and_each_conflict() {
         .rows("SELECT kind, COUNT(*) AS n FROM {scim}.scim_planentry GROUP BY kind")
         .await
         .into_iter()
-        .map(|r| (r["kind"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let want: HashMap<String, i64> = [
         ("user.create", 3),
@@ -376,7 +408,10 @@ async fn the_plan_names_each_change_and_each_conflict() {
     );
     assert_eq!(conflict[1]["status"], 409);
     assert!(
-        conflict[1]["summary"].as_str().unwrap().contains("another SCIM user"),
+        conflict[1]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("another SCIM user"),
         "{conflict:?}"
     );
     let (_, members) = entry("group.members", ids["engineering"].clone()).await;
@@ -392,7 +427,12 @@ async fn the_plan_names_each_change_and_each_conflict() {
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{status}");
-    for line in ["mode:             staged", "staged rollout:   staged", "2 conflict", "3 user.create"] {
+    for line in [
+        "mode:             staged",
+        "staged rollout:   staged",
+        "2 conflict",
+        "3 user.create",
+    ] {
         assert!(status.contains(line), "{line:?} in {status}");
     }
     app.cleanup().await;
@@ -447,7 +487,10 @@ async fn apply_writes_what_live_mode_writes() {
     // Now live: a write changes Phabricator at once.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, b) = app
-        .post("/Users", user_body("erin@example.com", "erin@example.com", "Erin"))
+        .post(
+            "/Users",
+            user_body("erin@example.com", "erin@example.com", "Erin"),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(
@@ -469,7 +512,9 @@ async fn long_sequence(app: &TestApp) {
         let (s, b) = app
             .patch(
                 &format!("/Users/{id}"),
-                patch(json!([{"op": "replace", "path": "displayName", "value": format!("Many {i}")}])),
+                patch(
+                    json!([{"op": "replace", "path": "displayName", "value": format!("Many {i}")}]),
+                ),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
@@ -520,7 +565,11 @@ async fn apply_killed_midway_resumes_to_the_same_rows() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     let out = apply_command(&app).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("applied by an earlier run"),
         "the second run goes on from the first: {stdout}"

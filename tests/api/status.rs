@@ -81,7 +81,13 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     let t = app.t();
     let ts = now();
     for key in ["k-running", "k-stopped", "k-gone"] {
-        sidecar::heartbeat(&mut conn, t, key, "host", "1", ts, &guard)
+        let instance = sidecar::Instance {
+            key,
+            hostname: "host",
+            version: "1",
+            started: ts,
+        };
+        sidecar::heartbeat(&mut conn, t, &instance, &guard)
             .await
             .unwrap();
     }
@@ -113,7 +119,13 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
         .unwrap();
     assert_eq!(pruned, 1);
     // A heartbeat under a stopped key means the replica runs again.
-    sidecar::heartbeat(&mut conn, t, "k-stopped", "host", "1", ts, &guard)
+    let instance = sidecar::Instance {
+        key: "k-stopped",
+        hostname: "host",
+        version: "1",
+        started: ts,
+    };
+    sidecar::heartbeat(&mut conn, t, &instance, &guard)
         .await
         .unwrap();
     let s = status::load(&app.db, guard).await.unwrap();

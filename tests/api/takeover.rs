@@ -30,7 +30,12 @@ pub(crate) enum Kind {
 
 /// An account made outside SCIM, as Phorge's own editors leave it: verified primary `address`,
 /// real name "Hand Made", one web session.
-pub(crate) async fn insert_account(app: &TestApp, username: &str, address: &str, kind: Kind) -> String {
+pub(crate) async fn insert_account(
+    app: &TestApp,
+    username: &str,
+    address: &str,
+    kind: Kind,
+) -> String {
     let phid = phab_scim::db::phabricator::new_phid("USER");
     let now = phab_scim::db::now();
     exec(app, &format!(

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use futures_util::TryStreamExt;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
+use super::Phid;
 use super::project::ProjectRow;
 use crate::db::{Conn, DbResult, Tables, bin_text, now, placeholders};
 
@@ -115,7 +116,7 @@ where
 pub async fn add_members(
     conn: &mut Conn,
     t: &Tables,
-    project_phid: &str,
+    project_phid: &Phid,
     ancestors: &[ProjectRow],
     users: &[String],
 ) -> DbResult<()> {
@@ -153,8 +154,7 @@ pub async fn add_members(
         q.push(" ON DUPLICATE KEY UPDATE dataID = VALUES(dataID)");
         q.build().execute(&mut *conn).await?;
 
-        let targets =
-            std::iter::once(project_phid).chain(ancestors.iter().map(|a| a.phid.as_str()));
+        let targets = std::iter::once(project_phid).chain(ancestors.iter().map(|a| &a.phid));
         for target in targets {
             let sql = format!(
                 "INSERT IGNORE INTO {0} (src, type, dst, dateCreated, seq, dataID) \
@@ -183,7 +183,7 @@ pub async fn add_members(
 pub async fn remove_members(
     conn: &mut Conn,
     t: &Tables,
-    project_phid: &str,
+    project_phid: &Phid,
     ancestors: &[ProjectRow],
     users: &[String],
 ) -> DbResult<()> {

@@ -5,14 +5,13 @@
 use sqlx::AssertSqlSafe;
 use sqlx::{FromRow, Row};
 
-use super::{digest_for_index, new_phid, random_chars};
+use super::{Phid, PhidKind, digest_for_index, random_chars};
 use crate::db::{Conn, DbResult, Tables, now};
 
 /// A login provider's configuration row.
 #[derive(Debug, Clone, FromRow)]
 pub struct ProviderRow {
-    #[sqlx(try_from = "crate::db::Bin")]
-    pub phid: String,
+    pub phid: Phid,
     #[sqlx(rename = "providerType")]
     pub provider_type: String,
     #[sqlx(rename = "providerDomain")]
@@ -56,20 +55,20 @@ pub async fn find_provider(
 #[serde(rename_all = "camelCase")]
 pub enum LinkOutcome {
     /// A new account and identifier were written.
-    Created { account_phid: String },
+    Created { account_phid: Phid },
     /// An account that already owned the identifier was (re)linked to the user.
-    Relinked { account_phid: String },
+    Relinked { account_phid: Phid },
     /// The user's account already owns it.
     Unchanged,
     /// The identifier belongs to another user's account; nothing was written.
-    OwnedByOther { user_phid: String },
+    OwnedByOther { user_phid: Phid },
 }
 
 /// A login link to make: whose account, by which identifier, and what a new external account
 /// records of the person.
 #[derive(Debug, Clone, Copy)]
 pub struct NewLink<'a> {
-    pub user_phid: &'a str,
+    pub user_phid: &'a Phid,
     /// The identifier the provider knows the person by (hashed for the index).
     pub identifier: &'a str,
     pub email: Option<&'a str>,
@@ -105,14 +104,10 @@ pub async fn link(
     .await?;
     let ts = now();
     if let Some(row) = owner {
-        let account_phid = crate::db::bin_text(&row, 0)?;
-        let owner_phid: Option<String> = row
-            .try_get::<Option<crate::db::Bin>, _>(1)?
-            .map(String::try_from)
-            .transpose()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let account_phid: Phid = row.try_get(0)?;
+        let owner_phid: Option<Phid> = row.try_get(1)?;
         return Ok(match owner_phid {
-            Some(p) if p == user_phid => LinkOutcome::Unchanged,
+            Some(p) if p == *user_phid => LinkOutcome::Unchanged,
             Some(p) => LinkOutcome::OwnedByOther { user_phid: p },
             None => {
                 sqlx::query(AssertSqlSafe(format!(
@@ -128,7 +123,7 @@ pub async fn link(
             }
         });
     }
-    let account_phid = new_phid("XUSR");
+    let account_phid = Phid::new(PhidKind::ExternalAccount);
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (phid, userPHID, accountType, accountDomain, accountSecret, accountID, \
          displayName, dateCreated, dateModified, username, realName, email, emailVerified, \
@@ -154,7 +149,7 @@ pub async fn link(
          identifierRaw, dateCreated, dateModified) VALUES (?, ?, ?, ?, ?, ?, ?)",
         t.user_externalaccountidentifier
     )))
-    .bind(new_phid("XIDT"))
+    .bind(Phid::new(PhidKind::ExternalAccountIdentifier))
     .bind(&account_phid)
     .bind(&provider.phid)
     .bind(&hash)

@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub mod external;
+mod phid;
 pub mod project;
 pub mod user;
 pub mod worker;
@@ -10,6 +11,8 @@ pub mod xaction;
 
 use rand::Rng;
 use sha1::{Digest, Sha1};
+
+pub use phid::{Phid, PhidKind};
 
 /// Phabricator's random alphabet for PHIDs and secrets: `a-z` and `2-7` (lower-case base32),
 /// `Filesystem::readRandomCharacters` (docs/phabricator-tables.md#phids-and-random-strings).
@@ -23,12 +26,13 @@ pub fn random_chars(len: usize) -> String {
         .collect()
 }
 
-/// A new PHID of a four-letter type: `PHID-USER-<20>`.
+/// A new PHID of a four-letter type: `PHID-USER-<20>` (`PhabricatorPHID::generateNewPHID`).
+/// Rows phab-scim writes take a typed [`Phid::new`]; this serves any type (a test's session).
 pub fn new_phid(kind: &str) -> String {
     format!("PHID-{kind}-{}", random_chars(20))
 }
 
-/// A new transaction PHID: `PHID-XACT-USER-<15>`.
+/// A new transaction PHID: `PHID-XACT-USER-<15>` ([`Phid::new_xaction`]).
 pub fn new_xaction_phid(object_kind: &str) -> String {
     format!("PHID-XACT-{object_kind}-{}", random_chars(15))
 }

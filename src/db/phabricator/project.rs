@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, FromRow, MySql, QueryBuilder};
 
-use super::{digest_for_index, random_chars};
+use super::{Phid, PhidKind, digest_for_index, random_chars};
 use crate::db::{Conn, DbError, DbResult, Tables, now, placeholders};
 
 /// `PhabricatorProjectStatus::STATUS_ACTIVE` (`status` is a text32 column).
@@ -72,8 +72,7 @@ pub struct ProjectRow {
     /// Numeric id (what `project_datasourcetoken.projectID` references).
     pub id: u32,
     /// `PHID-PROJ-…`.
-    #[sqlx(try_from = "crate::db::Bin")]
-    pub phid: String,
+    pub phid: Phid,
     /// The project name.
     pub name: String,
     /// `"0"` active, `"100"` archived.
@@ -117,13 +116,13 @@ const PROJECT_COLUMNS: &str = "p.id, p.phid, p.name, p.status, p.primarySlug, \
 #[derive(Debug, Clone)]
 pub struct NewProject<'a> {
     /// A PHID from `new_project_phid`.
-    pub phid: &'a str,
+    pub phid: &'a Phid,
     /// The trimmed name.
     pub name: &'a str,
     /// `normalize_slug(name)`.
     pub primary_slug: &'a str,
     /// The actor (the token's bot).
-    pub author_phid: &'a str,
+    pub author_phid: &'a Phid,
     /// `viewPolicy`.
     pub view_policy: &'a str,
     /// `editPolicy`.
@@ -134,9 +133,9 @@ pub struct NewProject<'a> {
 
 /// A PHID for a new project whose path key is not taken yet. `projectPathKey` is unique and
 /// only 4 characters of a digest; Phorge does not retry a collision, phab-scim draws again.
-pub async fn new_project_phid(conn: &mut Conn, t: &Tables) -> DbResult<String> {
+pub async fn new_project_phid(conn: &mut Conn, t: &Tables) -> DbResult<Phid> {
     for _ in 0..16 {
-        let phid = super::new_phid("PROJ");
+        let phid = Phid::new(PhidKind::Project);
         let taken = sqlx::query(AssertSqlSafe(format!(
             "SELECT 1 FROM {} WHERE projectPathKey = ?",
             t.project
@@ -312,17 +311,14 @@ pub async fn lock_slugs(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbRe
 }
 
 /// The project owning `slug`, if any (locked).
-pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResult<Option<String>> {
-    let row = sqlx::query(AssertSqlSafe(format!(
+pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResult<Option<Phid>> {
+    Ok(sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT projectPHID FROM {} WHERE slug = ? FOR UPDATE",
         t.project_slug
     )))
     .bind(slug)
     .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| crate::db::bin_text(&r, 0))
-        .transpose()
-        .map_err(Into::into)
+    .await?)
 }
 
 /// Inserts a slug row (the primary slug of a new or renamed project,
@@ -330,7 +326,7 @@ pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResul
 pub async fn insert_slug(
     conn: &mut Conn,
     t: &Tables,
-    project_phid: &str,
+    project_phid: &Phid,
     slug: &str,
 ) -> DbResult<()> {
     let ts = now();

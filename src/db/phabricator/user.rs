@@ -7,15 +7,14 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use sqlx::{FromRow, Row};
 
-use super::{new_phid, random_chars};
+use super::{Phid, PhidKind, random_chars};
 use crate::db::{Conn, DbResult, Tables, now, placeholders};
 
 /// The `user` columns phab-scim reads.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct UserRow {
     pub id: u32,
-    #[sqlx(try_from = "crate::db::Bin")]
-    pub phid: String,
+    pub phid: Phid,
     #[sqlx(rename = "userName")]
     pub user_name: String,
     #[sqlx(rename = "realName")]
@@ -42,7 +41,7 @@ const USER_COLUMNS: &str = "id, phid, userName, realName, isDisabled, isAdmin, i
 /// A new account, as `PhabricatorUserEditor::createNewUser` writes it.
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {
-    pub phid: &'a str,
+    pub phid: &'a Phid,
     pub user_name: &'a str,
     pub real_name: &'a str,
     pub is_system_agent: bool,
@@ -133,7 +132,12 @@ impl UserChanges {
 }
 
 /// Writes the changed columns and `dateModified` in one statement.
-pub async fn update_user(conn: &mut Conn, t: &Tables, phid: &str, c: &UserChanges) -> DbResult<()> {
+pub async fn update_user(
+    conn: &mut Conn,
+    t: &Tables,
+    phid: &Phid,
+    c: &UserChanges,
+) -> DbResult<()> {
     if c.is_empty() {
         return Ok(());
     }
@@ -216,10 +220,9 @@ pub async fn write_name_tokens(
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct EmailRow {
     pub id: u32,
-    #[sqlx(try_from = "crate::db::Bin")]
-    pub phid: String,
-    #[sqlx(rename = "userPHID", try_from = "crate::db::Bin")]
-    pub user_phid: String,
+    pub phid: Phid,
+    #[sqlx(rename = "userPHID")]
+    pub user_phid: Phid,
     pub address: String,
     #[sqlx(rename = "isVerified")]
     pub is_verified: bool,
@@ -233,13 +236,13 @@ const EMAIL_COLUMNS: &str = "id, phid, userPHID, address, isVerified, isPrimary"
 pub async fn insert_email(
     conn: &mut Conn,
     t: &Tables,
-    user_phid: &str,
+    user_phid: &Phid,
     address: &str,
     verified: bool,
     primary: bool,
-) -> DbResult<String> {
+) -> DbResult<Phid> {
     let ts = now();
-    let phid = new_phid("EADR");
+    let phid = Phid::new(PhidKind::Email);
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (phid, userPHID, address, isVerified, isPrimary, verificationCode, \
          dateCreated, dateModified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -297,8 +300,8 @@ pub async fn email_owner(
         } else {
             owner = Some(EmailRow {
                 id: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-                phid: crate::db::bin_text(&r, 1)?,
-                user_phid: crate::db::bin_text(&r, 2)?,
+                phid: r.try_get(1)?,
+                user_phid: r.try_get(2)?,
                 address: r.try_get(3)?,
                 is_verified: r.try_get::<i64, _>(4)? != 0,
                 is_primary: r.try_get::<i64, _>(5)? != 0,
@@ -402,9 +405,9 @@ impl LogAction {
 #[derive(Debug, Clone)]
 pub struct UserLog<'a> {
     /// The token's bot.
-    pub actor_phid: &'a str,
+    pub actor_phid: &'a Phid,
     /// The account changed.
-    pub user_phid: &'a str,
+    pub user_phid: &'a Phid,
     pub action: LogAction,
     /// `oldValue` and `newValue`, JSON.
     pub old: Value,
@@ -456,7 +459,7 @@ pub struct Revoked {
 
 /// Ends every session of the user (`PhabricatorAuthSessionEngine::terminateLoginSessions`
 /// deletes rows the same way; Phabricator's own disable does not, docs/design.md#deprovisioning).
-pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<u64> {
+pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &Phid) -> DbResult<u64> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE userPHID = ?",
         t.session
@@ -468,7 +471,7 @@ pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &str) -> Db
 }
 
 /// Expires the user's Conduit API tokens the way the token "terminate" action does.
-pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<u64> {
+pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &Phid) -> DbResult<u64> {
     let ts = now();
     Ok(sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET expires = ?, dateModified = ? \
@@ -490,7 +493,7 @@ pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &str) -> 
 pub async fn expire_temporary_tokens(
     conn: &mut Conn,
     t: &Tables,
-    user_phid: &str,
+    user_phid: &Phid,
     types: Option<&[&str]>,
 ) -> DbResult<u64> {
     let ts = now();

@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
+use super::Phid;
 use crate::db::{Conn, DbResult, Tables, now};
 
 /// Phabricator's task priorities.
@@ -31,13 +32,13 @@ pub struct Task {
     /// Priority.
     pub priority: u32,
     /// `objectPHID`, when the task is about one object.
-    pub object_phid: Option<String>,
+    pub object_phid: Option<Phid>,
 }
 
 impl Task {
     /// `PhabricatorSearchWorker` for a document; `force` reindexes when no transaction row
     /// changes the index version.
-    pub fn search(phid: &str, force: bool) -> Self {
+    pub fn search(phid: &Phid, force: bool) -> Self {
         let parameters = if force {
             json!({"force": true})
         } else {
@@ -47,7 +48,7 @@ impl Task {
             class: "PhabricatorSearchWorker",
             data: json!({"documentPHID": phid, "parameters": parameters, "strict": false}),
             priority: priority::INDEX,
-            object_phid: Some(phid.to_owned()),
+            object_phid: Some(phid.clone()),
         }
     }
 
@@ -73,7 +74,7 @@ impl Task {
     }
 
     /// `PhabricatorApplicationTransactionPublishWorker` with the given editor state.
-    pub fn publish(object_phid: &str, actor_phid: &str, xactions: &[String], state: Value) -> Self {
+    pub fn publish(object_phid: &Phid, actor_phid: &Phid, xactions: &[Phid], state: Value) -> Self {
         Self {
             class: "PhabricatorApplicationTransactionPublishWorker",
             data: json!({
@@ -83,7 +84,7 @@ impl Task {
                 "state": state,
             }),
             priority: priority::ALERTS,
-            object_phid: Some(object_phid.to_owned()),
+            object_phid: Some(object_phid.clone()),
         }
     }
 }
@@ -186,11 +187,15 @@ mod tests {
     #[test]
     fn task_data_matches_phorge_json() {
         assert_eq!(
-            Task::search("PHID-USER-x", false).data.to_string(),
+            Task::search(&Phid::stored("PHID-USER-x"), false)
+                .data
+                .to_string(),
             r#"{"documentPHID":"PHID-USER-x","parameters":[],"strict":false}"#
         );
         assert_eq!(
-            Task::search("PHID-USER-x", true).data.to_string(),
+            Task::search(&Phid::stored("PHID-USER-x"), true)
+                .data
+                .to_string(),
             r#"{"documentPHID":"PHID-USER-x","parameters":{"force":true},"strict":false}"#
         );
         assert_eq!(

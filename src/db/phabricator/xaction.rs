@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use sqlx::{MySql, QueryBuilder};
 
-use super::{new_xaction_phid, random_chars};
-use crate::db::{Conn, DbResult, now};
+use super::{Phid, PhidKind, random_chars};
+use crate::db::{Conn, DbResult, Tables, now};
 
 /// The content source phab-scim writes. Phabricator renders an unknown source as "Unknown";
 /// the extension registers `scim` so it reads "SCIM".
@@ -24,17 +24,66 @@ pub struct Xaction {
     pub metadata: Vec<(&'static str, Value)>,
 }
 
-/// Writes a group of transactions of one edit on `object_phid` into `table`, all sharing one
-/// `core.groupID`; returns their PHIDs in order. `object_kind` is `USER` or `PROJ`.
+/// The object an edit's transactions are about, which decides their table and the type their
+/// PHIDs name.
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    /// A user: `user_transaction`, `PHID-XACT-USER-…`.
+    User(&'a Phid),
+    /// A project: `project_transaction`, `PHID-XACT-PROJ-…`.
+    Project(&'a Phid),
+}
+
+impl<'a> Object<'a> {
+    fn table(self, t: &Tables) -> &str {
+        match self {
+            Object::User(_) => &t.user_transaction,
+            Object::Project(_) => &t.project_transaction,
+        }
+    }
+
+    fn kind(self) -> PhidKind {
+        match self {
+            Object::User(_) => PhidKind::User,
+            Object::Project(_) => PhidKind::Project,
+        }
+    }
+
+    fn phid(self) -> &'a Phid {
+        match self {
+            Object::User(p) | Object::Project(p) => p,
+        }
+    }
+}
+
+/// The transactions of one edit: on what, by whom.
+#[derive(Debug, Clone, Copy)]
+pub struct XactionGroup<'a> {
+    /// The edited object.
+    pub object: Object<'a>,
+    /// The token's bot.
+    pub actor_phid: &'a Phid,
+    pub xactions: &'a [Xaction],
+    /// The edit creates the object (each transaction records `core.create`).
+    pub is_create: bool,
+}
+
+/// Writes a group of transactions of one edit, all sharing one `core.groupID`; returns their
+/// PHIDs in order.
 pub async fn insert_group(
     conn: &mut Conn,
-    table: &str,
-    object_kind: &str,
-    object_phid: &str,
-    actor_phid: &str,
-    xactions: &[Xaction],
-    is_create: bool,
-) -> DbResult<Vec<String>> {
+    t: &Tables,
+    group: &XactionGroup<'_>,
+) -> DbResult<Vec<Phid>> {
+    let XactionGroup {
+        object,
+        actor_phid,
+        xactions,
+        is_create,
+    } = *group;
+    let table = object.table(t);
+    let object_kind = object.kind();
+    let object_phid = object.phid();
     let group_id = random_chars(32);
     let ts = now();
     let mut phids = Vec::with_capacity(xactions.len());
@@ -47,7 +96,7 @@ pub async fn insert_group(
          dateCreated, dateModified) "
     ));
     q.push_values(xactions, |mut row, x| {
-        let phid = new_xaction_phid(object_kind);
+        let phid = Phid::new_xaction(object_kind);
         let mut meta = serde_json::Map::new();
         for (k, v) in &x.metadata {
             meta.insert((*k).to_owned(), v.clone());
@@ -57,10 +106,10 @@ pub async fn insert_group(
         }
         meta.insert("core.groupID".into(), Value::String(group_id.clone()));
         row.push_bind(phid.clone())
-            .push_bind(actor_phid.to_owned())
-            .push_bind(object_phid.to_owned())
+            .push_bind(actor_phid.clone())
+            .push_bind(object_phid.clone())
             .push("'public'")
-            .push_bind(actor_phid.to_owned())
+            .push_bind(actor_phid.clone())
             .push("NULL, 0")
             .push_bind(x.kind)
             .push_bind(x.old.to_string())
