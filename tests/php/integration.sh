@@ -23,7 +23,11 @@
 #      own project either, with the same error, tests/php/host-differences.md
 #      must list it (and must not list what no longer occurs);
 #   7. with PHAB_SCIM_SCREENSHOT_DIR set, screenshots the pages with
-#      headless chromium.
+#      headless chromium;
+#   8. stages a rollout with SQL (scim_rollout, operations, plan entries of
+#      every kind, tests/php/phorge_helper.php seed-plan) and checks the
+#      Plan and Unclaimed Accounts pages, the rollout on the Status page,
+#      and Database Status again (and screenshots the two pages).
 #
 # Environment: PHABRICATOR_ROOT (required), PHAB_SCIM_BIN (optional),
 # PHAB_SCIM_TEST_MYSQL_HOST/PORT/USER/PASS (default 127.0.0.1:3306 root, no
@@ -490,19 +494,70 @@ else
   echo "skipped: PHAB_SCIM_BIN not set (nothing queued by the Rust service)"
 fi
 
+# screenshot <name> <path> [height]: scim-<name>.png of the page, 1280 wide.
+screenshot() {
+  local name=$1 path=$2 height=${3:-900}
+  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --hide-scrollbars --user-data-dir="$tmp/chromium" "--screen-info={1280x$height}" \
+    --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
+    --window-size="1280,$height" "$base$path" >/dev/null 2>&1 \
+    && ok "screenshot scim-$name.png" || fail "screenshot of $path"
+}
 if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
   step "screenshots"
   mkdir -p "$PHAB_SCIM_SCREENSHOT_DIR"
   for page in status:/scim/ log:/scim/log/ tokens:/scim/tokens/ drift:/scim/drift/; do
-    name=${page%%:*}
-    path=${page#*:}
-    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-      --disable-background-networking --disable-component-update --disable-sync \
-      --hide-scrollbars --user-data-dir="$tmp/chromium" '--screen-info={1280x900}' \
-      --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
-      --window-size=1280,900 "$base$path" >/dev/null 2>&1 \
-      && ok "screenshot scim-$name.png" || fail "screenshot of $path"
+    screenshot "${page%%:*}" "${page#*:}"
   done
+fi
+
+# Last: the service (PHAB_SCIM_BIN) stages its writes while a rollout is
+# staged, and the screenshots above show an install in its normal phase.
+step "staged rollout: the Plan page (simulated: rollout, operations, plan entries)"
+helper seed-plan admin
+expect_page /scim/plan/ "Nothing has been written to Phabricator" "phab-scim apply" \
+  "Read before applying" "2 request(s) refused (conflicts)" \
+  "1 new account(s) get another username" "2 account(s) are deactivated or deleted" \
+  "For 2 account(s), 4 session(s) end, 1 API token(s) and 2 one-time link(s) are revoked" \
+  "Show the 5 entries that need attention" "7 pending" "2 applied" "1 failed" \
+  "Create User" "Adopt User" "Rehire User" "Update User" "Deactivate User" \
+  "Reactivate User" "Delete User" "Create Project" "Adopt Project" "Update Project" \
+  "Delete Project" "Project Members" "Conflict" \
+  "create user zoe@example.com as @zoe2" "Derived username taken" \
+  'href="/p/bob/"' "Legacy Ops</a>" "New</span>" "@zoe2 (new)" "Matched by" \
+  "project members changed by hand" "POST /Groups 409" "Unclaimed Accounts"
+expect_absent /scim/plan/ "addedIds"
+expect_page "/scim/plan/?kind=conflict" "two projects match" 'href="/p/erin/"'
+expect_absent "/scim/plan/?kind=conflict" "adopt user bob@example.com"
+expect_page "/scim/plan/?kind=attention" "deactivate user dave@example.com" \
+  "delete user hank@example.com" "as @zoe2" "two projects match"
+expect_absent "/scim/plan/?kind=attention" "adopt user bob@example.com"
+expect_page "/scim/plan/?state=failed" "rename project Design Team to Design" \
+  "project members changed by hand"
+expect_absent "/scim/plan/?state=failed" "create user zoe@example.com"
+expect_absent "/scim/plan/?state=failed" "two projects match"
+# Unclaimed: enabled accounts no plan entry (but a conflict) names, that
+# scim_user does not manage and that are no token's bot.
+expect_page /scim/plan/unclaimed/ 'href="/p/erin/"' 'href="/p/frank/"' 'href="/p/mallory/"'
+for claimed in bob dave hank alice gina scim-bot; do
+  expect_absent /scim/plan/unclaimed/ "href=\"/p/$claimed/\""
+done
+expect_page /scim/ "Staged rollout: Staged" "7 pending plan operation(s)" 'href="/scim/plan/"'
+code=$(fetch /scim/plan/ "$alice_session")
+if [ "$code" = "403" ] || grep -q "Access Denied" "$tmp/page.html"; then
+  ok "a non-admin is refused the Plan page (HTTP $code)"
+else
+  fail "a non-admin got HTTP $code for the Plan page"
+fi
+if helper schema-issues >"$tmp/schema3.log"; then
+  ok "with the plan rows: $(tail -n 1 "$tmp/schema3.log")"
+else
+  fail "with the plan rows: $(tail -n 1 "$tmp/schema3.log")"
+fi
+if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
+  screenshot plan /scim/plan/ 1600
+  screenshot unclaimed /scim/plan/unclaimed/
 fi
 
 if [ "${PHAB_SCIM_KEEP:-}" = "1" ]; then

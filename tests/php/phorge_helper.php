@@ -21,6 +21,9 @@
 //                               (heartbeat, scim_user, events, drift,
 //                               scim_token.dateLastUsed)
 //   age-token <id> <days>       move a token's creation date into the past
+//   seed-plan <admin>           write a staged rollout as the service would:
+//                               scim_rollout, operations in each state, plan
+//                               entries of every kind (after seed-service)
 
 $root = getenv('PHABRICATOR_ROOT');
 if (!$root) {
@@ -62,6 +65,9 @@ switch ($command) {
     exit(scim_token_check($args[0]));
   case 'seed-service':
     scim_seed_service($args[0], $args[1]);
+    exit(0);
+  case 'seed-plan':
+    scim_seed_plan($args[0]);
     exit(0);
   case 'age-token':
     $token = new PhabricatorScimToken();
@@ -352,18 +358,7 @@ function scim_seed_service($username, $admin_username) {
 
   // A project SCIM manages (created through Phorge's own editor, as the
   // fixture; the service writes the same rows), and an account it does not.
-  $project = PhabricatorProject::initializeNewProject($admin);
-  $xactions = array();
-  $xactions[] = id(new PhabricatorProjectTransaction())
-    ->setTransactionType(PhabricatorProjectNameTransaction::TRANSACTIONTYPE)
-    ->setNewValue('Design Team');
-  id(new PhabricatorProjectTransactionEditor())
-    ->setActor($admin)
-    ->setContentSource(
-      PhabricatorContentSource::newForSource(
-        PhabricatorConsoleContentSource::SOURCECONST))
-    ->setContinueOnNoEffect(true)
-    ->applyTransactions($project, $xactions);
+  $project = scim_create_project($admin, 'Design Team');
   $phantom = scim_create_user('mallory', false);
 
   $conn = id(new PhabricatorScimEvent())->establishConnection('w');
@@ -553,4 +548,260 @@ function scim_seed_service($username, $admin_username) {
       $now - 30 * ($ii + 1),
       $now - 30 * ($ii + 1));
   }
+}
+
+function scim_create_project(PhabricatorUser $admin, $name) {
+  $project = PhabricatorProject::initializeNewProject($admin);
+  $xactions = array();
+  $xactions[] = id(new PhabricatorProjectTransaction())
+    ->setTransactionType(PhabricatorProjectNameTransaction::TRANSACTIONTYPE)
+    ->setNewValue($name);
+  id(new PhabricatorProjectTransactionEditor())
+    ->setActor($admin)
+    ->setContentSource(
+      PhabricatorContentSource::newForSource(
+        PhabricatorConsoleContentSource::SOURCECONST))
+    ->setContinueOnNoEffect(true)
+    ->applyTransactions($project, $xactions);
+  return $project;
+}
+
+// Writes a staged rollout as the service would (schema/scim/ patch 12), as
+// plain SQL: the rollout row, one operation per SCIM write (pending, one
+// applied, one failed), plan entries of every kind, and refused requests.
+// Accounts the fixture makes: bob (adopted), dave (deactivated), hank
+// (deleted), gina (disabled, rehired), erin (named by a conflict only) and
+// frank (named by nothing): erin and frank stay unclaimed, like mallory of
+// seed-service. Prints nothing.
+function scim_seed_plan($admin_username) {
+  $admin = scim_load_user($admin_username);
+  $alice = scim_load_user('alice');
+  $now = PhabricatorTime::getNow();
+
+  $users = array();
+  foreach (array('bob', 'dave', 'hank', 'gina', 'erin', 'frank') as $name) {
+    $users[$name] = scim_create_user($name, false);
+  }
+  // Disabled as the host's own "Disable User" would leave the row (the
+  // fixture needs only the flag).
+  queryfx(
+    $users['gina']->establishConnection('w'),
+    'UPDATE %R SET isDisabled = 1 WHERE phid = %s',
+    $users['gina'],
+    $users['gina']->getPHID());
+  $design = id(new PhabricatorProjectQuery())
+    ->setViewer(PhabricatorUser::getOmnipotentUser())
+    ->withNames(array('Design Team'))
+    ->executeOne();
+  $legacy = scim_create_project($admin, 'Legacy Ops');
+
+  // The objects the plan creates do not exist yet.
+  $new_user = 'PHID-USER-'.substr(md5('zoe'), 0, 20);
+  $new_project = 'PHID-PROJ-'.substr(md5('platform'), 0, 20);
+
+  $conn = id(new PhabricatorScimPlanEntry())->establishConnection('w');
+
+  queryfx(
+    $conn,
+    'INSERT INTO %R (phase, dateStaged, dateCreated, dateModified)
+      VALUES (%s, %d, %d, %d)',
+    new PhabricatorScimRollout(),
+    'staged',
+    $now - 7200,
+    $now - 7200,
+    $now - 7200);
+
+  $token = queryfx_one(
+    $conn,
+    'SELECT id, botPHID FROM %R ORDER BY id LIMIT 1',
+    new PhabricatorScimToken());
+
+  $json = function (array $value) {
+    return phutil_json_encode($value);
+  };
+
+  // Each operation: (operation, object, state, error, entries); each entry:
+  // (kind, resourceType, object, status, summary, details).
+  $ops = array(
+    array('user.create', $new_user, 'staged', null, array(
+      array('user.create', 'User', $new_user, 201,
+        'create user zoe@example.com as @zoe2',
+        $json(array(
+          'username' => 'zoe2',
+          'email' => 'zoe@example.com',
+          'usernameTaken' => 'zoe',
+        ))),
+    )),
+    array('user.create', $users['bob']->getPHID(), 'staged', null, array(
+      array('user.adopt', 'User', $users['bob']->getPHID(), 201,
+        'adopt user bob@example.com (@bob)',
+        $json(array(
+          'matchedBy' => 'verified primary email',
+          'email' => 'bob@example.com',
+          'realName' => array('old' => 'Bob Example', 'new' => 'Bob B.'),
+        ))),
+    )),
+    array('user.create', $users['gina']->getPHID(), 'staged', null, array(
+      array('user.rehire', 'User', $users['gina']->getPHID(), 201,
+        'rehire user gina@example.com (@gina)',
+        $json(array(
+          'matchedBy' => 'verified primary email',
+          'active' => array('old' => false, 'new' => true),
+        ))),
+    )),
+    array('user.patch', $alice->getPHID(), 'applied', null, array(
+      array('user.update', 'User', $alice->getPHID(), 200,
+        'update user alice@example.com (@alice)',
+        $json(array(
+          'realName' => array('old' => 'Alice Example', 'new' => 'Alice A.'),
+          'emailsAdded' => array('alice.a@example.com'),
+          'emailsRemoved' => array(),
+        ))),
+      array('user.reactivate', 'User', $alice->getPHID(), 200,
+        'reactivate user alice@example.com (@alice)',
+        $json(array('active' => array('old' => false, 'new' => true)))),
+    )),
+    array('user.patch', $users['dave']->getPHID(), 'staged', null, array(
+      array('user.deactivate', 'User', $users['dave']->getPHID(), 200,
+        'deactivate user dave@example.com (@dave)',
+        $json(array(
+          'active' => array('old' => true, 'new' => false),
+          'revoked' => array(
+            'sessions' => 3,
+            'api_tokens' => 1,
+            'temporary_tokens' => 0,
+          ),
+        ))),
+    )),
+    array('user.delete', $users['hank']->getPHID(), 'staged', null, array(
+      array('user.delete', 'User', $users['hank']->getPHID(), 204,
+        'delete user hank@example.com (@hank)',
+        $json(array(
+          'active' => array('old' => true, 'new' => false),
+          'revoked' => array(
+            'sessions' => 1,
+            'api_tokens' => 0,
+            'temporary_tokens' => 2,
+          ),
+        ))),
+    )),
+    array('group.create', $new_project, 'staged', null, array(
+      array('group.create', 'Group', $new_project, 201,
+        'create project Platform',
+        $json(array('name' => 'Platform'))),
+      array('group.members', 'Group', $new_project, 201,
+        'members of Platform',
+        $json(array(
+          'members' => array(
+            'added' => 2,
+            'removed' => 0,
+            'addedIds' => array($users['bob']->getPHID(), $new_user),
+            'removedIds' => array(),
+          ),
+        ))),
+    )),
+    array('group.create', $design->getPHID(), 'applied', null, array(
+      array('group.adopt', 'Group', $design->getPHID(), 201,
+        'adopt project Design Team',
+        $json(array('matchedBy' => 'name'))),
+    )),
+    array('group.patch', $design->getPHID(), 'failed',
+      'project members changed by hand while the plan was staged',
+      array(
+        array('group.update', 'Group', $design->getPHID(), 204,
+          'rename project Design Team to Design',
+          $json(array(
+            'name' => array('old' => 'Design Team', 'new' => 'Design'),
+          ))),
+        array('group.members', 'Group', $design->getPHID(), 204,
+          'members of Design',
+          $json(array(
+            'members' => array(
+              'added' => 1,
+              'removed' => 1,
+              'addedIds' => array($users['bob']->getPHID()),
+              'removedIds' => array($alice->getPHID()),
+            ),
+          ))),
+      )),
+    array('group.delete', $legacy->getPHID(), 'staged', null, array(
+      array('group.delete', 'Group', $legacy->getPHID(), 204,
+        'delete project Legacy Ops',
+        $json(array('status' => array('old' => 0, 'new' => 100)))),
+    )),
+  );
+
+  $age = 3600;
+  foreach ($ops as $ii => $op) {
+    list($operation, $object, $state, $error, $entries) = $op;
+    $age -= 60;
+    queryfx(
+      $conn,
+      'INSERT INTO %R (opKey, operation, objectPHID, request, requestID,
+          tokenID, actorPHID, remoteAddr, state, error, dateApplied,
+          dateCreated, dateModified)
+        VALUES (%s, %s, %s, %s, %s, %d, %s, %s, %s, %ns, %nd, %d, %d)',
+      new PhabricatorScimStageOp(),
+      'op-'.($ii + 1),
+      $operation,
+      $object,
+      '{}',
+      'plan-req-'.($ii + 1),
+      (int)$token['id'],
+      $token['botPHID'],
+      '203.0.113.5',
+      $state,
+      $error,
+      ($state === 'staged') ? null : $now - 60,
+      $now - $age,
+      $now - $age);
+    $op_id = $conn->getInsertID();
+    foreach ($entries as $entry) {
+      scim_insert_plan_entry($conn, $op_id, $entry, $now - $age);
+    }
+  }
+
+  // Refused requests: no operation.
+  $conflicts = array(
+    array('conflict', 'User', $users['erin']->getPHID(), 409,
+      'refused: create user erin@example.com: @erin has another '.
+        'verified address',
+      $json(array(
+        'reason' => 'the account @erin exists with another verified '.
+          'primary address',
+        'scimType' => 'uniqueness',
+        'method' => 'POST',
+        'path' => '/Users',
+      ))),
+    array('conflict', 'Group', null, 409,
+      'refused: create group Design: two projects match',
+      $json(array(
+        'reason' => 'more than one project is named like "Design"',
+        'scimType' => 'uniqueness',
+        'method' => 'POST',
+        'path' => '/Groups',
+      ))),
+  );
+  foreach ($conflicts as $entry) {
+    scim_insert_plan_entry($conn, null, $entry, $now - 30);
+  }
+}
+
+function scim_insert_plan_entry($conn, $op_id, array $entry, $epoch) {
+  list($kind, $type, $object, $status, $summary, $details) = $entry;
+  queryfx(
+    $conn,
+    'INSERT INTO %R (stageOpID, kind, resourceType, objectPHID, status,
+        summary, details, dateCreated, dateModified)
+      VALUES (%nd, %s, %s, %ns, %d, %s, %s, %d, %d)',
+    new PhabricatorScimPlanEntry(),
+    $op_id,
+    $kind,
+    $type,
+    $object,
+    $status,
+    $summary,
+    $details,
+    $epoch,
+    $epoch);
 }

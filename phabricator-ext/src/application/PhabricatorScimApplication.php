@@ -41,6 +41,10 @@ final class PhabricatorScimApplication extends PhabricatorApplication {
           '(?P<id>[1-9]\d*)/revoke/' => 'PhabricatorScimTokenRevokeController',
         ),
         'drift/' => 'PhabricatorScimDriftListController',
+        'plan/' => array(
+          '' => 'PhabricatorScimPlanController',
+          'unclaimed/' => 'PhabricatorScimPlanUnclaimedController',
+        ),
       ),
     );
   }

@@ -38,6 +38,27 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
 
     $notices = array_merge($notices, $this->buildTokenNotices($tokens, $now));
 
+    $rollout = PhabricatorScimRolloutQuery::loadCurrent($viewer);
+    $op_counts = $this->loadStageOpCounts();
+    if ($rollout &&
+        $rollout->getPhase() !== PhabricatorScimRollout::PHASE_APPLIED) {
+      $notices[] = id(new PHUIInfoView())
+        ->setSeverity(PHUIInfoView::SEVERITY_NOTICE)
+        ->setTitle(
+          pht('Staged rollout: %s', $rollout->getPhaseName()))
+        ->appendChild(
+          array(
+            $this->renderRolloutPhaseDescription(
+              $rollout,
+              $op_counts[PhabricatorScimStageOp::STATE_FAILED]),
+            ' ',
+            phutil_tag(
+              'a',
+              array('href' => $this->getApplicationURI('plan/')),
+              pht('View Plan')),
+          ));
+    }
+
     $guard = $this->loadGuardState($instances, $now);
     if ($guard && $guard['refusing']) {
       $notices[] = id(new PHUIInfoView())
@@ -60,7 +81,7 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
     $content = array_merge(
       $notices,
       array(
-        $this->buildServiceBox(),
+        $this->buildServiceBox($rollout, $op_counts),
         $this->buildGuardBox($guard),
         $this->buildActivityBox($now),
         $this->buildReplicaBox($instances, $now),
@@ -136,7 +157,7 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
     return $notices;
   }
 
-  private function buildServiceBox() {
+  private function buildServiceBox($rollout, array $op_counts) {
     $viewer = $this->getViewer();
 
     $user_table = new PhabricatorScimUser();
@@ -192,6 +213,12 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
         'HTTP header "Authorization: Bearer <token>", with a token from '.
         'the Tokens page.'));
 
+    if ($rollout) {
+      $properties->addProperty(
+        pht('Rollout'),
+        $this->renderRollout($rollout, $op_counts));
+    }
+
     $properties->addProperty(
       pht('Managed Users'),
       pht(
@@ -235,6 +262,39 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
       ->setHeaderText(pht('Service'))
       ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
       ->appendChild($properties);
+  }
+
+  /**
+   * The staged rollout's phase, with what is left to apply (or what failed)
+   * and a link to the Plan page.
+   */
+  private function renderRollout(
+    PhabricatorScimRollout $rollout,
+    array $op_counts) {
+
+    $pending = $op_counts[PhabricatorScimStageOp::STATE_STAGED];
+    $failed = $op_counts[PhabricatorScimStageOp::STATE_FAILED];
+
+    $parts = array();
+    if ($rollout->getPhase() !== PhabricatorScimRollout::PHASE_APPLIED ||
+        $pending) {
+      $parts[] = pht(
+        '%s pending plan operation(s)',
+        new PhutilNumber($pending));
+    }
+    if ($failed) {
+      $parts[] = pht('%s failed', new PhutilNumber($failed));
+    }
+    $parts[] = phutil_tag(
+      'a',
+      array('href' => $this->getApplicationURI('plan/')),
+      pht('View Plan'));
+
+    return array(
+      $rollout->renderPhaseTag(),
+      ' ',
+      phutil_implode_html(', ', $parts),
+    );
   }
 
   /**
@@ -461,17 +521,6 @@ final class PhabricatorScimStatusController extends PhabricatorScimController {
       ->setHeader($header)
       ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
       ->setTable($table);
-  }
-
-  private function renderCount($count, $color) {
-    if (!$count) {
-      return pht('%s', new PhutilNumber(0));
-    }
-    return id(new PHUITagView())
-      ->setType(PHUITagView::TYPE_SHADE)
-      ->setColor($color)
-      ->setSlimShady(true)
-      ->setName(pht('%s', new PhutilNumber($count)));
   }
 
   private function buildReplicaBox(array $instances, $now) {
