@@ -383,3 +383,43 @@ impl Switch {
         phase
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Operation, PlanKind};
+    use crate::db::stage::Phase;
+
+    /// The extension's classes, which read these rows for the Plan page.
+    const ENTRY: &str =
+        include_str!("../../phabricator-ext/src/storage/PhabricatorScimPlanEntry.php");
+    const OP: &str = include_str!("../../phabricator-ext/src/storage/PhabricatorScimStageOp.php");
+    const ROLLOUT: &str =
+        include_str!("../../phabricator-ext/src/storage/PhabricatorScimRollout.php");
+
+    /// `user.create` is `KIND_USER_CREATE`.
+    fn constant(prefix: &str, value: &str) -> String {
+        let name = value.replace('.', "_").to_ascii_uppercase();
+        format!("const {prefix}_{name} = '{value}';")
+    }
+
+    #[test]
+    fn values_are_the_extensions_constants() {
+        for kind in PlanKind::ALL {
+            let c = constant("KIND", kind.as_str());
+            assert!(ENTRY.contains(&c), "PhabricatorScimPlanEntry lacks {c}");
+        }
+        for op in Operation::ALL {
+            let c = constant("OPERATION", op.as_str());
+            assert!(OP.contains(&c), "PhabricatorScimStageOp lacks {c}");
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+        }
+        for state in ["staged", "applied", "failed"] {
+            let c = constant("STATE", state);
+            assert!(OP.contains(&c), "PhabricatorScimStageOp lacks {c}");
+        }
+        for phase in [Phase::Staged, Phase::Applying, Phase::Applied] {
+            let c = constant("PHASE", phase.as_str());
+            assert!(ROLLOUT.contains(&c), "PhabricatorScimRollout lacks {c}");
+        }
+    }
+}
