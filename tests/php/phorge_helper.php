@@ -21,6 +21,12 @@
 //                               (heartbeat, scim_user, events, drift,
 //                               scim_token.dateLastUsed)
 //   age-token <id> <days>       move a token's creation date into the past
+//   populate <users> <projects> <admin>
+//                               an install people made by hand: <users>
+//                               accounts named first.last with verified
+//                               addresses @corp.example (every 7th with a web
+//                               session), <projects> projects with members,
+//                               all through the host's own editors
 //   seed-plan <admin>           write a staged rollout as the service would:
 //                               scim_rollout, operations in each state, plan
 //                               entries of every kind (after seed-service)
@@ -65,6 +71,9 @@ switch ($command) {
     exit(scim_token_check($args[0]));
   case 'seed-service':
     scim_seed_service($args[0], $args[1]);
+    exit(0);
+  case 'populate':
+    echo scim_populate((int)$args[0], (int)$args[1], $args[2]), "\n";
     exit(0);
   case 'seed-plan':
     scim_seed_plan($args[0]);
@@ -804,4 +813,80 @@ function scim_insert_plan_entry($conn, $op_id, array $entry, $epoch) {
     $details,
     $epoch,
     $epoch);
+}
+
+// The first and last names of scim_populate's people (and of the IdP
+// directory tests/php/staged-rollout.sh pushes): person $i is
+// first[$i % 20].last[$i / 20].
+function scim_people_names() {
+  return array(
+    array('ada', 'alan', 'barbara', 'claude', 'dennis', 'edsger', 'frances',
+      'grace', 'hedy', 'ivan', 'jean', 'ken', 'leslie', 'margaret', 'niklaus',
+      'radia', 'sophie', 'tim', 'vint', 'whitfield'),
+    array('allen', 'backus', 'cerf', 'dijkstra', 'engelbart', 'floyd',
+      'goldberg', 'hopper', 'iverson', 'johnson', 'knuth', 'lamport',
+      'liskov', 'milner', 'naur', 'perlman', 'ritchie', 'shannon',
+      'thompson', 'wirth'),
+  );
+}
+
+function scim_populate($count, $project_count, $admin_username) {
+  list($first, $last) = scim_people_names();
+  $viewer = PhabricatorUser::getOmnipotentUser();
+  $admin = scim_load_user($admin_username);
+  $phids = array();
+  for ($i = 0; $i < $count; $i++) {
+    $name = $first[$i % 20].'.'.$last[(int)($i / 20) % 20];
+    $user = id(new PhabricatorUser())
+      ->setUsername($name)
+      ->setRealName(ucfirst($first[$i % 20]).' '.ucfirst($last[(int)($i / 20) % 20]))
+      ->setIsApproved(1);
+    $email = id(new PhabricatorUserEmail())
+      ->setAddress($name.'@corp.example')
+      ->setIsVerified(1);
+    id(new PhabricatorUserEditor())
+      ->setActor($viewer)
+      ->createNewUser($user, $email);
+    if ($i % 7 == 0) {
+      id(new PhabricatorAuthSessionEngine())->establishSession(
+        PhabricatorAuthSession::TYPE_WEB,
+        $user->getPHID(),
+        $partial = false);
+    }
+    $phids[] = $user->getPHID();
+  }
+  $teams = array('Infrastructure', 'Release Engineering', 'Security',
+    'Mobile', 'Web Platform', 'Data', 'Developer Tools', 'Design Systems',
+    'Payments', 'Search', 'Identity', 'Observability');
+  $source = PhabricatorContentSource::newForSource(
+    PhabricatorConsoleContentSource::SOURCECONST);
+  for ($p = 0; $p < $project_count; $p++) {
+    $name = $teams[$p % count($teams)];
+    if ($p >= count($teams)) {
+      $name .= ' '.(int)($p / count($teams) + 1);
+    }
+    $members = array();
+    for ($m = $p; $m < count($phids); $m += $project_count) {
+      $members[] = $phids[$m];
+    }
+    $project = PhabricatorProject::initializeNewProject($admin);
+    $xactions = array();
+    $xactions[] = id(new PhabricatorProjectTransaction())
+      ->setTransactionType(PhabricatorTransactions::TYPE_CREATE);
+    $xactions[] = id(new PhabricatorProjectTransaction())
+      ->setTransactionType(PhabricatorProjectNameTransaction::TRANSACTIONTYPE)
+      ->setNewValue($name);
+    $xactions[] = id(new PhabricatorProjectTransaction())
+      ->setTransactionType(PhabricatorTransactions::TYPE_EDGE)
+      ->setMetadataValue(
+        'edge:type',
+        PhabricatorProjectProjectHasMemberEdgeType::EDGECONST)
+      ->setNewValue(array('=' => array_fuse($members)));
+    id(new PhabricatorProjectTransactionEditor())
+      ->setActor($admin)
+      ->setContentSource($source)
+      ->setContinueOnNoEffect(true)
+      ->applyTransactions($project, $xactions);
+  }
+  return $count.' accounts, '.$project_count.' projects';
 }
