@@ -227,7 +227,7 @@ impl Provisioner {
         let own = entry.resource == op.operation.resource();
         if let Some(id) = op.applying {
             if own && op.operation.is_create() && entry.phid != Some(op.object.as_str()) {
-                return Err(ProvisionError::Misconfigured(format!(
+                return Err(ProvisionError::Conflict(format!(
                     "Phabricator changed since the plan was staged: the staged {} made or adopted {}, now it would be {}; stage the rollout again",
                     op.operation.as_str(),
                     op.object,
