@@ -581,3 +581,45 @@ async fn apply_killed_midway_resumes_to_the_same_rows() {
     live.cleanup().await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn apply_stops_where_phabricator_changed_since_staging_and_writes_none_of_it() {
+    let app = TestApp::spawn_with(staged).await;
+    let (s, b) = app
+        .post(
+            "/Users",
+            user_body("kim@example.com", "kim@example.com", "Kim"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .post(
+            "/Users",
+            user_body("lou@example.com", "lou@example.com", "Lou"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Meanwhile an administrator makes Kim's account by hand: applying the staged create
+    // would now adopt it, and the id the IdP holds would name nobody.
+    insert_account(&app, "kim", "kim@example.com", Kind::Person).await;
+    let before = written_rows(&app, false).await;
+    let out = apply_command(&app).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("stopped at operation")
+            && stdout.contains("changed since the plan was staged"),
+        "{stdout}"
+    );
+    assert_eq!(
+        written_rows(&app, false).await,
+        before,
+        "the refused operation wrote nothing, and none after it ran"
+    );
+    let states = app
+        .rows("SELECT state, error FROM {scim}.scim_stageop ORDER BY id")
+        .await;
+    assert_eq!(states[0]["state"], "failed", "{states:?}");
+    assert_eq!(states[1]["state"], "staged", "{states:?}");
+    app.cleanup().await;
+}
