@@ -5,6 +5,9 @@
 //! Master 0 (`a`) holds the default partition, `<ns>_scim` with it (the coordinator of
 //! `db::xa`); master 1 (`b`) holds `user` and `auth`.
 
+// Test code may panic: a failed expect is a failed test (as in tests/api/main.rs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 use std::time::Duration;
 
