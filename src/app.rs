@@ -33,8 +33,9 @@ impl Application {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> anyhow::Result<Self> {
+        // Partitioned masters are refused before anything connects (config::ConfigError).
         let db = Db::connect_with(
-            &cfg.database_url,
+            cfg.one_master_url()?,
             cfg.namespace.clone(),
             cfg.pool_size,
             cfg.db_timeouts(),

@@ -135,7 +135,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 async fn provisioner(cfg: Config) -> anyhow::Result<Provisioner> {
-    let db = Db::connect(&cfg.database_url, cfg.namespace.clone(), 4).await?;
+    // Partitioned masters are refused before anything connects (config::ConfigError).
+    let db = Db::connect(cfg.one_master_url()?, cfg.namespace.clone(), 4).await?;
     Ok(Provisioner {
         db,
         cfg: Arc::new(cfg),
@@ -231,11 +232,65 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     if let Some(warning) = &sources.warning {
         outln!("warning: {warning}")?;
     }
-    let p = provisioner(cfg).await?;
-    p.db.ping().await.context("connecting to MySQL")?;
-    outln!("database: reachable")?;
-    let namespaces = check::namespaces(&p.db).await?;
-    if !namespaces.iter().any(|n| n == p.db.ns.as_str()) {
+    let routing = cfg.routing();
+    if let Some(routing) = &sources.routing {
+        // The host's own routing (config::cluster): where each database is read and written.
+        outln!("routing (database -> master):")?;
+        for line in routing.table() {
+            outln!("  {line}")?;
+        }
+    }
+    if routing.one_master().is_some() {
+        let p = provisioner(cfg).await?;
+        p.db.ping().await.context("connecting to MySQL")?;
+        outln!("database: reachable")?;
+        return Ok(if check_master(&p.db, p.cfg.mode, |_| true).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    // Partitioned: each master is checked for the databases it holds; serve refuses anyway
+    // until writes across masters are built (config::ConfigError::Partitioned).
+    let mut ok = true;
+    for (index, master) in routing.masters.iter().enumerate() {
+        let here = routing.databases_on(index);
+        outln!("master {} ({}):", master.key, here.join(", "))?;
+        let db = match Db::connect(&master.url, cfg.namespace.clone(), 1).await {
+            Ok(db) => db,
+            Err(e) => {
+                ok = false;
+                outln!("database: NOT reachable: {e}")?;
+                continue;
+            }
+        };
+        if let Err(e) = db.ping().await {
+            ok = false;
+            outln!("database: NOT reachable: {e}")?;
+            continue;
+        }
+        outln!("database: reachable")?;
+        ok &= check_master(&db, cfg.mode, |app| here.contains(&app)).await?;
+    }
+    if ok {
+        outln!("masters: each has the schema and grants of the databases it holds")?;
+    }
+    if let Err(e) = cfg.one_master_url() {
+        outln!("serve: refused: {e}")?;
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// The checks of one master, for the databases `here` accepts (all of them on a single
+/// server): the namespace, the schema, the grants `serve` and `migrate` need. Prints what it
+/// finds; `true` when `serve` could run on it.
+async fn check_master(
+    db: &Db,
+    mode: crate::config::RolloutMode,
+    here: impl Fn(&str) -> bool + Copy,
+) -> anyhow::Result<bool> {
+    let namespaces = check::namespaces(db).await?;
+    if !namespaces.iter().any(|n| n == db.ns.as_str()) {
         let known = if namespaces.is_empty() {
             "none".to_owned()
         } else {
@@ -244,16 +299,12 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         outln!(
             "namespace: {ns} does not exist on this server (no database {ns}_meta_data); \
              Phabricator namespaces here: {known}",
-            ns = p.db.ns.as_str(),
+            ns = db.ns.as_str(),
         )?;
-        return Ok(ExitCode::FAILURE);
+        return Ok(false);
     }
-    let report = check::check(&p.db).await?;
-    outln!(
-        "namespace: {} ({} schema)",
-        p.db.ns.as_str(),
-        report.flavour
-    )?;
+    let report = check::check_databases(db, here).await?;
+    outln!("namespace: {} ({} schema)", db.ns.as_str(), report.flavour)?;
     let mut ok = true;
     for (title, items) in [
         ("missing table", &report.missing_tables),
@@ -269,13 +320,16 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         outln!("schema: compatible")?;
     }
     // Before a write fails: every privilege `serve` needs (README.md, *The database account*).
-    let needs = match p.cfg.mode {
-        crate::config::RolloutMode::Live => crate::db::grants::SERVE.to_vec(),
+    let only_here = |needs: &[crate::db::grants::Need]| -> Vec<crate::db::grants::Need> {
+        needs.iter().filter(|n| here(n.app)).copied().collect()
+    };
+    let needs = match mode {
+        crate::config::RolloutMode::Live => only_here(crate::db::grants::SERVE),
         crate::config::RolloutMode::Staged => {
-            [crate::db::grants::SERVE, crate::db::grants::STAGED].concat()
+            only_here(&[crate::db::grants::SERVE, crate::db::grants::STAGED].concat())
         }
     };
-    let missing = crate::db::grants::missing(&p.db, &needs).await?;
+    let missing = crate::db::grants::missing(db, &needs).await?;
     for m in &missing {
         outln!("missing grant: {m}")?;
     }
@@ -287,7 +341,8 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         )?;
     }
     // `migrate` needs more; a least-privilege serve account lacking it is the expected setup.
-    let for_migrate = crate::db::grants::missing(&p.db, crate::db::grants::MIGRATE).await?;
+    let for_migrate =
+        crate::db::grants::missing(db, &only_here(crate::db::grants::MIGRATE)).await?;
     if for_migrate.is_empty() {
         outln!("grants: enough for migrate")?;
     } else {
@@ -296,17 +351,13 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
             for_migrate.join(", ")
         )?;
     }
-    if ok && missing.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else if ok {
-        Ok(ExitCode::FAILURE)
-    } else {
+    if !ok {
         outln!(
             "schema: NOT compatible ({})",
-            upgrade_advice(&report, &p.db.ns)
+            upgrade_advice(&report, &db.ns)
         )?;
-        Ok(ExitCode::FAILURE)
     }
+    Ok(ok && missing.is_empty())
 }
 
 /// What to run for what is missing: Phabricator's own tables come from `bin/storage upgrade`;
@@ -396,12 +447,11 @@ async fn status_cmd(cfg: Config, json: bool) -> anyhow::Result<()> {
 
 async fn demo_cmd(mut cfg: Config, namespace: &str, reset: bool) -> anyhow::Result<()> {
     let ns = Namespace::parse(namespace)?;
+    let url = cfg.one_master_url()?.clone();
     if reset {
-        migrate::drop_namespace(&cfg.database_url, &ns).await?;
+        migrate::drop_namespace(&url, &ns).await?;
     }
-    let mut conn =
-        sqlx::MySqlConnection::connect_with(&crate::db::connect_options(&cfg.database_url)?)
-            .await?;
+    let mut conn = sqlx::MySqlConnection::connect_with(&crate::db::connect_options(&url)?).await?;
     migrate::install_phabricator_fixture(&mut conn, &ns).await?;
     drop(conn);
     cfg.namespace = ns;

@@ -2,6 +2,7 @@
 //! With `phabricator_root`, the database settings default to the checkout's own
 //! (`phabricator` module) instead of the built-in defaults.
 
+pub mod cluster;
 pub mod phabricator;
 
 use std::fmt;
@@ -368,6 +369,20 @@ pub enum ConfigError {
     /// holds figment's, and `{:#}` would print it twice.
     #[error("configuration: {0}")]
     Load(Box<figment::Error>),
+    /// The databases the service uses are partitioned between several masters
+    /// (`cluster.databases`), and writing across masters is not built yet: refused before a
+    /// write could land on one master and not the other (docs/design.md#partitioned-databases).
+    #[error(
+        "the databases phab-scim uses are on {masters} masters ({routes}): writes across \
+         partitioned masters are not supported yet, and are refused rather than made one-sided; \
+         `phab-scim check` shows the routing and checks each master"
+    )]
+    Partitioned {
+        /// How many masters.
+        masters: usize,
+        /// `database -> host:port`, comma-separated.
+        routes: String,
+    },
     /// Phabricator's configuration (`phabricator_root`) could not be used.
     #[error("Phabricator configuration {file}: {msg}")]
     Phabricator {
@@ -437,6 +452,7 @@ impl Config {
             namespace: source(explicit_namespace),
             warning: None,
             cluster: None,
+            routing: None,
         };
         let Some(root) = self.phabricator_root.as_deref() else {
             return Ok(());
@@ -451,6 +467,7 @@ impl Config {
             self.database_url = phab.database_url;
             self.database_sources.database_url = from_file.clone();
             self.database_sources.cluster = phab.cluster;
+            self.database_sources.routing = phab.routing;
         }
         if !explicit_namespace {
             self.namespace = phab.namespace;
@@ -479,6 +496,40 @@ impl Config {
             self.database_sources.warning = Some(warning);
         }
         Ok(())
+    }
+
+    /// Where each database the service uses lives: the routing of `cluster.databases`, or
+    /// every database on `database_url`.
+    pub fn routing(&self) -> cluster::Routing {
+        match &self.database_sources.routing {
+            Some(routing) => routing.clone(),
+            None => cluster::Routing::single(
+                phabricator::redacted_url(&self.database_url)
+                    .rsplit('@')
+                    .next()
+                    .unwrap_or("database_url")
+                    .to_owned(),
+                self.database_url.clone(),
+            ),
+        }
+    }
+
+    /// `database_url`, when it holds every database the service uses (always, but with
+    /// partitioned `cluster.databases` spreading them over several masters: refused).
+    pub fn one_master_url(&self) -> Result<&Secret, ConfigError> {
+        let routing = self.routing();
+        if routing.one_master().is_some() {
+            return Ok(&self.database_url);
+        }
+        Err(ConfigError::Partitioned {
+            masters: routing.masters.len(),
+            routes: routing
+                .routes
+                .iter()
+                .map(|(d, i)| format!("{d} -> {}", routing.masters[*i].key))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     /// Checks cross-field rules that serde cannot.
@@ -883,34 +934,63 @@ mod phabricator_root_tests {
     }
 
     #[test]
-    fn partitioned_clusters_are_refused_unless_the_url_is_explicit() {
+    fn partitioned_clusters_are_routed_and_serving_them_is_refused() {
         figment::Jail::expect_with(|jail| {
             checkout(
                 jail,
                 Some(
-                    r#"{"cluster.databases": [
+                    r#"{"mysql.pass": "pw", "cluster.databases": [
                           {"host": "db1", "role": "master", "partition": ["default"]},
-                          {"host": "db2", "role": "master", "partition": ["project"]}
+                          {"host": "db2", "role": "master", "partition": ["project"]},
+                          {"host": "db2r", "role": "replica", "master": "db2:3306"}
                         ]}"#,
                 ),
             )?;
-            let e = Config::load(None)
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let routing = cfg.routing();
+            assert_eq!(routing.master_of("project").key, "db2:3306");
+            assert_eq!(routing.master_of("user").key, "db1:3306");
+            assert_eq!(routing.master_of("scim").key, "db1:3306");
+            let note = cfg.database_sources.cluster.clone().unwrap_or_default();
+            assert!(note.contains("db1:3306, db2:3306"), "{note}");
+            assert!(note.contains("db2r:3306 are never written"), "{note}");
+            // Connecting anywhere for a write is refused, naming the routing.
+            let e = cfg
+                .one_master_url()
                 .err()
-                .ok_or("a partitioned cluster.databases accepted")?
+                .ok_or("writes across partitions accepted")?
                 .to_string();
-            for part in [
-                LOCAL_JSON,
-                "cluster.databases",
-                "2 masters (db1:3306, db2:3306)",
-                "partitions",
-                "database_url",
-            ] {
+            for part in ["2 masters", "project -> db2:3306", "one-sided", "check"] {
                 assert!(e.contains(part), "{part:?} not in {e}");
             }
-            // With the URL set explicitly the namespace still comes from the checkout.
+            assert!(!e.contains("pw"), "{e}");
+            // With the URL set explicitly the cluster is not read; the namespace still is.
             jail.set_env("PHAB_SCIM_DATABASE_URL", "mysql://root@db1:3306");
             let cfg = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(cfg.database_url.expose(), "mysql://root@db1:3306");
+            assert!(cfg.one_master_url().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn partitions_leaving_every_used_database_on_one_master_are_served() {
+        figment::Jail::expect_with(|jail| {
+            checkout(
+                jail,
+                Some(
+                    r#"{"mysql.user": "phab", "cluster.databases": [
+                          {"host": "main", "role": "master", "partition": ["default"]},
+                          {"host": "code", "port": 3307, "role": "master",
+                           "partition": ["differential", "repository"]}
+                        ]}"#,
+                ),
+            )?;
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            let url = cfg.one_master_url().map_err(|e| e.to_string())?;
+            assert_eq!(url.expose(), "mysql://phab@main:3306");
+            let note = cfg.database_sources.cluster.clone().unwrap_or_default();
+            assert!(note.contains("writes go to the master main:3306"), "{note}");
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::cluster::{CLUSTER_KEY, Cluster, Endpoint, Routing, host_for_tcp};
 use super::{ConfigError, Namespace, Secret};
 
 /// Phabricator's defaults for the keys this service reads.
@@ -37,6 +38,8 @@ pub struct PhabricatorDatabase {
     pub environment: Option<String>,
     /// With `cluster.databases`: which master is written and which replicas are not.
     pub cluster: Option<String>,
+    /// With `cluster.databases`: the master of each database.
+    pub routing: Option<Routing>,
 }
 
 /// Where a database setting came from.
@@ -72,6 +75,8 @@ pub struct DatabaseSources {
     pub warning: Option<String>,
     /// With `cluster.databases`: the master written to and the replicas never written.
     pub cluster: Option<String>,
+    /// With `cluster.databases`: the master of each database (`Config::routing`).
+    pub routing: Option<Routing>,
 }
 
 fn err(file: &Path, msg: impl Into<String>) -> ConfigError {
@@ -175,16 +180,16 @@ pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigEr
         .filter(|u| !u.is_empty())
         .unwrap_or(DEFAULT_USER);
     let pass = string_key(&file, &json, "mysql.pass")?.unwrap_or("");
-    let mut endpoint = Endpoint {
+    let endpoint = Endpoint {
         host,
         port,
         user: user.to_owned(),
         pass: pass.to_owned(),
     };
-    let cluster = if need_url {
-        cluster_master(&file, &json, &mut endpoint)?
+    let (database_url, cluster, routing) = if need_url {
+        cluster_routing(&file, &json, &endpoint)?
     } else {
-        None
+        (endpoint.url(), None, None)
     };
     let namespace = match string_key(&file, &json, "storage.default-namespace")? {
         None => Namespace::from_checked(DEFAULT_NAMESPACE),
@@ -201,237 +206,54 @@ pub fn read(root: &Path, need_url: bool) -> Result<PhabricatorDatabase, ConfigEr
     };
 
     Ok(PhabricatorDatabase {
-        database_url: endpoint.url(),
+        database_url,
         namespace,
         file,
         file_exists,
         environment: selected_environment(root),
         cluster,
+        routing,
     })
 }
 
-/// One MySQL server as Phabricator's settings describe it.
-struct Endpoint {
-    /// Host name or address, IPv6 in brackets, `localhost` already made `127.0.0.1`.
-    host: String,
-    port: u16,
-    user: String,
-    pass: String,
-}
-
-impl Endpoint {
-    /// `mysql://user[:pass]@host:port`, user and password percent-encoded.
-    fn url(&self) -> Secret {
-        let mut url = format!("mysql://{}", urlencoding::encode(&self.user));
-        if !self.pass.is_empty() {
-            url.push(':');
-            url.push_str(&urlencoding::encode(&self.pass));
-        }
-        url.push_str(&format!("@{}:{}", self.host, self.port));
-        Secret::new(url)
-    }
-}
-
-/// `cluster.databases`, read as Phorge's `PhabricatorDatabaseRefParser::newRefs` reads it:
-/// with one master, that master is where every application database lives (replicas are only
-/// read from, and never by this service), so `endpoint` becomes the master, each of its keys
-/// falling back to the `mysql.*` value as in Phorge. Several masters partition the
-/// applications between them, which this service does not follow yet: refused, saying what to
-/// set. Returns what `check` should say about the cluster, `None` without one.
-fn cluster_master(
+/// `cluster.databases`, read as Phorge's `PhabricatorDatabaseRefParser::newRefs` reads it
+/// (`cluster` module), each server's missing keys falling back to the `mysql.*` server
+/// `endpoint`. Returns the URL of the master holding `<ns>_scim` (with one master, or
+/// partitions that leave every database the service uses on one master, the only server it
+/// connects to), what `check` says about the cluster, and the routing; without a cluster,
+/// `endpoint` alone.
+fn cluster_routing(
     file: &Path,
     json: &Map<String, Value>,
-    endpoint: &mut Endpoint,
-) -> Result<Option<String>, ConfigError> {
-    let servers = match json.get(CLUSTER_KEY) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(a)) if a.is_empty() => return Ok(None),
-        Some(Value::Object(o)) if o.is_empty() => return Ok(None),
-        Some(Value::Array(a)) => a.iter().collect::<Vec<_>>(),
-        // PHP reads a JSON object as a list keyed by its names.
-        Some(Value::Object(o)) => o.values().collect(),
-        Some(_) => {
-            return Err(err(
-                file,
-                format!("key {CLUSTER_KEY:?} must be a list of servers"),
-            ));
-        }
+    endpoint: &Endpoint,
+) -> Result<(Secret, Option<String>, Option<Routing>), ConfigError> {
+    let Some(cluster) = Cluster::parse(json.get(CLUSTER_KEY), endpoint).map_err(|e| err(file, e))?
+    else {
+        return Ok((endpoint.url(), None, None));
     };
-    let mut masters = Vec::new();
-    let mut replicas = Vec::new();
-    for (index, server) in servers.iter().enumerate() {
-        let server = cluster_server(file, index, server, endpoint.port)?;
-        if server.master {
-            masters.push(server);
-        } else {
-            replicas.push(server.shown);
-        }
-    }
-    let master = one_master(file, masters)?;
-    if master.disabled {
-        return Err(err(
-            file,
-            format!(
-                "key {CLUSTER_KEY:?}: the master {} is disabled (Phabricator itself does not \
-                 write to it)",
-                master.shown
-            ),
-        ));
-    }
-    master.apply_to(endpoint);
-    let replicas = if replicas.is_empty() {
+    let routing = cluster.routing().map_err(|e| err(file, e))?;
+    let replicas = if routing.replicas.is_empty() {
         "no replicas".to_owned()
     } else {
-        format!("replicas {} are never written", replicas.join(", "))
+        format!("replicas {} are never written", routing.replicas.join(", "))
     };
-    Ok(Some(format!(
-        "cluster.databases: writes go to the master {}; {replicas}",
-        master.shown
-    )))
-}
-
-/// The key of Phorge's configuration that lists the database servers.
-const CLUSTER_KEY: &str = "cluster.databases";
-
-/// One server of `cluster.databases`, checked.
-struct ClusterServer<'a> {
-    server: &'a Map<String, Value>,
-    host: &'a str,
-    port: Option<u16>,
-    master: bool,
-    disabled: bool,
-    /// `host:port`, as `check` and errors name it.
-    shown: String,
-}
-
-impl ClusterServer<'_> {
-    /// Points `endpoint` at this server; each key it lacks keeps the `mysql.*` value, as in
-    /// Phorge's `PhabricatorDatabaseRefParser`.
-    fn apply_to(&self, endpoint: &mut Endpoint) {
-        endpoint.host = host_for_tcp(self.host);
-        if let Some(port) = self.port {
-            endpoint.port = port;
-        }
-        if let Some(user) = self
-            .server
-            .get("user")
-            .and_then(Value::as_str)
-            .filter(|u| !u.is_empty())
-        {
-            endpoint.user = user.to_owned();
-        }
-        // Phorge takes the server's password when it is truthy in PHP ("" and "0" are not).
-        if let Some(pass) = self
-            .server
-            .get("pass")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty() && *p != "0")
-        {
-            endpoint.pass = pass.to_owned();
-        }
-    }
-}
-
-/// Reads and checks server `index` of `cluster.databases`.
-fn cluster_server<'a>(
-    file: &Path,
-    index: usize,
-    server: &'a Value,
-    default_port: u16,
-) -> Result<ClusterServer<'a>, ConfigError> {
-    let bad = |what: &str| err(file, format!("key {CLUSTER_KEY:?}, server {index}: {what}"));
-    let Value::Object(server) = server else {
-        return Err(bad("must be an object"));
-    };
-    let field = |name: &str| -> Result<Option<&'a str>, ConfigError> {
-        match server.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            // Not quoted: it may be the password.
-            Some(_) => Err(bad(&format!("\"{name}\" must be a string"))),
-        }
-    };
-    let host = field("host")?
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad("\"host\" is required"))?;
-    let bad_port = || bad("\"port\" must be a port number (1-65535)");
-    let port = match server.get("port") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(
-            n.as_u64()
-                .and_then(|n| u16::try_from(n).ok())
-                .filter(|&p| p != 0)
-                .ok_or_else(bad_port)?,
+    let note = match routing.one_master() {
+        Some(master) => format!(
+            "{CLUSTER_KEY}: writes go to the master {}; {replicas}",
+            master.key
         ),
-        Some(Value::String(s)) => Some(
-            s.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(bad_port)?,
+        None => format!(
+            "{CLUSTER_KEY}: the databases phab-scim uses are partitioned between the masters \
+             {}; {replicas}",
+            routing
+                .masters
+                .iter()
+                .map(|m| m.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        Some(_) => return Err(bad_port()),
     };
-    // Checked on every server, though only the master's are used: a typo is a typo.
-    field("user")?;
-    field("pass")?;
-    let disabled = matches!(server.get("disabled"), Some(Value::Bool(true)));
-    let shown = format!("{host}:{}", port.unwrap_or(default_port));
-    let master = match field("role")? {
-        Some("master") => true,
-        Some("replica") => false,
-        _ => return Err(bad("\"role\" must be \"master\" or \"replica\"")),
-    };
-    Ok(ClusterServer {
-        server,
-        host,
-        port,
-        master,
-        disabled,
-        shown,
-    })
-}
-
-/// The one master of `cluster.databases`; none, or several (a partitioned install), is
-/// refused, saying what to set.
-fn one_master<'a>(
-    file: &Path,
-    mut masters: Vec<ClusterServer<'a>>,
-) -> Result<ClusterServer<'a>, ConfigError> {
-    match masters.len() {
-        1 => Ok(masters.remove(0)),
-        0 => Err(err(
-            file,
-            format!("key {CLUSTER_KEY:?} lists no server with the role \"master\""),
-        )),
-        n => {
-            let names: Vec<&str> = masters.iter().map(|m| m.shown.as_str()).collect();
-            Err(err(
-                file,
-                format!(
-                    "key {CLUSTER_KEY:?} lists {n} masters ({}): Phabricator partitions its \
-                     databases between them, and phab-scim does not follow partitions yet. \
-                     It needs the user, project, worker, auth, conduit and scim databases of \
-                     the namespace on one server: if one master holds them all, set \
-                     database_url (PHAB_SCIM_DATABASE_URL) to it explicitly",
-                    names.join(", ")
-                ),
-            ))
-        }
-    }
-}
-
-/// A host as this service connects to it. Without a port, PHP reaches `localhost` through the
-/// Unix socket; this service connects over TCP, to 127.0.0.1 (which is where PHP goes too once
-/// a port is set). IPv6 addresses are bracketed for the URL.
-fn host_for_tcp(host: &str) -> String {
-    if host.eq_ignore_ascii_case("localhost") {
-        "127.0.0.1".into()
-    } else if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
+    Ok((routing.master_of("scim").url.clone(), Some(note), Some(routing)))
 }
 
 /// A database URL without its password, for messages: `mysql://user:<redacted>@host:port`.

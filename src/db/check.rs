@@ -149,6 +149,12 @@ pub struct Report {
 
 /// Compares the namespace with what phab-scim needs (tables of `<ns>_scim` included).
 pub async fn check(db: &Db) -> DbResult<Report> {
+    check_databases(db, |_| true).await
+}
+
+/// [`check`], for the databases `here` accepts only (by application name): those one master
+/// of partitioned `cluster.databases` holds (`config::cluster::Routing`).
+pub async fn check_databases(db: &Db, here: impl Fn(&str) -> bool) -> DbResult<Report> {
     let rows = sqlx::query(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA LIKE ?",
     )
@@ -183,6 +189,9 @@ pub async fn check(db: &Db) -> DbResult<Report> {
         ..Report::default()
     };
     for ((app, table), cols) in expected_used() {
+        if !here(&app) {
+            continue;
+        }
         let name = format!("{}_{app}.{table}", db.ns.as_str());
         let Some(have) = actual.get(&(app.clone(), table.clone())) else {
             report.missing_tables.push(name);

@@ -11,6 +11,7 @@ pub mod reach;
 pub mod sidecar;
 pub mod stage;
 pub mod status;
+pub mod xa;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,6 +252,85 @@ pub struct Db {
     /// Whether `t` names a staged rollout's copies ([`Db::staged`]): every transaction then
     /// first holds the rollout's phase (`stage::hold_phase`).
     pub staged: bool,
+    /// The pool of each master, when partitioned `cluster.databases` spreads the databases over
+    /// several ([`Db::connect_routed`]); one entry, `pool` itself, otherwise.
+    pub masters: Arc<Masters>,
+}
+
+/// The masters' pools, in the order of `config::cluster::Routing::masters`, and which master
+/// holds each database. The first pool is `Db::pool`, the master of `<ns>_scim`, which
+/// coordinates a write across masters (`db::xa`).
+#[derive(Debug)]
+pub struct Masters {
+    /// `host:port` and pool of each master.
+    pub pools: Vec<(String, MySqlPool)>,
+    /// Each database (application name) and the index of its master in `pools`.
+    pub routes: Vec<(&'static str, usize)>,
+}
+
+impl Masters {
+    fn one(pool: &MySqlPool) -> Self {
+        Self {
+            pools: vec![("database_url".to_owned(), pool.clone())],
+            routes: Vec::new(),
+        }
+    }
+
+    /// Whether every database is on one master (no write needs `db::xa`).
+    pub fn is_single(&self) -> bool {
+        self.pools.len() == 1
+    }
+
+    /// The index of the master of `database`; the coordinator (0) for one not routed.
+    pub fn index_of(&self, database: &str) -> usize {
+        self.routes
+            .iter()
+            .find(|(d, _)| *d == database)
+            .map_or(0, |(_, i)| *i)
+    }
+}
+
+/// Opens a lazy pool on `url` after checking the server can be reached at all. Each
+/// connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own user creation
+/// (`PhabricatorUserEditor::createNewUser`, its name-token rewrite) deadlocks on next-key
+/// locks. Each waits for a row lock no longer than `timeouts.statement` (InnoDB's default is
+/// 50 s; `provisioning::in_transaction` retries a lock-wait timeout).
+async fn open_pool(url: &Secret, pool_size: u32, timeouts: Timeouts) -> DbResult<MySqlPool> {
+    let opts = connect_options(url)?;
+    reach::reach(&opts).await?;
+    let lock_wait = format!(
+        "SET SESSION innodb_lock_wait_timeout = {}",
+        timeouts.statement.as_secs().max(1)
+    );
+    Ok(MySqlPoolOptions::new()
+        .max_connections(pool_size.max(1))
+        .min_connections(0)
+        // Covers connecting and the idle ping below: a stopped server accepts TCP
+        // connections (the kernel does) and then never answers the handshake.
+        .acquire_timeout(timeouts.statement)
+        // A ping on every acquire was a round trip per request (a third of a lookup's
+        // system calls). A connection that sat idle is still pinged before use, so one
+        // the server dropped (a restart, wait_timeout) is replaced instead of failing the
+        // request; under load connections are reused within milliseconds.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .after_connect(move |conn, _meta| {
+            let lock_wait = lock_wait.clone();
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                conn.execute(sqlx::AssertSqlSafe(lock_wait)).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts))
 }
 
 /// How long a pooled connection may sit unused before it is pinged on its next use.
@@ -272,59 +352,57 @@ impl Db {
         Self::connect_with(url, ns, pool_size, Timeouts::default()).await
     }
 
-    /// Opens a pool. Each connection runs at READ COMMITTED: under REPEATABLE READ Phorge's own
-    /// user creation (`PhabricatorUserEditor::createNewUser`, its name-token rewrite) deadlocks
-    /// on next-key locks. Each waits for a row lock no longer than `timeouts.statement`
-    /// (InnoDB's default is 50 s; `provisioning::in_transaction` retries a lock-wait timeout).
+    /// Opens the pool ([`open_pool`]).
     pub async fn connect_with(
         url: &Secret,
         ns: Namespace,
         pool_size: u32,
         timeouts: Timeouts,
     ) -> DbResult<Self> {
-        let opts = connect_options(url)?;
-        reach::reach(&opts).await?;
-        let lock_wait = format!(
-            "SET SESSION innodb_lock_wait_timeout = {}",
-            timeouts.statement.as_secs().max(1)
-        );
-        let pool = MySqlPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .min_connections(0)
-            // Covers connecting and the idle ping below: a stopped server accepts TCP
-            // connections (the kernel does) and then never answers the handshake.
-            .acquire_timeout(timeouts.statement)
-            // A ping on every acquire was a round trip per request (a third of a lookup's
-            // system calls). A connection that sat idle is still pinged before use, so one
-            // the server dropped (a restart, wait_timeout) is replaced instead of failing the
-            // request; under load connections are reused within milliseconds.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_BEFORE_PING {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .after_connect(move |conn, _meta| {
-                let lock_wait = lock_wait.clone();
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
-                    conn.execute(sqlx::AssertSqlSafe(lock_wait)).await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(opts);
+        let pool = open_pool(url, pool_size, timeouts).await?;
         let mut db = Self::from_pool(pool, ns);
         db.timeouts = timeouts;
+        Ok(db)
+    }
+
+    /// Opens a pool per master of `routing` (each as [`Db::connect_with`] opens its one),
+    /// the master of `<ns>_scim` first: it is `pool`, and the coordinator of `db::xa`.
+    pub async fn connect_routed(
+        routing: &crate::config::cluster::Routing,
+        ns: Namespace,
+        pool_size: u32,
+        timeouts: Timeouts,
+    ) -> DbResult<Self> {
+        let first = routing
+            .routes
+            .iter()
+            .find(|(d, _)| *d == "scim")
+            .map_or(0, |(_, i)| *i);
+        let mut order: Vec<usize> = vec![first];
+        order.extend((0..routing.masters.len()).filter(|&i| i != first));
+        let mut pools = Vec::with_capacity(order.len());
+        for &i in &order {
+            let master = &routing.masters[i];
+            pools.push((
+                master.key.clone(),
+                open_pool(&master.url, pool_size, timeouts).await?,
+            ));
+        }
+        let routes = routing
+            .routes
+            .iter()
+            .map(|(d, i)| (*d, order.iter().position(|o| o == i).unwrap_or(0)))
+            .collect();
+        let mut db = Self::from_pool(pools[0].1.clone(), ns);
+        db.timeouts = timeouts;
+        db.masters = Arc::new(Masters { pools, routes });
         Ok(db)
     }
 
     /// Wraps an existing pool, with the default [`Timeouts`].
     pub fn from_pool(pool: MySqlPool, ns: Namespace) -> Self {
         let t = Arc::new(Tables::new(&ns));
+        let masters = Arc::new(Masters::one(&pool));
         Self {
             pool,
             ns,
@@ -332,6 +410,7 @@ impl Db {
             timeouts: Timeouts::default(),
             readiness: Arc::default(),
             staged: false,
+            masters,
         }
     }
 
