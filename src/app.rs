@@ -284,6 +284,16 @@ fn spawn_background(
                     let _ = sidecar::prune_instances(&mut conn, &db.t, gone).await;
                 }
             }
+            // An apply asked for on the Plan page, in a task of its own: a large plan takes
+            // longer than a heartbeat may wait.
+            if state.rollout.is_some() {
+                let prov = state.prov.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = prov.apply_if_requested().await {
+                        tracing::warn!(error = %e, "applying the staged plan failed");
+                    }
+                });
+            }
             let drift_every = (cfg.drift_interval_secs / 15).max(1);
             if cfg.drift_interval_secs > 0 && n.is_multiple_of(drift_every) {
                 match crate::db::drift::run_once(&db).await {

@@ -207,6 +207,11 @@ async fn apply_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::FAILURE);
     }
+    if let Some(why) = report.copies_left {
+        outln!(
+            "the staged copies could not be dropped ({why}); drop <namespace>_scimstage with an account that may"
+        )?;
+    }
     outln!(
         "the plan is applied: the service now writes Phabricator directly; set mode = \"live\""
     )?;

@@ -227,7 +227,8 @@ fn cluster_routing(
     json: &Map<String, Value>,
     endpoint: &Endpoint,
 ) -> Result<(Secret, Option<String>, Option<Routing>), ConfigError> {
-    let Some(cluster) = Cluster::parse(json.get(CLUSTER_KEY), endpoint).map_err(|e| err(file, e))?
+    let Some(cluster) =
+        Cluster::parse(json.get(CLUSTER_KEY), endpoint).map_err(|e| err(file, e))?
     else {
         return Ok((endpoint.url(), None, None));
     };
@@ -253,7 +254,11 @@ fn cluster_routing(
                 .join(", ")
         ),
     };
-    Ok((routing.master_of("scim").url.clone(), Some(note), Some(routing)))
+    Ok((
+        routing.master_of("scim").url.clone(),
+        Some(note),
+        Some(routing),
+    ))
 }
 
 /// A database URL without its password, for messages: `mysql://user:<redacted>@host:port`.

@@ -67,6 +67,10 @@ pub const SCIM_PATCHES: &[(&str, &str)] = &[
         "20261202.scim.12.rollout.sql",
         include_str!("../../schema/scim/20261202.scim.12.rollout.sql"),
     ),
+    (
+        "20261202.scim.13.applyrequest.sql",
+        include_str!("../../schema/scim/20261202.scim.13.applyrequest.sql"),
+    ),
 ];
 
 /// `schema/phabricator/`: Phabricator's own tables that phab-scim touches, for the demo and tests.

@@ -173,6 +173,21 @@ pub async fn set_phase(conn: &mut Conn, t: &Tables, phase: Phase) -> DbResult<()
     Ok(())
 }
 
+/// Takes the administrator's request to apply the plan (the Plan page's Apply button sets
+/// `dateApplyRequested`), if there is one: one replica wins it, and it is not taken twice.
+pub async fn claim_apply_request(conn: &mut Conn, t: &Tables) -> DbResult<bool> {
+    let n = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET dateApplyRequested = NULL, dateModified = ? \
+         WHERE dateApplyRequested IS NOT NULL AND phase <> 'applied'",
+        t.scim_rollout
+    )))
+    .bind(now())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
 /// Creates `<ns>_scimstage` and empty copies of the shadowed tables, replacing older copies.
 /// DDL commits on its own: run before [`copy_rows`].
 pub async fn create_copies(db: &Db) -> DbResult<()> {

@@ -59,6 +59,9 @@ pub struct ApplyReport {
     pub applied: usize,
     /// Operations an earlier run had applied.
     pub already: u64,
+    /// Why the staged copies are still there, when they could not be dropped (the service's
+    /// own account, which applies a plan asked for on the Plan page, may not drop them).
+    pub copies_left: Option<String>,
     /// The operation that was refused, and why: `apply` stopped there.
     pub failed: Option<(u32, String)>,
 }
@@ -162,8 +165,42 @@ impl Provisioner {
         // The copies hold people's names and addresses: gone once nothing reads them. A
         // staged-mode service reads the phase at most a second late (`rollout::Switch`).
         tokio::time::sleep(COPIES_LAST_READ).await;
-        stage::drop_copies(db).await?;
+        if let Err(e) = stage::drop_copies(db).await {
+            report.copies_left = Some(e.to_string());
+        }
         Ok(report)
+    }
+
+    /// Applies the plan when an administrator asked for it on the Plan page (the service's
+    /// background loop calls this in staged mode): the request is claimed first, so one replica
+    /// runs it once; a second `apply` at the same time finds the lock taken. `None`: nothing
+    /// was asked.
+    pub async fn apply_if_requested(
+        &self,
+    ) -> std::result::Result<Option<ApplyReport>, RolloutError> {
+        let db = &self.db;
+        let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
+        if !stage::claim_apply_request(&mut conn, &db.t).await? {
+            return Ok(None);
+        }
+        drop(conn);
+        tracing::info!("applying the staged plan, as an administrator asked on the Plan page");
+        let report = self.apply_plan(|_, _| {}).await?;
+        match &report.failed {
+            Some((id, why)) => tracing::warn!(
+                operation = id,
+                reason = %why,
+                "the staged plan stopped at an operation (the Plan page shows it); fix the cause and apply again"
+            ),
+            None => tracing::info!(applied = report.applied, "the staged plan is applied"),
+        }
+        if let Some(why) = &report.copies_left {
+            tracing::warn!(
+                error = %why,
+                "the staged copies could not be dropped: drop <namespace>_scimstage with the migrate account"
+            );
+        }
+        Ok(Some(report))
     }
 
     /// One staged operation, as the live request would have run it, with the ids the staged

@@ -623,3 +623,47 @@ async fn apply_stops_where_phabricator_changed_since_staging_and_writes_none_of_
     assert_eq!(states[1]["state"], "staged", "{states:?}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_apply_asked_for_on_the_plan_page_is_run_once_by_the_service() {
+    let app = TestApp::spawn_with(staged).await;
+    let (s, b) = app
+        .post(
+            "/Users",
+            user_body("max@example.com", "max@example.com", "Max"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let prov = &app.state.prov;
+    assert!(
+        prov.apply_if_requested().await.unwrap().is_none(),
+        "nothing asked, nothing applied"
+    );
+    // What the Plan page's Apply button writes.
+    sqlx::query(sqlx::AssertSqlSafe(app.sql(
+        "UPDATE {scim}.scim_rollout SET applyRequestedBy = 'PHID-USER-admin', dateApplyRequested = UNIX_TIMESTAMP()",
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let report = prov.apply_if_requested().await.unwrap().expect("applied");
+    assert_eq!((report.applied, report.failed.is_none()), (1, true));
+    // The service's own account may not drop the copies; the plan is applied all the same.
+    assert!(report.copies_left.is_some(), "{report:?}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM {user}.user WHERE userName = 'max'")
+            .await,
+        1
+    );
+    let rollout = app
+        .rows("SELECT phase, dateApplyRequested FROM {scim}.scim_rollout")
+        .await;
+    assert_eq!(rollout[0]["phase"], "applied");
+    assert_eq!(
+        rollout[0]["dateApplyRequested"],
+        Value::Null,
+        "claimed once"
+    );
+    assert!(prov.apply_if_requested().await.unwrap().is_none());
+    app.cleanup().await;
+}

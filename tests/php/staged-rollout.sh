@@ -10,8 +10,9 @@
 #   3. Phabricator's own tables are unchanged; the Plan page (served by the
 #      host, as the admin) shows the counts, the conflicts and the unclaimed
 #      accounts; the Database Status page has no issue;
-#   4. `phab-scim apply`; the rows are the plan's: accounts adopted and
-#      created, people deactivated with their sessions ended, projects;
+#   4. Apply Plan on the Plan page, which the service picks up and applies
+#      (as `phab-scim apply` would); the rows are the plan's: accounts adopted
+#      and created, people deactivated with their sessions ended, projects;
 #      the host's own workers run every task the writes queued, and none fails.
 #   With PHAB_SCIM_SCREENSHOT_DIR set, screenshots the Plan page (before
 #   apply) as scim-plan.png, and its entries that need attention as
@@ -148,11 +149,25 @@ if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
   done
 fi
 
-step "phab-scim apply"
+step "Apply Plan on the Plan page; the service applies it"
 mark=$(php "$repo/tests/php/downstream.php" task-mark)
-service_env
-"${service_cmd[@]}" apply >"$tmp/apply.log" 2>&1 || { tail -20 "$tmp/apply.log" >&2; die "phab-scim apply failed"; }
-ok "$(grep 'operation(s) applied' "$tmp/apply.log")"
+shows /scim/plan/ "Apply Plan..."
+csrf=$(grep -o 'name="__csrf__" value="[^"]*"' "$tmp/page.html" | head -n 1 | sed 's/.*value="//; s/"$//')
+code=$(curl -s -o "$tmp/page.html" -w '%{http_code}' --data-urlencode "__csrf__=$csrf" \
+  --data-urlencode "__form__=1" "$base/scim/plan/apply/")
+[ "$code" = "302" ] && ok "the admin asked for the plan to be applied" || die "Apply Plan answered HTTP $code"
+shows /scim/plan/ "Apply Requested"
+# The service's background loop claims the request within 15 seconds; it logs the end once the
+# copies are dropped too.
+for _ in $(seq 60); do
+  grep -q "the staged plan is applied" "$tmp/service.log" && break
+  sleep 1
+done
+phase=$(sql "SELECT phase FROM \`${ns}_scim\`.scim_rollout")
+[ "$phase" = "applied" ] || die "the service did not apply the plan within a minute (phase $phase)"
+ok "the service applied the plan: $(grep -o 'applied=[0-9]*' "$tmp/service.log" | tail -n 1)"
+copies=$(sql "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '${ns}_scimstage'")
+[ "$copies" = "0" ] && ok "the staged copies are dropped" || fail "the staged copies are still there"
 managed=$(sql "SELECT COUNT(*) FROM \`${ns}_scim\`.scim_user")
 [ "$managed" = "$((people - 40 + 12))" ] && ok "$managed accounts are managed" || fail "$managed accounts are managed"
 disabled=$(sql "SELECT COUNT(*) FROM \`${ns}_user\`.user WHERE isDisabled = 1")

@@ -44,6 +44,7 @@ final class PhabricatorScimApplication extends PhabricatorApplication {
         'plan/' => array(
           '' => 'PhabricatorScimPlanController',
           'unclaimed/' => 'PhabricatorScimPlanUnclaimedController',
+          'apply/' => 'PhabricatorScimPlanApplyController',
         ),
       ),
     );

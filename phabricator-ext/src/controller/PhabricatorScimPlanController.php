@@ -193,6 +193,15 @@ final class PhabricatorScimPlanController extends PhabricatorScimController {
       $properties->addProperty(
         pht('Operations'),
         phutil_implode_html(', ', $parts));
+
+      if ($rollout->isApplyRequested()) {
+        $properties->addProperty(
+          pht('Apply Requested'),
+          pht(
+            '%s by %s; the service starts within 15 seconds.',
+            phabricator_datetime($rollout->getDateApplyRequested(), $viewer),
+            $viewer->renderHandle($rollout->getApplyRequestedBy())));
+      }
     }
 
     $unclaimed = id(new PhabricatorScimUnclaimedAccountQuery())
@@ -209,8 +218,23 @@ final class PhabricatorScimPlanController extends PhabricatorScimController {
         pht('that provisioning will not manage.'),
       ));
 
+    $header = id(new PHUIHeaderView())
+      ->setHeader(pht('Staged Rollout'));
+    $can_apply = $rollout &&
+      $rollout->getPhase() !== PhabricatorScimRollout::PHASE_APPLIED &&
+      !$rollout->isApplyRequested();
+    if ($can_apply) {
+      $header->addActionLink(
+        id(new PHUIButtonView())
+          ->setTag('a')
+          ->setText(pht('Apply Plan...'))
+          ->setIcon('fa-play')
+          ->setHref($this->getApplicationURI('plan/apply/'))
+          ->setWorkflow(true));
+    }
+
     return id(new PHUIObjectBoxView())
-      ->setHeaderText(pht('Staged Rollout'))
+      ->setHeader($header)
       ->setBackground(PHUIObjectBoxView::BLUE_PROPERTY)
       ->appendChild($properties);
   }

@@ -20,6 +20,10 @@ final class PhabricatorScimRollout extends PhabricatorScimDAO {
   protected $dateStaged;
   protected $dateApplyStarted;
   protected $dateApplied;
+  // An administrator's Apply on the Plan page: the service's background loop
+  // claims it (clearing the date) and applies the plan, as `phab-scim apply`.
+  protected $applyRequestedBy;
+  protected $dateApplyRequested;
 
   protected function getConfiguration() {
     return array(
@@ -28,9 +32,15 @@ final class PhabricatorScimRollout extends PhabricatorScimDAO {
         'dateStaged' => 'epoch',
         'dateApplyStarted' => 'epoch?',
         'dateApplied' => 'epoch?',
+        'applyRequestedBy' => 'phid?',
+        'dateApplyRequested' => 'epoch?',
       ),
       self::CONFIG_KEY_SCHEMA => array(),
     ) + parent::getConfiguration();
+  }
+
+  public function isApplyRequested() {
+    return ($this->getDateApplyRequested() !== null);
   }
 
   public static function getPhaseMap() {
