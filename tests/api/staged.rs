@@ -280,6 +280,17 @@ async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = app.delete(&format!("/Users/{}", ids["dave"])).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    // A Bulk request: each of its operations is one of the plan's, bulkIds resolved.
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "f", "data": user_body("frank@example.com", "frank@example.com", "Frank")},
+        {"method": "POST", "path": "/Groups", "bulkId": "o", "data": {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": "bulkId:f"}]}},
+        {"method": "PATCH", "path": "/Groups/bulkId:o", "data": patch(json!([{"op": "replace", "path": "displayName", "value": "Operations"}]))},
+    ]});
+    let (s, _, b) = app.send(reqwest::Method::POST, "/Bulk", Some(bulk)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for op in b["Operations"].as_array().unwrap() {
+        assert!(op["status"].as_str().unwrap().starts_with('2'), "{b}");
+    }
     ids
 }
 
@@ -354,12 +365,13 @@ async fn the_plan_names_each_change_and_each_conflict() {
         })
         .collect();
     let want: HashMap<String, i64> = [
-        ("user.create", 3),
+        ("user.create", 4),
         ("user.adopt", 1),
         ("user.update", 1),
         ("user.deactivate", 2),
         ("user.delete", 1),
-        ("group.create", 2),
+        ("group.create", 3),
+        ("group.update", 1),
         ("group.members", 1),
         ("group.delete", 1),
         ("conflict", 2),
@@ -431,7 +443,7 @@ async fn the_plan_names_each_change_and_each_conflict() {
         "mode:             staged",
         "staged rollout:   staged",
         "2 conflict",
-        "3 user.create",
+        "4 user.create",
     ] {
         assert!(status.contains(line), "{line:?} in {status}");
     }
