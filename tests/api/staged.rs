@@ -679,3 +679,48 @@ async fn an_apply_asked_for_on_the_plan_page_is_run_once_by_the_service() {
     assert!(prov.apply_if_requested().await.unwrap().is_none());
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn check_in_staged_mode_names_the_grants_on_the_copies() {
+    let app = TestApp::spawn_with(staged).await;
+    let check = |mode: &str| {
+        Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+            .arg("check")
+            .env("PHAB_SCIM_DATABASE_URL", app.cfg.database_url.expose())
+            .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
+            .env("PHAB_SCIM_MODE", mode)
+            .output()
+            .unwrap()
+    };
+    let out = check("staged");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("grants: enough for serve"), "{text}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE SELECT, INSERT, UPDATE, DELETE ON `{}`.* FROM '{}'@'%'",
+        // The database-level grant's pattern, `_` escaped as src/db/grants.rs writes it.
+        format!("{}_scimstage", app.ns.as_str()).replace('_', "\\_"),
+        app.ns.as_str()
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let out = check("staged");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "missing grant: SELECT on {}_scimstage.*",
+            app.ns.as_str()
+        )),
+        "{text}"
+    );
+    // Live mode needs none of them.
+    let out = check("live");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    app.cleanup().await;
+}
