@@ -53,7 +53,10 @@ macro_rules! masters_or_skip {
 }
 
 fn port(url: &str) -> u16 {
-    url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(3306)
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3306)
 }
 
 /// local.json's `cluster.databases` for the two servers.
@@ -120,10 +123,13 @@ async fn setup(m: &Masters, ns: &Namespace) -> Db {
 
 async fn count(url: &str, ns: &Namespace, app: &str) -> i64 {
     let mut c = connect(url).await;
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {}.t", ns.db(app))))
-        .fetch_one(&mut c)
-        .await
-        .expect("count")
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {}.t",
+        ns.db(app)
+    )))
+    .fetch_one(&mut c)
+    .await
+    .expect("count")
 }
 
 async fn drop_ns(m: &Masters, ns: &Namespace) {
@@ -210,7 +216,13 @@ async fn a_crash_is_settled_by_the_decision() {
         .commit_until(&db, Some(Stop::AfterPrepare))
         .await;
     let r = xa::recover(&db, Duration::ZERO).await.expect("recover");
-    assert_eq!(r, xa::Recovered { committed: 0, rolled_back: 1 });
+    assert_eq!(
+        r,
+        xa::Recovered {
+            committed: 0,
+            rolled_back: 1
+        }
+    );
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 0);
     assert_eq!(count(&m.urls[1], &ns, "user").await, 0);
 
@@ -228,7 +240,13 @@ async fn a_crash_is_settled_by_the_decision() {
         .expect("recover");
     assert_eq!(young, xa::Recovered::default());
     let r = xa::recover(&db, Duration::ZERO).await.expect("recover");
-    assert_eq!(r, xa::Recovered { committed: 1, rolled_back: 0 });
+    assert_eq!(
+        r,
+        xa::Recovered {
+            committed: 1,
+            rolled_back: 0
+        }
+    );
     assert_eq!(count(&m.urls[1], &ns, "user").await, 1);
     drop_ns(&m, &ns).await;
 }
@@ -256,7 +274,10 @@ async fn a_branch_master_killed_mid_commit_recovers_its_branch() {
         } else {
             Stop::AfterPrepare
         };
-        let _ = write_both(&db, round).await.commit_until(&db, Some(stop)).await;
+        let _ = write_both(&db, round)
+            .await
+            .commit_until(&db, Some(stop))
+            .await;
         server(&m, "mariadbd_kill", 1);
         // While the master is down, a new write across both fails before writing anything.
         let before = count(&m.urls[0], &ns, "scim").await;
@@ -270,9 +291,23 @@ async fn a_branch_master_killed_mid_commit_recovers_its_branch() {
         let r = xa::recover(&db, Duration::ZERO).await.expect("recover");
         if stop == Stop::AfterDecision {
             expect_committed += 1;
-            assert_eq!(r, xa::Recovered { committed: 1, rolled_back: 0 }, "round {round}");
+            assert_eq!(
+                r,
+                xa::Recovered {
+                    committed: 1,
+                    rolled_back: 0
+                },
+                "round {round}"
+            );
         } else {
-            assert_eq!(r, xa::Recovered { committed: 0, rolled_back: 1 }, "round {round}");
+            assert_eq!(
+                r,
+                xa::Recovered {
+                    committed: 0,
+                    rolled_back: 1
+                },
+                "round {round}"
+            );
         }
         assert_eq!(count(&m.urls[0], &ns, "scim").await, expect_committed);
         assert_eq!(count(&m.urls[1], &ns, "user").await, expect_committed);
@@ -317,9 +352,14 @@ async fn check_prints_the_routing_and_checks_each_master() {
         format!("project    -> {a}"),
         format!("scim       -> {a}"),
         format!("scimstage  -> {a}"),
-        format!("master {a} (project, worker, conduit, meta_data, metamta, system, cache, scim, scimstage):"),
+        format!(
+            "master {a} (project, worker, conduit, meta_data, metamta, system, cache, scim, scimstage):"
+        ),
         format!("master {b} (user, auth):"),
-        "serve: refused".to_owned(),
+        format!(
+            "writes across masters: XA, decided in {}_scimxa on {a}",
+            ns.as_str()
+        ),
     ] {
         assert!(text.contains(&line), "{line:?} not in:\n{text}");
     }
