@@ -166,7 +166,15 @@ impl Provisioner {
         limit: u64,
     ) -> Result<(u64, Vec<StoredGroup>)> {
         let order = filter_sql::group_order(sort, descending);
-        let sql = filter_sql::group_where(&self.db.t, filter);
+        // With `<ns>_project` on another master than `<ns>_scim`, members are read from the
+        // user side of the edges (docs/design.md#partitioned-databases).
+        let masters = &self.db.masters;
+        let members = if masters.index_of("project") == masters.index_of("scim") {
+            filter_sql::Members::ProjectSide
+        } else {
+            filter_sql::Members::UserSide
+        };
+        let sql = filter_sql::group_where_on(&self.db.t, filter, members);
         let (total, rows) = self
             .db
             .read(async |conn| {
