@@ -319,7 +319,7 @@ fn spawn_background(
             // Drift joins `<ns>_scim` with `<ns>_project` and `<ns>_user` in one statement:
             // not computed while they are on different masters.
             if cfg.drift_interval_secs > 0
-                && db.masters.is_single()
+                && db.masters.together(crate::db::drift::DRIFT_DATABASES)
                 && n.is_multiple_of(drift_every)
             {
                 match crate::db::drift::run_once(&db).await {

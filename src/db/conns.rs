@@ -284,5 +284,7 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("project and user"), "{e}");
+        assert!(s.masters.together(&["scim", "user", "scimstage"]));
+        assert!(!s.masters.together(&["scim", "project", "user"]));
     }
 }

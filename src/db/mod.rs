@@ -284,6 +284,12 @@ impl Masters {
         self.pools.len() == 1
     }
 
+    /// Whether the databases of `apps` are all on one master (a statement may join them).
+    pub fn together(&self, apps: &[&str]) -> bool {
+        apps.windows(2)
+            .all(|w| self.index_of(w[0]) == self.index_of(w[1]))
+    }
+
     /// The index of the master of `database`; the coordinator (0) for one not routed.
     pub fn index_of(&self, database: &str) -> usize {
         self.routes
