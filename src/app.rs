@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, RolloutMode};
 use crate::db::stage::Phase;
-use crate::db::{Db, migrate, now, sidecar};
+use crate::db::{Db, migrate, now, sidecar, xa};
 use crate::http::refused::RefusedRequests;
 use crate::http::serve::{self, ConnLimits};
 use crate::http::{AppState, canonical_endpoints, router};
@@ -33,21 +33,21 @@ impl Application {
         cfg: Config,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> anyhow::Result<Self> {
-        // Partitioned masters are refused before anything connects (config::ConfigError).
-        let db = Db::connect_with(
-            cfg.one_master_url()?,
-            cfg.namespace.clone(),
-            cfg.pool_size,
-            cfg.db_timeouts(),
-        )
-        .await
-        .context("database")?;
+        // With the databases on several masters, a pool per master and writes by XA
+        // (docs/design.md#partitioned-databases).
+        let db = Db::connect_config(&cfg, cfg.pool_size, cfg.db_timeouts())
+            .await
+            .context("database")?;
         let report = migrate::migrate(&db)
             .await
             .with_context(|| format!("applying {}_scim patches", cfg.namespace.as_str()))?;
         for key in &report.applied {
             tracing::info!(patch = %key, "applied");
         }
+        // Writes a previous run left prepared (it died between the phases).
+        recover_writes(&db)
+            .await
+            .context("settling writes across masters")?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
@@ -149,6 +149,24 @@ fn instance_key() -> String {
     key.chars().take(64).collect()
 }
 
+/// Settles the writes across masters left prepared by a service that died mid-commit
+/// (`xa::recover`), once they are older than an operation may take. Nothing with one master.
+async fn recover_writes(db: &Db) -> crate::db::DbResult<()> {
+    if db.masters.is_single() {
+        return Ok(());
+    }
+    let settled_after = db.timeouts.operation + Duration::from_secs(1);
+    let done = xa::recover(db, settled_after).await?;
+    if done.committed + done.rolled_back > 0 {
+        tracing::warn!(
+            committed = done.committed,
+            rolled_back = done.rolled_back,
+            "settled writes across masters left prepared"
+        );
+    }
+    Ok(())
+}
+
 /// Marks this replica's heartbeat stopped after a clean shutdown, so the Status page does not
 /// show it running for another minute. Best effort: a database that is gone leaves the row to
 /// age out as "not seen".
@@ -156,7 +174,7 @@ async fn mark_stopped(state: &AppState, key: &str) {
     let db = &state.prov.db;
     let marked = async {
         let mut conn = db.pool.acquire().await?;
-        sidecar::mark_stopped(&mut conn, &db.t, key).await
+        sidecar::mark_stopped(&mut crate::db::Conns::of(db, &mut conn), &db.t, key).await
     };
     match tokio::time::timeout(Duration::from_secs(5), marked).await {
         Ok(Ok(())) => {}
@@ -265,7 +283,7 @@ fn spawn_background(
                     started,
                 };
                 if let Err(e) = sidecar::heartbeat(
-                    &mut conn,
+                    &mut crate::db::Conns::of(&db, &mut conn),
                     &db.t,
                     &instance,
                     &crate::db::status::GuardSettings::of(&cfg),
@@ -279,9 +297,19 @@ fn spawn_background(
                 if n.is_multiple_of(240) {
                     let cutoff =
                         now().saturating_sub(cfg.event_retention_days.saturating_mul(86_400));
-                    let _ = sidecar::prune_events(&mut conn, &db.t, cutoff).await;
+                    let _ = sidecar::prune_events(
+                        &mut crate::db::Conns::of(&db, &mut conn),
+                        &db.t,
+                        cutoff,
+                    )
+                    .await;
                     let gone = now().saturating_sub(crate::db::status::INSTANCE_RETENTION_SECS);
-                    let _ = sidecar::prune_instances(&mut conn, &db.t, gone).await;
+                    let _ = sidecar::prune_instances(
+                        &mut crate::db::Conns::of(&db, &mut conn),
+                        &db.t,
+                        gone,
+                    )
+                    .await;
                 }
             }
             // An apply asked for on the Plan page, in a task of its own: a large plan takes
@@ -294,8 +322,16 @@ fn spawn_background(
                     }
                 });
             }
+            if let Err(e) = recover_writes(&db).await {
+                tracing::warn!(error = %e, "settling writes across masters failed");
+            }
             let drift_every = (cfg.drift_interval_secs / 15).max(1);
-            if cfg.drift_interval_secs > 0 && n.is_multiple_of(drift_every) {
+            // Drift joins `<ns>_scim` with `<ns>_project` and `<ns>_user` in one statement:
+            // not computed while they are on different masters.
+            if cfg.drift_interval_secs > 0
+                && db.masters.together(crate::db::drift::DRIFT_DATABASES)
+                && n.is_multiple_of(drift_every)
+            {
                 match crate::db::drift::run_once(&db).await {
                     Ok(Some(found)) => tracing::debug!(found, "drift computed"),
                     Ok(None) => {}

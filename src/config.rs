@@ -370,12 +370,13 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(Box<figment::Error>),
     /// The databases the service uses are partitioned between several masters
-    /// (`cluster.databases`), and writing across masters is not built yet: refused before a
-    /// write could land on one master and not the other (docs/design.md#partitioned-databases).
+    /// (`cluster.databases`), and the command works on one server only (`demo`): refused
+    /// before a write could land on one master and not the other
+    /// (docs/design.md#partitioned-databases; `serve` writes across them by XA).
     #[error(
-        "the databases phab-scim uses are on {masters} masters ({routes}): writes across \
-         partitioned masters are not supported yet, and are refused rather than made one-sided; \
-         `phab-scim check` shows the routing and checks each master"
+        "the databases phab-scim uses are on {masters} masters ({routes}): this command works \
+         on one server only, and refuses rather than make a write one-sided; `phab-scim check` \
+         shows the routing and checks each master"
     )]
     Partitioned {
         /// How many masters.
@@ -514,8 +515,9 @@ impl Config {
         }
     }
 
-    /// `database_url`, when it holds every database the service uses (always, but with
-    /// partitioned `cluster.databases` spreading them over several masters: refused).
+    /// `database_url`, when it holds every database the service uses, for a command that works
+    /// on one server only (`demo`): with partitioned `cluster.databases` spreading them over
+    /// several masters, refused (`Db::connect_config` connects to each instead).
     pub fn one_master_url(&self) -> Result<&Secret, ConfigError> {
         let routing = self.routing();
         if routing.one_master().is_some() {

@@ -441,7 +441,9 @@ impl TokenVerifier {
             let db = self.db.clone();
             tokio::spawn(async move {
                 if let Ok(mut conn) = db.pool.acquire().await {
-                    let _ = sidecar::touch_token(&mut conn, &db.t, id).await;
+                    let _ =
+                        sidecar::touch_token(&mut crate::db::Conns::of(&db, &mut conn), &db.t, id)
+                            .await;
                 }
             });
         }
@@ -559,8 +561,8 @@ pub async fn issue(
         bot_phid,
         expires,
     };
-    let id = sidecar::insert_token(&mut tx, &db.t, &token).await?;
-    sidecar::set_token_hash(&mut tx, &db.t, id, &hash).await?;
+    let id = sidecar::insert_token(&mut crate::db::Conns::of(db, &mut tx), &db.t, &token).await?;
+    sidecar::set_token_hash(&mut crate::db::Conns::of(db, &mut tx), &db.t, id, &hash).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok((id, format(id, &secret)))
 }

@@ -4,7 +4,8 @@
 //! servers.
 //!
 //! Master 0 (`a`) holds the default partition, `<ns>_scim` with it (the coordinator of
-//! `db::xa`); master 1 (`b`) holds `user` and `auth`.
+//! `db::xa`); master 1 (`b`) holds `user` and `auth`, except in the tests of the service under
+//! load, where it holds `project` alone (membership edges on both masters).
 
 // Test code may panic: a failed expect is a failed test (as in tests/api/main.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -358,7 +359,10 @@ async fn check_prints_the_routing_and_checks_each_master() {
             "master {a} (project, worker, conduit, meta_data, metamta, system, cache, scim, scimstage):"
         ),
         format!("master {b} (user, auth):"),
-        "serve: refused".to_owned(),
+        format!(
+            "writes across masters: XA, decided in {}_scimxa on {a}",
+            ns.as_str()
+        ),
     ] {
         assert!(text.contains(&line), "{line:?} not in:\n{text}");
     }
@@ -366,4 +370,454 @@ async fn check_prints_the_routing_and_checks_each_master() {
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&root);
     drop_ns(&m, &ns).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service itself on two masters, `<ns>_project` on b and the rest (`<ns>_scim`, the
+// coordinator, and `<ns>_user`) on a: membership load while the service is SIGKILLed, or while
+// each master is stopped, and then every membership on all three edge sets or on none.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use phab_scim::config::Config;
+use phab_scim::provisioning::Provisioner;
+
+/// local.json's `cluster.databases` with `project` alone on b.
+fn project_apart_json(m: &Masters) -> serde_json::Value {
+    serde_json::json!([
+        {"host": "127.0.0.1", "port": port(&m.urls[0]), "role": "master", "partition": ["default"]},
+        {"host": "127.0.0.1", "port": port(&m.urls[1]), "role": "master", "partition": ["project"]}
+    ])
+}
+
+/// A namespace on both masters, migrated, with a bot's token, and a checkout whose local.json
+/// routes it as [`project_apart_json`].
+struct LoadFixture {
+    ns: Namespace,
+    db: Db,
+    root: PathBuf,
+    token: String,
+    port: u16,
+}
+
+async fn load_fixture(m: &Masters, tag: &str) -> LoadFixture {
+    let ns = fresh_ns(tag);
+    for url in &m.urls {
+        let mut c = connect(url).await;
+        migrate::install_phabricator_fixture(&mut c, &ns)
+            .await
+            .expect("fixture");
+    }
+    let defaults = Endpoint {
+        host: "127.0.0.1".into(),
+        port: 3306,
+        user: "root".into(),
+        pass: String::new(),
+    };
+    let routing = Cluster::parse(Some(&project_apart_json(m)), &defaults)
+        .ok()
+        .flatten()
+        .and_then(|c| c.routing().ok())
+        .expect("the cluster parses");
+    let db = Db::connect_routed(&routing, ns.clone(), 8, Timeouts::default())
+        .await
+        .expect("pools");
+    assert_eq!(db.masters.index_of("project"), 1);
+    assert_eq!(db.masters.index_of("user"), 0);
+    migrate::migrate(&db).await.expect("migrate");
+    let prov = Provisioner {
+        db: db.clone(),
+        cfg: Arc::new(Config {
+            namespace: ns.clone(),
+            ..Config::default()
+        }),
+    };
+    let bot = prov.ensure_bot("scim-bot").await.expect("bot");
+    let (_, token) = phab_scim::token::issue(&db, &bot, "load", None)
+        .await
+        .expect("token");
+    let root = std::env::temp_dir().join(format!("phab-scim-{}", ns.as_str()));
+    std::fs::create_dir_all(root.join("conf/local")).expect("checkout");
+    let local = serde_json::json!({
+        "storage.default-namespace": ns.as_str(),
+        "cluster.databases": project_apart_json(m),
+    });
+    std::fs::write(root.join("conf/local/local.json"), local.to_string()).expect("local.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    LoadFixture {
+        ns,
+        db,
+        root,
+        token,
+        port,
+    }
+}
+
+/// `phab-scim serve` on the fixture, its log appended to `<root>/serve.log`.
+fn start_service(f: &LoadFixture) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(f.root.join("serve.log"))
+        .expect("log");
+    Command::new(env!("CARGO_BIN_EXE_phab-scim"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PHAB_SCIM_PHABRICATOR_ROOT", &f.root)
+        .env("PHAB_SCIM_LISTEN", format!("127.0.0.1:{}", f.port))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("phab-scim serve")
+}
+
+async fn wait_ready(client: &reqwest::Client, port: u16) {
+    for _ in 0..300 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the service did not start (see serve.log)");
+}
+
+fn scim(f: &LoadFixture, path: &str) -> String {
+    format!("http://127.0.0.1:{}/scim/v2{path}", f.port)
+}
+
+/// Creates `users` users and `groups` groups; their ids.
+async fn populate(
+    f: &LoadFixture,
+    client: &reqwest::Client,
+    users: usize,
+    groups: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut u = Vec::new();
+    for i in 0..users {
+        let r = client
+            .post(scim(f, "/Users"))
+            .bearer_auth(&f.token)
+            .json(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("load{i}@example.com"),
+                "name": {"givenName": "Load", "familyName": format!("User{i}")},
+                "emails": [{"value": format!("load{i}@example.com"), "primary": true}],
+                "active": true
+            }))
+            .send()
+            .await
+            .expect("POST /Users");
+        assert_eq!(r.status().as_u16(), 201);
+        let body: serde_json::Value = r.json().await.expect("json");
+        u.push(body["id"].as_str().expect("id").to_owned());
+    }
+    let mut g = Vec::new();
+    for i in 0..groups {
+        let r = client
+            .post(scim(f, "/Groups"))
+            .bearer_auth(&f.token)
+            .json(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": format!("Load Group {i}")
+            }))
+            .send()
+            .await
+            .expect("POST /Groups");
+        assert_eq!(r.status().as_u16(), 201);
+        let body: serde_json::Value = r.json().await.expect("json");
+        g.push(body["id"].as_str().expect("id").to_owned());
+    }
+    (u, g)
+}
+
+/// What the IdP was told: memberships added (and not removed since) and removed.
+#[derive(Default)]
+struct Ledger {
+    added: HashSet<(String, String)>,
+    removed: HashSet<(String, String)>,
+    unavailable: usize,
+}
+
+async fn patch_member(
+    f: &LoadFixture,
+    client: &reqwest::Client,
+    op: &str,
+    group: &str,
+    user: &str,
+) -> Option<u16> {
+    let r = client
+        .patch(scim(f, &format!("/Groups/{group}")))
+        .bearer_auth(&f.token)
+        .json(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": op, "path": "members", "value": [{"value": user}]}]
+        }))
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    // The whole answer read: acknowledged only once the client has it.
+    r.bytes().await.ok()?;
+    Some(status)
+}
+
+/// `workers` clients, each adding its own users to every group and removing every third
+/// membership it added, until `stop`; what was acknowledged.
+async fn membership_load(
+    f: Arc<LoadFixture>,
+    users: Arc<Vec<String>>,
+    groups: Arc<Vec<String>>,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicUsize>,
+) -> Ledger {
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (f, users, groups, stop, ops) = (
+            f.clone(),
+            users.clone(),
+            groups.clone(),
+            stop.clone(),
+            ops.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client");
+            let mut ledger = Ledger::default();
+            let mine: Vec<&String> = users.iter().skip(w).step_by(workers).collect();
+            let pairs: Vec<(&String, &String)> = mine
+                .iter()
+                .flat_map(|u| groups.iter().map(move |g| (g, *u)))
+                .collect();
+            let mut n = 0usize;
+            'outer: loop {
+                for (g, u) in &pairs {
+                    if stop.load(Ordering::Relaxed) {
+                        break 'outer;
+                    }
+                    let key = ((*g).clone(), (*u).clone());
+                    let op = if ledger.added.contains(&key) {
+                        "remove"
+                    } else {
+                        "add"
+                    };
+                    // Every third added membership is removed again on the next pass.
+                    if op == "remove" && !n.is_multiple_of(3) {
+                        n += 1;
+                        continue;
+                    }
+                    n += 1;
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    match patch_member(&f, &client, op, g, u).await {
+                        Some(200 | 204) if op == "add" => {
+                            ledger.removed.remove(&key);
+                            ledger.added.insert(key);
+                        }
+                        Some(200 | 204) => {
+                            ledger.added.remove(&key);
+                            ledger.removed.insert(key);
+                        }
+                        Some(503) => ledger.unavailable += 1,
+                        Some(_) | None => {
+                            // Not acknowledged: either outcome, but never one-sided.
+                            ledger.added.remove(&key);
+                            ledger.removed.remove(&key);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+            ledger
+        }));
+    }
+    let mut all = Ledger::default();
+    for t in tasks {
+        let l = t.await.expect("worker");
+        all.added.extend(l.added);
+        all.removed.extend(l.removed);
+        all.unavailable += l.unavailable;
+    }
+    all
+}
+
+/// `(src, dst)` of the edges of type `ty` in `<ns>_<app>.edge` on `url`.
+async fn edges(url: &str, ns: &Namespace, app: &str, ty: u32) -> HashSet<(String, String)> {
+    let mut c = connect(url).await;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT src, dst FROM {}.edge WHERE type = ?",
+        ns.db(app)
+    )))
+    .bind(ty)
+    .fetch_all(&mut c)
+    .await
+    .expect("edges");
+    rows.into_iter()
+        .map(|(s, d)| {
+            (
+                String::from_utf8_lossy(&s).into_owned(),
+                String::from_utf8_lossy(&d).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Settles what the dead service left prepared, then counts memberships not on all three edge
+/// sets (13 and 60 in `<ns>_project` on b, 14 in `<ns>_user` on a) and acknowledged writes the
+/// masters do not show. Returns (one-sided, lost, memberships).
+async fn audit(m: &Masters, f: &LoadFixture, ledger: &Ledger) -> (usize, usize, usize) {
+    // The service is dead: nothing is still deciding.
+    xa::recover(&f.db, Duration::ZERO).await.expect("recover");
+    let mut b = connect(&m.urls[1]).await;
+    let left: Vec<sqlx::mysql::MySqlRow> = b.fetch_all("XA RECOVER").await.expect("XA RECOVER");
+    assert!(left.is_empty(), "{} branches still prepared", left.len());
+    let p13 = edges(&m.urls[1], &f.ns, "project", 13).await;
+    let p60 = edges(&m.urls[1], &f.ns, "project", 60).await;
+    let u14: HashSet<(String, String)> = edges(&m.urls[0], &f.ns, "user", 14)
+        .await
+        .into_iter()
+        .map(|(u, p)| (p, u))
+        .collect();
+    let all: HashSet<&(String, String)> = p13.iter().chain(&p60).chain(&u14).collect();
+    let one_sided = all
+        .iter()
+        .filter(|e| !(p13.contains(*e) && p60.contains(*e) && u14.contains(*e)))
+        .count();
+    let lost = ledger
+        .added
+        .iter()
+        .filter(|e| !(p13.contains(*e) && p60.contains(*e) && u14.contains(*e)))
+        .count()
+        + ledger
+            .removed
+            .iter()
+            .filter(|e| p13.contains(*e) || p60.contains(*e) || u14.contains(*e))
+            .count();
+    (one_sided, lost, p13.len())
+}
+
+fn rounds(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test]
+#[ignore = "needs two private MariaDB masters: scripts/partition-test starts them and runs these"]
+async fn the_service_killed_during_membership_load_leaves_nothing_one_sided() {
+    use rand::Rng;
+    let m = masters_or_skip!();
+    let _serial = SERIAL.lock().await;
+    let kills = rounds("PHAB_SCIM_TEST_SERVICE_KILLS", 5);
+    let f = Arc::new(load_fixture(&m, "kill").await);
+    let client = reqwest::Client::new();
+    let mut child = start_service(&f);
+    wait_ready(&client, f.port).await;
+    let (users, groups) = populate(&f, &client, 40, 3).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(membership_load(
+        f.clone(),
+        Arc::new(users),
+        Arc::new(groups),
+        4,
+        stop.clone(),
+        ops.clone(),
+    ));
+    for _ in 0..kills {
+        let pause = rand::thread_rng().gen_range(100..800);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        child = start_service(&f);
+        wait_ready(&client, f.port).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ledger = load.await.expect("load");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let (one_sided, lost, members) = audit(&m, &f, &ledger).await;
+    eprintln!(
+        "service kills: {kills}, requests: {}, acknowledged adds kept: {}, removes: {}, \
+         memberships: {members}, one-sided: {one_sided}, lost acknowledged: {lost}",
+        ops.load(Ordering::Relaxed),
+        ledger.added.len(),
+        ledger.removed.len()
+    );
+    assert_eq!(one_sided, 0);
+    assert_eq!(lost, 0);
+    assert!(!ledger.added.is_empty(), "no write was acknowledged");
+    let _ = std::fs::remove_dir_all(&f.root);
+    drop_ns(&m, &f.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs two private MariaDB masters: scripts/partition-test starts them and runs these"]
+async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
+    let m = masters_or_skip!();
+    let _serial = SERIAL.lock().await;
+    let outages = rounds("PHAB_SCIM_TEST_MASTER_OUTAGES", 1);
+    let f = Arc::new(load_fixture(&m, "outage").await);
+    let client = reqwest::Client::new();
+    let mut child = start_service(&f);
+    wait_ready(&client, f.port).await;
+    let (users, groups) = populate(&f, &client, 40, 3).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(membership_load(
+        f.clone(),
+        Arc::new(users),
+        Arc::new(groups),
+        4,
+        stop.clone(),
+        ops.clone(),
+    ));
+    for _ in 0..outages {
+        // b (a branch's master), then a (the coordinator's), each stopped under load.
+        for i in [1, 0] {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            server(&m, "mariadbd_stop", i);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            server(&m, "mariadbd_start", i);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ledger = load.await.expect("load");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let (one_sided, lost, members) = audit(&m, &f, &ledger).await;
+    eprintln!(
+        "master outages: {} (each master stopped {outages} time(s)), requests: {}, 503: {}, \
+         acknowledged adds kept: {}, removes: {}, memberships: {members}, one-sided: \
+         {one_sided}, lost acknowledged: {lost}",
+        2 * outages,
+        ops.load(Ordering::Relaxed),
+        ledger.unavailable,
+        ledger.added.len(),
+        ledger.removed.len()
+    );
+    assert_eq!(one_sided, 0);
+    assert_eq!(lost, 0);
+    assert!(
+        ledger.unavailable > 0,
+        "no request answered 503 while a master was down"
+    );
+    let _ = std::fs::remove_dir_all(&f.root);
+    drop_ns(&m, &f.ns).await;
 }

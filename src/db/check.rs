@@ -9,7 +9,7 @@ use sqlx::Row;
 use tokio::time::Instant;
 
 use super::migrate::{PHABRICATOR_FIXTURE, SCIM_PATCHES, render_patch};
-use super::{Conn, Db, DbResult};
+use super::{Db, DbResult};
 
 /// Expected columns: (database app, table) -> [(column, normalised type)].
 pub fn expected() -> BTreeMap<(String, String), Vec<(String, String)>> {
@@ -230,7 +230,7 @@ pub async fn namespaces(db: &Db) -> DbResult<Vec<String>> {
 }
 
 /// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`).
-pub async fn missing_tables(conn: &mut Conn, db: &Db) -> DbResult<Vec<String>> {
+pub async fn missing_tables(conn: &mut super::Conns<'_>, db: &Db) -> DbResult<Vec<String>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ?",
     )

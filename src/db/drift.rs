@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 
 use super::phabricator::edge::PROJECT_HAS_MEMBER;
-use super::{Db, DbResult, bin_text, now};
+use super::{Db, DbError, DbResult, bin_text, now};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +29,19 @@ pub struct Finding {
 /// Largest number of phantom accounts recorded (an install that never used SCIM has many).
 const MAX_PHANTOMS: u32 = 5000;
 
+/// The databases drift's statements join.
+pub const DRIFT_DATABASES: &[&str] = &["scim", "project", "user"];
+
 /// Computes the findings (reads only).
 pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
+    // Its statements join `<ns>_scim` with `<ns>_project` and `<ns>_user`: refused rather than
+    // read from a copy another master's partition left unused
+    // (docs/design.md#partitioned-databases).
+    if !db.masters.together(DRIFT_DATABASES) {
+        return Err(DbError::Inconsistent(
+            "drift is not computed while scim, project and user are on different masters".into(),
+        ));
+    }
     let mut out = renamed_projects(db).await?;
     out.extend(members_changed_outside_scim(db).await?);
     out.extend(reenabled_users(db).await?);

@@ -235,8 +235,24 @@ fn user_cmp(field: &UserField, op: CompareOp, lit: &Literal, out: &mut Sql) {
 /// Compiles a group filter over `scim_group g`. `displayName` uses the column's
 /// case-insensitive collation (caseExact=false); `externalId` and `id` compare exactly.
 pub fn group_where(t: &Tables, f: &GroupFilter) -> Sql {
+    group_where_on(t, f, Members::ProjectSide)
+}
+
+/// Which edges a group filter on members reads. Both directions are written together
+/// (src/db/phabricator/edge.rs); a statement can only join the one whose database is on the
+/// master of `<ns>_scim` (docs/design.md#partitioned-databases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Members {
+    /// Type 13 in `<ns>_project.edge` (one master, or `project` with `scim`).
+    ProjectSide,
+    /// Type 14 in `<ns>_user.edge` (`project` on another master than `scim`).
+    UserSide,
+}
+
+/// [`group_where`], reading members from `members`' edges.
+pub fn group_where_on(t: &Tables, f: &GroupFilter, members: Members) -> Sql {
     let mut out = Sql::default();
-    group(t, f, &mut out);
+    group(t, f, members, &mut out);
     out
 }
 
@@ -254,7 +270,7 @@ pub fn group_order(field: Option<GroupField>, descending: bool) -> String {
     format!("{col} {dir}, g.id {dir}")
 }
 
-fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
+fn group(t: &Tables, f: &GroupFilter, members: Members, out: &mut Sql) {
     match f {
         GroupFilter::All => out.text.push_str("1 = 1"),
         GroupFilter::And(a, b) | GroupFilter::Or(a, b) => {
@@ -264,14 +280,14 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
                 " OR "
             };
             out.text.push('(');
-            group(t, a, out);
+            group(t, a, members, out);
             out.text.push_str(op);
-            group(t, b, out);
+            group(t, b, members, out);
             out.text.push(')');
         }
         GroupFilter::Not(a) => {
             out.text.push_str("NOT (");
-            group(t, a, out);
+            group(t, a, members, out);
             out.text.push(')');
         }
         GroupFilter::Present(field) => out.text.push_str(match field {
@@ -297,6 +313,20 @@ fn group(t: &Tables, f: &GroupFilter, out: &mut Sql) {
             GroupField::ExternalId => string_cmp("g.externalID", true, *op, lit, out),
         },
         GroupFilter::Const(b) => out.text.push_str(if *b { "1 = 1" } else { "1 = 0" }),
+        GroupFilter::HasMembers if members == Members::UserSide => {
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} me WHERE me.dst = g.projectPHID AND me.type = {MEMBER_OF_PROJECT})",
+                t.user_edge
+            ));
+        }
+        GroupFilter::Member(id) if members == Members::UserSide => {
+            // Type 14: user is member of project, the inverse of 13.
+            out.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {} me WHERE me.src = ? AND me.type = {MEMBER_OF_PROJECT} AND me.dst = g.projectPHID)",
+                t.user_edge
+            ));
+            out.binds.push(Bind::Str(id.clone()));
+        }
         GroupFilter::HasMembers => {
             out.text.push_str(&format!(
                 "EXISTS (SELECT 1 FROM {} me WHERE me.src = g.projectPHID AND me.type = {PROJECT_HAS_MEMBER})",

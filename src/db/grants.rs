@@ -85,6 +85,22 @@ pub const STAGED: &[Need] = &[Need {
     privileges: &[S, I, U, D],
 }];
 
+/// What `serve` needs in addition to [`SERVE`] when partitioned `cluster.databases` spread
+/// the databases over several masters: the decision log of writes across them (`db::xa`), on
+/// the master of `<ns>_scim`.
+pub const PARTITIONED: &[Need] = &[Need {
+    app: "scimxa",
+    table: None,
+    privileges: &[S, I, D],
+}];
+
+/// What `phab-scim migrate` needs in addition to [`PARTITIONED`] to create that log.
+pub const MIGRATE_PARTITIONED: &[Need] = &[Need {
+    app: "scimxa",
+    table: None,
+    privileges: &["CREATE"],
+}];
+
 /// What `phab-scim migrate` needs in addition to [`SERVE`]: create `<ns>_scim` and its tables,
 /// alter them, and record each patch.
 pub const MIGRATE: &[Need] = &[
@@ -386,6 +402,12 @@ mod readme {
             .chain(statements(MIGRATE, &ns, "'phabscim-migrate'@'%'"))
             .chain(statements(STAGED, &ns, "'phabscim'@'%'"))
             .chain(statements(STAGE, &ns, "'phabscim-migrate'@'%'"))
+            .chain(statements(PARTITIONED, &ns, "'phabscim'@'%'"))
+            .chain(statements(
+                MIGRATE_PARTITIONED,
+                &ns,
+                "'phabscim-migrate'@'%'",
+            ))
         {
             assert!(readme.contains(&s), "README.md lacks: {s}");
         }

@@ -165,12 +165,32 @@ pub async fn migrate(db: &Db) -> DbResult<MigrateReport> {
             "timed out waiting for the migration lock".into(),
         ));
     }
-    let result = migrate_locked(db, &mut conn).await;
+    let mut result = migrate_locked(db, &mut conn).await;
+    if result.is_ok() && !db.masters.is_single() {
+        result = install_decision_log(db, &mut conn).await.and(result);
+    }
     let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(&lock)
         .execute(&mut *conn)
         .await;
     result
+}
+
+/// With the databases on several masters, the decision log of writes across them
+/// (`db::xa`, `<ns>_scimxa` on the coordinator), created when missing: `serve`'s account
+/// finds it there and needs no `CREATE`.
+async fn install_decision_log(db: &Db, conn: &mut MySqlConnection) -> DbResult<()> {
+    let present: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'decision'",
+    )
+    .bind(format!("{}_{}", db.ns.as_str(), super::xa::XA_APP))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if present.is_none() {
+        super::xa::install(db).await?;
+        tracing::info!("created the decision log of writes across masters");
+    }
+    Ok(())
 }
 
 async fn migrate_locked(db: &Db, conn: &mut MySqlConnection) -> DbResult<MigrateReport> {

@@ -2,6 +2,7 @@
 //! configured [`Namespace`]; every value is a bound parameter.
 
 pub mod check;
+pub mod conns;
 pub mod drift;
 pub mod filter_sql;
 pub mod grants;
@@ -22,7 +23,9 @@ use tokio::time::Instant;
 
 use crate::config::{Namespace, Secret};
 
-/// A connection inside a transaction (what every writer takes).
+pub use conns::Conns;
+
+/// One connection (writers and readers take [`Conns`], the connections of an operation).
 pub type Conn = sqlx::MySqlConnection;
 /// An open transaction.
 pub type Tx = sqlx::Transaction<'static, sqlx::MySql>;
@@ -281,6 +284,12 @@ impl Masters {
         self.pools.len() == 1
     }
 
+    /// Whether the databases of `apps` are all on one master (a statement may join them).
+    pub fn together(&self, apps: &[&str]) -> bool {
+        apps.windows(2)
+            .all(|w| self.index_of(w[0]) == self.index_of(w[1]))
+    }
+
     /// The index of the master of `database`; the coordinator (0) for one not routed.
     pub fn index_of(&self, database: &str) -> usize {
         self.routes
@@ -363,6 +372,27 @@ impl Db {
         let mut db = Self::from_pool(pool, ns);
         db.timeouts = timeouts;
         Ok(db)
+    }
+
+    /// Opens the pool of every master `cfg` routes the service's databases to: one
+    /// ([`Db::connect_with`] on `database_url`, no XA) unless partitioned `cluster.databases`
+    /// spread them over several ([`Db::connect_routed`]).
+    pub async fn connect_config(
+        cfg: &crate::config::Config,
+        pool_size: u32,
+        timeouts: Timeouts,
+    ) -> DbResult<Self> {
+        let routing = cfg.routing();
+        if routing.one_master().is_some() {
+            return Self::connect_with(
+                &cfg.database_url,
+                cfg.namespace.clone(),
+                pool_size,
+                timeouts,
+            )
+            .await;
+        }
+        Self::connect_routed(&routing, cfg.namespace.clone(), pool_size, timeouts).await
     }
 
     /// Opens a pool per master of `routing` (each as [`Db::connect_with`] opens its one),
@@ -451,26 +481,33 @@ impl Db {
         DbError::Timeout(what)
     }
 
-    /// Runs a read on one connection within `timeouts.operation` ([`Db::within`]).
+    /// Runs a read within `timeouts.operation` ([`Db::within`]).
     pub async fn read<T, E: From<DbError>>(
         &self,
-        op: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+        op: impl AsyncFnOnce(&mut Conns<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         self.within(self.deadline(), "a read", op).await
     }
 
-    /// Runs `op` on one connection, acquired and done by `deadline`; on time out the
+    /// Runs `op` on the coordinator's connection (and, with several masters, on each other
+    /// master's it reaches: `Conns`), acquired and done by `deadline`; on time out every
     /// connection is closed ([`Db::give_up`]) and the error is [`DbError::Timeout`].
     pub async fn within<T, E: From<DbError>>(
         &self,
         deadline: Instant,
         what: &'static str,
-        op: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+        op: impl AsyncFnOnce(&mut Conns<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut conn = self.acquire_until(deadline).await?;
-        let outcome = tokio::time::timeout_at(deadline, op(&mut conn)).await;
+        let mut conns = Conns::of(self, &mut conn);
+        let outcome = tokio::time::timeout_at(deadline, op(&mut conns)).await;
+        let others = conns.into_others();
         match outcome {
-            Ok(result) => result,
+            Ok(result) => {
+                others.release();
+                result
+            }
+            // `others` dropped: closed, as `conn` is.
             Err(_) => Err(self.give_up(conn, what).into()),
         }
     }

@@ -9,7 +9,7 @@ use super::filter_sql::Sql;
 use super::phabricator::Phid;
 use super::phabricator::edge::MEMBER_OF_PROJECT;
 use super::status::GuardSettings;
-use super::{Conn, DbResult, Tables, now, placeholders};
+use super::{Conns, DbResult, Tables, now, placeholders};
 use crate::scim::schema::Resource;
 
 /// A managed user joined with the Phabricator columns a SCIM response needs.
@@ -119,7 +119,7 @@ pub const SCIM_USER_VIEW_COLUMNS: &str = "s.id, s.userPHID, s.userName, s.extern
 /// `lock` takes both rows `FOR UPDATE` (editors reload the edited object locked,
 /// docs/design.md#transactions-and-locking).
 async fn one_user_view(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     column: &'static str,
     value: &str,
@@ -143,7 +143,7 @@ async fn one_user_view(
 
 /// The managed user with this PHID, locked.
 pub async fn lock_scim_user(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &str,
 ) -> DbResult<Option<ScimUserView>> {
@@ -152,7 +152,7 @@ pub async fn lock_scim_user(
 
 /// The managed user with this PHID, as a read renders it (no lock).
 pub async fn get_scim_user(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &str,
 ) -> DbResult<Option<ScimUserRead>> {
@@ -169,7 +169,7 @@ pub async fn get_scim_user(
 
 /// The managed user holding this SCIM userName (case-insensitive, by the column), locked.
 pub async fn lock_scim_user_by_name(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_name: &str,
 ) -> DbResult<Option<ScimUserView>> {
@@ -177,7 +177,7 @@ pub async fn lock_scim_user_by_name(
 }
 
 /// Whether a SCIM token (revoked or not) speaks for `user_phid`: the service's own bot.
-pub async fn is_token_bot(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<bool> {
+pub async fn is_token_bot(conn: &mut Conns<'_>, t: &Tables, user_phid: &str) -> DbResult<bool> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "SELECT 1 FROM {} WHERE botPHID = ? LIMIT 1",
         t.scim_token
@@ -203,7 +203,7 @@ pub struct ScimUserFields<'a> {
 /// adoption): the deprovision guard does not count such an account deprovisioned within its
 /// window.
 pub async fn insert_scim_user(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &str,
     fields: &ScimUserFields<'_>,
@@ -230,7 +230,7 @@ pub async fn insert_scim_user(
 /// Rewrites the SCIM record and bumps its version. `disabled_at` stamps `dateDeprovisioned`
 /// when this write disables the account: the deprovision guard counts those stamps.
 pub async fn update_scim_user(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     id: u32,
     fields: &ScimUserFields<'_>,
@@ -266,7 +266,7 @@ pub struct ScimEmail {
 
 /// Replaces the SCIM email values of a user.
 pub async fn write_scim_emails(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &str,
     emails: &[ScimEmail],
@@ -317,7 +317,7 @@ pub enum Bind {
 /// `startIndex` skips over index entries, not over whole rows; without a condition on `user`
 /// the ids come from `scim_user`'s own `(isDeprovisioned, id)` key.
 pub async fn list_scim_users(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     filter: &Sql,
     order: &Sql,
@@ -489,7 +489,7 @@ pub struct Event {
 }
 
 /// Writes a sync-log row.
-pub async fn insert_event(conn: &mut Conn, t: &Tables, e: &Event) -> DbResult<()> {
+pub async fn insert_event(conn: &mut Conns<'_>, t: &Tables, e: &Event) -> DbResult<()> {
     let ts = now();
     let path: String = e.path.chars().take(255).collect();
     sqlx::query(AssertSqlSafe(format!(
@@ -515,7 +515,7 @@ pub async fn insert_event(conn: &mut Conn, t: &Tables, e: &Event) -> DbResult<()
 }
 
 /// Deletes sync-log rows older than `cutoff`, in bounded batches.
-pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<u64> {
+pub async fn prune_events(conn: &mut Conns<'_>, t: &Tables, cutoff: u32) -> DbResult<u64> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE dateCreated < ? LIMIT 10000",
         t.scim_event
@@ -532,7 +532,7 @@ pub async fn prune_events(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<
 /// that disables stamps it. An account the service created and deprovisioned within `window`
 /// of its creation is not established (an IdP's test run) and does not count.
 pub async fn count_deprovisions_since(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     now: u32,
     window: u32,
@@ -555,7 +555,11 @@ pub async fn count_deprovisions_since(
 
 /// When the service created the account of SCIM user `id` (None: adopted, or created before
 /// the service recorded it).
-pub async fn account_created_at(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<Option<u32>> {
+pub async fn account_created_at(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    id: u32,
+) -> DbResult<Option<u32>> {
     let at: Option<Option<u32>> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT dateAccountCreated FROM {} WHERE id = ?",
         t.scim_user
@@ -571,7 +575,7 @@ pub async fn account_created_at(conn: &mut Conn, t: &Tables, id: u32) -> DbResul
 /// N parallel requests all see the same count and all pass). Every write that queues tasks
 /// takes that row anyway just before COMMIT (docs/design.md#tasks-inside-the-transaction), and
 /// the guard counts after that; this explicit lock is for a deprovision that queued none.
-pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()> {
+pub async fn lock_deprovision_guard(conn: &mut Conns<'_>, t: &Tables) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (counterName, counterValue) VALUES ('worker_activetask', 0) \
          ON DUPLICATE KEY UPDATE counterValue = counterValue",
@@ -584,7 +588,7 @@ pub async fn lock_deprovision_guard(conn: &mut Conn, t: &Tables) -> DbResult<()>
 
 /// Managed users with web access (not deprovisioned, not disabled, not bots or agents): the
 /// people the deprovision guard protects.
-pub async fn count_active_managed_users(conn: &mut Conn, t: &Tables) -> DbResult<u64> {
+pub async fn count_active_managed_users(conn: &mut Conns<'_>, t: &Tables) -> DbResult<u64> {
     let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE s.isDeprovisioned = 0 AND u.isDisabled = 0 AND u.isSystemAgent = 0",
         t.scim_user, t.user
@@ -620,7 +624,7 @@ const TOKEN_COLUMNS: &str = "k.id, k.label, k.botPHID, k.tokenHash, k.dateExpire
                              k.dateRevoked, k.dateCreated, u.isDisabled AS botDisabled";
 
 /// A token and its bot's state.
-pub async fn get_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<Option<TokenRow>> {
+pub async fn get_token(conn: &mut Conns<'_>, t: &Tables, id: u32) -> DbResult<Option<TokenRow>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {TOKEN_COLUMNS} FROM {} k LEFT JOIN {} u ON u.phid = k.botPHID WHERE k.id = ?",
         t.scim_token, t.user
@@ -631,7 +635,7 @@ pub async fn get_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<Option<
 }
 
 /// Every token, newest first.
-pub async fn list_tokens(conn: &mut Conn, t: &Tables) -> DbResult<Vec<TokenRow>> {
+pub async fn list_tokens(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Vec<TokenRow>> {
     Ok(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {TOKEN_COLUMNS} FROM {} k LEFT JOIN {} u ON u.phid = k.botPHID ORDER BY k.id DESC",
         t.scim_token, t.user
@@ -651,7 +655,7 @@ pub struct NewToken<'a> {
 }
 
 /// Inserts a token row with a placeholder hash; returns its id (the id is part of the token).
-pub async fn insert_token(conn: &mut Conn, t: &Tables, token: &NewToken<'_>) -> DbResult<u32> {
+pub async fn insert_token(conn: &mut Conns<'_>, t: &Tables, token: &NewToken<'_>) -> DbResult<u32> {
     let ts = now();
     let res = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (label, botPHID, tokenHash, issuedByPHID, dateExpires, dateLastUsed, \
@@ -670,7 +674,7 @@ pub async fn insert_token(conn: &mut Conn, t: &Tables, token: &NewToken<'_>) -> 
 }
 
 /// Stores the hash of a token.
-pub async fn set_token_hash(conn: &mut Conn, t: &Tables, id: u32, hash: &str) -> DbResult<()> {
+pub async fn set_token_hash(conn: &mut Conns<'_>, t: &Tables, id: u32, hash: &str) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET tokenHash = ?, dateModified = ? WHERE id = ?",
         t.scim_token
@@ -684,7 +688,7 @@ pub async fn set_token_hash(conn: &mut Conn, t: &Tables, id: u32, hash: &str) ->
 }
 
 /// Revokes a token now; false when it was unknown or already revoked.
-pub async fn revoke_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<bool> {
+pub async fn revoke_token(conn: &mut Conns<'_>, t: &Tables, id: u32) -> DbResult<bool> {
     let ts = now();
     Ok(sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET dateRevoked = ?, dateModified = ? WHERE id = ? AND dateRevoked IS NULL",
@@ -700,7 +704,7 @@ pub async fn revoke_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<bool
 }
 
 /// Records that a token was used.
-pub async fn touch_token(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
+pub async fn touch_token(conn: &mut Conns<'_>, t: &Tables, id: u32) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET dateLastUsed = ? WHERE id = ?",
         t.scim_token
@@ -729,7 +733,7 @@ pub struct Instance<'a> {
 /// under the same key is running again). It publishes the replica's deprovision guard settings,
 /// which the extension's Status page shows with the guard's state.
 pub async fn heartbeat(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     instance: &Instance<'_>,
     guard: &GuardSettings,
@@ -758,7 +762,7 @@ pub async fn heartbeat(
 
 /// Marks this replica stopped, on a clean shutdown: the Status page shows it stopped at once
 /// instead of "running" until its heartbeat grows a minute old.
-pub async fn mark_stopped(conn: &mut Conn, t: &Tables, key: &str) -> DbResult<()> {
+pub async fn mark_stopped(conn: &mut Conns<'_>, t: &Tables, key: &str) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET dateStopped = ? WHERE instanceKey = ?",
         t.scim_instance
@@ -772,7 +776,7 @@ pub async fn mark_stopped(conn: &mut Conn, t: &Tables, key: &str) -> DbResult<()
 
 /// Deletes the heartbeat rows of replicas not seen since `cutoff`: each restart makes a new
 /// key, and old rows would otherwise pile up on the Status page forever.
-pub async fn prune_instances(conn: &mut Conn, t: &Tables, cutoff: u32) -> DbResult<u64> {
+pub async fn prune_instances(conn: &mut Conns<'_>, t: &Tables, cutoff: u32) -> DbResult<u64> {
     let done = sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE dateModified < ?",
         t.scim_instance
@@ -814,7 +818,7 @@ const SCIM_GROUP_COLUMNS: &str = "g.id, g.projectPHID, g.displayName, g.external
 
 /// The managed group of a project (no lock).
 pub async fn get_scim_group(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
 ) -> DbResult<Option<ScimGroupView>> {
@@ -829,7 +833,7 @@ pub async fn get_scim_group(
 
 /// The managed group of a project, locked: every group write takes this lock first.
 pub async fn lock_scim_group(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
 ) -> DbResult<Option<ScimGroupView>> {
@@ -855,7 +859,7 @@ pub struct ScimGroupFields<'a> {
 /// group (case-insensitively, by the column's collation) fails with 1062 on
 /// `key_displayname`: that unique key decides races between identical POSTs.
 pub async fn insert_scim_group(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
     fields: &ScimGroupFields<'_>,
@@ -880,7 +884,7 @@ pub async fn insert_scim_group(
 /// Rewrites the SCIM record of a group and bumps its version (membership changes bump it
 /// too: members are part of the resource, so its ETag moves).
 pub async fn update_scim_group(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     id: u32,
     fields: &ScimGroupFields<'_>,
@@ -900,7 +904,7 @@ pub async fn update_scim_group(
 }
 
 /// Ends SCIM management of a group.
-pub async fn delete_scim_group(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
+pub async fn delete_scim_group(conn: &mut Conns<'_>, t: &Tables, id: u32) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE id = ?",
         t.scim_group
@@ -913,7 +917,7 @@ pub async fn delete_scim_group(conn: &mut Conn, t: &Tables, id: u32) -> DbResult
 
 /// A page of managed groups matching `where_sql` (over alias `g`), and the total count.
 pub async fn list_scim_groups(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     filter: &Sql,
     order_sql: &str,
@@ -951,7 +955,7 @@ pub async fn list_scim_groups(
 /// the same time (which takes its user out of every group) either commits first, and the user
 /// is not a valid member here, or waits for this write, and then finds the new membership.
 pub async fn managed_users_among(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     phids: &[String],
 ) -> DbResult<std::collections::HashSet<String>> {

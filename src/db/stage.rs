@@ -12,7 +12,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::phabricator::Phid;
-use super::{Conn, Db, DbResult, Tables, now};
+use super::{Conns, Db, DbResult, Tables, now};
 use crate::config::Namespace;
 
 /// The application name of the copies' database: `<ns>_scimstage`.
@@ -120,7 +120,7 @@ pub struct Rollout {
 }
 
 /// The rollout, if one was staged.
-pub async fn rollout(conn: &mut Conn, t: &Tables) -> DbResult<Option<Rollout>> {
+pub async fn rollout(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Option<Rollout>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT phase, dateStaged, dateApplyStarted, dateApplied FROM {} ORDER BY id DESC LIMIT 1",
         t.scim_rollout
@@ -141,7 +141,7 @@ pub async fn rollout(conn: &mut Conn, t: &Tables) -> DbResult<Option<Rollout>> {
 /// The phase, read with a shared lock held to the end of the transaction: a staged write
 /// holds it while it records its operation, so `apply`, which changes the phase, waits for
 /// every such write to end, and none begins after it (docs/design.md#staged-rollout).
-pub async fn hold_phase(conn: &mut Conn, t: &Tables) -> DbResult<Option<Phase>> {
+pub async fn hold_phase(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Option<Phase>> {
     let phase: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT phase FROM {} ORDER BY id DESC LIMIT 1 LOCK IN SHARE MODE",
         t.scim_rollout
@@ -152,7 +152,7 @@ pub async fn hold_phase(conn: &mut Conn, t: &Tables) -> DbResult<Option<Phase>> 
 }
 
 /// Moves the rollout to `phase`, stamping when apply started or ended.
-pub async fn set_phase(conn: &mut Conn, t: &Tables, phase: Phase) -> DbResult<()> {
+pub async fn set_phase(conn: &mut Conns<'_>, t: &Tables, phase: Phase) -> DbResult<()> {
     let stamp = match phase {
         Phase::Staged => "",
         Phase::Applying => ", dateApplyStarted = ?",
@@ -175,7 +175,7 @@ pub async fn set_phase(conn: &mut Conn, t: &Tables, phase: Phase) -> DbResult<()
 
 /// Takes the administrator's request to apply the plan (the Plan page's Apply button sets
 /// `dateApplyRequested`), if there is one: one replica wins it, and it is not taken twice.
-pub async fn claim_apply_request(conn: &mut Conn, t: &Tables) -> DbResult<bool> {
+pub async fn claim_apply_request(conn: &mut Conns<'_>, t: &Tables) -> DbResult<bool> {
     let n = sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET dateApplyRequested = NULL, dateModified = ? \
          WHERE dateApplyRequested IS NOT NULL AND phase <> 'applied'",
@@ -213,7 +213,7 @@ pub async fn create_copies(db: &Db) -> DbResult<()> {
 
 /// Copies the rows of the shadowed tables that the service reads, secrets replaced
 /// ([`MASKED`]). Returns how many rows, per copy.
-pub async fn copy_rows(conn: &mut Conn, ns: &Namespace) -> DbResult<Vec<(String, u64)>> {
+pub async fn copy_rows(conn: &mut Conns<'_>, ns: &Namespace) -> DbResult<Vec<(String, u64)>> {
     let mut copied = Vec::new();
     for (app, table, how) in SHADOWED {
         if *how != Copy::Rows {
@@ -253,7 +253,7 @@ pub async fn copy_rows(conn: &mut Conn, ns: &Namespace) -> DbResult<Vec<(String,
 }
 
 /// Forgets any earlier rollout (its phase, operations and plan) and starts a staged one.
-pub async fn restart_plan(conn: &mut Conn, t: &Tables) -> DbResult<()> {
+pub async fn restart_plan(conn: &mut Conns<'_>, t: &Tables) -> DbResult<()> {
     for table in [&t.scim_planentry, &t.scim_stageop, &t.scim_rollout] {
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *conn)
@@ -317,7 +317,7 @@ pub struct NewStageOp<'a> {
 
 /// Records an operation once, by its key, and returns its id (the same id for every plan
 /// entry of the operation).
-pub async fn record_op(conn: &mut Conn, t: &Tables, op: &NewStageOp<'_>) -> DbResult<u32> {
+pub async fn record_op(conn: &mut Conns<'_>, t: &Tables, op: &NewStageOp<'_>) -> DbResult<u32> {
     let ts = now();
     let id = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (opKey, operation, objectPHID, request, requestID, tokenID, actorPHID, \
@@ -359,7 +359,11 @@ pub struct PlanEntryRow<'a> {
 }
 
 /// Writes a plan entry.
-pub async fn insert_plan_entry(conn: &mut Conn, t: &Tables, e: &PlanEntryRow<'_>) -> DbResult<()> {
+pub async fn insert_plan_entry(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    e: &PlanEntryRow<'_>,
+) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (stageOpID, kind, resourceType, objectPHID, status, summary, details, \
@@ -381,7 +385,7 @@ pub async fn insert_plan_entry(conn: &mut Conn, t: &Tables, e: &PlanEntryRow<'_>
 }
 
 /// The operations not yet applied, in the order they were staged.
-pub async fn pending_ops(conn: &mut Conn, t: &Tables) -> DbResult<Vec<StageOpRow>> {
+pub async fn pending_ops(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Vec<StageOpRow>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT id, operation, objectPHID, request, requestID, tokenID, actorPHID, remoteAddr, \
          state FROM {} WHERE state <> 'applied' ORDER BY id",
@@ -408,7 +412,7 @@ pub async fn pending_ops(conn: &mut Conn, t: &Tables) -> DbResult<Vec<StageOpRow
 
 /// Marks an operation applied, in the transaction that applied it: the two commit together,
 /// so a resumed `apply` neither skips nor repeats it.
-pub async fn mark_applied(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> {
+pub async fn mark_applied(conn: &mut Conns<'_>, t: &Tables, id: u32) -> DbResult<()> {
     let ts = now();
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET state = 'applied', error = NULL, dateApplied = ?, dateModified = ? \
@@ -424,7 +428,7 @@ pub async fn mark_applied(conn: &mut Conn, t: &Tables, id: u32) -> DbResult<()> 
 }
 
 /// Marks an operation failed, with why.
-pub async fn mark_failed(conn: &mut Conn, t: &Tables, id: u32, error: &str) -> DbResult<()> {
+pub async fn mark_failed(conn: &mut Conns<'_>, t: &Tables, id: u32, error: &str) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET state = 'failed', error = ?, dateModified = ? WHERE id = ?",
         t.scim_stageop
@@ -445,7 +449,7 @@ pub struct PlanCounts {
 }
 
 /// Counts the plan.
-pub async fn plan_counts(conn: &mut Conn, t: &Tables) -> DbResult<PlanCounts> {
+pub async fn plan_counts(conn: &mut Conns<'_>, t: &Tables) -> DbResult<PlanCounts> {
     let count = |table: &str, column: &str| {
         format!("SELECT {column}, COUNT(*) FROM {table} GROUP BY {column} ORDER BY {column}")
     };

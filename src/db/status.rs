@@ -115,9 +115,17 @@ pub async fn guard_state(db: &Db, settings: GuardSettings) -> DbResult<GuardStat
     let ts = now();
     let mut conn = db.pool.acquire().await?;
     // `except_id` 0: no SCIM record has id 0, so every deprovision counts.
-    let deprovisions =
-        sidecar::count_deprovisions_since(&mut conn, &db.t, ts, settings.window_secs, 0).await?;
-    let active = sidecar::count_active_managed_users(&mut conn, &db.t).await?;
+    let deprovisions = sidecar::count_deprovisions_since(
+        &mut crate::db::Conns::of(db, &mut conn),
+        &db.t,
+        ts,
+        settings.window_secs,
+        0,
+    )
+    .await?;
+    let active =
+        sidecar::count_active_managed_users(&mut crate::db::Conns::of(db, &mut conn), &db.t)
+            .await?;
     let managed = active + deprovisions;
     let (refusals, first): (i64, Option<u32>) = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT COUNT(*), MIN(dateCreated) FROM {} \
@@ -242,10 +250,11 @@ pub async fn load(db: &Db, guard: GuardSettings) -> DbResult<Status> {
 
 async fn rollout_status(db: &Db) -> DbResult<Option<RolloutStatus>> {
     let mut conn = db.pool.acquire().await?;
-    let Some(r) = super::stage::rollout(&mut conn, &db.t).await? else {
+    let Some(r) = super::stage::rollout(&mut crate::db::Conns::of(db, &mut conn), &db.t).await?
+    else {
         return Ok(None);
     };
-    let counts = super::stage::plan_counts(&mut conn, &db.t).await?;
+    let counts = super::stage::plan_counts(&mut crate::db::Conns::of(db, &mut conn), &db.t).await?;
     Ok(Some(RolloutStatus {
         phase: r.phase.as_str(),
         date_staged: r.date_staged,

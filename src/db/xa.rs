@@ -81,12 +81,41 @@ fn xid(gtrid: &str, db: &Db) -> String {
     format!("'{gtrid}','{}',{FORMAT_ID}", db.ns.as_str())
 }
 
+/// The other masters' connections of one operation (index into `Masters::pools`, lease).
+/// Dropped, it closes them without returning them to their pools: a connection holding an
+/// open or prepared XA branch, or cut off mid-statement, must not serve another request.
+/// [`Branches::release`] returns them once they are known to be clean.
+#[derive(Debug, Default)]
+pub struct Branches {
+    pub(crate) list: Vec<(usize, Lease)>,
+}
+
+impl Branches {
+    /// Whether no other master was reached.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Returns the connections to their pools (each is outside any transaction).
+    pub fn release(mut self) {
+        self.list.clear();
+    }
+}
+
+impl Drop for Branches {
+    fn drop(&mut self) {
+        for (_, lease) in self.list.drain(..) {
+            drop(lease.detach());
+        }
+    }
+}
+
 /// A write in progress on several masters.
 pub struct CrossWrite {
     gtrid: String,
     coordinator: Tx,
-    /// Each other master taking part (index into `Masters::pools`) and its branch's connection.
-    branches: Vec<(usize, Lease)>,
+    /// Each other master taking part and its branch's connection.
+    branches: Branches,
 }
 
 impl CrossWrite {
@@ -99,7 +128,7 @@ impl CrossWrite {
         let mut write = Self {
             gtrid,
             coordinator,
-            branches: Vec::new(),
+            branches: Branches::default(),
         };
         let mut wanted: Vec<usize> = masters.iter().copied().filter(|&m| m != 0).collect();
         wanted.sort_unstable();
@@ -125,7 +154,7 @@ impl CrossWrite {
                 write.rollback(db).await;
                 return Err(e.into());
             }
-            write.branches.push((m, lease));
+            write.branches.list.push((m, lease));
         }
         Ok(write)
     }
@@ -136,6 +165,7 @@ impl CrossWrite {
             return Ok(&mut *self.coordinator);
         }
         self.branches
+            .list
             .iter_mut()
             .find(|(i, _)| *i == m)
             .map(|(_, lease)| &mut **lease)
@@ -148,111 +178,132 @@ impl CrossWrite {
     }
 
     /// [`CrossWrite::commit`], stopping as a crash would at `stop` (tests).
-    pub async fn commit_until(mut self, db: &Db, stop: Option<Stop>) -> DbResult<()> {
-        let xid = xid(&self.gtrid, db);
-        // Phase one: every branch prepared, or everything rolled back.
-        for i in 0..self.branches.len() {
-            let prepared = async {
-                let conn = &mut self.branches[i].1;
-                conn.execute(AssertSqlSafe(format!("XA END {xid}"))).await?;
-                conn.execute(AssertSqlSafe(format!("XA PREPARE {xid}")))
-                    .await?;
-                Ok::<_, sqlx::Error>(())
-            }
-            .await;
-            if let Err(e) = prepared {
-                self.rollback(db).await;
-                return Err(e.into());
-            }
-        }
-        if stop == Some(Stop::AfterPrepare) {
-            self.crash();
-            return Err(DbError::Timeout("a test's crash after XA PREPARE"));
-        }
-        // The decision: the coordinator's commit, with its row.
-        let decided = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (gtrid, dateCreated) VALUES (?, ?)",
-            decision_table(db)
-        )))
-        .bind(&self.gtrid)
-        .bind(now())
-        .execute(&mut *self.coordinator)
-        .await;
-        if let Err(e) = decided {
-            self.rollback(db).await;
-            return Err(e.into());
-        }
-        let Self {
-            gtrid,
-            coordinator,
-            branches,
-        } = self;
-        if let Err(e) = coordinator.commit().await {
-            // Refused (then nothing is decided), or unknown (the connection broke during
-            // COMMIT): the branches stay prepared and `recover` settles them by the row.
-            tracing::warn!(gtrid, error = %e, "XA decision not confirmed: recovery settles it");
-            drop_all(branches);
-            return Err(e.into());
-        }
-        if stop == Some(Stop::AfterDecision) {
-            drop_all(branches);
-            return Err(DbError::Timeout("a test's crash after the XA decision"));
-        }
-        // Phase two: decided; a branch not committed now is committed by `recover`.
-        let mut unfinished = 0;
-        for (m, mut lease) in branches {
-            if let Err(e) = lease
-                .execute(AssertSqlSafe(format!("XA COMMIT {xid}")))
-                .await
-            {
-                unfinished += 1;
-                tracing::warn!(gtrid, master = m, error = %e, "XA COMMIT failed: recovery commits it");
-                drop(lease.detach());
-            }
-        }
-        if unfinished == 0 {
-            // Best effort: `recover` removes what is left.
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {} WHERE gtrid = ?",
-                decision_table(db)
-            )))
-            .bind(&gtrid)
-            .execute(&db.pool)
-            .await;
-        }
-        Ok(())
+    pub async fn commit_until(self, db: &Db, stop: Option<Stop>) -> DbResult<()> {
+        commit_parts(db, &self.gtrid, self.coordinator, self.branches, stop).await
     }
 
-    /// Rolls every part back (best effort: a branch whose master went away is rolled back by
-    /// its server when the connection closes, or, if it was prepared, by [`recover`]).
+    /// Rolls every part back ([`rollback_parts`]).
     pub async fn rollback(self, db: &Db) {
-        let xid = xid(&self.gtrid, db);
-        let _ = self.coordinator.rollback().await;
-        for (_, mut lease) in self.branches {
-            // XA END fails once ended; XA ROLLBACK works both from ACTIVE-ended and PREPARED.
-            let _ = lease.execute(AssertSqlSafe(format!("XA END {xid}"))).await;
-            if lease
-                .execute(AssertSqlSafe(format!("XA ROLLBACK {xid}")))
-                .await
-                .is_err()
-            {
-                drop(lease.detach());
-            }
-        }
-    }
-
-    /// Every connection closed without a word, as if the service died.
-    fn crash(self) {
-        drop(self.coordinator);
-        drop_all(self.branches);
+        rollback_parts(db, &self.gtrid, self.coordinator, self.branches).await;
     }
 }
 
-/// Closes the branches' connections without returning them to their pools (a connection
-/// with a prepared or open XA transaction must not serve another request).
-fn drop_all(branches: Vec<(usize, Lease)>) {
-    for (_, lease) in branches {
-        drop(lease.detach());
+/// A new write's global transaction id and the XA id its branches start with.
+pub fn new_xid(db: &Db) -> (String, String) {
+    let gtrid = new_gtrid();
+    let xid = xid(&gtrid, db);
+    (gtrid, xid)
+}
+
+/// Commits a write on every master or on none: each branch (`XA START`ed with the xid of
+/// `gtrid`) prepared, the decision row inserted and committed with the coordinator's
+/// transaction, then each branch committed. Stops as a crash would at `stop` (tests).
+pub async fn commit_parts(
+    db: &Db,
+    gtrid: &str,
+    mut coordinator: sqlx::Transaction<'_, sqlx::MySql>,
+    mut branches: Branches,
+    stop: Option<Stop>,
+) -> DbResult<()> {
+    let xid = xid(gtrid, db);
+    // Phase one: every branch prepared, or everything rolled back.
+    for i in 0..branches.list.len() {
+        let prepared = async {
+            let conn = &mut branches.list[i].1;
+            conn.execute(AssertSqlSafe(format!("XA END {xid}"))).await?;
+            conn.execute(AssertSqlSafe(format!("XA PREPARE {xid}")))
+                .await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = prepared {
+            rollback_parts(db, gtrid, coordinator, branches).await;
+            return Err(e.into());
+        }
+    }
+    if stop == Some(Stop::AfterPrepare) {
+        drop(coordinator);
+        drop(branches);
+        return Err(DbError::Timeout("a test's crash after XA PREPARE"));
+    }
+    // The decision: the coordinator's commit, with its row.
+    let decided = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (gtrid, dateCreated) VALUES (?, ?)",
+        decision_table(db)
+    )))
+    .bind(gtrid)
+    .bind(now())
+    .execute(&mut *coordinator)
+    .await;
+    if let Err(e) = decided {
+        rollback_parts(db, gtrid, coordinator, branches).await;
+        return Err(e.into());
+    }
+    if let Err(e) = coordinator.commit().await {
+        // Refused (then nothing is decided), or unknown (the connection broke during
+        // COMMIT): the branches stay prepared and `recover` settles them by the row.
+        tracing::warn!(gtrid, error = %e, "XA decision not confirmed: recovery settles it");
+        drop(branches);
+        return Err(e.into());
+    }
+    if stop == Some(Stop::AfterDecision) {
+        drop(branches);
+        return Err(DbError::Timeout("a test's crash after the XA decision"));
+    }
+    // Phase two: decided; a branch not committed now is committed by `recover`.
+    let mut unfinished = 0;
+    for (m, lease) in &mut branches.list {
+        if let Err(e) = lease
+            .execute(AssertSqlSafe(format!("XA COMMIT {xid}")))
+            .await
+        {
+            unfinished += 1;
+            tracing::warn!(gtrid, master = *m, error = %e, "XA COMMIT failed: recovery commits it");
+        }
+    }
+    // One that failed: every connection closed (dropped).
+    if unfinished == 0 {
+        branches.release();
+        // Best effort: `recover` removes what is left.
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE gtrid = ?",
+            decision_table(db)
+        )))
+        .bind(gtrid)
+        .execute(&db.pool)
+        .await;
+    }
+    Ok(())
+}
+
+/// Rolls every part of a write back (best effort: a branch whose master went away is rolled
+/// back by its server when the connection closes, or, if it was prepared, by [`recover`]).
+pub async fn rollback_parts(
+    db: &Db,
+    gtrid: &str,
+    coordinator: sqlx::Transaction<'_, sqlx::MySql>,
+    branches: Branches,
+) {
+    let _ = coordinator.rollback().await;
+    rollback_branches(db, gtrid, branches).await;
+}
+
+/// Rolls the branches of a write back (see [`rollback_parts`]).
+pub async fn rollback_branches(db: &Db, gtrid: &str, mut branches: Branches) {
+    let xid = xid(gtrid, db);
+    let mut clean = true;
+    for (_, lease) in &mut branches.list {
+        // XA END fails once ended; XA ROLLBACK works both from ACTIVE-ended and PREPARED.
+        let _ = lease.execute(AssertSqlSafe(format!("XA END {xid}"))).await;
+        clean &= lease
+            .execute(AssertSqlSafe(format!("XA ROLLBACK {xid}")))
+            .await
+            .is_ok();
+    }
+    // One that failed: every connection closed (dropped); the server rolls back what was not
+    // prepared, and `recover` what was.
+    if clean {
+        branches.release();
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::rollout::{Operation, StageOp};
 use super::{Ctx, ProvisionError, Provisioner, Result};
 use crate::db::stage::{self, Phase, StageOpRow};
-use crate::db::{Conn, DbError};
+use crate::db::{Conns, DbError};
 use crate::scim::resource::Preconditions;
 
 /// How long after the phase turns `applied` a staged-mode service may still read the copies.
@@ -75,8 +75,9 @@ impl Provisioner {
     ) -> std::result::Result<StageReport, RolloutError> {
         let db = &self.db;
         let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
-        if let Some(r) = stage::rollout(&mut conn, &db.t).await? {
-            let counts = stage::plan_counts(&mut conn, &db.t).await?;
+        if let Some(r) = stage::rollout(&mut crate::db::Conns::of(db, &mut conn), &db.t).await? {
+            let counts =
+                stage::plan_counts(&mut crate::db::Conns::of(db, &mut conn), &db.t).await?;
             let ops: u64 = counts.ops.iter().map(|(_, n)| n).sum();
             if r.phase == Phase::Applying || (ops > 0 && !discard) {
                 return Err(RolloutError::Exists {
@@ -89,8 +90,8 @@ impl Provisioner {
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(DbError::from)?;
-        let copied = stage::copy_rows(&mut tx, &db.ns).await?;
-        stage::restart_plan(&mut tx, &db.t).await?;
+        let copied = stage::copy_rows(&mut crate::db::Conns::of(db, &mut tx), &db.ns).await?;
+        stage::restart_plan(&mut crate::db::Conns::of(db, &mut tx), &db.t).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(StageReport { copied })
     }
@@ -126,7 +127,7 @@ impl Provisioner {
     ) -> std::result::Result<ApplyReport, RolloutError> {
         let db = &self.db;
         let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
-        let rollout = stage::rollout(&mut conn, &db.t)
+        let rollout = stage::rollout(&mut crate::db::Conns::of(db, &mut conn), &db.t)
             .await?
             .ok_or(RolloutError::NotStaged)?;
         let mut report = ApplyReport::default();
@@ -136,31 +137,42 @@ impl Provisioner {
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
                 .map_err(DbError::from)?;
-            stage::set_phase(&mut tx, &db.t, Phase::Applying).await?;
+            stage::set_phase(
+                &mut crate::db::Conns::of(db, &mut tx),
+                &db.t,
+                Phase::Applying,
+            )
+            .await?;
             tx.commit().await.map_err(DbError::from)?;
         }
-        let counts = stage::plan_counts(&mut conn, &db.t).await?;
+        let counts = stage::plan_counts(&mut crate::db::Conns::of(db, &mut conn), &db.t).await?;
         report.already = counts
             .ops
             .iter()
             .find(|(state, _)| state == "applied")
             .map_or(0, |(_, n)| *n);
-        for op in stage::pending_ops(&mut conn, &db.t).await? {
+        for op in stage::pending_ops(&mut crate::db::Conns::of(db, &mut conn), &db.t).await? {
             let result = self.replay(&op).await;
             progress(&op, &result);
             if let Err(e) = result {
                 let why = e.reason().map_or_else(|| e.to_string(), str::to_owned);
-                stage::mark_failed(&mut conn, &db.t, op.id, &why).await?;
+                stage::mark_failed(&mut crate::db::Conns::of(db, &mut conn), &db.t, op.id, &why)
+                    .await?;
                 report.failed = Some((op.id, why));
                 return Ok(report);
             }
             // Its transaction marked it (`Provisioner::stage_done`); marked again in case a
             // write ever ends without a sync-log row, so a resumed run never repeats it.
-            stage::mark_applied(&mut conn, &db.t, op.id).await?;
+            stage::mark_applied(&mut crate::db::Conns::of(db, &mut conn), &db.t, op.id).await?;
             report.applied += 1;
         }
         if rollout.phase != Phase::Applied {
-            stage::set_phase(&mut conn, &db.t, Phase::Applied).await?;
+            stage::set_phase(
+                &mut crate::db::Conns::of(db, &mut conn),
+                &db.t,
+                Phase::Applied,
+            )
+            .await?;
         }
         // The copies hold people's names and addresses: gone once nothing reads them. A
         // staged-mode service reads the phase at most a second late (`rollout::Switch`).
@@ -180,7 +192,7 @@ impl Provisioner {
     ) -> std::result::Result<Option<ApplyReport>, RolloutError> {
         let db = &self.db;
         let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
-        if !stage::claim_apply_request(&mut conn, &db.t).await? {
+        if !stage::claim_apply_request(&mut crate::db::Conns::of(db, &mut conn), &db.t).await? {
             return Ok(None);
         }
         drop(conn);
@@ -250,7 +262,7 @@ impl Provisioner {
     /// The rollout's phase and its plan's counts, for `status` and the Status page.
     pub async fn rollout_state(&self) -> Result<Option<(stage::Rollout, stage::PlanCounts)>> {
         let db = &self.db;
-        db.read(async |conn: &mut Conn| {
+        db.read(async |conn: &mut Conns<'_>| {
             let Some(r) = stage::rollout(conn, &db.t).await? else {
                 return Ok(None);
             };

@@ -23,7 +23,7 @@ use crate::db::phabricator::project::{self as pp, NewProject, ProjectChanges, Pr
 use crate::db::phabricator::worker::{self, Task};
 use crate::db::phabricator::xaction::{self, Xaction, XactionGroup};
 use crate::db::sidecar::{self, ResourceType, ScimGroupFields, ScimGroupView};
-use crate::db::{Conn, DbError, filter_sql, now};
+use crate::db::{Conns, DbError, filter_sql, now};
 use crate::scim::group::{
     GroupSpec, MemberFields, MemberPlan, split_patch, stored_doc, write_member,
 };
@@ -166,7 +166,15 @@ impl Provisioner {
         limit: u64,
     ) -> Result<(u64, Vec<StoredGroup>)> {
         let order = filter_sql::group_order(sort, descending);
-        let sql = filter_sql::group_where(&self.db.t, filter);
+        // With `<ns>_project` on another master than `<ns>_scim`, members are read from the
+        // user side of the edges (docs/design.md#partitioned-databases).
+        let masters = &self.db.masters;
+        let members = if masters.index_of("project") == masters.index_of("scim") {
+            filter_sql::Members::ProjectSide
+        } else {
+            filter_sql::Members::UserSide
+        };
+        let sql = filter_sql::group_where_on(&self.db.t, filter, members);
         let (total, rows) = self
             .db
             .read(async |conn| {
@@ -205,7 +213,7 @@ impl Provisioner {
     /// (`adopt_project`), or a new project (`create_project`).
     async fn create_group_in(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &GroupSpec,
         slug: &str,
@@ -220,7 +228,7 @@ impl Provisioner {
     /// `group_adoption` is off, else its adoption.
     async fn adopt_project(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &GroupSpec,
         slug: &str,
@@ -256,7 +264,7 @@ impl Provisioner {
     /// sync-log row and publish task.
     async fn create_project(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &GroupSpec,
         slug: &str,
@@ -308,7 +316,7 @@ impl Provisioner {
     /// the member edges. Returns the transactions' PHIDs, for the publish task.
     async fn write_new_project(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         phid: &Phid,
         spec: &GroupSpec,
@@ -363,7 +371,12 @@ impl Provisioner {
         Ok(xphids)
     }
 
-    async fn insert_group_row(&self, conn: &mut Conn, phid: &str, spec: &GroupSpec) -> Result<()> {
+    async fn insert_group_row(
+        &self,
+        conn: &mut Conns<'_>,
+        phid: &str,
+        spec: &GroupSpec,
+    ) -> Result<()> {
         let attrs = Value::Object(spec.attributes.clone());
         match sidecar::insert_scim_group(conn, &self.db.t, phid, &group_fields(spec, &attrs)).await
         {
@@ -537,7 +550,7 @@ impl Provisioner {
 
     async fn lock_managed_group(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         phid: &str,
     ) -> Result<(ScimGroupView, ProjectRow)> {
         let t = &*self.db.t;
@@ -553,7 +566,7 @@ impl Provisioner {
     }
 
     /// Refuses member ids that are not users SCIM manages (an invalid value naming them).
-    async fn check_members(&self, conn: &mut Conn, ids: &[String]) -> Result<()> {
+    async fn check_members(&self, conn: &mut Conns<'_>, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -579,7 +592,7 @@ impl Provisioner {
     #[allow(clippy::too_many_arguments)]
     async fn apply_group(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         view: ScimGroupView,
         project: ProjectRow,
@@ -661,7 +674,7 @@ impl Provisioner {
     /// project has it; a conflict when another project does), a `project:name` transaction.
     async fn plan_rename(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         project: &ProjectRow,
         spec: &GroupSpec,
         slugs: &[String],
@@ -698,7 +711,7 @@ impl Provisioner {
     /// displayName is unique: a name another group has is a conflict.
     async fn write_group_record(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         view: &ScimGroupView,
         spec: &GroupSpec,
     ) -> Result<(u32, u32)> {
@@ -721,7 +734,7 @@ impl Provisioner {
     /// publish task, for the caller to queue last.
     async fn save_project(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         project: &ProjectRow,
         edit: ProjectEdit<'_>,
@@ -777,7 +790,7 @@ impl Provisioner {
     /// Returns the publish tasks to queue and the groups left.
     pub(super) async fn leave_groups(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user_phid: &str,
         groups: &[(String, String)],
@@ -855,7 +868,7 @@ impl Provisioner {
     /// the named ids are looked up; a whole-set replace reads the member list once.
     async fn member_delta(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         project_phid: &str,
         plan: &MemberPlan,
     ) -> Result<(Vec<String>, Vec<String>)> {
@@ -986,7 +999,7 @@ fn valid_slug(name: &str) -> Result<String> {
 /// Milestones have no members of their own and parents with subprojects cannot have members
 /// edited (docs/phabricator-tables.md#subprojects-and-milestones): SCIM cannot manage either.
 async fn refuse_unmanageable(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &crate::db::Tables,
     project: &ProjectRow,
 ) -> Result<()> {

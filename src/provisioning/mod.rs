@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::phabricator::Phid;
-use crate::db::{Conn, Db};
+use crate::db::{Conns, Db, DbError, xa};
 
 pub use error::{ProvisionError, Result};
 pub use synclog::log_refusal;
@@ -64,30 +64,48 @@ pub const MAX_ATTEMPTS: u32 = 6;
 /// (the compiler cannot prove it for every lifetime of the borrowed connection).
 pub async fn in_transaction<T>(
     db: &Db,
-    body: impl AsyncFnOnce(&mut Conn) -> Result<T> + Clone,
+    body: impl AsyncFnOnce(&mut Conns<'_>) -> Result<T> + Clone,
 ) -> Result<T> {
     let deadline = db.deadline();
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         let mut lease = db.acquire_until(deadline).await?;
+        // With several masters, the XA id of this attempt's branches (`db::xa`).
+        let xa = (!db.masters.is_single()).then(|| xa::new_xid(db));
         let run = async {
             let mut tx = sqlx::Connection::begin(&mut *lease).await?;
+            let mut conns = Conns::new(db, &mut tx, xa.as_ref().map(|(_, xid)| xid.clone()));
             let held = if db.staged {
-                rollout::hold_staged(&mut tx, db).await
+                rollout::hold_staged(&mut conns, db).await
             } else {
                 Ok(())
             };
-            match async {
+            let outcome = async {
                 held?;
-                body.clone()(&mut tx).await
+                body.clone()(&mut conns).await
             }
-            .await
-            {
+            .await;
+            // Another master reached: its XA branch commits with the coordinator, or rolls
+            // back with it (docs/design.md#partitioned-databases). None: a plain transaction.
+            let others = conns.into_others();
+            match (outcome, &xa) {
                 // Cut off during COMMIT, the outcome is unknown to us (the server may have
                 // committed the whole transaction), but never partial.
-                Ok(v) => Ok(tx.commit().await.map(|_| v)?),
-                Err(e) => {
+                (Ok(v), _) if others.is_empty() => Ok(tx.commit().await.map(|_| v)?),
+                (Ok(v), Some((gtrid, _))) => {
+                    xa::commit_parts(db, gtrid, tx, others, None).await?;
+                    Ok(v)
+                }
+                (Err(e), Some((gtrid, _))) => {
+                    xa::rollback_parts(db, gtrid, tx, others).await;
+                    Err(e)
+                }
+                (Ok(_), None) => Err(DbError::Inconsistent(
+                    "another master was reached without an XA branch".into(),
+                )
+                .into()),
+                (Err(e), None) => {
                     let _ = tx.rollback().await;
                     Err(e)
                 }
@@ -95,6 +113,8 @@ pub async fn in_transaction<T>(
         };
         let result = match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
+            // Any other master's connection was dropped with `run`: closed, so its server
+            // rolls back a branch not yet prepared, and `xa::recover` one that was.
             Err(_) => Err(db.give_up(lease, "a transaction").into()),
         };
         match result {

@@ -15,7 +15,7 @@ use super::{Ctx, ProvisionError, Provisioner, Result};
 use crate::db::phabricator::{Phid, PhidKind, random_chars};
 use crate::db::sidecar::ResourceType;
 use crate::db::stage::{self, NewStageOp, PlanEntryRow};
-use crate::db::{Conn, DbError};
+use crate::db::{Conns, DbError};
 
 /// A SCIM write, as `apply` replays it (`PhabricatorScimStageOp::OPERATION_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,7 +217,7 @@ impl Provisioner {
     /// and the mark that it is applied.
     pub(super) async fn stage_done(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         op: &StageOp,
         entry: &Entry<'_>,
@@ -306,7 +306,7 @@ impl Provisioner {
         };
         let db = &self.db;
         let written = db
-            .within(db.deadline(), "the plan", async |conn: &mut Conn| {
+            .within(db.deadline(), "the plan", async |conn: &mut Conns<'_>| {
                 stage::insert_plan_entry(conn, &db.t, &row).await
             })
             .await;
@@ -319,7 +319,7 @@ impl Provisioner {
 /// Holds the rollout's phase for a staged write's transaction (`stage::hold_phase`): a write
 /// that finds the plan being applied, or applied, is refused and retried by the IdP; by then
 /// the service writes Phabricator itself.
-pub(super) async fn hold_staged(conn: &mut Conn, db: &crate::db::Db) -> Result<()> {
+pub(super) async fn hold_staged(conn: &mut Conns<'_>, db: &crate::db::Db) -> Result<()> {
     match stage::hold_phase(conn, &db.t).await? {
         Some(stage::Phase::Staged) => Ok(()),
         Some(_) => Err(ProvisionError::RolloutApplying),
@@ -374,7 +374,7 @@ impl Switch {
         }
         let db = &self.live.db;
         let read: crate::db::DbResult<Option<stage::Rollout>> = db
-            .read(async |conn: &mut Conn| stage::rollout(conn, &db.t).await)
+            .read(async |conn: &mut Conns<'_>| stage::rollout(conn, &db.t).await)
             .await;
         let phase = read.ok().flatten().map(|r| r.phase);
         if let (Some(phase), Ok(mut cached)) = (phase, self.phase.lock()) {

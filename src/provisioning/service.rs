@@ -62,7 +62,7 @@ impl Provisioner {
         db.within(
             db.deadline(),
             "the sync log",
-            async |conn: &mut crate::db::Conn| {
+            async |conn: &mut crate::db::Conns<'_>| {
                 for r in rows {
                     sidecar::insert_event(conn, &db.t, &r.event()).await?;
                 }

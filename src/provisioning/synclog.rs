@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, ProvisionError, Provisioner, Result};
-use crate::db::Conn;
+use crate::db::Conns;
 use crate::db::sidecar::{self, Event, Outcome, ResourceType};
 
 /// How many member ids the sync log lists per direction (the counts are always complete).
@@ -65,7 +65,7 @@ impl Provisioner {
     /// Writes the sync-log row of a write that was done, inside its transaction.
     pub(super) async fn log_done(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         entry: Entry<'_>,
         diff: Diff,

@@ -25,7 +25,7 @@ use crate::db::sidecar::{
     self, ResourceType, ScimEmail, ScimUserFields, ScimUserRead, ScimUserView,
 };
 use crate::db::status::{GUARD_REFUSAL, GuardSettings};
-use crate::db::{Conn, DbError, filter_sql, now};
+use crate::db::{Conns, DbError, filter_sql, now};
 use crate::scim::list::ListParams;
 use crate::scim::patch;
 use crate::scim::query::{self, UserFilter, UserSort};
@@ -234,7 +234,7 @@ impl Provisioner {
     /// a rehire (`claim_owned`); a managed owner is a conflict.
     async fn create_in(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &UserSpec,
         address: &str,
@@ -256,7 +256,7 @@ impl Provisioner {
     /// its protections allow it), or a conflict.
     async fn claim_owned(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &UserSpec,
         address: &str,
@@ -311,7 +311,7 @@ impl Provisioner {
     /// the account (`write_new_account`).
     async fn create_new(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         spec: &UserSpec,
         address: &str,
@@ -362,7 +362,7 @@ impl Provisioner {
     /// sync-log row and tasks.
     async fn write_new_account(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         phid: &Phid,
         spec: &UserSpec,
@@ -430,7 +430,7 @@ impl Provisioner {
     /// Inserts the `user` row under the first free derived name.
     async fn insert_account(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         phid: &Phid,
         spec: &UserSpec,
         is_bot: bool,
@@ -477,7 +477,7 @@ impl Provisioner {
 
     async fn adopt(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user_phid: &str,
         spec: &UserSpec,
@@ -506,7 +506,7 @@ impl Provisioner {
 
     async fn rehire(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         existing: ScimUserView,
         spec: &UserSpec,
@@ -616,7 +616,7 @@ impl Provisioner {
         result.map(|_| ())
     }
 
-    async fn lock_managed(&self, conn: &mut Conn, phid: &str) -> Result<ScimUserView> {
+    async fn lock_managed(&self, conn: &mut Conns<'_>, phid: &str) -> Result<ScimUserView> {
         sidecar::lock_scim_user(conn, &self.db.t, phid)
             .await?
             .filter(|v| !v.is_deprovisioned)
@@ -629,7 +629,7 @@ impl Provisioner {
     /// record, then log and queue. Returns the user and, for the log, what happened.
     async fn apply(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         view: ScimUserView,
         spec: &UserSpec,
@@ -776,7 +776,7 @@ impl Provisioner {
     /// Phabricator primary address.
     async fn sync_wanted_emails(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         target: &Target<'_>,
         edit: &mut UserEdit,
@@ -827,7 +827,7 @@ impl Provisioner {
     /// the publish and search tasks (docs/write-paths.md#daemon-tasks).
     async fn write_user_row(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         target: &Target<'_>,
         edit: &mut UserEdit,
@@ -872,7 +872,7 @@ impl Provisioner {
     /// they are (an adoption links none).
     async fn sync_login(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         target: &Target<'_>,
         address: &str,
         diff: &mut Diff,
@@ -906,7 +906,7 @@ impl Provisioner {
     /// modification time.
     async fn write_scim_record(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         view: &ScimUserView,
         target: &Target<'_>,
         record: ScimRecord,
@@ -946,7 +946,7 @@ impl Provisioner {
     /// counter allocation has locked the row the guard needs.
     async fn queue_and_guard(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         tasks: &[Task],
         deprovisioned: Option<u32>,
     ) -> Result<()> {
@@ -960,7 +960,7 @@ impl Provisioner {
     /// Disables an account inside a creation (rare: an IdP creating an inactive user).
     async fn set_disabled(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user: &UserRow,
         disabled: bool,
@@ -1012,7 +1012,7 @@ impl Provisioner {
     /// went or the primary moved, `revokePasswordResetLinks`.
     async fn sync_emails(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user: &UserRow,
         mirror: Mirror<'_>,
@@ -1065,7 +1065,7 @@ impl Provisioner {
     /// new one promoted (verified when it was or `verified` says so), an `email-primary` row.
     async fn move_primary(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user: &UserRow,
         plan: &EmailPlan,
@@ -1107,7 +1107,7 @@ impl Provisioner {
     /// the delete, an `email-remove` row, an identity task.
     async fn remove_emails(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user: &UserRow,
         to_remove: &[pu::EmailRow],
@@ -1139,7 +1139,7 @@ impl Provisioner {
     /// invalid value).
     async fn add_email(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         ctx: &Ctx,
         user_phid: &Phid,
         address: &str,
@@ -1185,7 +1185,12 @@ impl Provisioner {
     }
 
     /// `revoke`, and what it revoked in the sync log.
-    async fn revoke_noted(&self, conn: &mut Conn, user_phid: &Phid, diff: &mut Diff) -> Result<()> {
+    async fn revoke_noted(
+        &self,
+        conn: &mut Conns<'_>,
+        user_phid: &Phid,
+        diff: &mut Diff,
+    ) -> Result<()> {
         let revoked = self.revoke(conn, user_phid).await?;
         diff.note(
             "revoked",
@@ -1195,7 +1200,7 @@ impl Provisioner {
     }
 
     /// Ends sessions and revokes credentials, per configuration (docs/design.md#deprovisioning).
-    async fn revoke(&self, conn: &mut Conn, user_phid: &Phid) -> Result<Revoked> {
+    async fn revoke(&self, conn: &mut Conns<'_>, user_phid: &Phid) -> Result<Revoked> {
         let t = &*self.db.t;
         let r = &self.cfg.revoke;
         Ok(Revoked {
@@ -1287,7 +1292,7 @@ impl Provisioner {
     /// concurrent deprovisions count one after the other, the hot row is held no longer than by
     /// any write, and a refusal rolls it all back. The refusal is written to the sync log
     /// as an error by `http::auth`, like every failed request.
-    async fn guard_burst(&self, conn: &mut Conn, scim_user_id: u32, lock: bool) -> Result<()> {
+    async fn guard_burst(&self, conn: &mut Conns<'_>, scim_user_id: u32, lock: bool) -> Result<()> {
         let guard = GuardSettings::of(&self.cfg);
         if !guard.enabled() {
             return Ok(());
@@ -1334,7 +1339,7 @@ impl Provisioner {
     /// Active managed users, re-counted at most every 30 s: the guard's denominator needs no
     /// precision, and counting on every deactivation made a reorg of 100,000 users crawl
     /// (benches/README.md).
-    async fn managed_users_estimate(&self, conn: &mut Conn) -> Result<u64> {
+    async fn managed_users_estimate(&self, conn: &mut Conns<'_>) -> Result<u64> {
         static CACHE: std::sync::Mutex<
             Option<std::collections::HashMap<String, (std::time::Instant, u64)>>,
         > = std::sync::Mutex::new(None);
@@ -1357,7 +1362,7 @@ impl Provisioner {
     /// Links the login provider, when one is configured.
     async fn link_login(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conns<'_>,
         user_phid: &Phid,
         spec: &UserSpec,
         address: &str,

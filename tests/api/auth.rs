@@ -92,9 +92,13 @@ async fn revoked_and_expired_tokens_stop_within_seconds() {
     assert_eq!(get(token.clone()).await, 200);
     let mut conn = app.pool.acquire().await.unwrap();
     assert!(
-        phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), id)
-            .await
-            .unwrap()
+        phab_scim::db::sidecar::revoke_token(
+            &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+            app.t(),
+            id
+        )
+        .await
+        .unwrap()
     );
     drop(conn); // cleanup() closes the pool, which waits for every connection
     tokio::time::sleep(Duration::from_millis(1200)).await;

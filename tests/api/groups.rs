@@ -41,7 +41,7 @@ async fn create_group(app: &TestApp, name: &str) -> String {
 
 async fn exec(app: &TestApp, template: &str) {
     sqlx::query(AssertSqlSafe(app.sql(template)))
-        .execute(&app.pool)
+        .execute(app.pool_for(template))
         .await
         .expect(template);
 }

@@ -75,6 +75,61 @@ async fn sweep_stale() {
     }
 }
 
+/// The second server of a partitioned run (scripts/partition-test), if any: the databases of
+/// [`MOVED`] are placed there (as partitioned `cluster.databases` would), every other one stays
+/// on [`database_url`], which holds `<ns>_scim` and so coordinates writes across the two.
+pub fn partition_url() -> Option<String> {
+    std::env::var("PHAB_SCIM_TEST_PARTITIONS")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// The databases a partitioned run puts on the second server.
+pub const MOVED: &[&str] = &["project"];
+
+/// `host:port` of a `mysql://` URL.
+fn url_key(url: &str) -> String {
+    let u = reqwest::Url::parse(url).expect("database URL");
+    format!(
+        "{}:{}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(3306)
+    )
+}
+
+/// The routing of a partitioned run: [`MOVED`] on `second`, the rest on `first`.
+pub fn partition_routing(first: &Secret, second: &Secret) -> phab_scim::config::cluster::Routing {
+    use phab_scim::config::cluster::{DATABASES, Master, Routing, partition_of};
+    let masters = vec![
+        Master {
+            key: url_key(first.expose()),
+            url: first.clone(),
+        },
+        Master {
+            key: url_key(second.expose()),
+            url: second.clone(),
+        },
+    ];
+    let routes = DATABASES
+        .iter()
+        .map(|d| (*d, usize::from(MOVED.contains(&partition_of(d)))))
+        .collect();
+    Routing {
+        masters,
+        routes,
+        replicas: Vec::new(),
+    }
+}
+
+/// The same URL with `second`'s host and port.
+fn on_server(url: &Secret, second: &str) -> Secret {
+    let mut u = reqwest::Url::parse(url.expose()).expect("URL");
+    let s = reqwest::Url::parse(second).expect("second URL");
+    u.set_host(s.host_str()).expect("host");
+    u.set_port(s.port()).expect("port");
+    Secret::new(u.to_string())
+}
+
 /// A fresh namespace name.
 pub fn new_namespace() -> Namespace {
     let ns = format!(
@@ -93,6 +148,8 @@ pub struct TestApp {
     pub bot_phid: String,
     pub db: Db,
     pub pool: MySqlPool,
+    /// In a partitioned run, the second server's root pool ([`partition_url`]).
+    pub pool2: Option<MySqlPool>,
     pub ns: Namespace,
     pub cfg: Config,
     /// The running app's state (its refused-request tally, its token verifier).
@@ -132,15 +189,39 @@ impl TestApp {
         migrate::install_phabricator_fixture(&mut conn, &ns)
             .await
             .expect("fixture");
+        // A partitioned run: `bin/storage upgrade` makes every database on every master.
+        let second = match partition_url() {
+            Some(url2) => {
+                let mut conn2 = MySqlConnection::connect_with(
+                    &phab_scim::db::connect_options(&Secret::new(url2.clone())).unwrap(),
+                )
+                .await
+                .expect("connect to the second server");
+                migrate::install_phabricator_fixture(&mut conn2, &ns)
+                    .await
+                    .expect("fixture on the second server");
+                Some((url2, conn2))
+            }
+            None => None,
+        };
         // `migrate` is a separate step with the stronger account (README.md, *The database
         // account*); the service then runs as the least-privilege one, so every test proves
         // the documented grants are enough.
         let root = MySqlPool::connect_with(phab_scim::db::connect_options(&url).unwrap())
             .await
             .expect("connect");
-        migrate::migrate(&Db::from_pool(root.clone(), ns.clone()))
+        let migrator = match &second {
+            Some((url2, _)) => Db::connect_routed(
+                &partition_routing(&url, &Secret::new(url2.clone())),
+                ns.clone(),
+                4,
+                phab_scim::db::Timeouts::default(),
+            )
             .await
-            .expect("migrate");
+            .expect("pools"),
+            None => Db::from_pool(root.clone(), ns.clone()),
+        };
+        migrate::migrate(&migrator).await.expect("migrate");
         let mut cfg = Config {
             namespace: ns.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -160,8 +241,47 @@ impl TestApp {
         } else {
             grants::SERVE.to_vec()
         };
+        let needs = if second.is_some() {
+            [needs.as_slice(), grants::PARTITIONED].concat()
+        } else {
+            needs
+        };
         cfg.database_url = create_account(&mut conn, &ns, &needs).await;
         conn.close().await.ok();
+        let pool2 = match second {
+            Some((url2, mut conn2)) => {
+                // The same account on the second server, with the same grants.
+                let password = reqwest::Url::parse(cfg.database_url.expose())
+                    .ok()
+                    .and_then(|u| u.password().map(str::to_owned))
+                    .expect("password");
+                let account = format!("'{}'@'%'", ns.as_str());
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE USER {account} IDENTIFIED BY '{password}'"
+                )))
+                .execute(&mut conn2)
+                .await
+                .expect("create user on the second server");
+                for grant in grants::statements(&needs, &ns, &account) {
+                    sqlx::raw_sql(AssertSqlSafe(grant.as_str()))
+                        .execute(&mut conn2)
+                        .await
+                        .expect(&grant);
+                }
+                conn2.close().await.ok();
+                let service2 = on_server(&cfg.database_url, &url2);
+                cfg.database_sources.routing =
+                    Some(partition_routing(&cfg.database_url, &service2));
+                Some(
+                    MySqlPool::connect_with(
+                        phab_scim::db::connect_options(&Secret::new(url2)).unwrap(),
+                    )
+                    .await
+                    .expect("connect"),
+                )
+            }
+            None => None,
+        };
         let app = Application::build(cfg.clone(), metrics)
             .await
             .expect("build");
@@ -196,6 +316,7 @@ impl TestApp {
             bot_phid,
             db,
             pool,
+            pool2,
             ns,
             cfg,
             state,
@@ -296,6 +417,21 @@ impl TestApp {
         s
     }
 
+    /// The root pool of the server holding the databases `template` names: the second one
+    /// in a partitioned run when it names one of [`MOVED`].
+    pub fn pool_for(&self, template: &str) -> &MySqlPool {
+        match &self.pool2 {
+            Some(pool2)
+                if MOVED
+                    .iter()
+                    .any(|app| template.contains(&format!("{{{app}}}"))) =>
+            {
+                pool2
+            }
+            _ => &self.pool,
+        }
+    }
+
     /// One integer.
     pub async fn count(&self, template: &str) -> i64 {
         let rows = self.rows(template).await;
@@ -314,7 +450,7 @@ impl TestApp {
     pub async fn rows(&self, template: &str) -> Vec<Value> {
         use sqlx::{Column, Row, TypeInfo, ValueRef};
         let rows = sqlx::query(AssertSqlSafe(self.sql(template)))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool_for(template))
             .await
             .expect(template);
         rows.iter()
@@ -392,6 +528,20 @@ impl TestApp {
             .await
             .expect("drop namespace");
         drop_account(&self.ns).await;
+        if let (Some(pool2), Some(url2)) = (self.pool2.take(), partition_url()) {
+            pool2.close().await;
+            let _ = migrate::drop_namespace(&Secret::new(url2.clone()), &self.ns).await;
+            if let Ok(opts) = phab_scim::db::connect_options(&Secret::new(url2))
+                && let Ok(mut conn) = MySqlConnection::connect_with(&opts).await
+            {
+                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP USER IF EXISTS '{}'@'%'",
+                    self.ns.as_str()
+                )))
+                .execute(&mut conn)
+                .await;
+            }
+        }
     }
 }
 

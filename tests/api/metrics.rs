@@ -109,7 +109,7 @@ async fn metrics_show_replicas_drift_tokens_and_the_guard() {
     .unwrap();
     let mut conn = app.pool.acquire().await.unwrap();
     sidecar::insert_event(
-        &mut conn,
+        &mut phab_scim::db::Conns::of(&app.db, &mut conn),
         &t,
         &sidecar::Event {
             request_id: "metrics-test".into(),

@@ -230,9 +230,13 @@ async fn unknown_ids_cost_one_verification_like_known_ones() {
     let mut conn = app.pool.acquire().await.unwrap();
     let (rid, revoked) = app.issue_token().await;
     assert!(
-        phab_scim::db::sidecar::revoke_token(&mut conn, app.t(), rid)
-            .await
-            .unwrap()
+        phab_scim::db::sidecar::revoke_token(
+            &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+            app.t(),
+            rid
+        )
+        .await
+        .unwrap()
     );
     drop(conn);
     assert!(v.verify(&revoked, client).await.is_err());

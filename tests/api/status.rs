@@ -87,13 +87,22 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
             version: "1",
             started: ts,
         };
-        sidecar::heartbeat(&mut conn, t, &instance, &guard)
-            .await
-            .unwrap();
-    }
-    sidecar::mark_stopped(&mut conn, t, "k-stopped")
+        sidecar::heartbeat(
+            &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+            t,
+            &instance,
+            &guard,
+        )
         .await
         .unwrap();
+    }
+    sidecar::mark_stopped(
+        &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+        t,
+        "k-stopped",
+    )
+    .await
+    .unwrap();
     let two_days_ago = ts - 2 * 86_400;
     sqlx::query(sqlx::AssertSqlSafe(app.sql(
         "UPDATE {scim}.scim_instance SET dateModified = ? WHERE instanceKey = 'k-gone'",
@@ -114,9 +123,13 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     assert_eq!(state("k-stopped"), Some("stopped"));
     assert_eq!(state("k-gone"), Some("not seen"));
 
-    let pruned = sidecar::prune_instances(&mut conn, t, ts - status::INSTANCE_RETENTION_SECS)
-        .await
-        .unwrap();
+    let pruned = sidecar::prune_instances(
+        &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+        t,
+        ts - status::INSTANCE_RETENTION_SECS,
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned, 1);
     // A heartbeat under a stopped key means the replica runs again.
     let instance = sidecar::Instance {
@@ -125,9 +138,14 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
         version: "1",
         started: ts,
     };
-    sidecar::heartbeat(&mut conn, t, &instance, &guard)
-        .await
-        .unwrap();
+    sidecar::heartbeat(
+        &mut phab_scim::db::Conns::of(&app.db, &mut conn),
+        t,
+        &instance,
+        &guard,
+    )
+    .await
+    .unwrap();
     let s = status::load(&app.db, guard).await.unwrap();
     assert!(s.replicas.iter().all(|r| r.key != "k-gone"));
     assert!(

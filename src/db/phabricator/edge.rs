@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use super::Phid;
 use super::project::ProjectRow;
-use crate::db::{Conn, DbResult, Tables, bin_text, now, placeholders};
+use crate::db::{Conns, DbResult, Tables, bin_text, now, placeholders};
 
 /// `PhabricatorProjectProjectHasMemberEdgeType`: project has member (PROJ → USER).
 pub const PROJECT_HAS_MEMBER: u32 = 13;
@@ -31,7 +31,7 @@ pub const CHUNK: usize = 500;
 
 /// Which of `users` are direct members (type 13) of the project.
 pub async fn members_among(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
     users: &[String],
@@ -56,7 +56,7 @@ pub async fn members_among(
 
 /// Every direct member of the project (what a whole-set replace diffs against).
 pub async fn all_members(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
 ) -> DbResult<HashSet<String>> {
@@ -79,7 +79,7 @@ pub async fn all_members(
 /// caller can render each one without collecting the membership first. `display` is the
 /// SCIM userName, else the Phabricator username. Returns the number of members.
 pub async fn for_each_member<F>(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &str,
     mut f: F,
@@ -87,6 +87,9 @@ pub async fn for_each_member<F>(
 where
     F: FnMut(&str, &str),
 {
+    if !conn.together(&[&t.project_edge, &t.user, &t.scim_user]) {
+        return for_each_member_apart(conn, t, project_phid, f).await;
+    }
     let sql = format!(
         "SELECT e.dst, s.userName, u.userName FROM {} e LEFT JOIN {} u ON u.phid = e.dst \
          LEFT JOIN {} s ON s.userPHID = e.dst WHERE e.src = ? AND e.type = {PROJECT_HAS_MEMBER} \
@@ -107,6 +110,55 @@ where
     Ok(n)
 }
 
+/// [`for_each_member`] when `<ns>_project` is on another master than `<ns>_user` and
+/// `<ns>_scim` (docs/design.md#partitioned-databases): the edges from the one, then the names
+/// from the other, a chunk at a time, in the same order.
+async fn for_each_member_apart<F>(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    project_phid: &str,
+    mut f: F,
+) -> DbResult<u64>
+where
+    F: FnMut(&str, &str),
+{
+    let sql = format!(
+        "SELECT dst FROM {} WHERE src = ? AND type = {PROJECT_HAS_MEMBER} \
+         ORDER BY dateCreated, seq",
+        t.project_edge
+    );
+    let members: Vec<String> = sqlx::query(AssertSqlSafe(sql.as_str()))
+        .bind(project_phid)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| bin_text(row, 0))
+        .collect::<Result<_, _>>()?;
+    for chunk in members.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT u.phid, s.userName, u.userName FROM {} u LEFT JOIN {} s ON s.userPHID = u.phid \
+             WHERE u.phid IN {}",
+            t.user,
+            t.scim_user,
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for u in chunk {
+            q = q.bind(u);
+        }
+        let mut names = std::collections::HashMap::new();
+        for row in q.fetch_all(&mut *conn).await? {
+            let scim: Option<String> = sqlx::Row::try_get(&row, 1)?;
+            let local: Option<String> = sqlx::Row::try_get(&row, 2)?;
+            names.insert(bin_text(&row, 0)?, scim.or(local).unwrap_or_default());
+        }
+        for id in chunk {
+            f(id, names.get(id).map_or("", String::as_str));
+        }
+    }
+    Ok(members.len() as u64)
+}
+
 /// Adds `users` (none of them a member yet) to the project, the way `PhabricatorEdgeEditor`
 /// and `PhabricatorProjectsMembershipIndexEngineExtension` do
 /// (docs/write-paths.md#add-members): per chunk, one upsert of 13-edges (`seq` 0, 1, 2... for
@@ -114,7 +166,7 @@ where
 /// its own source: `seq` 0), and one `INSERT IGNORE ... SELECT` of 60-edges per materializing
 /// project (the project and each ancestor) copying `dateCreated` and `seq` from the 13-edge.
 pub async fn add_members(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &Phid,
     ancestors: &[ProjectRow],
@@ -181,7 +233,7 @@ pub async fn add_members(
 /// ancestor's desired set is the 13-edges of its non-milestone descendants without
 /// subprojects: docs/phabricator-tables.md#materialized-members).
 pub async fn remove_members(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &Phid,
     ancestors: &[ProjectRow],

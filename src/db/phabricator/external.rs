@@ -6,7 +6,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::{FromRow, Row};
 
 use super::{Phid, PhidKind, digest_for_index, random_chars};
-use crate::db::{Conn, DbResult, Tables, now};
+use crate::db::{Conns, DbResult, Tables, now};
 
 /// A login provider's configuration row.
 #[derive(Debug, Clone, FromRow)]
@@ -25,7 +25,7 @@ pub struct ProviderRow {
 
 /// Finds the provider by PHID (`PHID-AUTH-...`) or by `type:domain` (e.g. `ldap:self`).
 pub async fn find_provider(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     spec: &str,
 ) -> DbResult<Option<ProviderRow>> {
@@ -80,7 +80,7 @@ pub struct NewLink<'a> {
 /// (docs/write-paths.md#link-the-login-account): reuse an account that owns the identifier
 /// hash (relinking a pending one), else insert account + identifier.
 pub async fn link(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     provider: &ProviderRow,
     link: &NewLink<'_>,

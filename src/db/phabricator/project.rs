@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, FromRow, MySql, QueryBuilder};
 
 use super::{Phid, PhidKind, digest_for_index, random_chars};
-use crate::db::{Conn, DbError, DbResult, Tables, now, placeholders};
+use crate::db::{Conns, DbError, DbResult, Tables, now, placeholders};
 
 /// `PhabricatorProjectStatus::STATUS_ACTIVE` (`status` is a text32 column).
 pub const STATUS_ACTIVE: &str = "0";
@@ -133,7 +133,7 @@ pub struct NewProject<'a> {
 
 /// A PHID for a new project whose path key is not taken yet. `projectPathKey` is unique and
 /// only 4 characters of a digest; Phorge does not retry a collision, phab-scim draws again.
-pub async fn new_project_phid(conn: &mut Conn, t: &Tables) -> DbResult<Phid> {
+pub async fn new_project_phid(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Phid> {
     for _ in 0..16 {
         let phid = Phid::new(PhidKind::Project);
         let taken = sqlx::query(AssertSqlSafe(format!(
@@ -154,7 +154,7 @@ pub async fn new_project_phid(conn: &mut Conn, t: &Tables) -> DbResult<Phid> {
 }
 
 /// Inserts a root project row; returns its id.
-pub async fn insert_project(conn: &mut Conn, t: &Tables, p: &NewProject<'_>) -> DbResult<u32> {
+pub async fn insert_project(conn: &mut Conns<'_>, t: &Tables, p: &NewProject<'_>) -> DbResult<u32> {
     let ts = now();
     let key = path_key(p.phid);
     let res = sqlx::query(AssertSqlSafe(format!(
@@ -187,7 +187,11 @@ pub async fn insert_project(conn: &mut Conn, t: &Tables, p: &NewProject<'_>) -> 
 
 /// Loads a project by PHID and locks the row (`PhabricatorProjectTransactionEditor` reloads
 /// it with `FOR UPDATE`).
-pub async fn lock_project(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Option<ProjectRow>> {
+pub async fn lock_project(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    phid: &str,
+) -> DbResult<Option<ProjectRow>> {
     Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(format!(
         "SELECT {PROJECT_COLUMNS} FROM {} p WHERE p.phid = ? FOR UPDATE",
         t.project
@@ -199,7 +203,7 @@ pub async fn lock_project(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<O
 
 /// The project owning a slug (any of its hashtags, not only the primary one), locked.
 pub async fn lock_project_by_slug(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     slug: &str,
 ) -> DbResult<Option<ProjectRow>> {
@@ -216,7 +220,7 @@ pub async fn lock_project_by_slug(
 /// proper prefix of this one's (4 characters per level), as rematerialization reads them
 /// (`SELECT … WHERE projectPath IN (…) FOR UPDATE`, docs/write-paths.md#add-members).
 pub async fn lock_ancestors(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project: &ProjectRow,
 ) -> DbResult<Vec<ProjectRow>> {
@@ -240,7 +244,11 @@ pub async fn lock_ancestors(
 
 /// Does the project have a subproject (a child that is not a milestone)? Members of such a
 /// parent cannot be edited (docs/phabricator-tables.md#subprojects-and-milestones).
-pub async fn has_subprojects(conn: &mut Conn, t: &Tables, project: &ProjectRow) -> DbResult<bool> {
+pub async fn has_subprojects(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    project: &ProjectRow,
+) -> DbResult<bool> {
     if project.has_subprojects {
         return Ok(true);
     }
@@ -268,7 +276,7 @@ pub struct ProjectChanges {
 
 /// Re-saves the project row: the changed columns and `dateModified`.
 pub async fn update_project(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     id: u32,
     c: &ProjectChanges,
@@ -300,7 +308,11 @@ pub async fn update_project(
 
 /// Every slug of a project, oldest first (locked, as `PhabricatorProjectNameTransaction`
 /// reads them).
-pub async fn lock_slugs(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbResult<Vec<String>> {
+pub async fn lock_slugs(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    project_phid: &str,
+) -> DbResult<Vec<String>> {
     Ok(sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
         "SELECT slug FROM {} WHERE projectPHID = ? ORDER BY id FOR UPDATE",
         t.project_slug
@@ -311,7 +323,11 @@ pub async fn lock_slugs(conn: &mut Conn, t: &Tables, project_phid: &str) -> DbRe
 }
 
 /// The project owning `slug`, if any (locked).
-pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResult<Option<Phid>> {
+pub async fn lock_slug_owner(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    slug: &str,
+) -> DbResult<Option<Phid>> {
     Ok(sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT projectPHID FROM {} WHERE slug = ? FOR UPDATE",
         t.project_slug
@@ -324,7 +340,7 @@ pub async fn lock_slug_owner(conn: &mut Conn, t: &Tables, slug: &str) -> DbResul
 /// Inserts a slug row (the primary slug of a new or renamed project,
 /// docs/write-paths.md#rename-a-group).
 pub async fn insert_slug(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_phid: &Phid,
     slug: &str,
@@ -348,7 +364,7 @@ pub async fn insert_slug(
 /// so nothing is deleted (the same next-key reasoning as user name tokens,
 /// docs/phabricator-tables.md#locking-and-isolation).
 pub async fn write_datasource_tokens(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     project_id: u32,
     tokens: &[String],

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::{FromRow, Row};
 
 use super::{Phid, PhidKind, random_chars};
-use crate::db::{Conn, DbResult, Tables, now, placeholders};
+use crate::db::{Conns, DbResult, Tables, now, placeholders};
 
 /// The `user` columns phab-scim reads.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct NewUser<'a> {
 
 /// Inserts the `user` row (approved, not admin, random certificate and secret:
 /// docs/write-paths.md#create-a-user); returns its id.
-pub async fn insert_user(conn: &mut Conn, t: &Tables, u: &NewUser<'_>) -> DbResult<u32> {
+pub async fn insert_user(conn: &mut Conns<'_>, t: &Tables, u: &NewUser<'_>) -> DbResult<u32> {
     let ts = now();
     let res = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (phid, userName, realName, dateCreated, dateModified, profileImagePHID, \
@@ -77,7 +77,7 @@ pub async fn insert_user(conn: &mut Conn, t: &Tables, u: &NewUser<'_>) -> DbResu
 
 /// Loads a user by PHID and locks the row (editors reload with `FOR UPDATE`,
 /// `PhabricatorApplicationTransactionEditor`).
-pub async fn lock_user(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Option<UserRow>> {
+pub async fn lock_user(conn: &mut Conns<'_>, t: &Tables, phid: &str) -> DbResult<Option<UserRow>> {
     Ok(sqlx::query_as::<_, UserRow>(AssertSqlSafe(format!(
         "SELECT {USER_COLUMNS} FROM {} WHERE phid = ? FOR UPDATE",
         t.user
@@ -89,7 +89,7 @@ pub async fn lock_user(conn: &mut Conn, t: &Tables, phid: &str) -> DbResult<Opti
 
 /// Which of these usernames are taken.
 pub async fn usernames_taken(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     names: &[String],
 ) -> DbResult<Vec<String>> {
@@ -133,7 +133,7 @@ impl UserChanges {
 
 /// Writes the changed columns and `dateModified` in one statement.
 pub async fn update_user(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     phid: &Phid,
     c: &UserChanges,
@@ -189,7 +189,7 @@ pub fn name_tokens(user_name: &str, real_name: &str) -> Vec<String> {
 /// DELETE of a new id's tokens is what deadlocks concurrent creators
 /// (docs/phabricator-tables.md#locking-and-isolation).
 pub async fn write_name_tokens(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_id: u32,
     tokens: &[String],
@@ -234,7 +234,7 @@ const EMAIL_COLUMNS: &str = "id, phid, userPHID, address, isVerified, isPrimary"
 
 /// Inserts a `user_email` row.
 pub async fn insert_email(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &Phid,
     address: &str,
@@ -262,7 +262,11 @@ pub async fn insert_email(
 }
 
 /// The row owning `address` (the column is case-insensitive), locked.
-pub async fn lock_email(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<Option<EmailRow>> {
+pub async fn lock_email(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    address: &str,
+) -> DbResult<Option<EmailRow>> {
     Ok(sqlx::query_as::<_, EmailRow>(AssertSqlSafe(format!(
         "SELECT {EMAIL_COLUMNS} FROM {} WHERE address = ? FOR UPDATE",
         t.user_email
@@ -277,7 +281,7 @@ pub async fn lock_email(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<
 /// checks of a creation. No lock: under READ COMMITTED a missing row cannot be locked anyway;
 /// the unique key on `user_email.address` settles a race (the loser gets 409).
 pub async fn email_owner(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     address: &str,
 ) -> DbResult<(Option<EmailRow>, bool)> {
@@ -312,7 +316,11 @@ pub async fn email_owner(
 }
 
 /// Every address of a user, primary first.
-pub async fn user_emails(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResult<Vec<EmailRow>> {
+pub async fn user_emails(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    user_phid: &str,
+) -> DbResult<Vec<EmailRow>> {
     Ok(sqlx::query_as::<_, EmailRow>(AssertSqlSafe(format!(
         "SELECT {EMAIL_COLUMNS} FROM {} WHERE userPHID = ? ORDER BY isPrimary DESC, id FOR UPDATE",
         t.user_email
@@ -324,7 +332,7 @@ pub async fn user_emails(conn: &mut Conn, t: &Tables, user_phid: &str) -> DbResu
 
 /// Sets `isPrimary` (and `isVerified`) on one address.
 pub async fn set_email_flags(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     email_id: u32,
     primary: bool,
@@ -346,7 +354,7 @@ pub async fn set_email_flags(
 /// Removes an address the way `PhabricatorUserEditor::removeEmail` does
 /// (docs/write-paths.md#change-the-primary-email-address): a `system_destructionlog` row, then
 /// the delete.
-pub async fn destroy_email(conn: &mut Conn, t: &Tables, email: &EmailRow) -> DbResult<()> {
+pub async fn destroy_email(conn: &mut Conns<'_>, t: &Tables, email: &EmailRow) -> DbResult<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {} (objectClass, rootLogID, objectPHID, objectMonogram, epoch) \
          VALUES ('PhabricatorUserEmail', NULL, ?, NULL, ?)",
@@ -367,7 +375,11 @@ pub async fn destroy_email(conn: &mut Conn, t: &Tables, email: &EmailRow) -> DbR
 }
 
 /// Is `address` one of Phabricator's application email addresses (which users may not own)?
-pub async fn is_application_email(conn: &mut Conn, t: &Tables, address: &str) -> DbResult<bool> {
+pub async fn is_application_email(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    address: &str,
+) -> DbResult<bool> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "SELECT 1 FROM {} WHERE address = ?",
         t.metamta_applicationemail
@@ -418,7 +430,7 @@ pub struct UserLog<'a> {
 
 /// A `user_log` row (`PhabricatorUserLog`, docs/phabricator-tables.md#user-log): actor,
 /// action, old/new JSON, details with the host.
-pub async fn insert_log(conn: &mut Conn, t: &Tables, log: &UserLog<'_>) -> DbResult<()> {
+pub async fn insert_log(conn: &mut Conns<'_>, t: &Tables, log: &UserLog<'_>) -> DbResult<()> {
     let ts = now();
     let details = json!({"host": hostname(), "user_agent": "phab-scim"});
     sqlx::query(AssertSqlSafe(format!(
@@ -459,7 +471,7 @@ pub struct Revoked {
 
 /// Ends every session of the user (`PhabricatorAuthSessionEngine::terminateLoginSessions`
 /// deletes rows the same way; Phabricator's own disable does not, docs/design.md#deprovisioning).
-pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &Phid) -> DbResult<u64> {
+pub async fn delete_sessions(conn: &mut Conns<'_>, t: &Tables, user_phid: &Phid) -> DbResult<u64> {
     Ok(sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {} WHERE userPHID = ?",
         t.session
@@ -471,7 +483,11 @@ pub async fn delete_sessions(conn: &mut Conn, t: &Tables, user_phid: &Phid) -> D
 }
 
 /// Expires the user's Conduit API tokens the way the token "terminate" action does.
-pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &Phid) -> DbResult<u64> {
+pub async fn expire_api_tokens(
+    conn: &mut Conns<'_>,
+    t: &Tables,
+    user_phid: &Phid,
+) -> DbResult<u64> {
     let ts = now();
     Ok(sqlx::query(AssertSqlSafe(format!(
         "UPDATE {} SET expires = ?, dateModified = ? \
@@ -491,7 +507,7 @@ pub async fn expire_api_tokens(conn: &mut Conn, t: &Tables, user_phid: &Phid) ->
 /// docs/phabricator-tables.md#sessions-and-credentials).
 /// With `types`, only those token types (reset links on an email change).
 pub async fn expire_temporary_tokens(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     user_phid: &Phid,
     types: Option<&[&str]>,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder};
 
 use super::Phid;
-use crate::db::{Conn, DbResult, Tables, now};
+use crate::db::{Conns, DbResult, Tables, now};
 
 /// Phabricator's task priorities.
 pub mod priority {
@@ -96,7 +96,7 @@ impl Task {
 /// process (both are server settings that need a restart to change).
 static TASKDATA_ID_STEP: tokio::sync::OnceCell<Option<u64>> = tokio::sync::OnceCell::const_new();
 
-async fn taskdata_id_step(conn: &mut Conn) -> Option<u64> {
+async fn taskdata_id_step(conn: &mut Conns<'_>) -> Option<u64> {
     const SQL: &str = "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), \
                        CAST(@@auto_increment_increment AS SIGNED)";
     *TASKDATA_ID_STEP
@@ -113,7 +113,7 @@ async fn taskdata_id_step(conn: &mut Conn) -> Option<u64> {
 /// Writes `tasks`: their data rows (one statement where the server gives a multi-row INSERT
 /// consecutive ids), then one counter allocation for all of them, then the task rows in one
 /// statement.
-pub async fn queue(conn: &mut Conn, t: &Tables, tasks: &[Task]) -> DbResult<()> {
+pub async fn queue(conn: &mut Conns<'_>, t: &Tables, tasks: &[Task]) -> DbResult<()> {
     if tasks.is_empty() {
         return Ok(());
     }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sqlx::{MySql, QueryBuilder};
 
 use super::{Phid, PhidKind, random_chars};
-use crate::db::{Conn, DbResult, Tables, now};
+use crate::db::{Conns, DbResult, Tables, now};
 
 /// The content source phab-scim writes. Phabricator renders an unknown source as "Unknown";
 /// the extension registers `scim` so it reads "SCIM".
@@ -71,7 +71,7 @@ pub struct XactionGroup<'a> {
 /// Writes a group of transactions of one edit, all sharing one `core.groupID`; returns their
 /// PHIDs in order.
 pub async fn insert_group(
-    conn: &mut Conn,
+    conn: &mut Conns<'_>,
     t: &Tables,
     group: &XactionGroup<'_>,
 ) -> DbResult<Vec<Phid>> {
