@@ -161,3 +161,45 @@ stop() {
   kill "$1" 2>/dev/null && wait "$1" 2>/dev/null
   return 0
 }
+
+# host_serve <base> <session>: serves the host with `php -S` on <base>'s port,
+# every request logged in with <session> (a web session key), or with the one
+# a request's X-Test-Session header names ("none": logged out); waits until it
+# answers. Sets web_pid.
+host_serve() {
+  local base=$1 session=$2
+  cat >"$tmp/router.php" <<'PHP'
+<?php
+// Test-only router: logs every request in with the session named by the
+// X-Test-Session header, or the default one.
+$session = getenv('PHAB_SCIM_TEST_SESSION');
+if (isset($_SERVER['HTTP_X_TEST_SESSION'])) {
+  $session = $_SERVER['HTTP_X_TEST_SESSION'];
+}
+if ($session !== 'none' && !isset($_COOKIE['phsid'])) {
+  $_COOKIE['phsid'] = $session;
+}
+return require getenv('PHABRICATOR_ROOT').'/webroot/index.php';
+PHP
+  spawn "$tmp/web.log" env PHAB_SCIM_TEST_SESSION="$session" \
+    php -S "${base#http://}" -t "$root/webroot" "$tmp/router.php"
+  web_pid=$!
+  local _
+  for _ in $(seq 50); do
+    curl -s -o /dev/null "$base/" && return 0
+    sleep 0.2
+  done
+}
+
+# host_screenshot <base> <name> <path> [height]: scim-<name>.png of the page in
+# $PHAB_SCIM_SCREENSHOT_DIR, 1280 wide, by headless chromium.
+host_screenshot() {
+  local base=$1 name=$2 path=$3 height=${4:-900}
+  mkdir -p "$PHAB_SCIM_SCREENSHOT_DIR"
+  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --hide-scrollbars --user-data-dir="$tmp/chromium" "--screen-info={1280x$height}" \
+    --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
+    --window-size="1280,$height" "$base$path" >/dev/null 2>&1 \
+    && ok "screenshot scim-$name.png" || fail "screenshot of $path"
+}

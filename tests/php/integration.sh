@@ -127,26 +127,7 @@ helper create-user admin >/dev/null
 helper create-user alice >/dev/null
 admin_session=$(helper session admin)
 alice_session=$(helper session alice)
-cat >"$tmp/router.php" <<'PHP'
-<?php
-// Test-only router: logs every request in with the session named by the
-// X-Test-Session header, or the admin's.
-$session = getenv('PHAB_SCIM_TEST_SESSION');
-if (isset($_SERVER['HTTP_X_TEST_SESSION'])) {
-  $session = $_SERVER['HTTP_X_TEST_SESSION'];
-}
-if ($session !== 'none' && !isset($_COOKIE['phsid'])) {
-  $_COOKIE['phsid'] = $session;
-}
-return require getenv('PHABRICATOR_ROOT').'/webroot/index.php';
-PHP
-spawn "$tmp/web.log" env PHAB_SCIM_TEST_SESSION="$admin_session" \
-  php -S "127.0.0.1:$port" -t "$root/webroot" "$tmp/router.php"
-web_pid=$!
-for _ in $(seq 50); do
-  curl -s -o /dev/null "$base/" && break
-  sleep 0.2
-done
+host_serve "$base" "$admin_session"
 
 fetch() { curl -s -H "X-Test-Session: ${2:-$admin_session}" -o "$tmp/page.html" -w '%{http_code}' "$base$1"; }
 expect_page() {
@@ -494,16 +475,7 @@ else
   echo "skipped: PHAB_SCIM_BIN not set (nothing queued by the Rust service)"
 fi
 
-# screenshot <name> <path> [height]: scim-<name>.png of the page, 1280 wide.
-screenshot() {
-  local name=$1 path=$2 height=${3:-900}
-  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --hide-scrollbars --user-data-dir="$tmp/chromium" "--screen-info={1280x$height}" \
-    --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
-    --window-size="1280,$height" "$base$path" >/dev/null 2>&1 \
-    && ok "screenshot scim-$name.png" || fail "screenshot of $path"
-}
+screenshot() { host_screenshot "$base" "$@"; }
 if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
   step "screenshots"
   mkdir -p "$PHAB_SCIM_SCREENSHOT_DIR"

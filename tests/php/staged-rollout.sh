@@ -96,20 +96,7 @@ revoked=$(sql "SELECT COUNT(*) FROM \`${ns}_scim\`.scim_planentry WHERE kind = '
 
 step "the Plan page, served by the host"
 admin_session=$(helper session admin)
-cat >"$tmp/router.php" <<'PHP'
-<?php
-// Test-only router: every request is the admin's.
-if (!isset($_COOKIE['phsid'])) {
-  $_COOKIE['phsid'] = getenv('PHAB_SCIM_TEST_SESSION');
-}
-return require getenv('PHABRICATOR_ROOT').'/webroot/index.php';
-PHP
-spawn "$tmp/web.log" env PHAB_SCIM_TEST_SESSION="$admin_session" \
-  php -S "127.0.0.1:$port" -t "$root/webroot" "$tmp/router.php"
-for _ in $(seq 50); do
-  curl -s -o /dev/null "$base/" && break
-  sleep 0.2
-done
+host_serve "$base" "$admin_session"
 page() { curl -s -o "$tmp/page.html" -w '%{http_code}' "$base$1"; }
 shows() {
   local path=$1 code text
@@ -137,16 +124,8 @@ else
   fail "Database Status: $(cat "$tmp/schema.log")"
 fi
 if [ -n "${PHAB_SCIM_SCREENSHOT_DIR:-}" ]; then
-  mkdir -p "$PHAB_SCIM_SCREENSHOT_DIR"
-  for shot in plan:/scim/plan/ plan-attention:/scim/plan/?kind=attention; do
-    name=${shot%%:*}
-    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-      --disable-background-networking --disable-component-update --disable-sync \
-      --hide-scrollbars --user-data-dir="$tmp/chromium" '--screen-info={1280x1700}' \
-      --screenshot="$PHAB_SCIM_SCREENSHOT_DIR/scim-$name.png" \
-      --window-size=1280,1700 "$base${shot#*:}" >/dev/null 2>&1 \
-      && ok "screenshot scim-$name.png" || fail "screenshot of ${shot#*:}"
-  done
+  host_screenshot "$base" plan /scim/plan/ 1700
+  host_screenshot "$base" plan-attention "/scim/plan/?kind=attention" 1700
 fi
 
 step "Apply Plan on the Plan page; the service applies it"
