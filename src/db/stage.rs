@@ -115,14 +115,13 @@ impl Phase {
 pub struct Rollout {
     pub phase: Phase,
     pub date_staged: u32,
-    pub date_apply_started: Option<u32>,
     pub date_applied: Option<u32>,
 }
 
 /// The rollout, if one was staged.
 pub async fn rollout(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Option<Rollout>> {
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT phase, dateStaged, dateApplyStarted, dateApplied FROM {} ORDER BY id DESC LIMIT 1",
+        "SELECT phase, dateStaged, dateApplied FROM {} ORDER BY id DESC LIMIT 1",
         t.scim_rollout
     )))
     .fetch_optional(&mut *conn)
@@ -131,8 +130,7 @@ pub async fn rollout(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Option<Rollou
         Ok(Rollout {
             phase: Phase::parse(&r.try_get::<String, _>(0)?)?,
             date_staged: r.try_get(1)?,
-            date_apply_started: r.try_get(2)?,
-            date_applied: r.try_get(3)?,
+            date_applied: r.try_get(2)?,
         })
     })
     .transpose()
@@ -298,8 +296,6 @@ pub struct StageOpRow {
     pub token_id: Option<u32>,
     pub actor_phid: Phid,
     pub remote_addr: String,
-    /// `staged`, `applied` or `failed`.
-    pub state: String,
 }
 
 /// A staged operation to record (its first plan entry records it).
@@ -387,8 +383,8 @@ pub async fn insert_plan_entry(
 /// The operations not yet applied, in the order they were staged.
 pub async fn pending_ops(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Vec<StageOpRow>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, operation, objectPHID, request, requestID, tokenID, actorPHID, remoteAddr, \
-         state FROM {} WHERE state <> 'applied' ORDER BY id",
+        "SELECT id, operation, objectPHID, request, requestID, tokenID, actorPHID, remoteAddr \
+         FROM {} WHERE state <> 'applied' ORDER BY id",
         t.scim_stageop
     )))
     .fetch_all(&mut *conn)
@@ -404,7 +400,6 @@ pub async fn pending_ops(conn: &mut Conns<'_>, t: &Tables) -> DbResult<Vec<Stage
                 token_id: r.try_get(5)?,
                 actor_phid: r.try_get(6)?,
                 remote_addr: r.try_get(7)?,
-                state: r.try_get(8)?,
             })
         })
         .collect()

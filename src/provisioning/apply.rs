@@ -18,8 +18,10 @@ use crate::db::stage::{self, Phase, StageOpRow};
 use crate::db::{Conns, DbError};
 use crate::scim::resource::Preconditions;
 
-/// How long after the phase turns `applied` a staged-mode service may still read the copies.
-const COPIES_LAST_READ: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long after the phase turns `applied` a staged-mode service may still read the copies:
+/// it trusts the phase it read for `rollout::PHASE_TTL`, and a read begun then must end.
+const COPIES_LAST_READ: std::time::Duration =
+    std::time::Duration::from_secs(super::rollout::PHASE_TTL.as_secs() * 3);
 
 /// Whatever a staged rollout is doing, `stage` and `apply` say why they will not run.
 #[derive(Debug, thiserror::Error)]

@@ -330,7 +330,7 @@ pub(super) async fn hold_staged(conn: &mut Conns<'_>, db: &crate::db::Db) -> Res
 /// How long the service trusts the phase it read: staged writes check it again in their
 /// transaction (`hold_staged`), so a stale phase costs a staged read at most this long after
 /// `apply` ended, or one 503 the IdP retries.
-const PHASE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const PHASE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// In staged mode, which provisioner serves a request: the staged one (the copies) until the
 /// plan is applied, then the live one.
