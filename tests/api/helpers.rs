@@ -432,6 +432,14 @@ impl TestApp {
         }
     }
 
+    /// Runs one statement on the server holding the databases it names (a hand edit).
+    pub async fn exec(&self, template: &str) {
+        sqlx::query(AssertSqlSafe(self.sql(template)))
+            .execute(self.pool_for(template))
+            .await
+            .expect(template);
+    }
+
     /// One integer.
     pub async fn count(&self, template: &str) -> i64 {
         let rows = self.rows(template).await;

@@ -75,7 +75,17 @@ fn pairs() -> usize {
 }
 
 async fn assert_invariants(app: &TestApp) {
-    let v = invariants::check(&app.pool, app.t()).await.unwrap();
+    let v = invariants::check(
+        &crate::invariants::Servers::split(
+            &app.pool,
+            app.pool2.as_ref(),
+            &app.ns,
+            crate::helpers::MOVED,
+        ),
+        app.t(),
+    )
+    .await
+    .unwrap();
     assert!(
         v.is_empty(),
         "{} violations: {:?}",
@@ -245,6 +255,66 @@ async fn eight_clients_patching_one_group_converge() {
     );
     assert_invariants(&app).await;
     other.stop().await;
+    app.cleanup().await;
+}
+
+/// The checker the races rely on can fail: a membership with its inverse edge deleted by hand
+/// (in the `user` database, on the other server in a partitioned run), a managed user with no
+/// primary address and a managed project without its slug row are each named.
+#[tokio::test]
+async fn the_invariant_checker_names_a_one_sided_membership() {
+    let app = TestApp::spawn().await;
+    let (s, u) = app
+        .post("/Users", user_body("lone@corp.com", "lone@corp.com", "L"))
+        .await;
+    assert_eq!(s, 201);
+    let user = u["id"].as_str().unwrap().to_owned();
+    let (s, g) = app
+        .post(
+            "/Groups",
+            json!({"displayName": "Halved", "members": [{"value": user}]}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let group = g["id"].as_str().unwrap().to_owned();
+    assert_invariants(&app).await;
+
+    app.exec(&format!(
+        "DELETE FROM {{user}}.edge WHERE src = '{user}' AND type = 14"
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE {{user}}.user_email SET isPrimary = 0 WHERE userPHID = '{user}'"
+    ))
+    .await;
+    app.exec(&format!(
+        "DELETE FROM {{project}}.project_slug WHERE projectPHID = '{group}'"
+    ))
+    .await;
+    let v = invariants::check(
+        &invariants::Servers::split(
+            &app.pool,
+            app.pool2.as_ref(),
+            &app.ns,
+            crate::helpers::MOVED,
+        ),
+        app.t(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        v.contains(&format!("edge 13 {group} -> {user} lacks its 14")),
+        "{v:?}"
+    );
+    assert!(
+        v.contains(&format!("{user} has 0 primary addresses")),
+        "{v:?}"
+    );
+    assert!(
+        v.contains(&format!("project {group} lacks its primary slug row")),
+        "{v:?}"
+    );
+    assert_eq!(v.len(), 3, "{v:?}");
     app.cleanup().await;
 }
 

@@ -667,7 +667,7 @@ async fn main() {
     service.kill().ok();
     service.wait().ok();
 
-    let mut violations = invariants::check(&db.pool, &db.t)
+    let mut violations = invariants::check(&invariants::Servers::one(&db.pool), &db.t)
         .await
         .expect("invariants");
     violations.extend(hang_violations);
