@@ -4,8 +4,8 @@
 //! servers.
 //!
 //! Master 0 (`a`) holds the default partition, `<ns>_scim` with it (the coordinator of
-//! `db::xa`); master 1 (`b`) holds `user` and `auth`, except in the tests of the service under
-//! load, where it holds `project` alone (membership edges on both masters).
+//! `db::xa`), and `user`; master 1 (`b`) holds `project` and `auth`, except in the tests of the
+//! service under load, where it holds `project` alone (membership edges on both masters).
 
 // Test code may panic: a failed expect is a failed test (as in tests/api/main.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -61,7 +61,7 @@ fn port(url: &str) -> u16 {
 fn cluster_json(m: &Masters) -> serde_json::Value {
     serde_json::json!([
         {"host": "127.0.0.1", "port": port(&m.urls[0]), "role": "master", "partition": ["default"]},
-        {"host": "127.0.0.1", "port": port(&m.urls[1]), "role": "master", "partition": ["user", "auth"]}
+        {"host": "127.0.0.1", "port": port(&m.urls[1]), "role": "master", "partition": ["project", "auth"]}
     ])
 }
 
@@ -94,7 +94,7 @@ async fn run(conn: &mut MySqlConnection, sql: String) {
     conn.execute(AssertSqlSafe(sql)).await.expect("statement");
 }
 
-/// A db per master with a table `t` in `<ns>_scim` on a and `<ns>_user` on b, and the log.
+/// A db per master with a table `t` in `<ns>_scim` on a and `<ns>_project` on b, and the log.
 async fn setup(m: &Masters, ns: &Namespace) -> Db {
     let r = routing(m);
     let db = Db::connect_routed(&r, ns.clone(), 4, Timeouts::default())
@@ -102,8 +102,8 @@ async fn setup(m: &Masters, ns: &Namespace) -> Db {
         .expect("pools");
     assert_eq!(db.masters.pools.len(), 2);
     assert_eq!(db.masters.index_of("scim"), 0);
-    assert_eq!(db.masters.index_of("user"), 1);
-    for (i, app) in [(0, "scim"), (1, "user")] {
+    assert_eq!(db.masters.index_of("project"), 1);
+    for (i, app) in [(0, "scim"), (1, "project")] {
         let mut c = connect(&m.urls[i]).await;
         run(&mut c, format!("CREATE DATABASE {}", ns.db(app))).await;
         run(
@@ -139,7 +139,7 @@ async fn drop_ns(m: &Masters, ns: &Namespace) {
 /// One row on each master in one CrossWrite.
 async fn write_both(db: &Db, id: i32) -> CrossWrite {
     let mut w = CrossWrite::begin(db, &[0, 1]).await.expect("begin");
-    for (m, app) in [(0, "scim"), (1, "user")] {
+    for (m, app) in [(0, "scim"), (1, "project")] {
         let conn = w.conn(m).expect("conn");
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {}.t (id) VALUES (?)",
@@ -173,7 +173,7 @@ async fn a_write_across_masters_commits_on_both() {
     let db = setup(&m, &ns).await;
     write_both(&db, 1).await.commit(&db).await.expect("commit");
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 1);
-    assert_eq!(count(&m.urls[1], &ns, "user").await, 1);
+    assert_eq!(count(&m.urls[1], &ns, "project").await, 1);
     // Nothing left prepared, no decision left behind.
     assert_eq!(
         xa::recover(&db, Duration::ZERO).await.expect("recover"),
@@ -199,7 +199,7 @@ async fn a_branch_lost_before_the_decision_leaves_nothing() {
     run(&mut admin, format!("KILL CONNECTION {id}")).await;
     assert!(w.commit(&db).await.is_err());
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 0);
-    assert_eq!(count(&m.urls[1], &ns, "user").await, 0);
+    assert_eq!(count(&m.urls[1], &ns, "project").await, 0);
     drop_ns(&m, &ns).await;
 }
 
@@ -225,7 +225,7 @@ async fn a_crash_is_settled_by_the_decision() {
         }
     );
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 0);
-    assert_eq!(count(&m.urls[1], &ns, "user").await, 0);
+    assert_eq!(count(&m.urls[1], &ns, "project").await, 0);
 
     // Decided, branch prepared: what the host sees until recovery is the coordinator's side
     // only (the branch's row is invisible, not half-visible); recovery commits it.
@@ -234,7 +234,7 @@ async fn a_crash_is_settled_by_the_decision() {
         .commit_until(&db, Some(Stop::AfterDecision))
         .await;
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 1);
-    assert_eq!(count(&m.urls[1], &ns, "user").await, 0);
+    assert_eq!(count(&m.urls[1], &ns, "project").await, 0);
     // A transaction still deciding (younger than the limit) is left alone.
     let young = xa::recover(&db, Duration::from_secs(3600))
         .await
@@ -248,7 +248,7 @@ async fn a_crash_is_settled_by_the_decision() {
             rolled_back: 0
         }
     );
-    assert_eq!(count(&m.urls[1], &ns, "user").await, 1);
+    assert_eq!(count(&m.urls[1], &ns, "project").await, 1);
     drop_ns(&m, &ns).await;
 }
 
@@ -312,7 +312,7 @@ async fn a_branch_master_killed_mid_commit_recovers_its_branch() {
             );
         }
         assert_eq!(count(&m.urls[0], &ns, "scim").await, expect_committed);
-        assert_eq!(count(&m.urls[1], &ns, "user").await, expect_committed);
+        assert_eq!(count(&m.urls[1], &ns, "project").await, expect_committed);
     }
     eprintln!("kill rounds: {rounds}, committed after restart: {expect_committed}");
     drop_ns(&m, &ns).await;
@@ -350,15 +350,15 @@ async fn check_prints_the_routing_and_checks_each_master() {
         format!("127.0.0.1:{}", port(&m.urls[1])),
     );
     for line in [
-        format!("user       -> {b}"),
+        format!("user       -> {a}"),
         format!("auth       -> {b}"),
-        format!("project    -> {a}"),
+        format!("project    -> {b}"),
         format!("scim       -> {a}"),
         format!("scimstage  -> {a}"),
         format!(
-            "master {a} (project, worker, conduit, meta_data, metamta, system, cache, scim, scimstage):"
+            "master {a} (user, worker, conduit, meta_data, metamta, system, cache, scim, scimstage):"
         ),
-        format!("master {b} (user, auth):"),
+        format!("master {b} (project, auth):"),
         format!(
             "writes across masters: XA, decided in {}_scimxa on {a}",
             ns.as_str()

@@ -242,6 +242,16 @@ impl Cluster {
             })?;
             routing.route(database, &master.key, master.endpoint.url());
         }
+        let (scim, user) = (routing.master_of("scim"), routing.master_of("user"));
+        if scim.key != user.key {
+            return Err(format!(
+                "key {CLUSTER_KEY:?}: the database \"scim\" is on {} and \"user\" on {}; \
+                 phab-scim needs them on one master (add \"scim\" to the \"partition\" of {}): \
+                 every SCIM record of a user extends its account row, and every read of a user \
+                 (a lookup, a filter, a page) is one statement joining the two",
+                scim.key, user.key, user.key
+            ));
+        }
         Ok(routing)
     }
 }
@@ -468,7 +478,7 @@ mod tests {
             {"host": "db-default", "role": "master", "partition": ["default"]},
             {"host": "db-default-r", "role": "replica", "master": "db-default:3306"},
             {"host": "db-people", "port": 3307, "role": "master", "user": "people",
-             "pass": "people-pw", "partition": ["user", "auth"], "persistent": true},
+             "pass": "people-pw", "partition": ["user", "auth", "scim"], "persistent": true},
             {"host": "db-people-r", "port": "3307", "role": "replica", "master": "db-people:3307"},
             {"host": "db-projects", "role": "master", "partition": ["project"]}
         ])
@@ -486,9 +496,9 @@ mod tests {
             ("metamta", "db-default:3306"),
             ("system", "db-default:3306"),
             ("cache", "db-default:3306"),
-            ("scim", "db-default:3306"),
-            ("scimstage", "db-default:3306"),
-            ("meta_data", "db-default:3306"),
+            ("scim", "db-people:3307"),
+            ("scimstage", "db-people:3307"),
+            ("meta_data", "db-people:3307"),
         ] {
             assert_eq!(route_of(&routing, database), master, "{database}");
         }
@@ -512,15 +522,39 @@ mod tests {
     fn scim_and_its_stage_and_patch_records_move_together() -> Result<(), ClusterError> {
         let routing = parse(json!([
             {"host": "a", "role": "master", "partition": ["default"]},
-            {"host": "b", "role": "master", "partition": ["scim"]}
+            {"host": "b", "role": "master", "partition": ["user", "scim"]}
         ]))?
         .routing()?;
         assert_eq!(route_of(&routing, "scim"), "b:3306");
         assert_eq!(route_of(&routing, "scimstage"), "b:3306");
         assert_eq!(route_of(&routing, "meta_data"), "b:3306");
-        assert_eq!(route_of(&routing, "user"), "a:3306");
-        assert_eq!(routing.databases_on(1), ["meta_data", "scim", "scimstage"]);
+        assert_eq!(route_of(&routing, "user"), "b:3306");
+        assert_eq!(
+            routing.databases_on(0),
+            ["user", "meta_data", "scim", "scimstage"]
+        );
         Ok(())
+    }
+
+    #[test]
+    fn scim_apart_from_user_is_refused_with_the_fix() {
+        for servers in [
+            // `user` on a master of its own, `scim` left on the default one.
+            json!([{"host": "a", "role": "master", "partition": ["default"]},
+                   {"host": "b", "role": "master", "partition": ["user"]}]),
+            // `scim` moved, `user` left behind.
+            json!([{"host": "a", "role": "master", "partition": ["default"]},
+                   {"host": "b", "role": "master", "partition": ["scim"]}]),
+        ] {
+            let err = parse(servers.clone())
+                .and_then(|c| c.routing())
+                .expect_err("scim apart from user");
+            assert!(
+                err.contains("phab-scim needs them on one master")
+                    && err.contains("add \"scim\" to the \"partition\""),
+                "{servers}: {err}"
+            );
+        }
     }
 
     #[test]
