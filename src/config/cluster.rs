@@ -536,6 +536,31 @@ mod tests {
         Ok(())
     }
 
+    /// The partitioned example the README's configuration section shows routes as it says.
+    #[test]
+    fn the_readme_example_routes_as_the_readme_says() -> Result<(), ClusterError> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("{\n    \"cluster.databases\"")
+            .ok_or("no cluster.databases example in the README")?;
+        let end = start + readme[start..].find("\n  }\n").ok_or("unterminated example")? + 4;
+        let block: String = readme[start..end].lines().map(str::trim).collect();
+        let v: Value = serde_json::from_str(&block).map_err(|e| e.to_string())?;
+        let routing = parse(v["cluster.databases"].clone())?.routing()?;
+        for (database, master) in [
+            ("user", "db2.internal:3306"),
+            ("scim", "db2.internal:3306"),
+            ("project", "db3.internal:3306"),
+            ("worker", "db1.internal:3306"),
+            ("auth", "db1.internal:3306"),
+            ("conduit", "db1.internal:3306"),
+        ] {
+            assert_eq!(route_of(&routing, database), master, "{database}");
+        }
+        assert_eq!(routing.replicas, ["db1r.internal:3306"]);
+        Ok(())
+    }
+
     #[test]
     fn scim_apart_from_user_is_refused_with_the_fix() {
         for servers in [
