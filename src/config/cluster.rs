@@ -543,7 +543,11 @@ mod tests {
         let start = readme
             .find("{\n    \"cluster.databases\"")
             .ok_or("no cluster.databases example in the README")?;
-        let end = start + readme[start..].find("\n  }\n").ok_or("unterminated example")? + 4;
+        let end = start
+            + readme[start..]
+                .find("\n  }\n")
+                .ok_or("unterminated example")?
+            + 4;
         let block: String = readme[start..end].lines().map(str::trim).collect();
         let v: Value = serde_json::from_str(&block).map_err(|e| e.to_string())?;
         let routing = parse(v["cluster.databases"].clone())?.routing()?;

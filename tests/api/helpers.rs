@@ -75,17 +75,28 @@ async fn sweep_stale() {
     }
 }
 
-/// The second server of a partitioned run (scripts/partition-test), if any: the databases of
-/// [`MOVED`] are placed there (as partitioned `cluster.databases` would), every other one stays
-/// on [`database_url`], which holds `<ns>_scim` and so coordinates writes across the two.
-pub fn partition_url() -> Option<String> {
+/// The further servers of a partitioned run (scripts/partition-test), if any:
+/// `PHAB_SCIM_TEST_PARTITIONS=url2[,url3]`. Server `i` (from the second) holds the databases of
+/// [`PLACED`]`[i]`, as partitioned `cluster.databases` would place them; every other database
+/// stays on [`database_url`], which holds `<ns>_user` and `<ns>_scim` (they go together) and so
+/// coordinates writes across the servers.
+pub fn partition_urls() -> Vec<String> {
     std::env::var("PHAB_SCIM_TEST_PARTITIONS")
-        .ok()
+        .unwrap_or_default()
+        .split(',')
         .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
-/// The databases a partitioned run puts on the second server.
-pub const MOVED: &[&str] = &["project"];
+/// What each further server of a partitioned run holds: the second `project` (a membership
+/// then writes edges 13 and 60 there and 14 on the first); the third, when there is one, the
+/// default partition's databases the service writes, so that creating or disabling a user also
+/// commits worker tasks, tokens and sessions on another master than the account.
+pub const PLACED: &[&[&str]] = &[
+    &["project"],
+    &["worker", "auth", "conduit", "metamta", "system", "cache"],
+];
 
 /// `host:port` of a `mysql://` URL.
 fn url_key(url: &str) -> String {
@@ -97,22 +108,26 @@ fn url_key(url: &str) -> String {
     )
 }
 
-/// The routing of a partitioned run: [`MOVED`] on `second`, the rest on `first`.
-pub fn partition_routing(first: &Secret, second: &Secret) -> phab_scim::config::cluster::Routing {
+/// The routing of a partitioned run: the databases of [`PLACED`]`[i]` on `servers[i + 1]`,
+/// the rest on `servers[0]`.
+pub fn partition_routing(servers: &[Secret]) -> phab_scim::config::cluster::Routing {
     use phab_scim::config::cluster::{DATABASES, Master, Routing, partition_of};
-    let masters = vec![
-        Master {
-            key: url_key(first.expose()),
-            url: first.clone(),
-        },
-        Master {
-            key: url_key(second.expose()),
-            url: second.clone(),
-        },
-    ];
+    let masters = servers
+        .iter()
+        .map(|url| Master {
+            key: url_key(url.expose()),
+            url: url.clone(),
+        })
+        .collect();
     let routes = DATABASES
         .iter()
-        .map(|d| (*d, usize::from(MOVED.contains(&partition_of(d)))))
+        .map(|d| {
+            let at = PLACED
+                .iter()
+                .take(servers.len().saturating_sub(1))
+                .position(|apps| apps.contains(&partition_of(d)));
+            (*d, at.map_or(0, |i| i + 1))
+        })
         .collect();
     Routing {
         masters,
@@ -121,10 +136,10 @@ pub fn partition_routing(first: &Secret, second: &Secret) -> phab_scim::config::
     }
 }
 
-/// The same URL with `second`'s host and port.
-fn on_server(url: &Secret, second: &str) -> Secret {
+/// The same URL with `other`'s host and port.
+fn on_server(url: &Secret, other: &str) -> Secret {
     let mut u = reqwest::Url::parse(url.expose()).expect("URL");
-    let s = reqwest::Url::parse(second).expect("second URL");
+    let s = reqwest::Url::parse(other).expect("other URL");
     u.set_host(s.host_str()).expect("host");
     u.set_port(s.port()).expect("port");
     Secret::new(u.to_string())
@@ -148,8 +163,9 @@ pub struct TestApp {
     pub bot_phid: String,
     pub db: Db,
     pub pool: MySqlPool,
-    /// In a partitioned run, the second server's root pool ([`partition_url`]).
-    pub pool2: Option<MySqlPool>,
+    /// In a partitioned run, each further server's root pool and the applications whose
+    /// databases it holds ([`partition_urls`], [`PLACED`]).
+    pub others: Vec<(MySqlPool, &'static [&'static str])>,
     pub ns: Namespace,
     pub cfg: Config,
     /// The running app's state (its refused-request tally, its token verifier).
@@ -190,36 +206,38 @@ impl TestApp {
             .await
             .expect("fixture");
         // A partitioned run: `bin/storage upgrade` makes every database on every master.
-        let second = match partition_url() {
-            Some(url2) => {
-                let mut conn2 = MySqlConnection::connect_with(
-                    &phab_scim::db::connect_options(&Secret::new(url2.clone())).unwrap(),
-                )
+        let mut others = Vec::new();
+        for url2 in partition_urls() {
+            let mut conn2 = MySqlConnection::connect_with(
+                &phab_scim::db::connect_options(&Secret::new(url2.clone())).unwrap(),
+            )
+            .await
+            .expect("connect to a further server");
+            migrate::install_phabricator_fixture(&mut conn2, &ns)
                 .await
-                .expect("connect to the second server");
-                migrate::install_phabricator_fixture(&mut conn2, &ns)
-                    .await
-                    .expect("fixture on the second server");
-                Some((url2, conn2))
-            }
-            None => None,
-        };
+                .expect("fixture on a further server");
+            others.push((url2, conn2));
+        }
         // `migrate` is a separate step with the stronger account (README.md, *The database
         // account*); the service then runs as the least-privilege one, so every test proves
         // the documented grants are enough.
         let root = MySqlPool::connect_with(phab_scim::db::connect_options(&url).unwrap())
             .await
             .expect("connect");
-        let migrator = match &second {
-            Some((url2, _)) => Db::connect_routed(
-                &partition_routing(&url, &Secret::new(url2.clone())),
+        let migrator = if others.is_empty() {
+            Db::from_pool(root.clone(), ns.clone())
+        } else {
+            let servers: Vec<Secret> = std::iter::once(url.clone())
+                .chain(others.iter().map(|(u, _)| Secret::new(u.clone())))
+                .collect();
+            Db::connect_routed(
+                &partition_routing(&servers),
                 ns.clone(),
                 4,
                 phab_scim::db::Timeouts::default(),
             )
             .await
-            .expect("pools"),
-            None => Db::from_pool(root.clone(), ns.clone()),
+            .expect("pools")
         };
         migrate::migrate(&migrator).await.expect("migrate");
         let mut cfg = Config {
@@ -241,47 +259,48 @@ impl TestApp {
         } else {
             grants::SERVE.to_vec()
         };
-        let needs = if second.is_some() {
+        let needs = if !others.is_empty() {
             [needs.as_slice(), grants::PARTITIONED].concat()
         } else {
             needs
         };
         cfg.database_url = create_account(&mut conn, &ns, &needs).await;
         conn.close().await.ok();
-        let pool2 = match second {
-            Some((url2, mut conn2)) => {
-                // The same account on the second server, with the same grants.
-                let password = reqwest::Url::parse(cfg.database_url.expose())
-                    .ok()
-                    .and_then(|u| u.password().map(str::to_owned))
-                    .expect("password");
-                let account = format!("'{}'@'%'", ns.as_str());
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "CREATE USER {account} IDENTIFIED BY '{password}'"
-                )))
-                .execute(&mut conn2)
-                .await
-                .expect("create user on the second server");
-                for grant in grants::statements(&needs, &ns, &account) {
-                    sqlx::raw_sql(AssertSqlSafe(grant.as_str()))
-                        .execute(&mut conn2)
-                        .await
-                        .expect(&grant);
-                }
-                conn2.close().await.ok();
-                let service2 = on_server(&cfg.database_url, &url2);
-                cfg.database_sources.routing =
-                    Some(partition_routing(&cfg.database_url, &service2));
-                Some(
-                    MySqlPool::connect_with(
-                        phab_scim::db::connect_options(&Secret::new(url2)).unwrap(),
-                    )
+        // The same account on each further server, with the same grants.
+        let mut servers = vec![cfg.database_url.clone()];
+        let mut other_pools = Vec::new();
+        for ((url2, mut conn2), apps) in others.into_iter().zip(PLACED) {
+            let password = reqwest::Url::parse(cfg.database_url.expose())
+                .ok()
+                .and_then(|u| u.password().map(str::to_owned))
+                .expect("password");
+            let account = format!("'{}'@'%'", ns.as_str());
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE USER {account} IDENTIFIED BY '{password}'"
+            )))
+            .execute(&mut conn2)
+            .await
+            .expect("create user on a further server");
+            for grant in grants::statements(&needs, &ns, &account) {
+                sqlx::raw_sql(AssertSqlSafe(grant.as_str()))
+                    .execute(&mut conn2)
                     .await
-                    .expect("connect"),
-                )
+                    .expect(&grant);
             }
-            None => None,
-        };
+            conn2.close().await.ok();
+            servers.push(on_server(&cfg.database_url, &url2));
+            other_pools.push((
+                MySqlPool::connect_with(
+                    phab_scim::db::connect_options(&Secret::new(url2)).unwrap(),
+                )
+                .await
+                .expect("connect"),
+                *apps,
+            ));
+        }
+        if servers.len() > 1 {
+            cfg.database_sources.routing = Some(partition_routing(&servers));
+        }
         let app = Application::build(cfg.clone(), metrics)
             .await
             .expect("build");
@@ -316,7 +335,7 @@ impl TestApp {
             bot_phid,
             db,
             pool,
-            pool2,
+            others: other_pools,
             ns,
             cfg,
             state,
@@ -417,19 +436,25 @@ impl TestApp {
         s
     }
 
-    /// The root pool of the server holding the databases `template` names: the second one
-    /// in a partitioned run when it names one of [`MOVED`].
+    /// The root pool of the server holding the databases `template` names (`{project}`...):
+    /// a further one in a partitioned run when it names one of that server's [`PLACED`].
     pub fn pool_for(&self, template: &str) -> &MySqlPool {
-        match &self.pool2 {
-            Some(pool2)
-                if MOVED
-                    .iter()
-                    .any(|app| template.contains(&format!("{{{app}}}"))) =>
-            {
-                pool2
-            }
-            _ => &self.pool,
-        }
+        self.others
+            .iter()
+            .find(|(_, apps)| {
+                apps.iter()
+                    .any(|app| template.contains(&format!("{{{app}}}")))
+            })
+            .map_or(&self.pool, |(pool, _)| pool)
+    }
+
+    /// Each further server's pool and the quoted names of the databases it holds, for
+    /// reading rows server by server (`invariants::Servers`).
+    pub fn placement(&self) -> Vec<(&MySqlPool, Vec<String>)> {
+        self.others
+            .iter()
+            .map(|(pool, apps)| (pool, apps.iter().map(|a| self.ns.db(a)).collect()))
+            .collect()
     }
 
     /// Runs one statement on the server holding the databases it names (a hand edit).
@@ -536,7 +561,10 @@ impl TestApp {
             .await
             .expect("drop namespace");
         drop_account(&self.ns).await;
-        if let (Some(pool2), Some(url2)) = (self.pool2.take(), partition_url()) {
+        for ((pool2, _), url2) in std::mem::take(&mut self.others)
+            .into_iter()
+            .zip(partition_urls())
+        {
             pool2.close().await;
             let _ = migrate::drop_namespace(&Secret::new(url2.clone()), &self.ns).await;
             if let Ok(opts) = phab_scim::db::connect_options(&Secret::new(url2))

@@ -293,12 +293,7 @@ async fn sql_metacharacters_are_stored_verbatim_and_match_literally() {
     assert_eq!(app.count("SELECT COUNT(*) FROM {user}.user").await, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM {project}.project").await, 1);
     let v = crate::invariants::check(
-        &crate::invariants::Servers::split(
-            &app.pool,
-            app.pool2.as_ref(),
-            &app.ns,
-            crate::helpers::MOVED,
-        ),
+        &crate::invariants::Servers::new(&app.pool, app.placement()),
         app.t(),
     )
     .await

@@ -12,51 +12,36 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use phab_scim::config::Namespace;
 use phab_scim::db::Tables;
 use phab_scim::db::phabricator::user::name_tokens;
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, MySqlPool, Row};
 
-/// Where each database is: one server, or a second one holding some applications' databases
+/// Where each database is: one server, or further ones holding some applications' databases
 /// (a partitioned run, `PHAB_SCIM_TEST_PARTITIONS`).
 pub struct Servers<'a> {
     pub main: &'a MySqlPool,
-    /// The second server and the quoted names of the databases it holds.
-    pub moved: Option<(&'a MySqlPool, Vec<String>)>,
+    /// Each further server and the quoted names of the databases it holds.
+    pub others: Vec<(&'a MySqlPool, Vec<String>)>,
 }
 
 impl<'a> Servers<'a> {
     /// Everything on one server.
     pub fn one(pool: &'a MySqlPool) -> Self {
-        Self {
-            main: pool,
-            moved: None,
-        }
+        Self::new(pool, Vec::new())
     }
 
-    /// The databases of applications `apps` (namespace `ns`) on `second` when there is one,
-    /// the rest on `main`.
-    pub fn split(
-        main: &'a MySqlPool,
-        second: Option<&'a MySqlPool>,
-        ns: &Namespace,
-        apps: &[&str],
-    ) -> Self {
-        Self {
-            main,
-            moved: second.map(|p| (p, apps.iter().map(|a| ns.db(a)).collect())),
-        }
+    /// The databases `others` name on their servers, the rest on `main`.
+    pub fn new(main: &'a MySqlPool, others: Vec<(&'a MySqlPool, Vec<String>)>) -> Self {
+        Self { main, others }
     }
 
     /// The server of a rendered table name (`` `<ns>_<app>`.`table` ``).
     fn pool(&self, table: &str) -> &'a MySqlPool {
-        match &self.moved {
-            Some((second, dbs)) if dbs.iter().any(|d| table.starts_with(&format!("{d}."))) => {
-                second
-            }
-            _ => self.main,
-        }
+        self.others
+            .iter()
+            .find(|(_, dbs)| dbs.iter().any(|d| table.starts_with(&format!("{d}."))))
+            .map_or(self.main, |(pool, _)| pool)
     }
 
     /// All rows of `SELECT {cols} FROM {table} {rest}`, from the table's server.

@@ -76,12 +76,7 @@ fn pairs() -> usize {
 
 async fn assert_invariants(app: &TestApp) {
     let v = invariants::check(
-        &crate::invariants::Servers::split(
-            &app.pool,
-            app.pool2.as_ref(),
-            &app.ns,
-            crate::helpers::MOVED,
-        ),
+        &crate::invariants::Servers::new(&app.pool, app.placement()),
         app.t(),
     )
     .await
@@ -292,12 +287,7 @@ async fn the_invariant_checker_names_a_one_sided_membership() {
     ))
     .await;
     let v = invariants::check(
-        &invariants::Servers::split(
-            &app.pool,
-            app.pool2.as_ref(),
-            &app.ns,
-            crate::helpers::MOVED,
-        ),
+        &invariants::Servers::new(&app.pool, app.placement()),
         app.t(),
     )
     .await

@@ -278,13 +278,24 @@ pub async fn lock_email(
 
 /// Who holds `address`: the `user_email` row, or `None`; and whether it is one of
 /// Phabricator's application addresses (which no user may own). One round trip for both
-/// checks of a creation. No lock: under READ COMMITTED a missing row cannot be locked anyway;
+/// checks of a creation, or one per master when `<ns>_metamta` is on another master than
+/// `<ns>_user`. No lock: under READ COMMITTED a missing row cannot be locked anyway;
 /// the unique key on `user_email.address` settles a race (the loser gets 409).
 pub async fn email_owner(
     conn: &mut Conns<'_>,
     t: &Tables,
     address: &str,
 ) -> DbResult<(Option<EmailRow>, bool)> {
+    if !conn.together(&[&t.user_email, &t.metamta_applicationemail]) {
+        let owner = sqlx::query_as::<_, EmailRow>(AssertSqlSafe(format!(
+            "SELECT {EMAIL_COLUMNS} FROM {} WHERE address = ?",
+            t.user_email
+        )))
+        .bind(address)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return Ok((owner, is_application_email(conn, t, address).await?));
+    }
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT CAST(id AS SIGNED), phid, userPHID, address, CAST(isVerified AS SIGNED), CAST(isPrimary AS SIGNED), \
          CAST(0 AS SIGNED) AS app FROM {} WHERE address = ? \
