@@ -105,23 +105,19 @@ async fn revoked_and_expired_tokens_stop_within_seconds() {
     assert_eq!(get(token).await, 401);
     let (id2, token2) = app.issue_token().await;
     assert_eq!(get(token2.clone()).await, 200);
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+    app.exec(&format!(
         "UPDATE {{scim}}.scim_token SET dateExpires = 1 WHERE id = {id2}"
-    ))))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    ))
+    .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(get(token2).await, 401);
     // A disabled bot's tokens stop too.
     let (_, token3) = app.issue_token().await;
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+    app.exec(&format!(
         "UPDATE {{user}}.user SET isDisabled = 1 WHERE phid = '{}'",
         app.bot_phid
-    ))))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    ))
+    .await;
     assert_eq!(get(token3).await, 401);
     app.cleanup().await;
 }

@@ -70,12 +70,7 @@ async fn token_commands_and_check() {
         check.status.success() && text.contains("schema: compatible") && text.contains("phorge"),
         "{text}"
     );
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("DROP TABLE {user}.user_nametoken"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.exec("DROP TABLE {user}.user_nametoken").await;
     let check = phab_scim(&app, &["check"]);
     let text = String::from_utf8_lossy(&check.stdout).into_owned();
     assert!(!check.status.success(), "{text}");

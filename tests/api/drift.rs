@@ -53,10 +53,7 @@ async fn drift_finds_renames_hand_edits_reenables_and_phantoms() {
             "INSERT INTO {{user}}.user (phid, userName, realName, dateCreated, dateModified, conduitCertificate, isSystemAgent, isDisabled, isAdmin, isEmailVerified, isApproved, accountSecret, isEnrolledInMultiFactor, isMailingList) VALUES ('{admin}', 'root', 'Root', {now}, {now}, 'c', 0, 0, 1, 1, 1, 's', 0, 0)"
         ),
     ] {
-        sqlx::query(sqlx::AssertSqlSafe(app.sql(&sql)))
-            .execute(&app.pool)
-            .await
-            .unwrap();
+        app.exec(&sql).await;
     }
     let found = phab_scim::db::drift::compute(db).await.unwrap();
     assert_eq!(

@@ -12,10 +12,7 @@ const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 async fn exec(app: &TestApp, template: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(template)))
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.exec(template).await;
 }
 
 /// `(address, isPrimary, isVerified)` of a user, in id order.

@@ -35,10 +35,7 @@ async fn hand_made(app: &TestApp, username: &str, address: &str) {
             phab_scim::db::phabricator::new_phid("EADR")
         ),
     ] {
-        sqlx::query(sqlx::AssertSqlSafe(app.sql(&sql)))
-            .execute(&app.pool)
-            .await
-            .unwrap();
+        app.exec(&sql).await;
     }
 }
 

@@ -22,12 +22,7 @@ async fn readyz_burst(app: &TestApp, n: usize) -> Vec<(u16, String)> {
 #[tokio::test]
 async fn readyz_checks_the_schema_at_most_once_a_second_and_names_nothing() {
     let app = TestApp::spawn().await;
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("DROP TABLE {worker}.lisk_counter"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.exec("DROP TABLE {worker}.lisk_counter").await;
 
     let before = app.db.readiness.checks();
     let started = Instant::now();

@@ -28,24 +28,11 @@ async fn check_lists_what_a_namespace_lacks() {
         "{r:?}"
     );
     assert_eq!(r.flavour, "phorge");
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("ALTER TABLE {user}.user_email DROP COLUMN verificationCode"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("DROP TABLE {worker}.lisk_counter"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("ALTER TABLE {conduit}.conduit_token DROP COLUMN tokenName"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.exec("ALTER TABLE {user}.user_email DROP COLUMN verificationCode")
+        .await;
+    app.exec("DROP TABLE {worker}.lisk_counter").await;
+    app.exec("ALTER TABLE {conduit}.conduit_token DROP COLUMN tokenName")
+        .await;
     let r = check::check(&app.db).await.unwrap();
     assert_eq!(
         r.missing_columns,

@@ -652,12 +652,7 @@ async fn an_apply_asked_for_on_the_plan_page_is_run_once_by_the_service() {
         "nothing asked, nothing applied"
     );
     // What the Plan page's Apply button writes.
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(
-        "UPDATE {scim}.scim_rollout SET applyRequestedBy = 'PHID-USER-admin', dateApplyRequested = UNIX_TIMESTAMP()",
-    )))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.exec("UPDATE {scim}.scim_rollout SET applyRequestedBy = 'PHID-USER-admin', dateApplyRequested = UNIX_TIMESTAMP()",).await;
     let report = prov.apply_if_requested().await.unwrap().expect("applied");
     assert_eq!((report.applied, report.failed.is_none()), (1, true));
     // The service's own account may not drop the copies; the plan is applied all the same.

@@ -70,12 +70,7 @@ async fn stopped_replicas_show_stopped_and_old_ones_are_pruned() {
     let mut app = TestApp::spawn().await;
     // The service's own background work prunes too: stopped, it cannot race the rows below.
     app.stop_server().await;
-    sqlx::query(sqlx::AssertSqlSafe(
-        app.sql("DELETE FROM {scim}.scim_instance"),
-    ))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.exec("DELETE FROM {scim}.scim_instance").await;
     let guard = status::GuardSettings::of(&app.cfg);
     let mut conn = app.pool.acquire().await.unwrap();
     let t = app.t();

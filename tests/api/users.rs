@@ -182,26 +182,17 @@ async fn entra_user_lifecycle() {
     assert_eq!(list["Resources"][0]["id"], id.as_str());
     // A session, an API token and a reset link, to see deprovisioning end them.
     let now = phab_scim::db::now();
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+    app.exec(&format!(
         "INSERT INTO {{user}}.phabricator_session (userPHID, type, sessionKey, sessionStart, sessionExpires, phid) VALUES ('{id}', 'web', 'k1', {now}, {}, 'PHID-SSSN-aaaaaaaaaaaaaaaaaaaa')",
         now + 86400
-    ))))
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+    )).await;
+    app.exec(&format!(
         "INSERT INTO {{conduit}}.conduit_token (objectPHID, tokenType, token, expires, dateCreated, dateModified, tokenName) VALUES ('{id}', 'api', 'api-aaaaaaaaaaaaaaaaaaaaaaaaaaaa', NULL, {now}, {now}, 'Standard API Token')"
-    ))))
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(app.sql(&format!(
+    )).await;
+    app.exec(&format!(
         "INSERT INTO {{auth}}.auth_temporarytoken (tokenResource, tokenType, tokenExpires, tokenCode, userPHID, properties) VALUES ('{id}', 'login:onetime', {}, 'c1', NULL, '[]')",
         now + 86400
-    ))))
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    )).await;
     // 5. Update, default dialect, several capitalised ops.
     let (s, patched) = app
         .patch(
