@@ -147,21 +147,42 @@ pub struct Report {
     pub flavour: String,
 }
 
-/// Compares the namespace with what phab-scim needs (tables of `<ns>_scim` included).
+/// Compares the namespace with what phab-scim needs (tables of `<ns>_scim` included): each
+/// database on the master that holds it, when partitioned `cluster.databases` spread them.
 pub async fn check(db: &Db) -> DbResult<Report> {
-    check_databases(db, |_| true).await
+    let mut report = Report::default();
+    for (index, (_, pool)) in db.masters.pools.iter().enumerate() {
+        let here = |app: &str| db.masters.index_of(app) == index;
+        let found = check_databases_on(pool, &db.ns, here).await?;
+        if here("conduit") {
+            report.flavour = found.flavour;
+        }
+        report.missing_tables.extend(found.missing_tables);
+        report.missing_columns.extend(found.missing_columns);
+        report.different_types.extend(found.different_types);
+    }
+    Ok(report)
 }
 
 /// [`check`], for the databases `here` accepts only (by application name): those one master
 /// of partitioned `cluster.databases` holds (`config::cluster::Routing`).
 pub async fn check_databases(db: &Db, here: impl Fn(&str) -> bool) -> DbResult<Report> {
+    check_databases_on(&db.pool, &db.ns, here).await
+}
+
+/// [`check_databases`] on the server of `pool`.
+async fn check_databases_on(
+    pool: &sqlx::MySqlPool,
+    ns: &crate::config::Namespace,
+    here: impl Fn(&str) -> bool,
+) -> DbResult<Report> {
     let rows = sqlx::query(
         "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA LIKE ?",
     )
-    .bind(format!("{}\\_%", db.ns.as_str().replace('_', "\\_")))
-    .fetch_all(&db.pool)
+    .bind(format!("{}\\_%", ns.as_str().replace('_', "\\_")))
+    .fetch_all(pool)
     .await?;
-    let prefix = format!("{}_", db.ns.as_str());
+    let prefix = format!("{}_", ns.as_str());
     let mut actual: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
     for r in rows {
         let schema: String = r.try_get(0)?;
@@ -192,7 +213,7 @@ pub async fn check_databases(db: &Db, here: impl Fn(&str) -> bool) -> DbResult<R
         if !here(&app) {
             continue;
         }
-        let name = format!("{}_{app}.{table}", db.ns.as_str());
+        let name = format!("{}_{app}.{table}", ns.as_str());
         let Some(have) = actual.get(&(app.clone(), table.clone())) else {
             report.missing_tables.push(name);
             continue;
@@ -229,8 +250,23 @@ pub async fn namespaces(db: &Db) -> DbResult<Vec<String>> {
         .collect())
 }
 
-/// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`).
+/// Tables phab-scim needs that the namespace lacks (a cheap check for `/readyz`), each looked
+/// for on the master that holds its database: `conn` is the coordinator's, and with
+/// partitioned `cluster.databases` every other master is asked for its own databases.
 pub async fn missing_tables(conn: &mut super::Conns<'_>, db: &Db) -> DbResult<Vec<String>> {
+    let mut missing = Vec::new();
+    for index in 0..db.masters.pools.len() {
+        missing.extend(missing_tables_on(conn.on_master(index).await?, db, index).await?);
+    }
+    Ok(missing)
+}
+
+/// The tables of master `index`'s databases that its server lacks.
+async fn missing_tables_on(
+    conn: &mut sqlx::MySqlConnection,
+    db: &Db,
+    index: usize,
+) -> DbResult<Vec<String>> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE ?",
     )
@@ -244,6 +280,7 @@ pub async fn missing_tables(conn: &mut super::Conns<'_>, db: &Db) -> DbResult<Ve
         .collect();
     Ok(expected_used()
         .into_keys()
+        .filter(|(app, _)| db.masters.index_of(app) == index)
         .filter(|k| !have.contains(k))
         .map(|(a, t)| format!("{}_{a}.{t}", db.ns.as_str()))
         .collect())

@@ -125,6 +125,17 @@ impl<'a> Conns<'a> {
         self.spread.map(|s| s.others).unwrap_or_default()
     }
 
+    /// The connection of master `m` (0: the coordinator's, the only one with one master), for a
+    /// statement that names no database of the namespace (`information_schema`). Another
+    /// master's is taken as a statement routed there would take it, and given up with the
+    /// operation's others.
+    pub async fn on_master(&mut self, m: usize) -> Result<&mut MySqlConnection, sqlx::Error> {
+        match &mut self.spread {
+            Some(spread) if m != 0 => spread.conn(m).await,
+            _ => Ok(&mut *self.first),
+        }
+    }
+
     /// Whether the databases of `tables` (rendered names) are all on one master, so that one
     /// statement may join them.
     pub fn together(&self, tables: &[&str]) -> bool {
