@@ -12,10 +12,11 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
+use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 
 use super::phabricator::edge::PROJECT_HAS_MEMBER;
-use super::{Db, DbError, DbResult, bin_text, now};
+use super::{Db, DbResult, bin_text, now};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,21 +28,18 @@ pub struct Finding {
 }
 
 /// Largest number of phantom accounts recorded (an install that never used SCIM has many).
-const MAX_PHANTOMS: u32 = 5000;
+const MAX_PHANTOMS: usize = 5000;
 
-/// The databases drift's statements join.
-pub const DRIFT_DATABASES: &[&str] = &["scim", "project", "user"];
+/// How many PHIDs one `IN (...)` list holds.
+const CHUNK: usize = 500;
 
 /// Computes the findings (reads only).
+///
+/// Each statement reads one database, on the master that holds it, and the rows are matched
+/// here: with partitioned `cluster.databases`, `<ns>_project` (and `<ns>_user`, with
+/// `<ns>_scim`) may be on another master, where no statement could join them
+/// (docs/design.md#partitioned-databases).
 pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
-    // Its statements join `<ns>_scim` with `<ns>_project` and `<ns>_user`: refused rather than
-    // read from a copy another master's partition left unused
-    // (docs/design.md#partitioned-databases).
-    if !db.masters.together(DRIFT_DATABASES) {
-        return Err(DbError::Inconsistent(
-            "drift is not computed while scim, project and user are on different masters".into(),
-        ));
-    }
     let mut out = renamed_projects(db).await?;
     out.extend(members_changed_outside_scim(db).await?);
     out.extend(reenabled_users(db).await?);
@@ -49,64 +47,123 @@ pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
     Ok(out)
 }
 
-/// `project-renamed`: the project's name is not the group's displayName.
-async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
-    let t = &db.t;
+/// The rows of `SELECT {select} FROM {table} WHERE {column} IN (<phids>) {rest}` on `pool`,
+/// [`CHUNK`] PHIDs at a time.
+async fn rows_for(
+    pool: &sqlx::MySqlPool,
+    select: &str,
+    table: &str,
+    column: &str,
+    phids: &[String],
+    rest: &str,
+) -> DbResult<Vec<MySqlRow>> {
     let mut out = Vec::new();
-    for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT g.projectPHID, g.displayName, p.name FROM {} g JOIN {} p ON p.phid = g.projectPHID \
-         WHERE CAST(p.name AS BINARY) <> CAST(g.displayName AS BINARY)",
-        t.scim_group, t.project
-    )))
-    .fetch_all(&db.pool)
-    .await?
-    {
-        let phid = bin_text(&r, 0)?;
-        let want: String = r.try_get(1)?;
-        let have: String = r.try_get(2)?;
-        out.push(Finding {
-            kind: "project-renamed",
-            object_phid: phid,
-            summary: format!("the project is named {have:?}; the IdP's group is {want:?}"),
-            details: json!({"idpName": want, "projectName": have}),
-        });
+    for chunk in phids.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<MySql>::new(format!("SELECT {select} FROM {table} WHERE {column} IN ("));
+        let mut list = q.separated(", ");
+        for phid in chunk {
+            list.push_bind(phid);
+        }
+        q.push(format!(") {rest}"));
+        out.extend(q.build().fetch_all(pool).await?);
     }
     Ok(out)
 }
 
-/// `project-members`: membership edge transactions on a SCIM-managed project authored by
-/// anyone but a SCIM bot.
+/// `project-renamed`: the project's name is not the group's displayName.
+async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
+    let mut want: HashMap<String, String> = HashMap::new();
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT projectPHID, displayName FROM {}",
+        t.scim_group
+    )))
+    .fetch_all(db.masters.pool_of("scim"))
+    .await?
+    {
+        want.insert(bin_text(&r, 0)?, r.try_get(1)?);
+    }
+    let mut phids: Vec<String> = want.keys().cloned().collect();
+    phids.sort();
+    let mut out = Vec::new();
+    let pool = db.masters.pool_of("project");
+    for r in rows_for(
+        pool,
+        "phid, name",
+        &t.project,
+        "phid",
+        &phids,
+        "ORDER BY phid",
+    )
+    .await?
+    {
+        let phid = bin_text(&r, 0)?;
+        let have: String = r.try_get(1)?;
+        // Compared byte for byte, as the names are stored (`utf8mb4_bin`).
+        match want.get(&phid) {
+            Some(want) if *want != have => out.push(Finding {
+                kind: "project-renamed",
+                object_phid: phid,
+                summary: format!("the project is named {have:?}; the IdP's group is {want:?}"),
+                details: json!({"idpName": want, "projectName": have}),
+            }),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// `project-members`: membership edge transactions on a SCIM-managed project, since SCIM
+/// began managing it, authored by anyone but a SCIM bot.
 async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
     let t = &db.t;
+    let scim = db.masters.pool_of("scim");
     let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
         "SELECT DISTINCT botPHID FROM {}",
         t.scim_token
     )))
-    .fetch_all(&db.pool)
+    .fetch_all(scim)
     .await?
     .iter()
     .map(|r| bin_text(r, 0))
     .collect::<Result<_, _>>()?;
-    let mut by_project: HashMap<String, (u32, Vec<String>, u32)> = HashMap::new();
+    let mut managed_since: HashMap<String, u32> = HashMap::new();
     for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT x.objectPHID, x.authorPHID, x.dateCreated FROM {} x JOIN {} g ON g.projectPHID = x.objectPHID \
-         WHERE x.transactionType = 'core:edge' AND x.metadata LIKE '%\"edge:type\":{PROJECT_HAS_MEMBER}%' AND x.dateCreated >= g.dateCreated \
-         ORDER BY x.id",
-        t.project_transaction, t.scim_group
+        "SELECT projectPHID, dateCreated FROM {}",
+        t.scim_group
     )))
-    .fetch_all(&db.pool)
+    .fetch_all(scim)
     .await?
     {
-        let author = bin_text(&r, 1)?;
-        if bots.contains(&author) {
+        managed_since.insert(bin_text(&r, 0)?, r.try_get(1)?);
+    }
+    let mut phids: Vec<String> = managed_since.keys().cloned().collect();
+    phids.sort();
+    let mut by_project: HashMap<String, (u32, Vec<String>, u32)> = HashMap::new();
+    let edits = rows_for(
+        db.masters.pool_of("project"),
+        "objectPHID, authorPHID, dateCreated",
+        &t.project_transaction,
+        "objectPHID",
+        &phids,
+        &format!(
+            "AND transactionType = 'core:edge' AND metadata LIKE '%\"edge:type\":{PROJECT_HAS_MEMBER}%' ORDER BY id"
+        ),
+    )
+    .await?;
+    for r in edits {
+        let (project, author) = (bin_text(&r, 0)?, bin_text(&r, 1)?);
+        let at: u32 = r.try_get(2)?;
+        if bots.contains(&author) || managed_since.get(&project).is_none_or(|since| at < *since) {
             continue;
         }
-        let e = by_project.entry(bin_text(&r, 0)?).or_insert((0, Vec::new(), 0));
+        let e = by_project.entry(project).or_insert((0, Vec::new(), 0));
         e.0 += 1;
         if !e.1.contains(&author) {
             e.1.push(author);
         }
-        e.2 = e.2.max(r.try_get(2)?);
+        e.2 = e.2.max(at);
     }
     let mut projects: Vec<_> = by_project.into_iter().collect();
     projects.sort_by(|a, b| a.0.cmp(&b.0));
@@ -128,12 +185,25 @@ async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
 async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
     let t = &db.t;
     // The stored document keeps the `active` the IdP asked for (provisioning::users).
-    sqlx::query(AssertSqlSafe(format!(
-        "SELECT s.userPHID FROM {} s JOIN {} u ON u.phid = s.userPHID WHERE u.isDisabled = 0 \
-         AND (s.isDeprovisioned = 1 OR JSON_UNQUOTE(JSON_EXTRACT(s.attributes, '$.active')) = 'false') ORDER BY s.userPHID",
-        t.scim_user, t.user
+    let mut off: Vec<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT userPHID FROM {} WHERE isDeprovisioned = 1 \
+         OR JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false'",
+        t.scim_user
     )))
-    .fetch_all(&db.pool)
+    .fetch_all(db.masters.pool_of("scim"))
+    .await?
+    .iter()
+    .map(|r| bin_text(r, 0))
+    .collect::<Result<_, _>>()?;
+    off.sort();
+    rows_for(
+        db.masters.pool_of("user"),
+        "phid",
+        &t.user,
+        "phid",
+        &off,
+        "AND isDisabled = 0 ORDER BY phid",
+    )
     .await?
     .iter()
     .map(|r| {
@@ -148,23 +218,39 @@ async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
 }
 
 /// `phantom-account`: an enabled person's account SCIM does not manage (at most
-/// [`MAX_PHANTOMS`]).
+/// [`MAX_PHANTOMS`], the first by account id).
 async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
     let t = &db.t;
+    let managed: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT userPHID FROM {}",
+        t.scim_user
+    )))
+    .fetch_all(db.masters.pool_of("scim"))
+    .await?
+    .iter()
+    .map(|r| bin_text(r, 0))
+    .collect::<Result<_, _>>()?;
+    // At most `managed.len()` of the enabled people are managed: this many rows hold the first
+    // MAX_PHANTOMS phantoms.
+    let limit = MAX_PHANTOMS + managed.len();
     let mut out = Vec::new();
     for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT u.phid, u.userName, u.isAdmin FROM {} u LEFT JOIN {} s ON s.userPHID = u.phid \
-         WHERE s.id IS NULL AND u.isDisabled = 0 AND u.isSystemAgent = 0 AND u.isMailingList = 0 ORDER BY u.id LIMIT {MAX_PHANTOMS}",
-        t.user, t.scim_user
+        "SELECT phid, userName, isAdmin FROM {} \
+         WHERE isDisabled = 0 AND isSystemAgent = 0 AND isMailingList = 0 ORDER BY id LIMIT {limit}",
+        t.user
     )))
-    .fetch_all(&db.pool)
+    .fetch_all(db.masters.pool_of("user"))
     .await?
     {
+        let phid = bin_text(&r, 0)?;
+        if managed.contains(&phid) {
+            continue;
+        }
         let name: String = r.try_get(1)?;
         let admin: bool = r.try_get(2)?;
         out.push(Finding {
             kind: "phantom-account",
-            object_phid: bin_text(&r, 0)?,
+            object_phid: phid,
             summary: if admin {
                 format!("@{name} is an enabled administrator the IdP does not manage")
             } else {
@@ -172,6 +258,9 @@ async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
             },
             details: json!({"userName": name, "isAdmin": admin}),
         });
+        if out.len() == MAX_PHANTOMS {
+            break;
+        }
     }
     Ok(out)
 }

@@ -290,6 +290,12 @@ impl Masters {
             .all(|w| self.index_of(w[0]) == self.index_of(w[1]))
     }
 
+    /// The pool of the master of `database` (application name).
+    pub fn pool_of(&self, database: &str) -> &MySqlPool {
+        let index = self.index_of(database);
+        &self.pools[index.min(self.pools.len().saturating_sub(1))].1
+    }
+
     /// The index of the master of `database`; the coordinator (0) for one not routed.
     pub fn index_of(&self, database: &str) -> usize {
         self.routes

@@ -48,6 +48,10 @@ async fn drift_finds_renames_hand_edits_reenables_and_phantoms() {
         format!(
             "INSERT INTO {{project}}.project_transaction (phid, authorPHID, objectPHID, viewPolicy, editPolicy, commentPHID, commentVersion, transactionType, oldValue, newValue, metadata, contentSource, dateCreated, dateModified) VALUES ('PHID-XACT-PROJ-aaaaaaaaaaaaaaa', '{admin}', '{project}', 'public', '{admin}', NULL, 0, 'core:edge', '[]', '[\"{off}\"]', '{{\"edge:type\":13,\"core.groupID\":\"x\"}}', '{{\"source\":\"web\",\"params\":[]}}', {now}, {now})"
         ),
+        // Before SCIM managed the project: not drift.
+        format!(
+            "INSERT INTO {{project}}.project_transaction (phid, authorPHID, objectPHID, viewPolicy, editPolicy, commentPHID, commentVersion, transactionType, oldValue, newValue, metadata, contentSource, dateCreated, dateModified) VALUES ('PHID-XACT-PROJ-bbbbbbbbbbbbbbb', '{admin}', '{project}', 'public', '{admin}', NULL, 0, 'core:edge', '[]', '[\"{kept}\"]', '{{\"edge:type\":13,\"core.groupID\":\"y\"}}', '{{\"source\":\"web\",\"params\":[]}}', 1, 1)"
+        ),
         format!("UPDATE {{user}}.user SET isDisabled = 0 WHERE phid IN ('{gone}', '{off}')"),
         format!(
             "INSERT INTO {{user}}.user (phid, userName, realName, dateCreated, dateModified, conduitCertificate, isSystemAgent, isDisabled, isAdmin, isEmailVerified, isApproved, accountSecret, isEnrolledInMultiFactor, isMailingList) VALUES ('{admin}', 'root', 'Root', {now}, {now}, 'c', 0, 0, 1, 1, 1, 's', 0, 0)"
@@ -61,6 +65,12 @@ async fn drift_finds_renames_hand_edits_reenables_and_phantoms() {
         Some(5),
         "{found:?}"
     );
+    let members = found
+        .iter()
+        .find(|f| f.kind == "project-members")
+        .expect("a project-members finding");
+    assert_eq!(members.details["changes"], 1, "{members:?}");
+    assert_eq!(members.details["authors"], json!([admin]), "{members:?}");
     let rows = app
         .rows("SELECT driftType, objectPHID FROM {scim}.scim_drift ORDER BY driftType, objectPHID")
         .await;
