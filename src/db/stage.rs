@@ -187,9 +187,12 @@ pub async fn claim_apply_request(conn: &mut Conns<'_>, t: &Tables) -> DbResult<b
 }
 
 /// Creates `<ns>_scimstage` and empty copies of the shadowed tables, replacing older copies.
-/// DDL commits on its own: run before [`copy_rows`].
+/// DDL commits on its own: run before [`copy_rows`]. A table on another master than the
+/// copies (partitioned `cluster.databases`) is copied from its own master's definition: the
+/// copy of its database on the copies' master is one `bin/storage upgrade` made and nobody uses.
 pub async fn create_copies(db: &Db) -> DbResult<()> {
-    let mut conn = db.pool.acquire().await?;
+    let here = db.masters.index_of(STAGE_APP);
+    let mut conn = db.masters.pool_of(STAGE_APP).acquire().await?;
     let stage_db = db.ns.db(STAGE_APP);
     sqlx::query(AssertSqlSafe(format!(
         "CREATE DATABASE IF NOT EXISTS {stage_db} COLLATE utf8mb4_bin"
@@ -202,27 +205,52 @@ pub async fn create_copies(db: &Db) -> DbResult<()> {
         sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {copy}")))
             .execute(&mut *conn)
             .await?;
-        sqlx::query(AssertSqlSafe(format!("CREATE TABLE {copy} LIKE {real}")))
+        let create = if db.masters.index_of(app) == here {
+            format!("CREATE TABLE {copy} LIKE {real}")
+        } else {
+            let (_, definition): (String, String) =
+                sqlx::query_as(AssertSqlSafe(format!("SHOW CREATE TABLE {real}")))
+                    .fetch_one(db.masters.pool_of(app))
+                    .await?;
+            copy_definition(&definition, table, &copy)?
+        };
+        sqlx::query(AssertSqlSafe(create))
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
 }
 
+/// `SHOW CREATE TABLE`'s statement for `table`, creating `copy` instead, as `CREATE TABLE …
+/// LIKE` would: the same columns and keys, without the source's next auto-increment value.
+fn copy_definition(definition: &str, table: &str, copy: &str) -> DbResult<String> {
+    let head = format!("CREATE TABLE `{table}` (");
+    let body = definition.strip_prefix(&head).ok_or_else(|| {
+        super::DbError::Inconsistent(format!("unexpected definition of the table {table}"))
+    })?;
+    let body: String = body
+        .split(' ')
+        .filter(|word| !word.starts_with("AUTO_INCREMENT="))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(format!("CREATE TABLE {copy} ({body}"))
+}
+
 /// Copies the rows of the shadowed tables that the service reads, secrets replaced
-/// ([`MASKED`]). Returns how many rows, per copy.
+/// ([`MASKED`]). Returns how many rows, per copy. `conn` is on the copies' master.
 pub async fn copy_rows(conn: &mut Conns<'_>, ns: &Namespace) -> DbResult<Vec<(String, u64)>> {
     let mut copied = Vec::new();
     for (app, table, how) in SHADOWED {
         if *how != Copy::Rows {
             continue;
         }
+        // The copy's columns, which are the table's ([`create_copies`]), read where the copy is.
         let columns: Vec<String> = sqlx::query_scalar(
             "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
         )
-        .bind(format!("{}_{app}", ns.as_str()))
-        .bind(*table)
+        .bind(format!("{}_{STAGE_APP}", ns.as_str()))
+        .bind(format!("{app}_{table}"))
         .fetch_all(&mut *conn)
         .await?;
         let names: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();
@@ -235,19 +263,68 @@ pub async fn copy_rows(conn: &mut Conns<'_>, ns: &Namespace) -> DbResult<Vec<(St
                     .map_or_else(|| format!("`{c}`"), |(_, _, expr)| (*expr).to_owned())
             })
             .collect();
-        let n = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {}.`{app}_{table}` ({}) SELECT {} FROM {}.`{table}`",
-            ns.db(STAGE_APP),
-            names.join(", "),
-            values.join(", "),
-            ns.db(app),
-        )))
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        let copy = format!("{}.`{app}_{table}`", ns.db(STAGE_APP));
+        let real = format!("{}.`{table}`", ns.db(app));
+        let n = if conn.together(&[&copy, &real]) {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {copy} ({}) SELECT {} FROM {real}",
+                names.join(", "),
+                values.join(", "),
+            )))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        } else {
+            copy_across(conn, &real, &copy, &names, &values).await?
+        };
         copied.push((format!("{app}.{table}"), n));
     }
     Ok(copied)
+}
+
+/// Copies `real`'s rows into `copy` on another master: read there, written here, each value as
+/// its bytes (`HEX(CAST(… AS BINARY))`, `UNHEX`), so text, binary PHIDs and numbers arrive
+/// exactly as stored; `values` are the expressions read (secrets replaced).
+async fn copy_across(
+    conn: &mut Conns<'_>,
+    real: &str,
+    copy: &str,
+    names: &[String],
+    values: &[String],
+) -> DbResult<u64> {
+    let hexed: Vec<String> = values
+        .iter()
+        .map(|v| format!("HEX(CAST({v} AS BINARY))"))
+        .collect();
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {} FROM {real}",
+        hexed.join(", ")
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut n = 0;
+    for chunk in rows.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+            "INSERT INTO {copy} ({}) ",
+            names.join(", ")
+        ));
+        let mut bad = None;
+        q.push_values(chunk, |mut row, r| {
+            for i in 0..names.len() {
+                match r.try_get::<Option<String>, _>(i) {
+                    Ok(v) => {
+                        row.push("UNHEX(").push_bind_unseparated(v).push_unseparated(")");
+                    }
+                    Err(e) => bad = Some(e),
+                }
+            }
+        });
+        if let Some(e) = bad {
+            return Err(e.into());
+        }
+        n += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(n)
 }
 
 /// Forgets any earlier rollout (its phase, operations and plan) and starts a staged one.
@@ -463,4 +540,24 @@ pub async fn plan_counts(conn: &mut Conns<'_>, t: &Tables) -> DbResult<PlanCount
         ops: unsigned(ops),
         kinds: unsigned(kinds),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_from_another_master_is_defined_like_create_table_like() {
+        let shown = "CREATE TABLE `edge` (\n  `src` varbinary(64) NOT NULL,\n  `seq` int(10) unsigned \
+                     NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`src`,`seq`)\n) ENGINE=InnoDB \
+                     AUTO_INCREMENT=1843 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+        let made = copy_definition(shown, "edge", "`ns_scimstage`.`project_edge`").unwrap();
+        assert_eq!(
+            made,
+            "CREATE TABLE `ns_scimstage`.`project_edge` (\n  `src` varbinary(64) NOT NULL,\n  \
+             `seq` int(10) unsigned NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`src`,`seq`)\n) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        );
+        assert!(copy_definition("CREATE TABLE `user` (", "edge", "x").is_err());
+    }
 }

@@ -251,7 +251,7 @@ impl TestApp {
         // Staged mode serves a rollout `phab-scim stage` began, with the migrate account.
         let needs = if cfg.mode == RolloutMode::Staged {
             let stager = Provisioner {
-                db: Db::from_pool(root.clone(), ns.clone()),
+                db: migrator.clone(),
                 cfg: Arc::new(cfg.clone()),
             };
             stager.begin_stage(false).await.expect("stage");
@@ -436,6 +436,71 @@ impl TestApp {
         s
     }
 
+    /// A `Db` of the root account on the app's layout (routed like the service in a
+    /// partitioned run): what `migrate`, `stage` and `apply` use.
+    pub async fn root_db(&self) -> Db {
+        let urls = partition_urls();
+        if urls.is_empty() {
+            return Db::from_pool(self.pool.clone(), self.ns.clone());
+        }
+        let servers: Vec<Secret> = std::iter::once(database_url())
+            .chain(urls)
+            .map(Secret::new)
+            .collect();
+        Db::connect_routed(
+            &partition_routing(&servers),
+            self.ns.clone(),
+            4,
+            phab_scim::db::Timeouts::default(),
+        )
+        .await
+        .expect("root pools")
+    }
+
+    /// `phab-scim <command>` on the app's namespace as the root account: `database_url` on
+    /// one server; in a partitioned run, a Phabricator checkout whose `local.json` partitions
+    /// the databases as the app's servers hold them ([`PLACED`]), which is how the CLI learns
+    /// the routing.
+    pub fn cli(&self, command: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phab-scim"));
+        cmd.arg(command)
+            .env("PHAB_SCIM_NAMESPACE", self.ns.as_str())
+            .env("PHAB_SCIM_TEST_DATABASE_URL", "ignored by the service");
+        let urls = partition_urls();
+        if urls.is_empty() {
+            cmd.env("PHAB_SCIM_DATABASE_URL", database_url());
+            return cmd;
+        }
+        let server = |url: &str, partition: Vec<&str>| {
+            let u = reqwest::Url::parse(url).expect("URL");
+            serde_json::json!({
+                "host": u.host_str().unwrap_or("127.0.0.1"), "port": u.port().unwrap_or(3306),
+                "user": u.username(), "pass": u.password().unwrap_or(""),
+                "role": "master", "partition": partition,
+            })
+        };
+        // The first server holds `user` and `scim`; the last further one is the default
+        // partition when there are two (it holds the default applications), else the first is.
+        let mut first = vec!["user", "scim"];
+        if urls.len() < 2 {
+            first.push("default");
+        }
+        let mut servers = vec![server(&database_url(), first)];
+        for (i, (url, apps)) in urls.iter().zip(PLACED).enumerate() {
+            let partition = if i == 1 { vec!["default"] } else { apps.to_vec() };
+            servers.push(server(url, partition));
+        }
+        let root = std::env::temp_dir().join(format!("phab-scim-{}", self.ns.as_str()));
+        std::fs::create_dir_all(root.join("conf/local")).expect("checkout");
+        let local = serde_json::json!({
+            "storage.default-namespace": self.ns.as_str(),
+            "cluster.databases": servers,
+        });
+        std::fs::write(root.join("conf/local/local.json"), local.to_string()).expect("local.json");
+        cmd.env("PHAB_SCIM_PHABRICATOR_ROOT", &root);
+        cmd
+    }
+
     /// The root pool of the server holding the databases `template` names (`{project}`...):
     /// a further one in a partitioned run when it names one of that server's [`PLACED`].
     pub fn pool_for(&self, template: &str) -> &MySqlPool {
@@ -556,6 +621,9 @@ impl TestApp {
     /// Stops the server and drops the namespace.
     pub async fn cleanup(mut self) {
         self.stop_server().await;
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("phab-scim-{}", self.ns.as_str())),
+        );
         self.pool.close().await;
         migrate::drop_namespace(&Secret::new(database_url()), &self.ns)
             .await

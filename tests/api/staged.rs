@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phab_scim::config::RolloutMode;
-use phab_scim::db::Db;
 use phab_scim::provisioning::Provisioner;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -181,7 +180,7 @@ async fn seed_accounts(app: &TestApp) {
 /// Begins the staged rollout again, after the test seeded Phabricator (nothing was staged yet).
 async fn restage(app: &TestApp) {
     let stager = Provisioner {
-        db: Db::from_pool(app.pool.clone(), app.ns.clone()),
+        db: app.root_db().await,
         cfg: Arc::new(app.cfg.clone()),
     };
     stager.begin_stage(false).await.expect("stage");
@@ -296,12 +295,7 @@ async fn idp_sequence(app: &TestApp) -> HashMap<&'static str, String> {
 
 /// Runs `phab-scim apply` on the app's namespace as the migrate account would.
 fn apply_command(app: &TestApp) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phab-scim"));
-    cmd.arg("apply")
-        .env("PHAB_SCIM_DATABASE_URL", database_url())
-        .env("PHAB_SCIM_NAMESPACE", app.ns.as_str())
-        .env("PHAB_SCIM_TEST_DATABASE_URL", "ignored by the service");
-    cmd
+    app.cli("apply")
 }
 
 fn staged(cfg: &mut phab_scim::config::Config) {
