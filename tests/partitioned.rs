@@ -373,9 +373,10 @@ async fn check_prints_the_routing_and_checks_each_master() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The service itself on two masters, `<ns>_project` on b and the rest (`<ns>_scim`, the
-// coordinator, and `<ns>_user`) on a: membership load while the service is SIGKILLed, or while
-// each master is stopped, and then every membership on all three edge sets or on none.
+// The service itself on two masters, `<ns>_project` and `<ns>_worker` on b and the rest
+// (`<ns>_scim`, the coordinator, and `<ns>_user`) on a: membership load and new hires while
+// the service is SIGKILLed, or while each master is stopped, and then every membership on all
+// three edge sets or on none, and every account with its search task or neither.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -385,11 +386,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use phab_scim::config::Config;
 use phab_scim::provisioning::Provisioner;
 
-/// local.json's `cluster.databases` with `project` alone on b.
+/// local.json's `cluster.databases` with `project` and `worker` on b: a membership writes
+/// edges on both masters, and so does a new account (its row on a, its tasks on b).
 fn project_apart_json(m: &Masters) -> serde_json::Value {
     serde_json::json!([
         {"host": "127.0.0.1", "port": port(&m.urls[0]), "role": "master", "partition": ["default"]},
-        {"host": "127.0.0.1", "port": port(&m.urls[1]), "role": "master", "partition": ["project"]}
+        {"host": "127.0.0.1", "port": port(&m.urls[1]), "role": "master", "partition": ["project", "worker"]}
     ])
 }
 
@@ -426,6 +428,7 @@ async fn load_fixture(m: &Masters, tag: &str) -> LoadFixture {
         .await
         .expect("pools");
     assert_eq!(db.masters.index_of("project"), 1);
+    assert_eq!(db.masters.index_of("worker"), 1);
     assert_eq!(db.masters.index_of("user"), 0);
     migrate::migrate(&db).await.expect("migrate");
     let prov = Provisioner {
@@ -542,12 +545,61 @@ async fn populate(
     (u, g)
 }
 
-/// What the IdP was told: memberships added (and not removed since) and removed.
+/// What the IdP was told: memberships added (and not removed since) and removed, and the
+/// accounts created.
 #[derive(Default)]
 struct Ledger {
     added: HashSet<(String, String)>,
     removed: HashSet<(String, String)>,
+    hired: Vec<String>,
     unavailable: usize,
+}
+
+/// New hires until `stop`: one client creating accounts, each a row on a and its tasks on b.
+async fn hiring(f: Arc<LoadFixture>, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize>) -> Ledger {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut ledger = Ledger::default();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        ops.fetch_add(1, Ordering::Relaxed);
+        let sent = client
+            .post(scim(&f, "/Users"))
+            .bearer_auth(&f.token)
+            .json(&serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("hire{i}@example.com"),
+                "name": {"givenName": "Hire", "familyName": format!("Number{i}")},
+                "emails": [{"value": format!("hire{i}@example.com"), "primary": true}],
+                "active": true
+            }))
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                r.json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .map(|b| (status, b))
+            }
+            Err(_) => None,
+        };
+        match answer {
+            Some((201, body)) => {
+                if let Some(id) = body["id"].as_str() {
+                    ledger.hired.push(id.to_owned());
+                }
+            }
+            Some((503, _)) => ledger.unavailable += 1,
+            // Not acknowledged: either outcome, but never one-sided.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    ledger
 }
 
 async fn patch_member(
@@ -574,7 +626,8 @@ async fn patch_member(
 }
 
 /// `workers` clients, each adding its own users to every group and removing every third
-/// membership it added, until `stop`; what was acknowledged.
+/// membership it added, and one client hiring ([`hiring`]), until `stop`; what was
+/// acknowledged.
 async fn membership_load(
     f: Arc<LoadFixture>,
     users: Arc<Vec<String>>,
@@ -644,6 +697,7 @@ async fn membership_load(
             ledger
         }));
     }
+    let hires = tokio::spawn(hiring(f, stop, ops));
     let mut all = Ledger::default();
     for t in tasks {
         let l = t.await.expect("worker");
@@ -651,7 +705,22 @@ async fn membership_load(
         all.removed.extend(l.removed);
         all.unavailable += l.unavailable;
     }
+    let h = hires.await.expect("hiring");
+    all.hired = h.hired;
+    all.unavailable += h.unavailable;
     all
+}
+
+/// The PHIDs in a column of one table on `url`.
+async fn phids(url: &str, sql: String) -> HashSet<String> {
+    let mut c = connect(url).await;
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_all(&mut c)
+        .await
+        .expect("phids");
+    rows.into_iter()
+        .map(|(p,)| String::from_utf8_lossy(&p).into_owned())
+        .collect()
 }
 
 /// `(src, dst)` of the edges of type `ty` in `<ns>_<app>.edge` on `url`.
@@ -675,10 +744,22 @@ async fn edges(url: &str, ns: &Namespace, app: &str, ty: u32) -> HashSet<(String
         .collect()
 }
 
+/// What [`audit`] found.
+struct Audit {
+    /// Memberships not on all three edge sets, and accounts without their search task on b or
+    /// tasks on b of accounts a does not have.
+    one_sided: usize,
+    /// Acknowledged writes the masters do not show.
+    lost: usize,
+    memberships: usize,
+    accounts: usize,
+}
+
 /// Settles what the dead service left prepared, then counts memberships not on all three edge
-/// sets (13 and 60 in `<ns>_project` on b, 14 in `<ns>_user` on a) and acknowledged writes the
-/// masters do not show. Returns (one-sided, lost, memberships).
-async fn audit(m: &Masters, f: &LoadFixture, ledger: &Ledger) -> (usize, usize, usize) {
+/// sets (13 and 60 in `<ns>_project` on b, 14 in `<ns>_user` on a), accounts on a without
+/// their search task in `<ns>_worker` on b (or the reverse), and acknowledged writes the
+/// masters do not show.
+async fn audit(m: &Masters, f: &LoadFixture, ledger: &Ledger) -> Audit {
     // The service is dead: nothing is still deciding.
     xa::recover(&f.db, Duration::ZERO).await.expect("recover");
     let mut b = connect(&m.urls[1]).await;
@@ -706,7 +787,34 @@ async fn audit(m: &Masters, f: &LoadFixture, ledger: &Ledger) -> (usize, usize, 
             .iter()
             .filter(|e| p13.contains(*e) || p60.contains(*e) || u14.contains(*e))
             .count();
-    (one_sided, lost, p13.len())
+    // Every account has the search task its creation queued (PhabricatorSearchWorker, object
+    // the account), and every such task its account.
+    let accounts = phids(
+        &m.urls[0],
+        format!("SELECT phid FROM {}.user", f.ns.db("user")),
+    )
+    .await;
+    let indexed = phids(
+        &m.urls[1],
+        format!(
+            "SELECT objectPHID FROM {}.worker_activetask \
+             WHERE taskClass = 'PhabricatorSearchWorker' AND objectPHID LIKE 'PHID-USER-%'",
+            f.ns.db("worker")
+        ),
+    )
+    .await;
+    let accounts_one_sided = accounts.symmetric_difference(&indexed).count();
+    let hires_lost = ledger
+        .hired
+        .iter()
+        .filter(|id| !(accounts.contains(*id) && indexed.contains(*id)))
+        .count();
+    Audit {
+        one_sided: one_sided + accounts_one_sided,
+        lost: lost + hires_lost,
+        memberships: p13.len(),
+        accounts: accounts.len(),
+    }
 }
 
 fn rounds(var: &str, default: usize) -> usize {
@@ -751,17 +859,23 @@ async fn the_service_killed_during_membership_load_leaves_nothing_one_sided() {
     let ledger = load.await.expect("load");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    let (one_sided, lost, members) = audit(&m, &f, &ledger).await;
+    let a = audit(&m, &f, &ledger).await;
     eprintln!(
         "service kills: {kills}, requests: {}, acknowledged adds kept: {}, removes: {}, \
-         memberships: {members}, one-sided: {one_sided}, lost acknowledged: {lost}",
+         hires: {}, memberships: {}, accounts: {}, one-sided: {}, lost acknowledged: {}",
         ops.load(Ordering::Relaxed),
         ledger.added.len(),
-        ledger.removed.len()
+        ledger.removed.len(),
+        ledger.hired.len(),
+        a.memberships,
+        a.accounts,
+        a.one_sided,
+        a.lost
     );
-    assert_eq!(one_sided, 0);
-    assert_eq!(lost, 0);
+    assert_eq!(a.one_sided, 0);
+    assert_eq!(a.lost, 0);
     assert!(!ledger.added.is_empty(), "no write was acknowledged");
+    assert!(!ledger.hired.is_empty(), "no hire was acknowledged");
     let _ = std::fs::remove_dir_all(&f.root);
     drop_ns(&m, &f.ns).await;
 }
@@ -801,19 +915,24 @@ async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
     let ledger = load.await.expect("load");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    let (one_sided, lost, members) = audit(&m, &f, &ledger).await;
+    let a = audit(&m, &f, &ledger).await;
     eprintln!(
         "master outages: {} (each master stopped {outages} time(s)), requests: {}, 503: {}, \
-         acknowledged adds kept: {}, removes: {}, memberships: {members}, one-sided: \
-         {one_sided}, lost acknowledged: {lost}",
+         acknowledged adds kept: {}, removes: {}, hires: {}, memberships: {}, accounts: {}, \
+         one-sided: {}, lost acknowledged: {}",
         2 * outages,
         ops.load(Ordering::Relaxed),
         ledger.unavailable,
         ledger.added.len(),
-        ledger.removed.len()
+        ledger.removed.len(),
+        ledger.hired.len(),
+        a.memberships,
+        a.accounts,
+        a.one_sided,
+        a.lost
     );
-    assert_eq!(one_sided, 0);
-    assert_eq!(lost, 0);
+    assert_eq!(a.one_sided, 0);
+    assert_eq!(a.lost, 0);
     assert!(
         ledger.unavailable > 0,
         "no request answered 503 while a master was down"

@@ -313,7 +313,9 @@ async fn copy_across(
             for i in 0..names.len() {
                 match r.try_get::<Option<String>, _>(i) {
                     Ok(v) => {
-                        row.push("UNHEX(").push_bind_unseparated(v).push_unseparated(")");
+                        row.push("UNHEX(")
+                            .push_bind_unseparated(v)
+                            .push_unseparated(")");
                     }
                     Err(e) => bad = Some(e),
                 }

@@ -487,7 +487,11 @@ impl TestApp {
         }
         let mut servers = vec![server(&database_url(), first)];
         for (i, (url, apps)) in urls.iter().zip(PLACED).enumerate() {
-            let partition = if i == 1 { vec!["default"] } else { apps.to_vec() };
+            let partition = if i == 1 {
+                vec!["default"]
+            } else {
+                apps.to_vec()
+            };
             servers.push(server(url, partition));
         }
         let root = std::env::temp_dir().join(format!("phab-scim-{}", self.ns.as_str()));
