@@ -276,6 +276,9 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
         }
         outln!("database: reachable")?;
         ok &= check_master(&db, cfg.mode, |app| here.contains(&app)).await?;
+        if let Some(want) = &routing.state {
+            ok &= check_partition_state(&db, want).await?;
+        }
     }
     if ok {
         outln!("masters: each has the schema and grants of the databases it holds")?;
@@ -290,6 +293,43 @@ async fn check_cmd(cfg: Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether the master recorded the same `cluster.databases` as local.json's (passwords left
+/// out): Phorge's setup check (`PhabricatorDatabaseSetupCheck`) stops the host when a
+/// master's record differs, or is missing, until `bin/storage partition` writes it. Prints
+/// what it finds; an account that may not read the record is a note, not a failure.
+async fn check_partition_state(db: &Db, want: &serde_json::Value) -> anyhow::Result<bool> {
+    let found = match check::partition_state(db).await {
+        Ok(found) => found,
+        Err(e) => {
+            outln!("partition state: not read ({e}); Phorge's setup check compares it")?;
+            return Ok(true);
+        }
+    };
+    let same = match found
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        None => {
+            outln!(
+                "partition state: none recorded on this master; Phorge stops at its setup \
+                 check until `bin/storage partition` records cluster.databases"
+            )?;
+            return Ok(false);
+        }
+        Some(Ok(v)) => v == *want,
+        Some(Err(_)) => false,
+    };
+    if same {
+        outln!("partition state: as in local.json")?;
+    } else {
+        outln!(
+            "partition state: differs from local.json's cluster.databases; run \
+             `bin/storage partition` (Phorge stops at its setup check until then)"
+        )?;
+    }
+    Ok(same)
 }
 
 /// The checks of one master, for the databases `here` accepts (all of them on a single

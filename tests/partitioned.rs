@@ -216,12 +216,25 @@ async fn a_crash_is_settled_by_the_decision() {
         .await
         .commit_until(&db, Some(Stop::AfterPrepare))
         .await;
+    // Too recent for its coordinator to be done deciding: left alone, and counted.
+    let r = xa::recover(&db, Duration::from_secs(3600))
+        .await
+        .expect("recover");
+    assert_eq!(
+        r,
+        xa::Recovered {
+            committed: 0,
+            rolled_back: 0,
+            recent: 1
+        }
+    );
     let r = xa::recover(&db, Duration::ZERO).await.expect("recover");
     assert_eq!(
         r,
         xa::Recovered {
             committed: 0,
-            rolled_back: 1
+            rolled_back: 1,
+            recent: 0
         }
     );
     assert_eq!(count(&m.urls[0], &ns, "scim").await, 0);
@@ -239,13 +252,20 @@ async fn a_crash_is_settled_by_the_decision() {
     let young = xa::recover(&db, Duration::from_secs(3600))
         .await
         .expect("recover");
-    assert_eq!(young, xa::Recovered::default());
+    assert_eq!(
+        young,
+        xa::Recovered {
+            recent: 1,
+            ..Default::default()
+        }
+    );
     let r = xa::recover(&db, Duration::ZERO).await.expect("recover");
     assert_eq!(
         r,
         xa::Recovered {
             committed: 1,
-            rolled_back: 0
+            rolled_back: 0,
+            recent: 0
         }
     );
     assert_eq!(count(&m.urls[1], &ns, "project").await, 1);
@@ -297,7 +317,8 @@ async fn a_branch_master_killed_mid_commit_recovers_its_branch() {
                 r,
                 xa::Recovered {
                     committed: 1,
-                    rolled_back: 0
+                    rolled_back: 0,
+                    recent: 0
                 },
                 "round {round}"
             );
@@ -306,7 +327,8 @@ async fn a_branch_master_killed_mid_commit_recovers_its_branch() {
                 r,
                 xa::Recovered {
                     committed: 0,
-                    rolled_back: 1
+                    rolled_back: 1,
+                    recent: 0
                 },
                 "round {round}"
             );
@@ -337,6 +359,24 @@ async fn check_prints_the_routing_and_checks_each_master() {
         "cluster.databases": cluster_json(&m),
     });
     std::fs::write(root.join("conf/local/local.json"), local.to_string()).expect("local.json");
+    // `bin/storage partition` recorded this layout on a; b holds an older one.
+    for (i, state) in [
+        (0, cluster_json(&m)),
+        (
+            1,
+            serde_json::json!([{"host": "127.0.0.1", "role": "master"}]),
+        ),
+    ] {
+        let mut c = connect(&m.urls[i]).await;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {}.hoststate (stateKey, stateValue) VALUES ('cluster.databases', ?)",
+            ns.db("meta_data")
+        )))
+        .bind(state.to_string())
+        .execute(&mut c)
+        .await
+        .expect("hoststate");
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_phab-scim"))
         .arg("check")
         .env_clear()
@@ -367,6 +407,12 @@ async fn check_prints_the_routing_and_checks_each_master() {
         assert!(text.contains(&line), "{line:?} not in:\n{text}");
     }
     assert_eq!(text.matches("database: reachable").count(), 2, "{text}");
+    let (on_a, on_b) = text.split_at(text.find(&format!("master {b} (")).expect("b's section"));
+    assert!(on_a.contains("partition state: as in local.json"), "{text}");
+    assert!(
+        on_b.contains("partition state: differs from local.json's cluster.databases"),
+        "{text}"
+    );
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&root);
     drop_ns(&m, &ns).await;
@@ -763,8 +809,17 @@ async fn audit(m: &Masters, f: &LoadFixture, ledger: &Ledger) -> Audit {
     // The service is dead: nothing is still deciding.
     xa::recover(&f.db, Duration::ZERO).await.expect("recover");
     let mut b = connect(&m.urls[1]).await;
-    let left: Vec<sqlx::mysql::MySqlRow> = b.fetch_all("XA RECOVER").await.expect("XA RECOVER");
-    assert!(left.is_empty(), "{} branches still prepared", left.len());
+    let left = b
+        .fetch_all("XA RECOVER")
+        .await
+        .expect("XA RECOVER")
+        .iter()
+        .filter(|r| {
+            sqlx::Row::try_get::<Vec<u8>, _>(*r, 3)
+                .is_ok_and(|data| data.ends_with(f.ns.as_str().as_bytes()))
+        })
+        .count();
+    assert_eq!(left, 0, "branches of this namespace still prepared");
     let p13 = edges(&m.urls[1], &f.ns, "project", 13).await;
     let p60 = edges(&m.urls[1], &f.ns, "project", 60).await;
     let u14: HashSet<(String, String)> = edges(&m.urls[0], &f.ns, "user", 14)

@@ -11,3 +11,11 @@ CREATE TABLE IF NOT EXISTS `{$NAMESPACE}_meta_data`.`patch_status` (
   `duration` bigint(20) unsigned DEFAULT NULL,
   PRIMARY KEY (`patch`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Read by `phab-scim check` with partitioned `cluster.databases`: the layout
+-- `bin/storage partition` recorded on this master.
+CREATE TABLE IF NOT EXISTS `{$NAMESPACE}_meta_data`.`hoststate` (
+  `stateKey` varchar(128) NOT NULL,
+  `stateValue` longtext NOT NULL,
+  PRIMARY KEY (`stateKey`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -113,6 +113,8 @@ pub struct Cluster {
     pub servers: Vec<Server>,
     /// More than one master: each names its partition.
     pub partitioned: bool,
+    /// The setting as `bin/storage partition` records it on every master (see [`Routing::state`]).
+    pub state: Value,
 }
 
 /// Why `cluster.databases` cannot be used; the caller adds the file.
@@ -180,6 +182,7 @@ impl Cluster {
         Ok(Some(Self {
             servers: parsed,
             partitioned,
+            state: committed_state(value),
         }))
     }
 
@@ -235,6 +238,7 @@ impl Cluster {
             masters: Vec::new(),
             routes: Vec::new(),
             replicas: self.replicas().into_iter().map(str::to_owned).collect(),
+            state: self.partitioned.then(|| self.state.clone()),
         };
         for &database in DATABASES {
             let master = self.master_for(partition_of(database)).map_err(|e| {
@@ -254,6 +258,25 @@ impl Cluster {
         }
         Ok(routing)
     }
+}
+
+/// `cluster.databases` without the servers' passwords: what
+/// `PhabricatorDatabaseRef::getPartitionStateForCommit` encodes into `<ns>_meta_data.hoststate`
+/// on every master (`bin/storage partition`), and what Phorge's setup check
+/// (`PhabricatorDatabaseSetupCheck`) requires each master to hold before it runs.
+fn committed_state(value: Option<&Value>) -> Value {
+    let mut state = value.cloned().unwrap_or(Value::Null);
+    let servers: Vec<&mut Value> = match &mut state {
+        Value::Array(a) => a.iter_mut().collect(),
+        Value::Object(o) => o.values_mut().collect(),
+        _ => Vec::new(),
+    };
+    for server in servers {
+        if let Value::Object(o) = server {
+            o.remove("pass");
+        }
+    }
+    state
 }
 
 /// With several masters, each names its partition; `default` and every application at most
@@ -381,6 +404,11 @@ pub struct Routing {
     pub routes: Vec<(&'static str, usize)>,
     /// Replicas, never written.
     pub replicas: Vec<String>,
+    /// With several masters: the configuration each must have recorded in
+    /// `<ns>_meta_data.hoststate` (`stateKey` `cluster.databases`), passwords left out. Phorge
+    /// compares it byte for byte with its own encoding and refuses to run on a difference;
+    /// `check` compares the decoded values.
+    pub state: Option<Value>,
 }
 
 impl Routing {
@@ -390,6 +418,7 @@ impl Routing {
             masters: Vec::new(),
             routes: Vec::new(),
             replicas: Vec::new(),
+            state: None,
         };
         let key = key.into();
         for &database in DATABASES {

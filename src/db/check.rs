@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use tokio::time::Instant;
 
 use super::migrate::{PHABRICATOR_FIXTURE, SCIM_PATCHES, render_patch};
@@ -233,6 +233,17 @@ async fn check_databases_on(
         }
     }
     Ok(report)
+}
+
+/// The `cluster.databases` that `bin/storage partition` recorded on this server
+/// (`<ns>_meta_data.hoststate`), if any.
+pub async fn partition_state(db: &Db) -> DbResult<Option<String>> {
+    Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT stateValue FROM {}.`hoststate` WHERE stateKey = 'cluster.databases'",
+        db.ns.db("meta_data")
+    )))
+    .fetch_optional(&db.pool)
+    .await?)
 }
 
 /// The Phabricator namespaces on the server: every `<ns>_meta_data` database, where

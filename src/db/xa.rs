@@ -314,6 +314,8 @@ pub struct Recovered {
     pub committed: usize,
     /// Prepared branches rolled back (no decision was made).
     pub rolled_back: usize,
+    /// Prepared branches left alone: too recent for their coordinator to be done deciding.
+    pub recent: usize,
 }
 
 /// Settles the branches of this namespace left prepared on any master (`XA RECOVER`) whose
@@ -342,8 +344,13 @@ pub async fn recover(db: &Db, settled_after: Duration) -> DbResult<Recovered> {
             let Ok(gtrid) = std::str::from_utf8(gtrid) else {
                 continue;
             };
-            if gtrid_time(gtrid).is_none_or(|t| t > cutoff) {
-                continue;
+            match gtrid_time(gtrid) {
+                None => continue,
+                Some(t) if t > cutoff => {
+                    done.recent += 1;
+                    continue;
+                }
+                Some(_) => {}
             }
             let decided: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT 1 FROM {} WHERE gtrid = ?",
@@ -373,6 +380,25 @@ pub async fn recover(db: &Db, settled_after: Duration) -> DbResult<Recovered> {
     .execute(&db.pool)
     .await?;
     Ok(done)
+}
+
+/// [`recover`], waiting for the branches too recent to settle until they are old enough: for
+/// a command that needs the rows such a branch holds locked (`apply` resuming after it was
+/// killed mid-commit). Waits at most `settled_after` and a little more, so a steady stream of
+/// new writes cannot hold it.
+pub async fn recover_waiting(db: &Db, settled_after: Duration) -> DbResult<Recovered> {
+    let give_up = tokio::time::Instant::now() + settled_after + Duration::from_secs(2);
+    let mut total = Recovered::default();
+    loop {
+        let r = recover(db, settled_after).await?;
+        total.committed += r.committed;
+        total.rolled_back += r.rolled_back;
+        total.recent = r.recent;
+        if r.recent == 0 || tokio::time::Instant::now() >= give_up {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,19 @@ impl Provisioner {
         progress: &mut impl FnMut(&StageOpRow, &Result<()>),
     ) -> std::result::Result<ApplyReport, RolloutError> {
         let db = &self.db;
+        if !db.masters.is_single() {
+            // An apply killed mid-commit may have left a branch prepared on another master,
+            // holding the rows the next operation writes: settled first (`xa::recover`).
+            let settled_after = db.timeouts.operation + std::time::Duration::from_secs(1);
+            let done = crate::db::xa::recover_waiting(db, settled_after).await?;
+            if done.committed + done.rolled_back > 0 {
+                tracing::warn!(
+                    committed = done.committed,
+                    rolled_back = done.rolled_back,
+                    "settled writes across masters left prepared"
+                );
+            }
+        }
         let mut conn = db.pool.acquire().await.map_err(DbError::from)?;
         let rollout = stage::rollout(&mut crate::db::Conns::of(db, &mut conn), &db.t)
             .await?

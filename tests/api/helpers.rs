@@ -133,6 +133,7 @@ pub fn partition_routing(servers: &[Secret]) -> phab_scim::config::cluster::Rout
         masters,
         routes,
         replicas: Vec::new(),
+        state: None,
     }
 }
 
