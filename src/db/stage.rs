@@ -238,7 +238,8 @@ fn copy_definition(definition: &str, table: &str, copy: &str) -> DbResult<String
 
 /// Copies the rows of the shadowed tables that the service reads, secrets replaced
 /// ([`MASKED`]). Returns how many rows, per copy. `conn` is on the copies' master.
-pub async fn copy_rows(conn: &mut Conns<'_>, ns: &Namespace) -> DbResult<Vec<(String, u64)>> {
+pub async fn copy_rows(conn: &mut Conns<'_>, db: &Db) -> DbResult<Vec<(String, u64)>> {
+    let ns = &db.ns;
     let mut copied = Vec::new();
     for (app, table, how) in SHADOWED {
         if *how != Copy::Rows {
@@ -275,58 +276,80 @@ pub async fn copy_rows(conn: &mut Conns<'_>, ns: &Namespace) -> DbResult<Vec<(St
             .await?
             .rows_affected()
         } else {
-            copy_across(conn, &real, &copy, &names, &values).await?
+            let mut source = db.masters.pool_of(app).acquire().await?;
+            copy_across(&mut source, conn, &real, &copy, &names, &values).await?
         };
         copied.push((format!("{app}.{table}"), n));
     }
     Ok(copied)
 }
 
-/// Copies `real`'s rows into `copy` on another master: read there, written here, each value as
-/// its bytes (`HEX(CAST(… AS BINARY))`, `UNHEX`), so text, binary PHIDs and numbers arrive
-/// exactly as stored; `values` are the expressions read (secrets replaced).
+/// Copies `real`'s rows into `copy` on another master: read on `source` (a connection to
+/// `real`'s master) as a stream, written here [`COPY_BATCH`] rows at a time, so a large table
+/// never sits in memory whole; each value as its bytes (`HEX(CAST(… AS BINARY))`, `UNHEX`), so
+/// text, binary PHIDs and numbers arrive exactly as stored. `values` are the expressions read
+/// (secrets replaced).
 async fn copy_across(
+    source: &mut sqlx::MySqlConnection,
     conn: &mut Conns<'_>,
     real: &str,
     copy: &str,
     names: &[String],
     values: &[String],
 ) -> DbResult<u64> {
+    use futures_util::TryStreamExt;
     let hexed: Vec<String> = values
         .iter()
         .map(|v| format!("HEX(CAST({v} AS BINARY))"))
         .collect();
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {} FROM {real}",
-        hexed.join(", ")
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
+    let select = format!("SELECT {} FROM {real}", hexed.join(", "));
+    let mut rows = sqlx::query(AssertSqlSafe(select)).fetch(&mut *source);
+    let mut batch = Vec::with_capacity(COPY_BATCH);
     let mut n = 0;
-    for chunk in rows.chunks(500) {
-        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
-            "INSERT INTO {copy} ({}) ",
-            names.join(", ")
-        ));
-        let mut bad = None;
-        q.push_values(chunk, |mut row, r| {
-            for i in 0..names.len() {
-                match r.try_get::<Option<String>, _>(i) {
-                    Ok(v) => {
-                        row.push("UNHEX(")
-                            .push_bind_unseparated(v)
-                            .push_unseparated(")");
-                    }
-                    Err(e) => bad = Some(e),
-                }
-            }
-        });
-        if let Some(e) = bad {
-            return Err(e.into());
+    while let Some(row) = rows.try_next().await? {
+        batch.push(row);
+        if batch.len() == COPY_BATCH {
+            n += insert_hexed(conn, copy, names, &batch).await?;
+            batch.clear();
         }
-        n += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    if !batch.is_empty() {
+        n += insert_hexed(conn, copy, names, &batch).await?;
     }
     Ok(n)
+}
+
+/// Rows read by [`copy_across`] per INSERT.
+const COPY_BATCH: usize = 500;
+
+/// Inserts rows of hex-encoded values (`NULL` stays `NULL`) into `copy`.
+async fn insert_hexed(
+    conn: &mut Conns<'_>,
+    copy: &str,
+    names: &[String],
+    rows: &[sqlx::mysql::MySqlRow],
+) -> DbResult<u64> {
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+        "INSERT INTO {copy} ({}) ",
+        names.join(", ")
+    ));
+    let mut bad = None;
+    q.push_values(rows, |mut row, r| {
+        for i in 0..names.len() {
+            match r.try_get::<Option<String>, _>(i) {
+                Ok(v) => {
+                    row.push("UNHEX(")
+                        .push_bind_unseparated(v)
+                        .push_unseparated(")");
+                }
+                Err(e) => bad = Some(e),
+            }
+        }
+    });
+    if let Some(e) = bad {
+        return Err(e.into());
+    }
+    Ok(q.build().execute(&mut *conn).await?.rows_affected())
 }
 
 /// Forgets any earlier rollout (its phase, operations and plan) and starts a staged one.

@@ -92,7 +92,7 @@ impl Provisioner {
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(DbError::from)?;
-        let copied = stage::copy_rows(&mut crate::db::Conns::of(db, &mut tx), &db.ns).await?;
+        let copied = stage::copy_rows(&mut crate::db::Conns::of(db, &mut tx), db).await?;
         stage::restart_plan(&mut crate::db::Conns::of(db, &mut tx), &db.t).await?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(StageReport { copied })

@@ -431,6 +431,7 @@ impl TestApp {
             "meta_data",
             "cache",
             "metamta",
+            "scimstage",
         ] {
             s = s.replace(&format!("{{{app}}}"), &self.ns.db(app));
         }
