@@ -599,6 +599,16 @@ struct Ledger {
     removed: HashSet<(String, String)>,
     hired: Vec<String>,
     unavailable: usize,
+    /// 503 answers without `Retry-After`.
+    no_retry_after: usize,
+}
+
+/// A 503 answer: counted, and whether it says when to retry.
+fn unavailable(ledger: &mut Ledger, headers: &reqwest::header::HeaderMap) {
+    ledger.unavailable += 1;
+    if !headers.contains_key(reqwest::header::RETRY_AFTER) {
+        ledger.no_retry_after += 1;
+    }
 }
 
 /// New hires until `stop`: one client creating accounts, each a row on a and its tasks on b.
@@ -626,21 +636,21 @@ async fn hiring(f: Arc<LoadFixture>, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize
             .await;
         let answer = match sent {
             Ok(r) => {
-                let status = r.status().as_u16();
+                let (status, headers) = (r.status().as_u16(), r.headers().clone());
                 r.json::<serde_json::Value>()
                     .await
                     .ok()
-                    .map(|b| (status, b))
+                    .map(|b| (status, headers, b))
             }
             Err(_) => None,
         };
         match answer {
-            Some((201, body)) => {
+            Some((201, _, body)) => {
                 if let Some(id) = body["id"].as_str() {
                     ledger.hired.push(id.to_owned());
                 }
             }
-            Some((503, _)) => ledger.unavailable += 1,
+            Some((503, headers, _)) => unavailable(&mut ledger, &headers),
             // Not acknowledged: either outcome, but never one-sided.
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -654,7 +664,7 @@ async fn patch_member(
     op: &str,
     group: &str,
     user: &str,
-) -> Option<u16> {
+) -> Option<(u16, reqwest::header::HeaderMap)> {
     let r = client
         .patch(scim(f, &format!("/Groups/{group}")))
         .bearer_auth(&f.token)
@@ -665,10 +675,10 @@ async fn patch_member(
         .send()
         .await
         .ok()?;
-    let status = r.status().as_u16();
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
     // The whole answer read: acknowledged only once the client has it.
     r.bytes().await.ok()?;
-    Some(status)
+    Some((status, headers))
 }
 
 /// `workers` clients, each adding its own users to every group and removing every third
@@ -722,15 +732,15 @@ async fn membership_load(
                     n += 1;
                     ops.fetch_add(1, Ordering::Relaxed);
                     match patch_member(&f, &client, op, g, u).await {
-                        Some(200 | 204) if op == "add" => {
+                        Some((200 | 204, _)) if op == "add" => {
                             ledger.removed.remove(&key);
                             ledger.added.insert(key);
                         }
-                        Some(200 | 204) => {
+                        Some((200 | 204, _)) => {
                             ledger.added.remove(&key);
                             ledger.removed.insert(key);
                         }
-                        Some(503) => ledger.unavailable += 1,
+                        Some((503, headers)) => unavailable(&mut ledger, &headers),
                         Some(_) | None => {
                             // Not acknowledged: either outcome, but never one-sided.
                             ledger.added.remove(&key);
@@ -750,10 +760,12 @@ async fn membership_load(
         all.added.extend(l.added);
         all.removed.extend(l.removed);
         all.unavailable += l.unavailable;
+        all.no_retry_after += l.no_retry_after;
     }
     let h = hires.await.expect("hiring");
     all.hired = h.hired;
     all.unavailable += h.unavailable;
+    all.no_retry_after += h.no_retry_after;
     all
 }
 
@@ -931,6 +943,7 @@ async fn the_service_killed_during_membership_load_leaves_nothing_one_sided() {
     assert_eq!(a.lost, 0);
     assert!(!ledger.added.is_empty(), "no write was acknowledged");
     assert!(!ledger.hired.is_empty(), "no hire was acknowledged");
+    assert_eq!(ledger.no_retry_after, 0, "503 answers without Retry-After");
     let _ = std::fs::remove_dir_all(&f.root);
     drop_ns(&m, &f.ns).await;
 }
@@ -992,6 +1005,7 @@ async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
         ledger.unavailable > 0,
         "no request answered 503 while a master was down"
     );
+    assert_eq!(ledger.no_retry_after, 0, "503 answers without Retry-After");
     let _ = std::fs::remove_dir_all(&f.root);
     drop_ns(&m, &f.ns).await;
 }
