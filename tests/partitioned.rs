@@ -546,6 +546,17 @@ fn scim(f: &LoadFixture, path: &str) -> String {
     format!("http://127.0.0.1:{}/scim/v2{path}", f.port)
 }
 
+/// A new account's SCIM body: `<prefix><i>@example.com`.
+fn new_user(prefix: &str, i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("{prefix}{i}@example.com"),
+        "name": {"givenName": prefix, "familyName": format!("Number{i}")},
+        "emails": [{"value": format!("{prefix}{i}@example.com"), "primary": true}],
+        "active": true
+    })
+}
+
 /// Creates `users` users and `groups` groups; their ids.
 async fn populate(
     f: &LoadFixture,
@@ -558,13 +569,7 @@ async fn populate(
         let r = client
             .post(scim(f, "/Users"))
             .bearer_auth(&f.token)
-            .json(&serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": format!("load{i}@example.com"),
-                "name": {"givenName": "Load", "familyName": format!("User{i}")},
-                "emails": [{"value": format!("load{i}@example.com"), "primary": true}],
-                "active": true
-            }))
+            .json(&new_user("load", i))
             .send()
             .await
             .expect("POST /Users");
@@ -625,13 +630,7 @@ async fn hiring(f: Arc<LoadFixture>, stop: Arc<AtomicBool>, ops: Arc<AtomicUsize
         let sent = client
             .post(scim(&f, "/Users"))
             .bearer_auth(&f.token)
-            .json(&serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": format!("hire{i}@example.com"),
-                "name": {"givenName": "Hire", "familyName": format!("Number{i}")},
-                "emails": [{"value": format!("hire{i}@example.com"), "primary": true}],
-                "active": true
-            }))
+            .json(&new_user("hire", i))
             .send()
             .await;
         let answer = match sent {

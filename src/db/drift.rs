@@ -181,20 +181,28 @@ async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
         .collect())
 }
 
-/// `user-reenabled`: an enabled account the IdP deprovisioned or set inactive.
-async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
-    let t = &db.t;
-    // The stored document keeps the `active` the IdP asked for (provisioning::users).
-    let mut off: Vec<String> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT userPHID FROM {} WHERE isDeprovisioned = 1 \
-         OR JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false'",
-        t.scim_user
+/// The accounts SCIM manages (`scim_user` rows matching `filter`, a WHERE clause or nothing).
+async fn managed_users(db: &Db, filter: &str) -> DbResult<Vec<String>> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT userPHID FROM {} {filter}",
+        db.t.scim_user
     )))
     .fetch_all(db.masters.pool_of("scim"))
     .await?
     .iter()
-    .map(|r| bin_text(r, 0))
-    .collect::<Result<_, _>>()?;
+    .map(|r| Ok(bin_text(r, 0)?))
+    .collect()
+}
+
+/// `user-reenabled`: an enabled account the IdP deprovisioned or set inactive.
+async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
+    let t = &db.t;
+    // The stored document keeps the `active` the IdP asked for (provisioning::users).
+    let mut off = managed_users(
+        db,
+        "WHERE isDeprovisioned = 1 OR JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false'",
+    )
+    .await?;
     off.sort();
     rows_for(
         db.masters.pool_of("user"),
@@ -221,15 +229,7 @@ async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
 /// [`MAX_PHANTOMS`], the first by account id).
 async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
     let t = &db.t;
-    let managed: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT userPHID FROM {}",
-        t.scim_user
-    )))
-    .fetch_all(db.masters.pool_of("scim"))
-    .await?
-    .iter()
-    .map(|r| bin_text(r, 0))
-    .collect::<Result<_, _>>()?;
+    let managed: HashSet<String> = managed_users(db, "").await?.into_iter().collect();
     // At most `managed.len()` of the enabled people are managed: this many rows hold the first
     // MAX_PHANTOMS phantoms.
     let limit = MAX_PHANTOMS + managed.len();
