@@ -9,14 +9,14 @@
 //! - `user-reenabled`: the IdP says inactive (or deleted the user), yet the account is enabled.
 //! - `phantom-account`: an enabled person's account SCIM does not manage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 
-use super::phabricator::edge::PROJECT_HAS_MEMBER;
-use super::{Db, DbResult, bin_text, now};
+use super::phabricator::edge::{CHUNK, PROJECT_HAS_MEMBER};
+use super::{Db, DbResult, bin_text, now, placeholders};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,9 +30,6 @@ pub struct Finding {
 /// Largest number of phantom accounts recorded (an install that never used SCIM has many).
 const MAX_PHANTOMS: usize = 5000;
 
-/// How many PHIDs one `IN (...)` list holds.
-const CHUNK: usize = 500;
-
 /// Computes the findings (reads only).
 ///
 /// Each statement reads one database, on the master that holds it, and the rows are matched
@@ -40,60 +37,98 @@ const CHUNK: usize = 500;
 /// `<ns>_scim`) may be on another master, where no statement could join them
 /// (docs/design.md#partitioned-databases).
 pub async fn compute(db: &Db) -> DbResult<Vec<Finding>> {
-    let mut out = renamed_projects(db).await?;
-    out.extend(members_changed_outside_scim(db).await?);
-    out.extend(reenabled_users(db).await?);
-    out.extend(phantom_accounts(db).await?);
+    let groups = managed_groups(db).await?;
+    let users = managed_users(db).await?;
+    let mut out = renamed_projects(db, &groups).await?;
+    out.extend(members_changed_outside_scim(db, &groups).await?);
+    out.extend(reenabled_users(db, &users).await?);
+    out.extend(phantom_accounts(db, &users).await?);
+    Ok(out)
+}
+
+/// A SCIM-managed project: the group's displayName and when SCIM began managing it.
+struct ManagedGroup {
+    display_name: String,
+    since: u32,
+}
+
+/// Every SCIM-managed project, by PHID (sorted, so chunked reads keep their order).
+async fn managed_groups(db: &Db) -> DbResult<BTreeMap<String, ManagedGroup>> {
+    let mut out = BTreeMap::new();
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT projectPHID, displayName, dateCreated FROM {}",
+        db.t.scim_group
+    )))
+    .fetch_all(db.masters.pool_of("scim"))
+    .await?
+    {
+        let group = ManagedGroup {
+            display_name: r.try_get(1)?,
+            since: r.try_get(2)?,
+        };
+        out.insert(bin_text(&r, 0)?, group);
+    }
+    Ok(out)
+}
+
+/// Every account SCIM manages, by PHID (sorted), and whether the IdP deprovisioned it or set
+/// it inactive (the stored document keeps the `active` the IdP asked for,
+/// provisioning::users).
+async fn managed_users(db: &Db) -> DbResult<BTreeMap<String, bool>> {
+    let mut out = BTreeMap::new();
+    for r in sqlx::query(AssertSqlSafe(format!(
+        "SELECT userPHID, CAST(isDeprovisioned = 1 \
+         OR COALESCE(JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false', 0) AS SIGNED) \
+         FROM {}",
+        db.t.scim_user
+    )))
+    .fetch_all(db.masters.pool_of("scim"))
+    .await?
+    {
+        out.insert(bin_text(&r, 0)?, r.try_get::<i64, _>(1)? != 0);
+    }
     Ok(out)
 }
 
 /// The rows of `SELECT {select} FROM {table} WHERE {column} IN (<phids>) {rest}` on `pool`,
 /// [`CHUNK`] PHIDs at a time.
-async fn rows_for(
+async fn rows_for<'p>(
     pool: &sqlx::MySqlPool,
     select: &str,
     table: &str,
     column: &str,
-    phids: &[String],
+    phids: impl Iterator<Item = &'p String>,
     rest: &str,
 ) -> DbResult<Vec<MySqlRow>> {
+    let phids: Vec<&String> = phids.collect();
     let mut out = Vec::new();
     for chunk in phids.chunks(CHUNK) {
-        let mut q =
-            QueryBuilder::<MySql>::new(format!("SELECT {select} FROM {table} WHERE {column} IN ("));
-        let mut list = q.separated(", ");
+        let sql = format!(
+            "SELECT {select} FROM {table} WHERE {column} IN {} {rest}",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for phid in chunk {
-            list.push_bind(phid);
+            q = q.bind(*phid);
         }
-        q.push(format!(") {rest}"));
-        out.extend(q.build().fetch_all(pool).await?);
+        out.extend(q.fetch_all(pool).await?);
     }
     Ok(out)
 }
 
 /// `project-renamed`: the project's name is not the group's displayName.
-async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
-    let t = &db.t;
-    let mut want: HashMap<String, String> = HashMap::new();
-    for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT projectPHID, displayName FROM {}",
-        t.scim_group
-    )))
-    .fetch_all(db.masters.pool_of("scim"))
-    .await?
-    {
-        want.insert(bin_text(&r, 0)?, r.try_get(1)?);
-    }
-    let mut phids: Vec<String> = want.keys().cloned().collect();
-    phids.sort();
+async fn renamed_projects(
+    db: &Db,
+    groups: &BTreeMap<String, ManagedGroup>,
+) -> DbResult<Vec<Finding>> {
     let mut out = Vec::new();
     let pool = db.masters.pool_of("project");
     for r in rows_for(
         pool,
         "phid, name",
-        &t.project,
+        &db.t.project,
         "phid",
-        &phids,
+        groups.keys(),
         "ORDER BY phid",
     )
     .await?
@@ -101,7 +136,7 @@ async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
         let phid = bin_text(&r, 0)?;
         let have: String = r.try_get(1)?;
         // Compared byte for byte, as the names are stored (`utf8mb4_bin`).
-        match want.get(&phid) {
+        match groups.get(&phid).map(|g| &g.display_name) {
             Some(want) if *want != have => out.push(Finding {
                 kind: "project-renamed",
                 object_phid: phid,
@@ -116,37 +151,27 @@ async fn renamed_projects(db: &Db) -> DbResult<Vec<Finding>> {
 
 /// `project-members`: membership edge transactions on a SCIM-managed project, since SCIM
 /// began managing it, authored by anyone but a SCIM bot.
-async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
+async fn members_changed_outside_scim(
+    db: &Db,
+    groups: &BTreeMap<String, ManagedGroup>,
+) -> DbResult<Vec<Finding>> {
     let t = &db.t;
-    let scim = db.masters.pool_of("scim");
     let bots: HashSet<String> = sqlx::query(AssertSqlSafe(format!(
         "SELECT DISTINCT botPHID FROM {}",
         t.scim_token
     )))
-    .fetch_all(scim)
+    .fetch_all(db.masters.pool_of("scim"))
     .await?
     .iter()
     .map(|r| bin_text(r, 0))
     .collect::<Result<_, _>>()?;
-    let mut managed_since: HashMap<String, u32> = HashMap::new();
-    for r in sqlx::query(AssertSqlSafe(format!(
-        "SELECT projectPHID, dateCreated FROM {}",
-        t.scim_group
-    )))
-    .fetch_all(scim)
-    .await?
-    {
-        managed_since.insert(bin_text(&r, 0)?, r.try_get(1)?);
-    }
-    let mut phids: Vec<String> = managed_since.keys().cloned().collect();
-    phids.sort();
     let mut by_project: HashMap<String, (u32, Vec<String>, u32)> = HashMap::new();
     let edits = rows_for(
         db.masters.pool_of("project"),
         "objectPHID, authorPHID, dateCreated",
         &t.project_transaction,
         "objectPHID",
-        &phids,
+        groups.keys(),
         &format!(
             "AND transactionType = 'core:edge' AND metadata LIKE '%\"edge:type\":{PROJECT_HAS_MEMBER}%' ORDER BY id"
         ),
@@ -155,7 +180,7 @@ async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
     for r in edits {
         let (project, author) = (bin_text(&r, 0)?, bin_text(&r, 1)?);
         let at: u32 = r.try_get(2)?;
-        if bots.contains(&author) || managed_since.get(&project).is_none_or(|since| at < *since) {
+        if bots.contains(&author) || groups.get(&project).is_none_or(|g| at < g.since) {
             continue;
         }
         let e = by_project.entry(project).or_insert((0, Vec::new(), 0));
@@ -181,35 +206,15 @@ async fn members_changed_outside_scim(db: &Db) -> DbResult<Vec<Finding>> {
         .collect())
 }
 
-/// The accounts SCIM manages (`scim_user` rows matching `filter`, a WHERE clause or nothing).
-async fn managed_users(db: &Db, filter: &str) -> DbResult<Vec<String>> {
-    sqlx::query(AssertSqlSafe(format!(
-        "SELECT userPHID FROM {} {filter}",
-        db.t.scim_user
-    )))
-    .fetch_all(db.masters.pool_of("scim"))
-    .await?
-    .iter()
-    .map(|r| Ok(bin_text(r, 0)?))
-    .collect()
-}
-
 /// `user-reenabled`: an enabled account the IdP deprovisioned or set inactive.
-async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
-    let t = &db.t;
-    // The stored document keeps the `active` the IdP asked for (provisioning::users).
-    let mut off = managed_users(
-        db,
-        "WHERE isDeprovisioned = 1 OR JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.active')) = 'false'",
-    )
-    .await?;
-    off.sort();
+async fn reenabled_users(db: &Db, users: &BTreeMap<String, bool>) -> DbResult<Vec<Finding>> {
+    let off = users.iter().filter(|(_, off)| **off).map(|(phid, _)| phid);
     rows_for(
         db.masters.pool_of("user"),
         "phid",
-        &t.user,
+        &db.t.user,
         "phid",
-        &off,
+        off,
         "AND isDisabled = 0 ORDER BY phid",
     )
     .await?
@@ -227,9 +232,8 @@ async fn reenabled_users(db: &Db) -> DbResult<Vec<Finding>> {
 
 /// `phantom-account`: an enabled person's account SCIM does not manage (at most
 /// [`MAX_PHANTOMS`], the first by account id).
-async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
+async fn phantom_accounts(db: &Db, managed: &BTreeMap<String, bool>) -> DbResult<Vec<Finding>> {
     let t = &db.t;
-    let managed: HashSet<String> = managed_users(db, "").await?.into_iter().collect();
     // At most `managed.len()` of the enabled people are managed: this many rows hold the first
     // MAX_PHANTOMS phantoms.
     let limit = MAX_PHANTOMS + managed.len();
@@ -243,7 +247,7 @@ async fn phantom_accounts(db: &Db) -> DbResult<Vec<Finding>> {
     .await?
     {
         let phid = bin_text(&r, 0)?;
-        if managed.contains(&phid) {
+        if managed.contains_key(&phid) {
             continue;
         }
         let name: String = r.try_get(1)?;
