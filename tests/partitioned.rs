@@ -890,6 +890,81 @@ fn rounds(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The service under membership load and hiring on a fresh fixture (40 users, 3 groups, 4
+/// clients and one hiring), until [`UnderLoad::finish`].
+struct UnderLoad {
+    f: Arc<LoadFixture>,
+    client: reqwest::Client,
+    service: std::process::Child,
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicUsize>,
+    load: tokio::task::JoinHandle<Ledger>,
+}
+
+impl UnderLoad {
+    async fn start(m: &Masters, tag: &str) -> Self {
+        let f = Arc::new(load_fixture(m, tag).await);
+        let client = reqwest::Client::new();
+        let service = start_service(&f);
+        wait_ready(&client, f.port).await;
+        let (users, groups) = populate(&f, &client, 40, 3).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicUsize::new(0));
+        let load = tokio::spawn(membership_load(
+            f.clone(),
+            Arc::new(users),
+            Arc::new(groups),
+            4,
+            stop.clone(),
+            ops.clone(),
+        ));
+        Self {
+            f,
+            client,
+            service,
+            stop,
+            ops,
+            load,
+        }
+    }
+
+    /// SIGKILLs the service and starts it again.
+    async fn kill_service(&mut self) {
+        self.service.kill().expect("SIGKILL");
+        self.service.wait().expect("reaped");
+        self.service = start_service(&self.f);
+        wait_ready(&self.client, self.f.port).await;
+    }
+
+    /// Lets the load run `settle` longer, stops the clients and the service, audits both
+    /// masters ([`audit`]), drops the fixture; what the clients were told, what the audit
+    /// found, and a line of counts to print.
+    async fn finish(mut self, m: &Masters, settle: Duration) -> (Ledger, Audit, String) {
+        tokio::time::sleep(settle).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let ledger = self.load.await.expect("load");
+        self.service.kill().expect("SIGKILL");
+        self.service.wait().expect("reaped");
+        let a = audit(m, &self.f, &ledger).await;
+        let counts = format!(
+            "requests: {}, 503: {}, acknowledged adds kept: {}, removes: {}, hires: {}, \
+             memberships: {}, accounts: {}, one-sided: {}, lost acknowledged: {}",
+            self.ops.load(Ordering::Relaxed),
+            ledger.unavailable,
+            ledger.added.len(),
+            ledger.removed.len(),
+            ledger.hired.len(),
+            a.memberships,
+            a.accounts,
+            a.one_sided,
+            a.lost
+        );
+        let _ = std::fs::remove_dir_all(&self.f.root);
+        drop_ns(m, &self.f.ns).await;
+        (ledger, a, counts)
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs two private MariaDB masters: scripts/partition-test starts them and runs these"]
 async fn the_service_killed_during_membership_load_leaves_nothing_one_sided() {
@@ -897,54 +972,19 @@ async fn the_service_killed_during_membership_load_leaves_nothing_one_sided() {
     let m = masters_or_skip!();
     let _serial = SERIAL.lock().await;
     let kills = rounds("PHAB_SCIM_TEST_SERVICE_KILLS", 5);
-    let f = Arc::new(load_fixture(&m, "kill").await);
-    let client = reqwest::Client::new();
-    let mut child = start_service(&f);
-    wait_ready(&client, f.port).await;
-    let (users, groups) = populate(&f, &client, 40, 3).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(membership_load(
-        f.clone(),
-        Arc::new(users),
-        Arc::new(groups),
-        4,
-        stop.clone(),
-        ops.clone(),
-    ));
+    let mut run = UnderLoad::start(&m, "kill").await;
     for _ in 0..kills {
         let pause = rand::thread_rng().gen_range(100..800);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        child = start_service(&f);
-        wait_ready(&client, f.port).await;
+        run.kill_service().await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let ledger = load.await.expect("load");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    let a = audit(&m, &f, &ledger).await;
-    eprintln!(
-        "service kills: {kills}, requests: {}, acknowledged adds kept: {}, removes: {}, \
-         hires: {}, memberships: {}, accounts: {}, one-sided: {}, lost acknowledged: {}",
-        ops.load(Ordering::Relaxed),
-        ledger.added.len(),
-        ledger.removed.len(),
-        ledger.hired.len(),
-        a.memberships,
-        a.accounts,
-        a.one_sided,
-        a.lost
-    );
+    let (ledger, a, counts) = run.finish(&m, Duration::from_millis(500)).await;
+    eprintln!("service kills: {kills}, {counts}");
     assert_eq!(a.one_sided, 0);
     assert_eq!(a.lost, 0);
     assert!(!ledger.added.is_empty(), "no write was acknowledged");
     assert!(!ledger.hired.is_empty(), "no hire was acknowledged");
     assert_eq!(ledger.no_retry_after, 0, "503 answers without Retry-After");
-    let _ = std::fs::remove_dir_all(&f.root);
-    drop_ns(&m, &f.ns).await;
 }
 
 #[tokio::test]
@@ -953,21 +993,7 @@ async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
     let m = masters_or_skip!();
     let _serial = SERIAL.lock().await;
     let outages = rounds("PHAB_SCIM_TEST_MASTER_OUTAGES", 1);
-    let f = Arc::new(load_fixture(&m, "outage").await);
-    let client = reqwest::Client::new();
-    let mut child = start_service(&f);
-    wait_ready(&client, f.port).await;
-    let (users, groups) = populate(&f, &client, 40, 3).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(membership_load(
-        f.clone(),
-        Arc::new(users),
-        Arc::new(groups),
-        4,
-        stop.clone(),
-        ops.clone(),
-    ));
+    let run = UnderLoad::start(&m, "outage").await;
     for _ in 0..outages {
         // b (a branch's master), then a (the coordinator's), each stopped under load.
         for i in [1, 0] {
@@ -977,26 +1003,10 @@ async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
             server(&m, "mariadbd_start", i);
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let ledger = load.await.expect("load");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    let a = audit(&m, &f, &ledger).await;
+    let (ledger, a, counts) = run.finish(&m, Duration::from_secs(2)).await;
     eprintln!(
-        "master outages: {} (each master stopped {outages} time(s)), requests: {}, 503: {}, \
-         acknowledged adds kept: {}, removes: {}, hires: {}, memberships: {}, accounts: {}, \
-         one-sided: {}, lost acknowledged: {}",
-        2 * outages,
-        ops.load(Ordering::Relaxed),
-        ledger.unavailable,
-        ledger.added.len(),
-        ledger.removed.len(),
-        ledger.hired.len(),
-        a.memberships,
-        a.accounts,
-        a.one_sided,
-        a.lost
+        "master outages: {} (each master stopped {outages} time(s)), {counts}",
+        2 * outages
     );
     assert_eq!(a.one_sided, 0);
     assert_eq!(a.lost, 0);
@@ -1005,6 +1015,4 @@ async fn each_master_stopped_during_membership_load_leaves_nothing_one_sided() {
         "no request answered 503 while a master was down"
     );
     assert_eq!(ledger.no_retry_after, 0, "503 answers without Retry-After");
-    let _ = std::fs::remove_dir_all(&f.root);
-    drop_ns(&m, &f.ns).await;
 }
