@@ -146,6 +146,27 @@ fn on_server(url: &Secret, other: &str) -> Secret {
     Secret::new(u.to_string())
 }
 
+/// A `Db` of the root account on namespace `ns`: `root`, the pool of [`database_url`], alone;
+/// in a partitioned run, a pool per server routed as [`partition_routing`] places them.
+async fn root_db(root: &MySqlPool, ns: &Namespace) -> Db {
+    let urls = partition_urls();
+    if urls.is_empty() {
+        return Db::from_pool(root.clone(), ns.clone());
+    }
+    let servers: Vec<Secret> = std::iter::once(database_url())
+        .chain(urls)
+        .map(Secret::new)
+        .collect();
+    Db::connect_routed(
+        &partition_routing(&servers),
+        ns.clone(),
+        4,
+        phab_scim::db::Timeouts::default(),
+    )
+    .await
+    .expect("root pools")
+}
+
 /// A fresh namespace name.
 pub fn new_namespace() -> Namespace {
     let ns = format!(
@@ -225,21 +246,7 @@ impl TestApp {
         let root = MySqlPool::connect_with(phab_scim::db::connect_options(&url).unwrap())
             .await
             .expect("connect");
-        let migrator = if others.is_empty() {
-            Db::from_pool(root.clone(), ns.clone())
-        } else {
-            let servers: Vec<Secret> = std::iter::once(url.clone())
-                .chain(others.iter().map(|(u, _)| Secret::new(u.clone())))
-                .collect();
-            Db::connect_routed(
-                &partition_routing(&servers),
-                ns.clone(),
-                4,
-                phab_scim::db::Timeouts::default(),
-            )
-            .await
-            .expect("pools")
-        };
+        let migrator = root_db(&root, &ns).await;
         migrate::migrate(&migrator).await.expect("migrate");
         let mut cfg = Config {
             namespace: ns.clone(),
@@ -441,22 +448,7 @@ impl TestApp {
     /// A `Db` of the root account on the app's layout (routed like the service in a
     /// partitioned run): what `migrate`, `stage` and `apply` use.
     pub async fn root_db(&self) -> Db {
-        let urls = partition_urls();
-        if urls.is_empty() {
-            return Db::from_pool(self.pool.clone(), self.ns.clone());
-        }
-        let servers: Vec<Secret> = std::iter::once(database_url())
-            .chain(urls)
-            .map(Secret::new)
-            .collect();
-        Db::connect_routed(
-            &partition_routing(&servers),
-            self.ns.clone(),
-            4,
-            phab_scim::db::Timeouts::default(),
-        )
-        .await
-        .expect("root pools")
+        root_db(&self.pool, &self.ns).await
     }
 
     /// `phab-scim <command>` on the app's namespace as the root account: `database_url` on
